@@ -1,0 +1,294 @@
+//! Sealing: an event's canonical bytes (RFC 8785), its SHA-256 hash, and the chain that links
+//! each event to the one before it.
+//!
+//! The canonical bytes of an event are the RFC 8785 serialization of the sealed JSON object
+//! *without* its `hash` member. They are the bytes the hash is computed over and the Merkle
+//! leaf input. The exported form of an event is the RFC 8785 serialization of the object
+//! *with* its `hash` member.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event::EventBody;
+use crate::values::{Hash, Id};
+use crate::{ChainError, ValueError};
+
+/// The largest canonical event in bytes. Larger commands are refused before sealing.
+pub const EVENT_BYTES_MAX: usize = 8 * 1024;
+
+/// The idempotency key a command carried and a digest of that command, so a retry with the
+/// same key can be told apart from a different command reusing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Idempotency {
+    pub key: String,
+    pub command_sha256: Hash,
+}
+
+/// The longest idempotency key in bytes.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 128;
+
+impl Idempotency {
+    pub fn check_key(key: &str) -> Result<(), ValueError> {
+        if key.is_empty()
+            || key.len() > IDEMPOTENCY_KEY_LEN_MAX
+            || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ValueError::Invalid {
+                field: "idempotency_key",
+                reason: format!(
+                    "must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters (got {} bytes)",
+                    key.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An event as hashed: the envelope (position, link, ledger, time, actor) and the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// 0-based position in the ledger's log.
+    pub seq: u64,
+    /// The previous event's hash; all zeros for seq 0.
+    pub prev: Hash,
+    /// The ledger this event belongs to, so an event cannot be replayed into another ledger.
+    pub ledger: Id,
+    /// Server time in milliseconds since the Unix epoch; never less than the previous event's.
+    pub ts_ms: u64,
+    /// The staff member (or system actor) who caused the event.
+    pub actor: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<Idempotency>,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl EventRecord {
+    /// The RFC 8785 canonical bytes of this record (the object without `hash`).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // Serializing plain integers, strings, booleans and arrays cannot fail.
+        serde_json_canonicalizer::to_vec(self).expect("event records serialize")
+    }
+
+    /// Seals the record: computes its canonical bytes and hash.
+    pub fn seal(self) -> Result<SealedEvent, ValueError> {
+        let canonical = self.canonical_bytes();
+        if canonical.len() > EVENT_BYTES_MAX {
+            return Err(ValueError::EventTooLarge {
+                bytes: canonical.len(),
+                max: EVENT_BYTES_MAX,
+            });
+        }
+        let hash = sha256(&canonical);
+        Ok(SealedEvent {
+            record: self,
+            hash,
+            canonical,
+        })
+    }
+}
+
+/// SHA-256 of some bytes.
+pub fn sha256(bytes: &[u8]) -> Hash {
+    Hash(Sha256::digest(bytes).into())
+}
+
+/// A sealed event: its record, its canonical bytes and their hash. The fields are private so
+/// the three always agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedEvent {
+    record: EventRecord,
+    hash: Hash,
+    canonical: Vec<u8>,
+}
+
+impl SealedEvent {
+    pub fn record(&self) -> &EventRecord {
+        &self.record
+    }
+    pub fn seq(&self) -> u64 {
+        self.record.seq
+    }
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+    pub fn body(&self) -> &EventBody {
+        &self.record.body
+    }
+    /// The RFC 8785 bytes the hash is computed over; also the Merkle leaf input.
+    pub fn canonical_bytes(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// Re-reads an event from its canonical bytes, recomputing the hash. Used when reading
+    /// storage: what comes back is checked, not trusted.
+    pub fn from_canonical(canonical: Vec<u8>) -> Result<SealedEvent, ChainError> {
+        let record: EventRecord =
+            serde_json::from_slice(&canonical).map_err(|e| ChainError::Malformed {
+                seq: None,
+                reason: e.to_string(),
+            })?;
+        let hash = sha256(&canonical);
+        Ok(SealedEvent {
+            record,
+            hash,
+            canonical,
+        })
+    }
+
+    /// The exported form: RFC 8785 bytes of the record with its `hash` member added.
+    pub fn export_line(&self) -> Vec<u8> {
+        let mut value = serde_json::to_value(&self.record).expect("event records serialize");
+        value
+            .as_object_mut()
+            .expect("a record is a JSON object")
+            .insert("hash".into(), serde_json::Value::String(self.hash.to_hex()));
+        serde_json_canonicalizer::to_vec(&value).expect("event records serialize")
+    }
+}
+
+/// Checks one exported event line without knowing its event types: parse, take out `hash`,
+/// re-canonicalize, hash, compare. Returns the canonical bytes (the Merkle leaf input), the
+/// declared `seq`, `prev` and the hash. This is all a third-party verifier needs.
+pub fn check_export_line(line: &[u8]) -> Result<CheckedLine, ChainError> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| ChainError::Malformed {
+            seq: None,
+            reason: format!("not JSON: {e}"),
+        })?;
+    let object = value.as_object_mut().ok_or(ChainError::Malformed {
+        seq: None,
+        reason: "an event is a JSON object".into(),
+    })?;
+    let seq = object
+        .get("seq")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or(ChainError::Malformed {
+            seq: None,
+            reason: "`seq` is missing or not a non-negative integer".into(),
+        })?;
+    let declared = match object.remove("hash") {
+        Some(serde_json::Value::String(s)) => {
+            Hash::from_hex(&s).map_err(|e| ChainError::Malformed {
+                seq: Some(seq),
+                reason: format!("`hash`: {e}"),
+            })?
+        }
+        _ => {
+            return Err(ChainError::Malformed {
+                seq: Some(seq),
+                reason: "`hash` is missing or not a string".into(),
+            })
+        }
+    };
+    let prev = match object.get("prev") {
+        Some(serde_json::Value::String(s)) => {
+            Hash::from_hex(s).map_err(|e| ChainError::Malformed {
+                seq: Some(seq),
+                reason: format!("`prev`: {e}"),
+            })?
+        }
+        _ => {
+            return Err(ChainError::Malformed {
+                seq: Some(seq),
+                reason: "`prev` is missing or not a string".into(),
+            })
+        }
+    };
+    let canonical =
+        serde_json_canonicalizer::to_vec(&value).map_err(|e| ChainError::Malformed {
+            seq: Some(seq),
+            reason: e.to_string(),
+        })?;
+    let computed = sha256(&canonical);
+    if computed != declared {
+        return Err(ChainError::HashMismatch {
+            seq,
+            declared,
+            computed,
+        });
+    }
+    Ok(CheckedLine {
+        seq,
+        prev,
+        hash: computed,
+        canonical,
+    })
+}
+
+/// An exported line whose hash has been recomputed and found right.
+#[derive(Debug, Clone)]
+pub struct CheckedLine {
+    pub seq: u64,
+    pub prev: Hash,
+    pub hash: Hash,
+    pub canonical: Vec<u8>,
+}
+
+/// Walks a chain in order and checks each link: positions count up from the start, each
+/// `prev` is the hash before it. Feed it events one at a time.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    next_seq: u64,
+    prev: Hash,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier::new()
+    }
+}
+
+impl ChainVerifier {
+    /// A verifier for a chain that starts at seq 0.
+    pub fn new() -> ChainVerifier {
+        ChainVerifier {
+            next_seq: 0,
+            prev: Hash::ZERO,
+        }
+    }
+
+    /// A verifier that resumes after a trusted event.
+    pub fn resume(next_seq: u64, prev: Hash) -> ChainVerifier {
+        ChainVerifier { next_seq, prev }
+    }
+
+    /// Checks the link of the next event.
+    pub fn push(&mut self, seq: u64, prev: Hash, hash: Hash) -> Result<(), ChainError> {
+        if seq != self.next_seq {
+            return Err(ChainError::SeqGap {
+                expected: self.next_seq,
+                found: seq,
+            });
+        }
+        if prev != self.prev {
+            return Err(ChainError::BrokenLink {
+                seq,
+                expected_prev: self.prev,
+                found_prev: prev,
+            });
+        }
+        self.next_seq += 1;
+        self.prev = hash;
+        Ok(())
+    }
+
+    /// Checks a sealed event's link.
+    pub fn push_sealed(&mut self, event: &SealedEvent) -> Result<(), ChainError> {
+        self.push(event.seq(), event.record().prev, event.hash())
+    }
+
+    /// How many events have been checked (the next expected seq).
+    pub fn len(&self) -> u64 {
+        self.next_seq
+    }
+    pub fn is_empty(&self) -> bool {
+        self.next_seq == 0
+    }
+    /// The hash of the last checked event (zeros when none).
+    pub fn head(&self) -> Hash {
+        self.prev
+    }
+}

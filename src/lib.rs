@@ -1,0 +1,1 @@
+//! The donation ledger service.
