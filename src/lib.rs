@@ -1,1 +1,15 @@
-//! The donation ledger service.
+//! # The donation ledger service
+//!
+//! Storage backends behind one [`store::EventLog`] trait, the single writer that turns
+//! commands into sealed events ([`writer`]), the projection runner ([`projector`]), and the
+//! CLI. The domain lives in the `events` and `projections` crates; this crate does the IO.
+
+pub mod cli;
+pub mod command;
+pub mod demo;
+pub mod metrics;
+pub mod node;
+pub mod projector;
+pub mod store;
+pub mod views;
+pub mod writer;

@@ -1,0 +1,615 @@
+//! The ledger state: balances, pools, pledges, donations, payouts, moves and idempotency keys.
+//! The write side checks commands against it; the read side serves it. A pure fold.
+
+use imbl::{OrdMap, OrdSet};
+
+use events::{
+    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, SealedEvent, Text,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::ProjectionError;
+
+/// Money figures of one project, in minor units of its currency.
+///
+/// Conservation: `balance = raised + matched − refunded − paid_out − moved_out + moved_in`,
+/// where `raised` is net of channel fees (`raised_gross − fees`) and `matched` is net of
+/// released matches. `available = balance − committed − requested`: money neither promised
+/// to an approved payout nor reserved by a pending payout or move.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balances {
+    pub raised_gross: u64,
+    pub fees: u64,
+    pub raised: u64,
+    pub matched: u64,
+    pub refunded: u64,
+    pub paid_out: u64,
+    pub moved_in: u64,
+    pub moved_out: u64,
+    /// Approved payouts not yet disbursed.
+    pub committed: u64,
+    /// Pending payout and move requests (reserved until approved or rejected).
+    pub requested: u64,
+}
+
+impl Balances {
+    /// Money the project holds: `raised + matched − refunded − paid_out − moved_out + moved_in`.
+    /// `None` would mean the conservation rule broke: a bug, reported by the fold.
+    pub fn balance(&self) -> Option<u64> {
+        (self.raised + self.matched + self.moved_in)
+            .checked_sub(self.refunded)?
+            .checked_sub(self.paid_out)?
+            .checked_sub(self.moved_out)
+    }
+    /// Money free for new payouts, moves and refunds.
+    pub fn available(&self) -> Option<u64> {
+        self.balance()?
+            .checked_sub(self.committed)?
+            .checked_sub(self.requested)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: Id,
+    pub kind: ProjectKind,
+    pub name: Text,
+    pub currency: Currency,
+    pub goal_minor: Option<Amount>,
+    pub open: bool,
+    pub opened_seq: u64,
+    pub balances: Balances,
+    pub donation_count: u64,
+    pub donors: OrdSet<Id>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Donation {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub project: Id,
+    pub amount_minor: u64,
+    pub fee_minor: u64,
+    pub currency: Currency,
+    pub channel: Channel,
+    pub donor_ref: Id,
+    pub pledge_seq: Option<u64>,
+    pub receipt_code: String,
+    /// The match this donation triggered: pool and amount.
+    pub matched: Option<(Id, u64)>,
+    pub refunded_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub id: Id,
+    pub sponsor: Text,
+    pub projects: Vec<Id>,
+    pub currency: Currency,
+    pub ratio_numerator: u32,
+    pub ratio_denominator: u32,
+    pub cap_per_donation_minor: u64,
+    pub cap_per_donor_per_day_minor: u64,
+    pub total_cap_minor: u64,
+    pub valid_from_ms: u64,
+    pub valid_until_ms: u64,
+    pub day_utc_offset_minutes: i32,
+    pub open: bool,
+    pub committed_seq: u64,
+    pub allocated: u64,
+    pub released: u64,
+    /// Matched money per (donor, day number), net of releases.
+    pub per_donor_day: OrdMap<(Id, i64), u64>,
+}
+
+impl Pool {
+    /// Allocated and not released.
+    pub fn used(&self) -> u64 {
+        self.allocated - self.released
+    }
+    pub fn remaining(&self) -> u64 {
+        self.total_cap_minor.saturating_sub(self.used())
+    }
+    /// The day number of a timestamp in the pool's time zone.
+    pub fn day_of(&self, ts_ms: u64) -> i64 {
+        let local_ms = ts_ms as i64 + i64::from(self.day_utc_offset_minutes) * 60_000;
+        local_ms.div_euclid(86_400_000)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pledge {
+    pub seq: u64,
+    pub project: Id,
+    pub sponsor: Text,
+    pub amount_minor: u64,
+    pub currency: Currency,
+    pub fulfilled: u64,
+    pub cancelled: bool,
+}
+
+impl Pledge {
+    pub fn outstanding(&self) -> u64 {
+        if self.cancelled {
+            0
+        } else {
+            self.amount_minor.saturating_sub(self.fulfilled)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestStatus {
+    Requested,
+    Approved,
+    Rejected,
+    Disbursed,
+}
+
+/// A payout or a move between projects: requested by one person, decided by another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub requested_by: Id,
+    pub project: Id,
+    /// For moves, the receiving project.
+    pub to_project: Option<Id>,
+    pub amount_minor: u64,
+    pub currency: Currency,
+    pub status: RequestStatus,
+    pub decided_by: Option<Id>,
+    pub decided_seq: Option<u64>,
+}
+
+/// What a command with an idempotency key produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotentResult {
+    pub command_sha256: Hash,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// The whole state, folded from the log. Ordered maps only, so serialized state is a pure
+/// function of the events (byte-identical on rebuild). The maps are persistent (structurally
+/// shared): a clone is O(1), which lets the writer try a command on a copy and lets readers
+/// hold a snapshot while the writer goes on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerState {
+    /// Events applied: the next seq expected.
+    pub position: u64,
+    pub head: Hash,
+    pub last_ts_ms: u64,
+    pub projects: OrdMap<Id, Project>,
+    pub pools: OrdMap<Id, Pool>,
+    pub pledges: OrdMap<u64, Pledge>,
+    pub donations: OrdMap<u64, Donation>,
+    pub receipts: OrdMap<String, u64>,
+    pub channel_txns: OrdSet<(Channel, String)>,
+    pub payouts: OrdMap<u64, Request>,
+    pub moves: OrdMap<u64, Request>,
+    pub idempotency: OrdMap<String, IdempotentResult>,
+}
+
+fn invariant(seq: u64, what: impl Into<String>) -> ProjectionError {
+    ProjectionError::Invariant {
+        seq,
+        what: what.into(),
+    }
+}
+
+fn add(a: &mut u64, b: u64, seq: u64) -> Result<(), ProjectionError> {
+    *a = a
+        .checked_add(b)
+        .ok_or_else(|| invariant(seq, "a figure overflowed u64"))?;
+    Ok(())
+}
+
+fn sub(a: &mut u64, b: u64, seq: u64, what: &str) -> Result<(), ProjectionError> {
+    *a = a
+        .checked_sub(b)
+        .ok_or_else(|| invariant(seq, format!("{what} would go below zero")))?;
+    Ok(())
+}
+
+impl LedgerState {
+    /// Applies one sealed event.
+    pub fn apply(&mut self, event: &SealedEvent) -> Result<(), ProjectionError> {
+        self.apply_record(event.record(), event.hash())
+    }
+
+    /// Applies one event record with its hash. Events must come in order.
+    pub fn apply_record(&mut self, r: &EventRecord, hash: Hash) -> Result<(), ProjectionError> {
+        let seq = r.seq;
+        if seq != self.position {
+            return Err(ProjectionError::OutOfOrder {
+                expected: self.position,
+                found: seq,
+            });
+        }
+        if r.ts_ms < self.last_ts_ms {
+            return Err(invariant(seq, "the timestamp went backwards"));
+        }
+        self.apply_body(r)?;
+        if let Some(idem) = &r.idempotency {
+            let entry = self
+                .idempotency
+                .entry(idem.key.clone())
+                .or_insert(IdempotentResult {
+                    command_sha256: idem.command_sha256,
+                    first_seq: seq,
+                    last_seq: seq,
+                });
+            if entry.command_sha256 != idem.command_sha256 {
+                return Err(invariant(seq, "an idempotency key was reused"));
+            }
+            entry.last_seq = seq;
+        }
+        for project in self.touched_projects(&r.body) {
+            let p = &self.projects[&project];
+            if p.balances.available().is_none() {
+                return Err(invariant(
+                    seq,
+                    format!("project {project}'s available balance went below zero"),
+                ));
+            }
+        }
+        self.position = seq + 1;
+        self.head = hash;
+        self.last_ts_ms = r.ts_ms;
+        Ok(())
+    }
+
+    fn touched_projects(&self, body: &EventBody) -> Vec<Id> {
+        match body {
+            EventBody::ProjectOpened(e) => vec![e.project.clone()],
+            EventBody::DonationReceived(e) => vec![e.project.clone()],
+            EventBody::MatchAllocated(e) => vec![e.project.clone()],
+            EventBody::MatchReleased(e) => vec![e.project.clone()],
+            EventBody::DonationRefunded(e) => self
+                .donations
+                .get(&e.donation_seq)
+                .map(|d| vec![d.project.clone()])
+                .unwrap_or_default(),
+            EventBody::PayoutRequested(e) => vec![e.project.clone()],
+            EventBody::MoveRequested(e) => vec![e.from_project.clone(), e.to_project.clone()],
+            EventBody::PayoutApproved(d) | EventBody::MoveApproved(d) => {
+                self.request_projects(d.request_seq)
+            }
+            EventBody::PayoutRejected(d) | EventBody::MoveRejected(d) => {
+                self.request_projects(d.request_seq)
+            }
+            EventBody::PayoutDisbursed(e) => self.request_projects(e.payout_seq),
+            _ => vec![],
+        }
+    }
+
+    fn request_projects(&self, seq: u64) -> Vec<Id> {
+        let r = self.payouts.get(&seq).or_else(|| self.moves.get(&seq));
+        r.map(|r| {
+            std::iter::once(r.project.clone())
+                .chain(r.to_project.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    fn project_mut(&mut self, id: &Id, seq: u64) -> Result<&mut Project, ProjectionError> {
+        self.projects
+            .get_mut(id)
+            .ok_or_else(|| invariant(seq, format!("unknown project {id}")))
+    }
+
+    fn apply_body(&mut self, r: &EventRecord) -> Result<(), ProjectionError> {
+        let seq = r.seq;
+        match &r.body {
+            EventBody::ProjectOpened(e) => {
+                if self.projects.contains_key(&e.project) {
+                    return Err(invariant(
+                        seq,
+                        format!("project {} opened twice", e.project),
+                    ));
+                }
+                self.projects.insert(
+                    e.project.clone(),
+                    Project {
+                        id: e.project.clone(),
+                        kind: e.kind,
+                        name: e.name.clone(),
+                        currency: e.currency,
+                        goal_minor: e.goal_minor,
+                        open: true,
+                        opened_seq: seq,
+                        balances: Balances::default(),
+                        donation_count: 0,
+                        donors: OrdSet::new(),
+                    },
+                );
+            }
+            EventBody::ProjectClosed(e) => {
+                self.project_mut(&e.project, seq)?.open = false;
+            }
+            EventBody::DonationReceived(e) => {
+                let p = self.project_mut(&e.project, seq)?;
+                add(&mut p.balances.raised_gross, e.amount_minor.minor(), seq)?;
+                add(&mut p.balances.fees, e.fee_minor, seq)?;
+                add(&mut p.balances.raised, e.net_minor(), seq)?;
+                p.donation_count += 1;
+                p.donors.insert(e.donor_ref.clone());
+                if let Some(pledge_seq) = e.pledge_seq {
+                    let pledge = self
+                        .pledges
+                        .get_mut(&pledge_seq)
+                        .ok_or_else(|| invariant(seq, format!("unknown pledge {pledge_seq}")))?;
+                    add(&mut pledge.fulfilled, e.amount_minor.minor(), seq)?;
+                }
+                self.receipts.insert(e.receipt_code.clone(), seq);
+                self.channel_txns
+                    .insert((e.channel, e.channel_txn_id.clone()));
+                self.donations.insert(
+                    seq,
+                    Donation {
+                        seq,
+                        ts_ms: r.ts_ms,
+                        project: e.project.clone(),
+                        amount_minor: e.amount_minor.minor(),
+                        fee_minor: e.fee_minor,
+                        currency: e.currency,
+                        channel: e.channel,
+                        donor_ref: e.donor_ref.clone(),
+                        pledge_seq: e.pledge_seq,
+                        receipt_code: e.receipt_code.clone(),
+                        matched: None,
+                        refunded_seq: None,
+                    },
+                );
+            }
+            EventBody::DonationRefunded(e) => {
+                let d = self.donations.get_mut(&e.donation_seq).ok_or_else(|| {
+                    invariant(seq, format!("unknown donation {}", e.donation_seq))
+                })?;
+                if d.refunded_seq.is_some() {
+                    return Err(invariant(seq, "donation refunded twice"));
+                }
+                d.refunded_seq = Some(seq);
+                let (project, amount, pledge) = (d.project.clone(), d.amount_minor, d.pledge_seq);
+                if let Some(pledge_seq) = pledge {
+                    if let Some(pl) = self.pledges.get_mut(&pledge_seq) {
+                        sub(&mut pl.fulfilled, amount, seq, "pledge fulfilment")?;
+                    }
+                }
+                let p = self.project_mut(&project, seq)?;
+                add(&mut p.balances.refunded, amount, seq)?;
+            }
+            EventBody::PledgeMade(e) => {
+                self.pledges.insert(
+                    seq,
+                    Pledge {
+                        seq,
+                        project: e.project.clone(),
+                        sponsor: e.sponsor.clone(),
+                        amount_minor: e.amount_minor.minor(),
+                        currency: e.currency,
+                        fulfilled: 0,
+                        cancelled: false,
+                    },
+                );
+            }
+            EventBody::PledgeCancelled(e) => {
+                self.pledges
+                    .get_mut(&e.pledge_seq)
+                    .ok_or_else(|| invariant(seq, format!("unknown pledge {}", e.pledge_seq)))?
+                    .cancelled = true;
+            }
+            EventBody::MatchingPoolCommitted(e) => {
+                self.pools.insert(
+                    e.pool.clone(),
+                    Pool {
+                        id: e.pool.clone(),
+                        sponsor: e.sponsor.clone(),
+                        projects: e.projects.clone(),
+                        currency: e.currency,
+                        ratio_numerator: e.ratio_numerator,
+                        ratio_denominator: e.ratio_denominator,
+                        cap_per_donation_minor: e.cap_per_donation_minor.minor(),
+                        cap_per_donor_per_day_minor: e.cap_per_donor_per_day_minor.minor(),
+                        total_cap_minor: e.total_cap_minor.minor(),
+                        valid_from_ms: e.valid_from_ms,
+                        valid_until_ms: e.valid_until_ms,
+                        day_utc_offset_minutes: e.day_utc_offset_minutes,
+                        open: true,
+                        committed_seq: seq,
+                        allocated: 0,
+                        released: 0,
+                        per_donor_day: OrdMap::new(),
+                    },
+                );
+            }
+            EventBody::MatchingPoolClosed(e) => {
+                self.pools
+                    .get_mut(&e.pool)
+                    .ok_or_else(|| invariant(seq, format!("unknown pool {}", e.pool)))?
+                    .open = false;
+            }
+            EventBody::MatchAllocated(e) => {
+                let amount = e.amount_minor.minor();
+                let d = self.donations.get_mut(&e.donation_seq).ok_or_else(|| {
+                    invariant(seq, format!("unknown donation {}", e.donation_seq))
+                })?;
+                d.matched = Some((e.pool.clone(), amount));
+                let (donor, donation_ts) = (d.donor_ref.clone(), d.ts_ms);
+                let pool = self
+                    .pools
+                    .get_mut(&e.pool)
+                    .ok_or_else(|| invariant(seq, format!("unknown pool {}", e.pool)))?;
+                add(&mut pool.allocated, amount, seq)?;
+                if pool.used() > pool.total_cap_minor {
+                    return Err(invariant(seq, "a pool allocated beyond its total cap"));
+                }
+                let day = pool.day_of(donation_ts);
+                add(
+                    pool.per_donor_day.entry((donor, day)).or_default(),
+                    amount,
+                    seq,
+                )?;
+                let p = self.project_mut(&e.project, seq)?;
+                add(&mut p.balances.matched, amount, seq)?;
+            }
+            EventBody::MatchReleased(e) => {
+                let amount = e.amount_minor.minor();
+                let d = self.donations.get(&e.donation_seq).ok_or_else(|| {
+                    invariant(seq, format!("unknown donation {}", e.donation_seq))
+                })?;
+                let (donor, donation_ts) = (d.donor_ref.clone(), d.ts_ms);
+                let pool = self
+                    .pools
+                    .get_mut(&e.pool)
+                    .ok_or_else(|| invariant(seq, format!("unknown pool {}", e.pool)))?;
+                add(&mut pool.released, amount, seq)?;
+                if pool.released > pool.allocated {
+                    return Err(invariant(seq, "a pool released more than it allocated"));
+                }
+                let day = pool.day_of(donation_ts);
+                let used = pool.per_donor_day.entry((donor, day)).or_default();
+                sub(used, amount, seq, "per-donor matched money")?;
+                let p = self.project_mut(&e.project, seq)?;
+                sub(&mut p.balances.matched, amount, seq, "matched money")?;
+            }
+            EventBody::PayoutRequested(e) => {
+                let amount = e.amount_minor.minor();
+                add(
+                    &mut self.project_mut(&e.project, seq)?.balances.requested,
+                    amount,
+                    seq,
+                )?;
+                self.payouts.insert(
+                    seq,
+                    Request {
+                        seq,
+                        ts_ms: r.ts_ms,
+                        requested_by: r.actor.clone(),
+                        project: e.project.clone(),
+                        to_project: None,
+                        amount_minor: amount,
+                        currency: e.currency,
+                        status: RequestStatus::Requested,
+                        decided_by: None,
+                        decided_seq: None,
+                    },
+                );
+            }
+            EventBody::MoveRequested(e) => {
+                let amount = e.amount_minor.minor();
+                add(
+                    &mut self.project_mut(&e.from_project, seq)?.balances.requested,
+                    amount,
+                    seq,
+                )?;
+                self.moves.insert(
+                    seq,
+                    Request {
+                        seq,
+                        ts_ms: r.ts_ms,
+                        requested_by: r.actor.clone(),
+                        project: e.from_project.clone(),
+                        to_project: Some(e.to_project.clone()),
+                        amount_minor: amount,
+                        currency: e.currency,
+                        status: RequestStatus::Requested,
+                        decided_by: None,
+                        decided_seq: None,
+                    },
+                );
+            }
+            EventBody::PayoutApproved(d) => {
+                let req =
+                    self.decide(&r.actor, seq, d.request_seq, true, RequestStatus::Approved)?;
+                let b = &mut self.project_mut(&req.project, seq)?.balances;
+                sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
+                add(&mut b.committed, req.amount_minor, seq)?;
+            }
+            EventBody::PayoutRejected(d) => {
+                let req =
+                    self.decide(&r.actor, seq, d.request_seq, true, RequestStatus::Rejected)?;
+                let b = &mut self.project_mut(&req.project, seq)?.balances;
+                sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
+            }
+            EventBody::PayoutDisbursed(e) => {
+                let req = self
+                    .payouts
+                    .get_mut(&e.payout_seq)
+                    .ok_or_else(|| invariant(seq, format!("unknown payout {}", e.payout_seq)))?;
+                if req.status != RequestStatus::Approved {
+                    return Err(invariant(seq, "disbursed a payout that is not approved"));
+                }
+                req.status = RequestStatus::Disbursed;
+                let (project, amount) = (req.project.clone(), req.amount_minor);
+                let b = &mut self.project_mut(&project, seq)?.balances;
+                sub(&mut b.committed, amount, seq, "committed money")?;
+                add(&mut b.paid_out, amount, seq)?;
+            }
+            EventBody::MoveApproved(d) => {
+                let req =
+                    self.decide(&r.actor, seq, d.request_seq, false, RequestStatus::Approved)?;
+                let to = req
+                    .to_project
+                    .clone()
+                    .ok_or_else(|| invariant(seq, "a move without a receiving project"))?;
+                let from = &mut self.project_mut(&req.project, seq)?.balances;
+                sub(
+                    &mut from.requested,
+                    req.amount_minor,
+                    seq,
+                    "requested money",
+                )?;
+                add(&mut from.moved_out, req.amount_minor, seq)?;
+                add(
+                    &mut self.project_mut(&to, seq)?.balances.moved_in,
+                    req.amount_minor,
+                    seq,
+                )?;
+            }
+            EventBody::MoveRejected(d) => {
+                let req =
+                    self.decide(&r.actor, seq, d.request_seq, false, RequestStatus::Rejected)?;
+                let b = &mut self.project_mut(&req.project, seq)?.balances;
+                sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a decision on a pending request; enforces four eyes as an invariant.
+    fn decide(
+        &mut self,
+        actor: &Id,
+        seq: u64,
+        request_seq: u64,
+        payout: bool,
+        status: RequestStatus,
+    ) -> Result<Request, ProjectionError> {
+        let map = if payout {
+            &mut self.payouts
+        } else {
+            &mut self.moves
+        };
+        let req = map
+            .get_mut(&request_seq)
+            .ok_or_else(|| invariant(seq, format!("unknown request {request_seq}")))?;
+        if req.status != RequestStatus::Requested {
+            return Err(invariant(seq, "a request was decided twice"));
+        }
+        if &req.requested_by == actor {
+            return Err(invariant(seq, "a request was decided by its requester"));
+        }
+        req.status = status;
+        req.decided_by = Some(actor.clone());
+        req.decided_seq = Some(seq);
+        Ok(req.clone())
+    }
+
+    /// The projects in a stable order.
+    pub fn project_list(&self) -> impl Iterator<Item = &Project> {
+        self.projects.values()
+    }
+}

@@ -1,0 +1,650 @@
+//! Commands and the rules they are checked against. `decide` is a pure function of the
+//! ledger state and a command: it returns the events the command produces or a typed
+//! rejection, and writes nothing.
+
+use events::{
+    receipt_code, Amount, Channel, Currency, Decision, DonationReceived, DonationRefunded,
+    EventBody, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed, MatchingPoolCommitted,
+    MoveRequested, PayoutDisbursed, PayoutRequested, PledgeCancelled, PledgeMade, ProjectClosed,
+    ProjectKind, ProjectOpened, Rejection, Text, ValueError,
+};
+use projections::{LedgerState, Project, RequestStatus};
+use serde::{Deserialize, Serialize};
+
+/// Something staff ask the ledger to do. Serialized as `{"command": "<name>", ...fields}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    OpenProject {
+        project: Id,
+        kind: ProjectKind,
+        name: Text,
+        currency: Currency,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        goal_minor: Option<Amount>,
+    },
+    CloseProject {
+        project: Id,
+        reason: Text,
+    },
+    RecordDonation(DonationInput),
+    RefundDonation {
+        donation_seq: u64,
+        reason: Text,
+    },
+    MakePledge {
+        project: Id,
+        sponsor: Text,
+        amount_minor: Amount,
+        currency: Currency,
+    },
+    CancelPledge {
+        pledge_seq: u64,
+        reason: Text,
+    },
+    CommitMatchingPool(MatchingPoolCommitted),
+    CloseMatchingPool {
+        pool: Id,
+        reason: Text,
+    },
+    RequestPayout(PayoutRequested),
+    ApprovePayout {
+        payout_seq: u64,
+    },
+    RejectPayout {
+        payout_seq: u64,
+        reason: Text,
+    },
+    DisbursePayout {
+        payout_seq: u64,
+        bank_reference: String,
+    },
+    RequestMove(MoveRequested),
+    ApproveMove {
+        move_seq: u64,
+    },
+    RejectMove {
+        move_seq: u64,
+        reason: Text,
+    },
+}
+
+/// A donation as recorded by staff or a payment channel's webhook. The receipt code is
+/// derived by the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DonationInput {
+    pub project: Id,
+    pub amount_minor: Amount,
+    pub currency: Currency,
+    pub channel: Channel,
+    pub channel_txn_id: String,
+    #[serde(default)]
+    pub fee_minor: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pledge_seq: Option<u64>,
+    #[serde(default)]
+    pub anonymous: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_name: Option<Text>,
+    pub donor_ref: Id,
+}
+
+impl Command {
+    /// The stable name of the command, as serialized.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::OpenProject { .. } => "open_project",
+            Command::CloseProject { .. } => "close_project",
+            Command::RecordDonation(_) => "record_donation",
+            Command::RefundDonation { .. } => "refund_donation",
+            Command::MakePledge { .. } => "make_pledge",
+            Command::CancelPledge { .. } => "cancel_pledge",
+            Command::CommitMatchingPool(_) => "commit_matching_pool",
+            Command::CloseMatchingPool { .. } => "close_matching_pool",
+            Command::RequestPayout(_) => "request_payout",
+            Command::ApprovePayout { .. } => "approve_payout",
+            Command::RejectPayout { .. } => "reject_payout",
+            Command::DisbursePayout { .. } => "disburse_payout",
+            Command::RequestMove(_) => "request_move",
+            Command::ApproveMove { .. } => "approve_move",
+            Command::RejectMove { .. } => "reject_move",
+        }
+    }
+}
+
+/// Why a command was refused. Nothing was written. Each variant names what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Invalid(#[from] ValueError),
+    #[error("project {0} does not exist")]
+    UnknownProject(Id),
+    #[error("project {0} already exists")]
+    ProjectExists(Id),
+    #[error("project {0} is closed")]
+    ProjectClosed(Id),
+    #[error("currency: {given} does not match project {project}'s currency {expected}")]
+    CurrencyMismatch {
+        project: Id,
+        given: Currency,
+        expected: Currency,
+    },
+    #[error("amount_minor: {requested} exceeds project {project}'s available balance {available}")]
+    InsufficientFunds {
+        project: Id,
+        requested: u64,
+        available: u64,
+    },
+    #[error("amount_minor: {amount} would take project {project} past its goal {goal} ({raised} raised); a {kind} cannot raise more than its goal")]
+    OverGoal {
+        project: Id,
+        kind: &'static str,
+        amount: u64,
+        raised: u64,
+        goal: u64,
+    },
+    #[error("channel_txn_id: {channel} transaction {txn_id} is already recorded")]
+    DuplicateChannelTxn {
+        channel: &'static str,
+        txn_id: String,
+    },
+    #[error("donation_seq: no donation at seq {0}")]
+    UnknownDonation(u64),
+    #[error("donation_seq: the donation at seq {0} is already refunded")]
+    AlreadyRefunded(u64),
+    #[error("pledge_seq: no pledge at seq {0}")]
+    UnknownPledge(u64),
+    #[error("pledge_seq: pledge {0} is cancelled")]
+    PledgeCancelled(u64),
+    #[error("pledge_seq: pledge {seq} is for project {pledge_project}, not {project}")]
+    PledgeProjectMismatch {
+        seq: u64,
+        pledge_project: Id,
+        project: Id,
+    },
+    #[error("amount_minor: {amount} exceeds pledge {seq}'s outstanding {outstanding}")]
+    OverPledge {
+        seq: u64,
+        amount: u64,
+        outstanding: u64,
+    },
+    #[error("pool: matching pool {0} does not exist")]
+    UnknownPool(Id),
+    #[error("pool: matching pool {0} already exists")]
+    PoolExists(Id),
+    #[error("pool: matching pool {0} is closed")]
+    PoolClosed(Id),
+    #[error("{field}: no {what} at seq {seq}")]
+    UnknownRequest {
+        field: &'static str,
+        what: &'static str,
+        seq: u64,
+    },
+    #[error("{field}: the {what} at seq {seq} is {status}, not {needed}")]
+    RequestState {
+        field: &'static str,
+        what: &'static str,
+        seq: u64,
+        status: &'static str,
+        needed: &'static str,
+    },
+    #[error("four eyes: {actor} requested the {what} at seq {seq} and cannot also decide it")]
+    FourEyes {
+        actor: Id,
+        what: &'static str,
+        seq: u64,
+    },
+    #[error("idempotency_key: {key:?} was used for a different command")]
+    IdempotencyConflict { key: String },
+}
+
+impl CommandError {
+    /// A stable machine-readable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::Invalid(_) => "invalid",
+            CommandError::UnknownProject(_) => "unknown_project",
+            CommandError::ProjectExists(_) => "project_exists",
+            CommandError::ProjectClosed(_) => "project_closed",
+            CommandError::CurrencyMismatch { .. } => "currency_mismatch",
+            CommandError::InsufficientFunds { .. } => "insufficient_funds",
+            CommandError::OverGoal { .. } => "over_goal",
+            CommandError::DuplicateChannelTxn { .. } => "duplicate_channel_txn",
+            CommandError::UnknownDonation(_) => "unknown_donation",
+            CommandError::AlreadyRefunded(_) => "already_refunded",
+            CommandError::UnknownPledge(_) => "unknown_pledge",
+            CommandError::PledgeCancelled(_) => "pledge_cancelled",
+            CommandError::PledgeProjectMismatch { .. } => "pledge_project_mismatch",
+            CommandError::OverPledge { .. } => "over_pledge",
+            CommandError::UnknownPool(_) => "unknown_pool",
+            CommandError::PoolExists(_) => "pool_exists",
+            CommandError::PoolClosed(_) => "pool_closed",
+            CommandError::UnknownRequest { .. } => "unknown_request",
+            CommandError::RequestState { .. } => "request_state",
+            CommandError::FourEyes { .. } => "four_eyes",
+            CommandError::IdempotencyConflict { .. } => "idempotency_conflict",
+        }
+    }
+
+    /// Whether the command conflicts with the ledger's state (HTTP 409) rather than being
+    /// malformed or impossible (HTTP 422).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            CommandError::ProjectExists(_)
+                | CommandError::PoolExists(_)
+                | CommandError::DuplicateChannelTxn { .. }
+                | CommandError::AlreadyRefunded(_)
+                | CommandError::RequestState { .. }
+                | CommandError::IdempotencyConflict { .. }
+        )
+    }
+}
+
+/// What the writer knows when it decides: who acts, when, where the events will land.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub ledger: &'a Id,
+    pub actor: &'a Id,
+    pub ts_ms: u64,
+    /// The seq the command's first event will get.
+    pub next_seq: u64,
+}
+
+fn project<'s>(state: &'s LedgerState, id: &Id) -> Result<&'s Project, CommandError> {
+    state
+        .projects
+        .get(id)
+        .ok_or_else(|| CommandError::UnknownProject(id.clone()))
+}
+
+fn open_project<'s>(state: &'s LedgerState, id: &Id) -> Result<&'s Project, CommandError> {
+    let p = project(state, id)?;
+    if !p.open {
+        return Err(CommandError::ProjectClosed(id.clone()));
+    }
+    Ok(p)
+}
+
+fn same_currency(p: &Project, given: Currency) -> Result<(), CommandError> {
+    if p.currency != given {
+        return Err(CommandError::CurrencyMismatch {
+            project: p.id.clone(),
+            given,
+            expected: p.currency,
+        });
+    }
+    Ok(())
+}
+
+fn available(p: &Project) -> u64 {
+    // The fold refuses any event that would make this negative.
+    p.balances
+        .available()
+        .expect("available balance is never negative")
+}
+
+fn ensure_available(p: &Project, amount: u64) -> Result<(), CommandError> {
+    let available = available(p);
+    if amount > available {
+        return Err(CommandError::InsufficientFunds {
+            project: p.id.clone(),
+            requested: amount,
+            available,
+        });
+    }
+    Ok(())
+}
+
+fn status_name(s: RequestStatus) -> &'static str {
+    match s {
+        RequestStatus::Requested => "requested",
+        RequestStatus::Approved => "approved",
+        RequestStatus::Rejected => "rejected",
+        RequestStatus::Disbursed => "disbursed",
+    }
+}
+
+/// Checks a command against the state and returns the events it produces, in order.
+pub fn decide(
+    state: &LedgerState,
+    ctx: &Context<'_>,
+    command: &Command,
+) -> Result<Vec<EventBody>, CommandError> {
+    let events = match command {
+        Command::OpenProject {
+            project: id,
+            kind,
+            name,
+            currency,
+            goal_minor,
+        } => {
+            if state.projects.contains_key(id) {
+                return Err(CommandError::ProjectExists(id.clone()));
+            }
+            vec![EventBody::ProjectOpened(ProjectOpened {
+                project: id.clone(),
+                kind: *kind,
+                name: name.clone(),
+                currency: *currency,
+                goal_minor: *goal_minor,
+            })]
+        }
+        Command::CloseProject {
+            project: id,
+            reason,
+        } => {
+            open_project(state, id)?;
+            vec![EventBody::ProjectClosed(ProjectClosed {
+                project: id.clone(),
+                reason: reason.clone(),
+            })]
+        }
+        Command::RecordDonation(input) => decide_donation(state, ctx, input)?,
+        Command::RefundDonation {
+            donation_seq,
+            reason,
+        } => {
+            let d = state
+                .donations
+                .get(donation_seq)
+                .ok_or(CommandError::UnknownDonation(*donation_seq))?;
+            if d.refunded_seq.is_some() {
+                return Err(CommandError::AlreadyRefunded(*donation_seq));
+            }
+            let p = project(state, &d.project)?;
+            let matched = d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
+            ensure_available(p, d.amount_minor + matched)?;
+            let mut out = vec![EventBody::DonationRefunded(DonationRefunded {
+                donation_seq: *donation_seq,
+                reason: reason.clone(),
+            })];
+            if let Some((pool, amount)) = &d.matched {
+                out.push(EventBody::MatchReleased(MatchReleased {
+                    pool: pool.clone(),
+                    donation_seq: *donation_seq,
+                    project: d.project.clone(),
+                    amount_minor: Amount::new(*amount)?,
+                }));
+            }
+            out
+        }
+        Command::MakePledge {
+            project: id,
+            sponsor,
+            amount_minor,
+            currency,
+        } => {
+            same_currency(open_project(state, id)?, *currency)?;
+            vec![EventBody::PledgeMade(PledgeMade {
+                project: id.clone(),
+                sponsor: sponsor.clone(),
+                amount_minor: *amount_minor,
+                currency: *currency,
+            })]
+        }
+        Command::CancelPledge { pledge_seq, reason } => {
+            let pl = state
+                .pledges
+                .get(pledge_seq)
+                .ok_or(CommandError::UnknownPledge(*pledge_seq))?;
+            if pl.cancelled {
+                return Err(CommandError::PledgeCancelled(*pledge_seq));
+            }
+            vec![EventBody::PledgeCancelled(PledgeCancelled {
+                pledge_seq: *pledge_seq,
+                reason: reason.clone(),
+            })]
+        }
+        Command::CommitMatchingPool(pool) => {
+            if state.pools.contains_key(&pool.pool) {
+                return Err(CommandError::PoolExists(pool.pool.clone()));
+            }
+            for id in &pool.projects {
+                same_currency(open_project(state, id)?, pool.currency)?;
+            }
+            vec![EventBody::MatchingPoolCommitted(pool.clone())]
+        }
+        Command::CloseMatchingPool { pool, reason } => {
+            let p = state
+                .pools
+                .get(pool)
+                .ok_or_else(|| CommandError::UnknownPool(pool.clone()))?;
+            if !p.open {
+                return Err(CommandError::PoolClosed(pool.clone()));
+            }
+            vec![EventBody::MatchingPoolClosed(MatchingPoolClosed {
+                pool: pool.clone(),
+                reason: reason.clone(),
+            })]
+        }
+        Command::RequestPayout(req) => {
+            let p = project(state, &req.project)?;
+            same_currency(p, req.currency)?;
+            ensure_available(p, req.amount_minor.minor())?;
+            vec![EventBody::PayoutRequested(req.clone())]
+        }
+        Command::ApprovePayout { payout_seq } => {
+            check_decision(state, ctx, *payout_seq, true)?;
+            vec![EventBody::PayoutApproved(Decision {
+                request_seq: *payout_seq,
+            })]
+        }
+        Command::RejectPayout { payout_seq, reason } => {
+            check_decision(state, ctx, *payout_seq, true)?;
+            vec![EventBody::PayoutRejected(Rejection {
+                request_seq: *payout_seq,
+                reason: reason.clone(),
+            })]
+        }
+        Command::DisbursePayout {
+            payout_seq,
+            bank_reference,
+        } => {
+            let req = state
+                .payouts
+                .get(payout_seq)
+                .ok_or(CommandError::UnknownRequest {
+                    field: "payout_seq",
+                    what: "payout",
+                    seq: *payout_seq,
+                })?;
+            if req.status != RequestStatus::Approved {
+                return Err(CommandError::RequestState {
+                    field: "payout_seq",
+                    what: "payout",
+                    seq: *payout_seq,
+                    status: status_name(req.status),
+                    needed: "approved",
+                });
+            }
+            vec![EventBody::PayoutDisbursed(PayoutDisbursed {
+                payout_seq: *payout_seq,
+                bank_reference: bank_reference.clone(),
+            })]
+        }
+        Command::RequestMove(req) => {
+            let from = project(state, &req.from_project)?;
+            let to = open_project(state, &req.to_project)?;
+            same_currency(from, req.currency)?;
+            same_currency(to, req.currency)?;
+            ensure_available(from, req.amount_minor.minor())?;
+            vec![EventBody::MoveRequested(req.clone())]
+        }
+        Command::ApproveMove { move_seq } => {
+            check_decision(state, ctx, *move_seq, false)?;
+            vec![EventBody::MoveApproved(Decision {
+                request_seq: *move_seq,
+            })]
+        }
+        Command::RejectMove { move_seq, reason } => {
+            check_decision(state, ctx, *move_seq, false)?;
+            vec![EventBody::MoveRejected(Rejection {
+                request_seq: *move_seq,
+                reason: reason.clone(),
+            })]
+        }
+    };
+    for e in &events {
+        e.validate()?;
+    }
+    Ok(events)
+}
+
+fn check_decision(
+    state: &LedgerState,
+    ctx: &Context<'_>,
+    seq: u64,
+    payout: bool,
+) -> Result<(), CommandError> {
+    let (field, what, req) = if payout {
+        ("payout_seq", "payout", state.payouts.get(&seq))
+    } else {
+        ("move_seq", "move", state.moves.get(&seq))
+    };
+    let req = req.ok_or(CommandError::UnknownRequest { field, what, seq })?;
+    if req.status != RequestStatus::Requested {
+        return Err(CommandError::RequestState {
+            field,
+            what,
+            seq,
+            status: status_name(req.status),
+            needed: "requested",
+        });
+    }
+    if &req.requested_by == ctx.actor {
+        return Err(CommandError::FourEyes {
+            actor: ctx.actor.clone(),
+            what,
+            seq,
+        });
+    }
+    Ok(())
+}
+
+fn decide_donation(
+    state: &LedgerState,
+    ctx: &Context<'_>,
+    input: &DonationInput,
+) -> Result<Vec<EventBody>, CommandError> {
+    let p = open_project(state, &input.project)?;
+    same_currency(p, input.currency)?;
+    let amount = input.amount_minor.minor();
+    let donation = DonationReceived {
+        project: input.project.clone(),
+        amount_minor: input.amount_minor,
+        currency: input.currency,
+        channel: input.channel,
+        channel_txn_id: input.channel_txn_id.clone(),
+        fee_minor: input.fee_minor,
+        pledge_seq: input.pledge_seq,
+        anonymous: input.anonymous,
+        public_name: input.public_name.clone(),
+        donor_ref: input.donor_ref.clone(),
+        receipt_code: receipt_code(ctx.ledger, input.channel, &input.channel_txn_id),
+    };
+    // Field rules first, so a malformed gift is named as such.
+    EventBody::DonationReceived(donation.clone()).validate()?;
+    if state
+        .channel_txns
+        .contains(&(input.channel, input.channel_txn_id.clone()))
+    {
+        return Err(CommandError::DuplicateChannelTxn {
+            channel: input.channel.as_str(),
+            txn_id: input.channel_txn_id.clone(),
+        });
+    }
+    if p.kind.goal_is_cap() {
+        if let Some(goal) = p.goal_minor {
+            let raised = p.balances.raised_gross - p.balances.refunded;
+            if raised + amount > goal.minor() {
+                return Err(CommandError::OverGoal {
+                    project: p.id.clone(),
+                    kind: p.kind.as_str(),
+                    amount,
+                    raised,
+                    goal: goal.minor(),
+                });
+            }
+        }
+    }
+    if let Some(seq) = input.pledge_seq {
+        let pl = state
+            .pledges
+            .get(&seq)
+            .ok_or(CommandError::UnknownPledge(seq))?;
+        if pl.cancelled {
+            return Err(CommandError::PledgeCancelled(seq));
+        }
+        if pl.project != input.project {
+            return Err(CommandError::PledgeProjectMismatch {
+                seq,
+                pledge_project: pl.project.clone(),
+                project: input.project.clone(),
+            });
+        }
+        if amount > pl.outstanding() {
+            return Err(CommandError::OverPledge {
+                seq,
+                amount,
+                outstanding: pl.outstanding(),
+            });
+        }
+    }
+    let mut out = vec![EventBody::DonationReceived(donation)];
+    if let Some((pool, matched)) = match_for(state, ctx.ts_ms, input) {
+        out.push(EventBody::MatchAllocated(MatchAllocated {
+            pool,
+            donation_seq: ctx.next_seq,
+            project: input.project.clone(),
+            amount_minor: matched,
+        }));
+    }
+    Ok(out)
+}
+
+/// The match a donation earns: from the oldest open pool that covers its project, is in its
+/// window, has the same currency and has money left; `amount × ratio` rounded down, then
+/// clamped by the per-donation cap, what is left of the donor's cap for the day, and what
+/// is left of the pool. One pool per donation; none when the match rounds to zero.
+pub fn match_for(state: &LedgerState, ts_ms: u64, input: &DonationInput) -> Option<(Id, Amount)> {
+    let mut pools: Vec<_> = state
+        .pools
+        .values()
+        .filter(|pool| {
+            pool.open
+                && pool.currency == input.currency
+                && pool.projects.contains(&input.project)
+                && (pool.valid_from_ms..pool.valid_until_ms).contains(&ts_ms)
+                && pool.remaining() > 0
+        })
+        .collect();
+    pools.sort_by_key(|pool| pool.committed_seq);
+    for pool in pools {
+        let by_ratio = (u128::from(input.amount_minor.minor()) * u128::from(pool.ratio_numerator)
+            / u128::from(pool.ratio_denominator)) as u64;
+        let donor_used = pool
+            .per_donor_day
+            .get(&(input.donor_ref.clone(), pool.day_of(ts_ms)))
+            .copied()
+            .unwrap_or(0);
+        let donor_left = pool.cap_per_donor_per_day_minor.saturating_sub(donor_used);
+        let matched = by_ratio
+            .min(pool.cap_per_donation_minor)
+            .min(donor_left)
+            .min(pool.remaining());
+        if let Ok(amount) = Amount::new(matched) {
+            return Some((pool.id.clone(), amount));
+        }
+    }
+    None
+}
+
+/// The digest an idempotency key is bound to: SHA-256 of the RFC 8785 bytes of the actor
+/// and the submission's commands.
+pub fn commands_digest(actor: &Id, commands: &[Command]) -> Hash {
+    let value = serde_json::json!({ "actor": actor, "commands": commands });
+    let bytes = serde_json_canonicalizer::to_vec(&value).expect("commands serialize");
+    events::sha256(&bytes)
+}

@@ -1,0 +1,123 @@
+//! Storage: one [`EventLog`] trait, one implementation per backend. The log is the only
+//! truth; everything else is derived from it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use events::{ChainError, Hash, SealedEvent};
+use tokio::sync::{mpsc, watch};
+
+pub mod sled_log;
+
+pub use sled_log::SledLog;
+
+/// The most events one `read` returns.
+pub const READ_EVENTS_MAX: usize = 4096;
+
+/// The log's length (the next seq) and the hash of its last event (zeros when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Head {
+    pub len: u64,
+    pub hash: Hash,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended first (optimistic concurrency).
+    #[error("expected the log to hold {expected} events, it holds {actual}")]
+    Conflict { expected: u64, actual: u64 },
+    /// What the caller asked to append does not continue the chain.
+    #[error("the batch does not continue the chain: {0}")]
+    NotContinuing(ChainError),
+    /// What storage holds does not verify.
+    #[error("the stored log is corrupt: {0}")]
+    Corrupt(ChainError),
+    #[error("storage failed: {0}")]
+    Io(String),
+    #[error("{what} is {value}; the limit is {max}")]
+    Limit {
+        what: &'static str,
+        value: u64,
+        max: u64,
+    },
+}
+
+impl StoreError {
+    pub fn io(e: impl std::fmt::Display) -> StoreError {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// An append-only, hash-chained event log.
+///
+/// `append` is atomic (all of the batch or none of it) and durable when it returns: the
+/// events survive a process crash and a power loss. It succeeds only when the log holds
+/// exactly `expected_len` events, so two writers can never interleave.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The current head.
+    async fn head(&self) -> Result<Head, StoreError>;
+    /// Appends a batch that continues the chain at `expected_len`.
+    async fn append(&self, expected_len: u64, events: Vec<SealedEvent>)
+        -> Result<Head, StoreError>;
+    /// Reads up to `limit` (at most [`READ_EVENTS_MAX`]) events from `from` on, in order.
+    /// Every event read is re-hashed, so corruption is reported, never served.
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError>;
+    /// A receiver that sees the head every time the log grows.
+    fn watch_head(&self) -> watch::Receiver<Head>;
+}
+
+/// The most events a subscription buffers before it waits for its reader.
+pub const SUBSCRIPTION_BUFFER_MAX: usize = 8192;
+
+/// Every event from `from` on, in order with no gaps: first those already stored, then new
+/// ones as they are appended. The stream ends with an error if reading fails, and ends
+/// quietly when the receiver is dropped.
+pub fn subscribe(
+    log: Arc<dyn EventLog>,
+    from: u64,
+) -> mpsc::Receiver<Result<SealedEvent, StoreError>> {
+    let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER_MAX);
+    let mut head_rx = log.watch_head();
+    tokio::spawn(async move {
+        let mut next = from;
+        loop {
+            let len = head_rx.borrow_and_update().len;
+            while next < len {
+                match log.read(next, READ_EVENTS_MAX).await {
+                    Ok(events) if events.is_empty() => break,
+                    Ok(events) => {
+                        for e in events {
+                            next = e.seq() + 1;
+                            if tx.send(Ok(e)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                changed = head_rx.changed() => if changed.is_err() { return },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    rx
+}
+
+/// Checks that `events` continue a chain whose head is `head`: consecutive seqs from
+/// `head.len`, each `prev` the hash before it. Shared by every backend.
+pub fn check_continues(head: Head, events: &[SealedEvent]) -> Result<Head, StoreError> {
+    let mut chain = events::ChainVerifier::resume(head.len, head.hash);
+    for e in events {
+        chain.push_sealed(e).map_err(StoreError::NotContinuing)?;
+    }
+    Ok(Head {
+        len: chain.len(),
+        hash: chain.head(),
+    })
+}

@@ -1,0 +1,330 @@
+//! The embedded default backend: the log in a sled tree.
+//!
+//! Layout: tree `log` maps the big-endian `seq` of the first event of a *chunk* to the chunk.
+//! A chunk is a run of consecutive events, each encoded as `u32 BE length ‖ 32-byte hash ‖
+//! canonical bytes`. One append writes its events as one or more chunks of at most
+//! [`CHUNK_BYTES_MAX`] in one atomic sled batch, so a batch of 1024 events costs a handful
+//! of sled records instead of 1024. Chunks stay well under sled's blob threshold, so every
+//! byte lives in sled's main `db` file.
+//!
+//! Durability: sled 0.34's `flush` ends in `sync_file_range`, which neither flushes the
+//! drive's write cache nor file metadata. After every flush this backend calls
+//! `fdatasync` (`File::sync_data`) on sled's `db` file through a handle of its own, which
+//! does both; an append is acknowledged only after that returns.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use events::{ChainError, ChainVerifier, Hash, SealedEvent};
+use tokio::sync::watch;
+
+use super::{check_continues, EventLog, Head, StoreError, READ_EVENTS_MAX};
+
+/// The largest chunk record in bytes (an event is at most 8 KiB, so a chunk holds at least
+/// three events; more for typical 300-byte events).
+pub const CHUNK_BYTES_MAX: usize = 32 * 1024;
+/// How many events at the end of the log are re-checked (hashes and links) on open.
+pub const TAIL_CHECK_EVENTS: u64 = 4096;
+/// The most events one append takes.
+pub const APPEND_EVENTS_MAX: usize = 65_536;
+
+struct Inner {
+    db: sled::Db,
+    log: sled::Tree,
+    /// A handle on sled's data file, for fdatasync after sled's own flush.
+    db_file: File,
+    head: Mutex<Head>,
+    head_tx: watch::Sender<Head>,
+}
+
+/// The sled-backed event log. Cheap to clone.
+#[derive(Clone)]
+pub struct SledLog {
+    inner: Arc<Inner>,
+}
+
+impl SledLog {
+    /// Opens (or creates) the log under `dir`, checking the tail of the chain. Refuses to open
+    /// a log whose tail does not verify, naming the first bad `seq`.
+    pub fn open(dir: &Path) -> Result<SledLog, StoreError> {
+        let db = Self::open_db(dir)?;
+        Self::from_db(db, dir)
+    }
+
+    /// Opens sled under `dir/sled` with the settings this backend relies on.
+    pub fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+        std::fs::create_dir_all(dir).map_err(StoreError::io)?;
+        sled::Config::new()
+            .path(Self::sled_dir(dir))
+            // Flushes happen on every append, explicitly; no background flusher.
+            .flush_every_ms(None)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .map_err(StoreError::io)
+    }
+
+    fn sled_dir(dir: &Path) -> PathBuf {
+        dir.join("sled")
+    }
+
+    /// Builds the log on an already open sled database (other trees of the same database
+    /// hold projections and the Merkle tree).
+    pub fn from_db(db: sled::Db, dir: &Path) -> Result<SledLog, StoreError> {
+        let log = db.open_tree("log").map_err(StoreError::io)?;
+        let db_file = File::open(Self::sled_dir(dir).join("db")).map_err(StoreError::io)?;
+        // Make the directory entries themselves durable on first creation.
+        if let Ok(d) = File::open(Self::sled_dir(dir)) {
+            d.sync_all().map_err(StoreError::io)?;
+        }
+        let head = check_tail(&log)?;
+        let (head_tx, _) = watch::channel(head);
+        Ok(SledLog {
+            inner: Arc::new(Inner {
+                db,
+                log,
+                db_file,
+                head: Mutex::new(head),
+                head_tx,
+            }),
+        })
+    }
+
+    /// The sled database, for other trees kept beside the log.
+    pub fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// Flushes sled and fdatasyncs its data file: the durability barrier.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.inner.db.flush().map_err(StoreError::io)?;
+        self.inner.db_file.sync_data().map_err(StoreError::io)
+    }
+
+    fn append_blocking(
+        &self,
+        expected_len: u64,
+        events: &[SealedEvent],
+    ) -> Result<Head, StoreError> {
+        if events.len() > APPEND_EVENTS_MAX {
+            return Err(StoreError::Limit {
+                what: "events in one append",
+                value: events.len() as u64,
+                max: APPEND_EVENTS_MAX as u64,
+            });
+        }
+        let mut head = self
+            .inner
+            .head
+            .lock()
+            .map_err(|_| StoreError::io("log lock poisoned"))?;
+        if expected_len != head.len {
+            return Err(StoreError::Conflict {
+                expected: expected_len,
+                actual: head.len,
+            });
+        }
+        if events.is_empty() {
+            return Ok(*head);
+        }
+        let new_head = check_continues(*head, events)?;
+        let mut batch = sled::Batch::default();
+        let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES_MAX);
+        let mut chunk_first = events[0].seq();
+        for e in events {
+            let record_len = 4 + 32 + e.canonical_bytes().len();
+            if !chunk.is_empty() && chunk.len() + record_len > CHUNK_BYTES_MAX {
+                batch.insert(&chunk_first.to_be_bytes(), std::mem::take(&mut chunk));
+                chunk.reserve(CHUNK_BYTES_MAX);
+                chunk_first = e.seq();
+            }
+            encode_event(&mut chunk, e);
+        }
+        batch.insert(&chunk_first.to_be_bytes(), chunk);
+        self.inner.log.apply_batch(batch).map_err(StoreError::io)?;
+        self.sync()?;
+        *head = new_head;
+        self.inner.head_tx.send_replace(new_head);
+        Ok(new_head)
+    }
+
+    fn read_blocking(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
+        let limit = limit.min(READ_EVENTS_MAX);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let start_key = match self
+            .inner
+            .log
+            .range(..=from.to_be_bytes())
+            .next_back()
+            .transpose()
+            .map_err(StoreError::io)?
+        {
+            Some((k, _)) => k,
+            None => return Ok(out),
+        };
+        for item in self.inner.log.range(start_key..) {
+            let (key, chunk) = item.map_err(StoreError::io)?;
+            let mut seq = key_seq(&key)?;
+            let mut rest: &[u8] = &chunk;
+            while !rest.is_empty() {
+                let (stored_hash, canonical, tail) = split_event(rest, seq)?;
+                rest = tail;
+                if seq >= from {
+                    out.push(decode_event(seq, stored_hash, canonical)?);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+                seq += 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn encode_event(buf: &mut Vec<u8>, e: &SealedEvent) {
+    let bytes = e.canonical_bytes();
+    buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    buf.extend_from_slice(e.hash().as_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+fn key_seq(key: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| {
+        StoreError::Corrupt(ChainError::Malformed {
+            seq: None,
+            reason: "a log key is not 8 bytes".into(),
+        })
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn split_event(rest: &[u8], seq: u64) -> Result<(Hash, &[u8], &[u8]), StoreError> {
+    let corrupt = |reason: &str| {
+        StoreError::Corrupt(ChainError::Malformed {
+            seq: Some(seq),
+            reason: reason.into(),
+        })
+    };
+    if rest.len() < 36 {
+        return Err(corrupt("truncated event header"));
+    }
+    let len = u32::from_be_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+    let hash = Hash(rest[4..36].try_into().expect("32 bytes"));
+    let body = rest
+        .get(36..36 + len)
+        .ok_or_else(|| corrupt("truncated event"))?;
+    Ok((hash, body, &rest[36 + len..]))
+}
+
+/// Re-hashes a stored event and checks it against the hash stored beside it and its
+/// position.
+fn decode_event(seq: u64, stored_hash: Hash, canonical: &[u8]) -> Result<SealedEvent, StoreError> {
+    let event = SealedEvent::from_canonical(canonical.to_vec()).map_err(|e| {
+        StoreError::Corrupt(match e {
+            ChainError::Malformed { reason, .. } => ChainError::Malformed {
+                seq: Some(seq),
+                reason,
+            },
+            other => other,
+        })
+    })?;
+    if event.hash() != stored_hash {
+        return Err(StoreError::Corrupt(ChainError::HashMismatch {
+            seq,
+            declared: stored_hash,
+            computed: event.hash(),
+        }));
+    }
+    if event.seq() != seq {
+        return Err(StoreError::Corrupt(ChainError::SeqGap {
+            expected: seq,
+            found: event.seq(),
+        }));
+    }
+    Ok(event)
+}
+
+/// Finds the head and re-checks the last [`TAIL_CHECK_EVENTS`] events.
+fn check_tail(log: &sled::Tree) -> Result<Head, StoreError> {
+    // Walk back over chunks until enough events are covered.
+    let mut chunks = Vec::new();
+    let mut covered = 0u64;
+    for item in log.iter().rev() {
+        let (key, chunk) = item.map_err(StoreError::io)?;
+        let first = key_seq(&key)?;
+        let mut n = 0u64;
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            let (_, _, tail) = split_event(rest, first + n)?;
+            rest = tail;
+            n += 1;
+        }
+        covered += n;
+        chunks.push((first, chunk));
+        if covered >= TAIL_CHECK_EVENTS {
+            break;
+        }
+    }
+    chunks.reverse();
+    let Some((first_seq, _)) = chunks.first() else {
+        return Ok(Head::default());
+    };
+    let mut verifier: Option<ChainVerifier> = None;
+    let mut expected_seq = *first_seq;
+    for (first, chunk) in &chunks {
+        if *first != expected_seq {
+            return Err(StoreError::Corrupt(ChainError::SeqGap {
+                expected: expected_seq,
+                found: *first,
+            }));
+        }
+        let mut rest: &[u8] = chunk;
+        let mut seq = *first;
+        while !rest.is_empty() {
+            let (stored_hash, canonical, tail) = split_event(rest, seq)?;
+            rest = tail;
+            let event = decode_event(seq, stored_hash, canonical)?;
+            let v = verifier
+                .get_or_insert_with(|| ChainVerifier::resume(event.seq(), event.record().prev));
+            v.push_sealed(&event).map_err(StoreError::Corrupt)?;
+            seq += 1;
+        }
+        expected_seq = seq;
+    }
+    let v = verifier.expect("at least one event was checked");
+    Ok(Head {
+        len: v.len(),
+        hash: v.head(),
+    })
+}
+
+#[async_trait]
+impl EventLog for SledLog {
+    async fn head(&self) -> Result<Head, StoreError> {
+        Ok(*self.inner.head_tx.borrow())
+    }
+
+    async fn append(
+        &self,
+        expected_len: u64,
+        events: Vec<SealedEvent>,
+    ) -> Result<Head, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.append_blocking(expected_len, &events))
+            .await
+            .map_err(StoreError::io)?
+    }
+
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read_blocking(from, limit))
+            .await
+            .map_err(StoreError::io)?
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Head> {
+        self.inner.head_tx.subscribe()
+    }
+}

@@ -1,0 +1,57 @@
+//! Plain read-model shapes for people and programs: the outer crate's own types, converted
+//! by hand from the projections so the wire format can change without touching the domain.
+
+use projections::Project;
+use serde::Serialize;
+
+/// A project's public figures, in minor units of its currency.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProjectFigures {
+    pub project: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub currency: String,
+    pub open: bool,
+    pub goal_minor: Option<u64>,
+    pub raised_gross_minor: u64,
+    pub fees_minor: u64,
+    pub raised_minor: u64,
+    pub matched_minor: u64,
+    pub refunded_minor: u64,
+    pub paid_out_minor: u64,
+    pub moved_in_minor: u64,
+    pub moved_out_minor: u64,
+    pub committed_minor: u64,
+    pub requested_minor: u64,
+    pub balance_minor: u64,
+    pub available_minor: u64,
+    pub donor_count: u64,
+    pub donation_count: u64,
+}
+
+pub fn project_figures(p: &Project) -> ProjectFigures {
+    let b = &p.balances;
+    ProjectFigures {
+        project: p.id.to_string(),
+        kind: p.kind.as_str(),
+        name: p.name.to_string(),
+        currency: p.currency.to_string(),
+        open: p.open,
+        goal_minor: p.goal_minor.map(|g| g.minor()),
+        raised_gross_minor: b.raised_gross,
+        fees_minor: b.fees,
+        raised_minor: b.raised,
+        matched_minor: b.matched,
+        refunded_minor: b.refunded,
+        paid_out_minor: b.paid_out,
+        moved_in_minor: b.moved_in,
+        moved_out_minor: b.moved_out,
+        committed_minor: b.committed,
+        requested_minor: b.requested,
+        // The fold refuses events that would make these negative.
+        balance_minor: b.balance().unwrap_or(0),
+        available_minor: b.available().unwrap_or(0),
+        donor_count: p.donors.len() as u64,
+        donation_count: p.donation_count,
+    }
+}

@@ -1,0 +1,410 @@
+//! The single writer: one task per ledger turns commands into sealed events and appends them
+//! in batches (group commit: one durable flush for every command waiting at that moment).
+//! A caller is answered only after its events are durable.
+
+use std::sync::Arc;
+
+use events::{EventRecord, Hash, Id, Idempotency, SealedEvent};
+use projections::LedgerState;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{decide, Command, CommandError, Context};
+use crate::store::{EventLog, StoreError, READ_EVENTS_MAX};
+
+/// The most submissions the writer takes into one batch.
+pub const BATCH_SUBMISSIONS_MAX: usize = 1024;
+/// The most commands in one submission (a batch request of donations).
+pub const SUBMISSION_COMMANDS_MAX: usize = 1000;
+/// The most submissions waiting for the writer; callers beyond it wait for room.
+pub const QUEUE_SUBMISSIONS_MAX: usize = 16_384;
+/// How often the writer catches up and retries a batch after another writer appended first.
+pub const CONFLICT_RETRIES_MAX: usize = 5;
+
+/// Milliseconds since the Unix epoch. Passed in so tests control time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+/// One or more commands from one actor, applied all together or not at all.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub actor: Id,
+    pub idempotency_key: Option<String>,
+    pub commands: Vec<Command>,
+}
+
+impl Submission {
+    pub fn one(actor: Id, command: Command) -> Submission {
+        Submission {
+            actor,
+            idempotency_key: None,
+            commands: vec![command],
+        }
+    }
+}
+
+/// What a submission produced: its events, durable.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub events: Vec<SealedEvent>,
+    /// True when the idempotency key had been used for this same submission before and these
+    /// are the original events.
+    pub replayed: bool,
+}
+
+impl Outcome {
+    /// The seq of the last event, for read-your-writes.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.events.last().map(|e| e.seq())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A command was refused; nothing of the submission was written.
+    #[error("command {index}: {error}")]
+    Rejected { index: usize, error: CommandError },
+    #[error("submission: {given} commands; the limit is {max}")]
+    TooManyCommands { given: usize, max: usize },
+    #[error("submission: no commands")]
+    Empty,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the writer has stopped")]
+    Stopped,
+    #[error("internal invariant broken: {0}")]
+    Internal(String),
+}
+
+struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Result<Outcome, WriteError>>,
+}
+
+/// A handle to send submissions to the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl WriterHandle {
+    /// Submits and waits until the events are durable (or the submission is refused).
+    pub async fn submit(&self, submission: Submission) -> Result<Outcome, WriteError> {
+        if submission.commands.is_empty() {
+            return Err(WriteError::Empty);
+        }
+        if submission.commands.len() > SUBMISSION_COMMANDS_MAX {
+            return Err(WriteError::TooManyCommands {
+                given: submission.commands.len(),
+                max: SUBMISSION_COMMANDS_MAX,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { submission, reply })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+}
+
+/// Configuration of a writer.
+pub struct WriterConfig {
+    pub ledger: Id,
+    pub clock: Clock,
+}
+
+/// Starts the writer task for a ledger whose state has been folded up to the log's head.
+/// The task ends when every handle is dropped, after finishing the batch in hand.
+pub fn spawn_writer(
+    log: Arc<dyn EventLog>,
+    state: LedgerState,
+    config: WriterConfig,
+) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(QUEUE_SUBMISSIONS_MAX);
+    let writer = Writer { log, state, config };
+    let task = tokio::spawn(writer.run(rx));
+    (WriterHandle { tx }, task)
+}
+
+struct Writer {
+    log: Arc<dyn EventLog>,
+    state: LedgerState,
+    config: WriterConfig,
+}
+
+type Reply = Result<Outcome, WriteError>;
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(BATCH_SUBMISSIONS_MAX);
+        while let Some(first) = rx.recv().await {
+            jobs.push(first);
+            while jobs.len() < BATCH_SUBMISSIONS_MAX {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let submissions: Vec<&Submission> = jobs.iter().map(|j| &j.submission).collect();
+            let replies = self.commit(&submissions).await;
+            for (job, reply) in jobs.drain(..).zip(replies) {
+                let _ = job.reply.send(reply);
+            }
+        }
+        tracing::info!(ledger = %self.config.ledger, "writer stopped");
+    }
+
+    /// Decides and appends one batch, retrying after catching up when another writer got
+    /// there first.
+    async fn commit(&mut self, submissions: &[&Submission]) -> Vec<Reply> {
+        let mut attempt = 0;
+        loop {
+            let before = self.state.clone();
+            let (replies, pending) = self.decide_batch(submissions);
+            if pending.is_empty() {
+                return self.fill_replays(replies, &[]).await;
+            }
+            let count = pending.len();
+            match self.log.append(before.position, pending.clone()).await {
+                Ok(head) => {
+                    debug_assert_eq!(head.len, self.state.position);
+                    tracing::debug!(
+                        events = count,
+                        submissions = submissions.len(),
+                        "batch appended"
+                    );
+                    crate::metrics::record_batch(count as u64);
+                    return self.fill_replays(replies, &pending).await;
+                }
+                Err(StoreError::Conflict { expected, actual })
+                    if attempt < CONFLICT_RETRIES_MAX =>
+                {
+                    attempt += 1;
+                    tracing::warn!(
+                        expected,
+                        actual,
+                        attempt,
+                        "another writer appended first; catching up"
+                    );
+                    self.state = before;
+                    if let Err(e) = catch_up(self.log.as_ref(), &mut self.state).await {
+                        return fail_all(&replies, e);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "append failed; the batch is refused");
+                    self.state = before;
+                    return fail_all(&replies, e);
+                }
+            }
+        }
+    }
+
+    /// Decides every submission against the state, applying the events of those accepted.
+    /// Returns a reply per submission (events filled in later) and all new events in order.
+    fn decide_batch(&mut self, submissions: &[&Submission]) -> (Vec<Pending>, Vec<SealedEvent>) {
+        let ts_ms = (self.config.clock)().max(self.state.last_ts_ms);
+        let mut replies = Vec::with_capacity(submissions.len());
+        let mut pending = Vec::new();
+        for s in submissions {
+            replies.push(self.decide_one(s, ts_ms, &mut pending));
+        }
+        (replies, pending)
+    }
+
+    fn decide_one(
+        &mut self,
+        s: &Submission,
+        ts_ms: u64,
+        pending: &mut Vec<SealedEvent>,
+    ) -> Pending {
+        let idempotency = match &s.idempotency_key {
+            None => None,
+            Some(key) => {
+                if let Err(e) = Idempotency::check_key(key) {
+                    return Pending::Failed(WriteError::Rejected {
+                        index: 0,
+                        error: e.into(),
+                    });
+                }
+                let digest = crate::command::commands_digest(&s.actor, &s.commands);
+                if let Some(done) = self.state.idempotency.get(key) {
+                    if done.command_sha256 != digest {
+                        return Pending::Failed(WriteError::Rejected {
+                            index: 0,
+                            error: CommandError::IdempotencyConflict { key: key.clone() },
+                        });
+                    }
+                    return Pending::Replay {
+                        first_seq: done.first_seq,
+                        last_seq: done.last_seq,
+                    };
+                }
+                Some(Idempotency {
+                    key: key.clone(),
+                    command_sha256: digest,
+                })
+            }
+        };
+        let mut work = self.state.clone();
+        let first_new = pending.len();
+        for (index, command) in s.commands.iter().enumerate() {
+            let ctx = Context {
+                ledger: &self.config.ledger,
+                actor: &s.actor,
+                ts_ms,
+                next_seq: work.position,
+            };
+            let bodies = match decide(&work, &ctx, command) {
+                Ok(b) => b,
+                Err(error) => {
+                    pending.truncate(first_new);
+                    return Pending::Failed(WriteError::Rejected { index, error });
+                }
+            };
+            for body in bodies {
+                let record = EventRecord {
+                    seq: work.position,
+                    prev: work.head,
+                    ledger: self.config.ledger.clone(),
+                    ts_ms,
+                    actor: s.actor.clone(),
+                    idempotency: idempotency.clone(),
+                    body,
+                };
+                let sealed = match record.seal() {
+                    Ok(sealed) => sealed,
+                    Err(e) => {
+                        pending.truncate(first_new);
+                        return Pending::Failed(WriteError::Rejected {
+                            index,
+                            error: e.into(),
+                        });
+                    }
+                };
+                if let Err(e) = work.apply(&sealed) {
+                    // decide() accepted what the fold refuses: a bug, never an input error.
+                    tracing::error!(error = %e, "the fold refused an event the writer decided");
+                    pending.truncate(first_new);
+                    return Pending::Failed(WriteError::Internal(e.to_string()));
+                }
+                pending.push(sealed);
+            }
+        }
+        self.state = work;
+        Pending::New {
+            range: first_new..pending.len(),
+        }
+    }
+
+    /// Turns pending replies into outcomes, reading replayed events from the log (or from
+    /// this batch, when the original was earlier in the same batch).
+    async fn fill_replays(&self, replies: Vec<Pending>, appended: &[SealedEvent]) -> Vec<Reply> {
+        let mut out = Vec::with_capacity(replies.len());
+        for r in replies {
+            out.push(match r {
+                Pending::Failed(e) => Err(e),
+                Pending::New { range } => Ok(Outcome {
+                    events: appended[range].to_vec(),
+                    replayed: false,
+                }),
+                Pending::Replay {
+                    first_seq,
+                    last_seq,
+                } => read_range(self.log.as_ref(), first_seq, last_seq)
+                    .await
+                    .map(|events| Outcome {
+                        events,
+                        replayed: true,
+                    })
+                    .map_err(WriteError::from),
+            });
+        }
+        out
+    }
+}
+
+enum Pending {
+    Failed(WriteError),
+    New { range: std::ops::Range<usize> },
+    Replay { first_seq: u64, last_seq: u64 },
+}
+
+fn fail_all(replies: &[Pending], e: StoreError) -> Vec<Reply> {
+    let message = e.to_string();
+    replies
+        .iter()
+        .map(|r| match r {
+            Pending::Failed(WriteError::Rejected { index, error }) => Err(WriteError::Rejected {
+                index: *index,
+                error: error.clone(),
+            }),
+            _ => Err(WriteError::Store(StoreError::Io(message.clone()))),
+        })
+        .collect()
+}
+
+/// Reads events `first..=last`.
+pub async fn read_range(
+    log: &dyn EventLog,
+    first: u64,
+    last: u64,
+) -> Result<Vec<SealedEvent>, StoreError> {
+    let mut out = Vec::new();
+    let mut next = first;
+    while next <= last {
+        let want = ((last - next + 1) as usize).min(READ_EVENTS_MAX);
+        let page = log.read(next, want).await?;
+        if page.is_empty() {
+            break;
+        }
+        next += page.len() as u64;
+        out.extend(page);
+    }
+    Ok(out)
+}
+
+/// Folds every event after `state.position` into `state`.
+pub async fn catch_up(log: &dyn EventLog, state: &mut LedgerState) -> Result<(), StoreError> {
+    loop {
+        let page = log.read(state.position, READ_EVENTS_MAX).await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for e in &page {
+            if e.record().prev != state.head {
+                return Err(StoreError::Corrupt(events::ChainError::BrokenLink {
+                    seq: e.seq(),
+                    expected_prev: state.head,
+                    found_prev: e.record().prev,
+                }));
+            }
+            state.apply(e).map_err(|err| {
+                StoreError::Corrupt(events::ChainError::Malformed {
+                    seq: Some(e.seq()),
+                    reason: err.to_string(),
+                })
+            })?;
+        }
+    }
+}
+
+/// The hash of the event before `position` (zeros at 0), for checking a snapshot.
+pub async fn hash_before(log: &dyn EventLog, position: u64) -> Result<Hash, StoreError> {
+    if position == 0 {
+        return Ok(Hash::ZERO);
+    }
+    let page = log.read(position - 1, 1).await?;
+    page.first()
+        .map(|e| e.hash())
+        .ok_or_else(|| StoreError::Io(format!("no event at seq {}", position - 1)))
+}
