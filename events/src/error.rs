@@ -27,11 +27,19 @@ pub enum ChainError {
     #[error("event {}: malformed: {reason}", seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into()))]
     Malformed { seq: Option<u64>, reason: String },
     #[error("event {seq}: hash mismatch: declared {declared}, computed {computed}")]
-    HashMismatch { seq: u64, declared: Hash, computed: Hash },
+    HashMismatch {
+        seq: u64,
+        declared: Hash,
+        computed: Hash,
+    },
     #[error("expected event {expected}, found event {found}")]
     SeqGap { expected: u64, found: u64 },
     #[error("event {seq}: broken link: prev is {found_prev}, the previous event's hash is {expected_prev}")]
-    BrokenLink { seq: u64, expected_prev: Hash, found_prev: Hash },
+    BrokenLink {
+        seq: u64,
+        expected_prev: Hash,
+        found_prev: Hash,
+    },
 }
 
 impl ChainError {

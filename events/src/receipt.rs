@@ -15,7 +15,13 @@ pub fn receipt_code(ledger: &Id, channel: Channel, channel_txn_id: &str) -> Stri
     input.extend_from_slice(channel_txn_id.as_bytes());
     let digest = sha256(&input);
     let hex = hex::encode_upper(&digest.0[..8]);
-    format!("{}-{}-{}-{}", &hex[0..4], &hex[4..8], &hex[8..12], &hex[12..16])
+    format!(
+        "{}-{}-{}-{}",
+        &hex[0..4],
+        &hex[4..8],
+        &hex[8..12],
+        &hex[12..16]
+    )
 }
 
 /// Whether a string has the shape of a receipt code.

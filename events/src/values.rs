@@ -321,7 +321,10 @@ mod tests {
     fn amount_bounds() {
         assert!(Amount::new(0).is_err());
         assert_eq!(Amount::new(1).unwrap().minor(), 1);
-        assert_eq!(Amount::new(AMOUNT_MINOR_MAX).unwrap().minor(), AMOUNT_MINOR_MAX);
+        assert_eq!(
+            Amount::new(AMOUNT_MINOR_MAX).unwrap().minor(),
+            AMOUNT_MINOR_MAX
+        );
         assert!(Amount::new(AMOUNT_MINOR_MAX + 1).is_err());
         assert!(serde_json::from_str::<Amount>("1.5").is_err());
         assert!(serde_json::from_str::<Amount>("-1").is_err());
