@@ -25,6 +25,29 @@
 //!
 //! A verifier that holds nothing but a leaf, a proof and a root uses [`verify_inclusion`] and
 //! [`verify_consistency`], which follow RFC 9162 sections 2.1.3.2 and 2.1.4.2 step by step.
+//!
+//! ```
+//! use events::merkle::*;
+//! use std::collections::HashMap;
+//!
+//! let tree = MemoryTree::from_leaves([b"a", b"b", b"c"]);
+//! let proof = inclusion_proof(2, 3, &tree).unwrap();
+//! verify_inclusion(&leaf_hash(b"c"), 2, 3, &proof, &tree.root()).unwrap();
+//! let old_root = root(2, &tree).unwrap();
+//! let proof = consistency_proof(2, 3, &tree).unwrap();
+//! verify_consistency(2, 3, &old_root, &tree.root(), &proof).unwrap();
+//!
+//! // Persisting a tree: store every node the frontier emits, rebuild it later from the store.
+//! let mut frontier = MerkleFrontier::new();
+//! let mut store: HashMap<(u8, u64), _> = HashMap::new();
+//! for leaf in [b"a", b"b", b"c"] {
+//!     for (level, index, hash) in frontier.push(leaf_hash(leaf)) {
+//!         store.insert((level, index), hash);
+//!     }
+//! }
+//! assert_eq!(MerkleFrontier::from_source(3, &store).unwrap(), frontier);
+//! assert_eq!(inclusion_proof(0, 3, &store), inclusion_proof(0, 3, &tree));
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 

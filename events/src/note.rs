@@ -11,6 +11,19 @@
 //! - key id: the first 4 bytes (big-endian) of `SHA-256(name || 0x0A || 0x01 || public key)`.
 //!
 //! Key generation takes a 32-byte seed from the caller, so this crate needs no randomness.
+//!
+//! ```
+//! use events::merkle::MemoryTree;
+//! use events::note::*;
+//!
+//! let key = SignerKey::from_seed("example.org/ledger/demo", [7; 32]).unwrap();
+//! let tree = MemoryTree::from_leaves([b"a", b"b", b"c"]);
+//! let checkpoint = Checkpoint::new("example.org/ledger/demo", tree.size(), tree.root());
+//! let signed = checkpoint.sign(&key).unwrap();
+//! // A verifier holding only the public key text:
+//! let verifier = VerifierKey::parse(&key.verifier_key().to_text()).unwrap();
+//! assert_eq!(Checkpoint::open(&signed, &verifier).unwrap(), checkpoint);
+//! ```
 
 use std::fmt;
 use std::str::FromStr;

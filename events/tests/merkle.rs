@@ -325,6 +325,10 @@ proptest! {
         prop_assert_eq!(root_n, reference_mth(&leaf_hashes));
         for i in 0..n {
             let proof = inclusion_proof(i, n, &tree).unwrap();
+            // The length docs/FORMAT-merkle.md states.
+            let inner = 64 - (i ^ (n - 1)).leading_zeros();
+            let border = (i.checked_shr(inner).unwrap_or(0)).count_ones();
+            prop_assert_eq!(proof.len(), (inner + border) as usize);
             if i % 17 == 0 || i + 1 == n {
                 prop_assert_eq!(&proof, &reference_path(i as usize, &leaf_hashes));
             }
