@@ -1,0 +1,167 @@
+//! Canonical bytes against RFC 8785 input/output pairs published with the reference
+//! implementation (cyberphone/json-canonicalization, testdata/{input,output}), and against
+//! the event format itself.
+
+use events::*;
+
+fn canonical(input: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(input).expect("vector input is JSON");
+    String::from_utf8(serde_json_canonicalizer::to_vec(&value).expect("canonicalizes")).unwrap()
+}
+
+#[test]
+fn rfc8785_structures() {
+    let input = r#"{
+  "1": {"f": {"f": "hi","F": 5} ,"\n": 56.0},
+  "10": { },
+  "": "empty",
+  "a": { },
+  "111": [ { } ],
+  "A": { }
+}"#;
+    let output = r#"{"":"empty","1":{"\n":56,"f":{"F":5,"f":"hi"}},"10":{},"111":[{}],"A":{},"a":{}}"#;
+    assert_eq!(canonical(input), output);
+}
+
+#[test]
+fn rfc8785_values() {
+    let input = r#"{
+  "numbers": [1E30, 4.50, 333333333.33333329, 2e-3, 0.000000000000000000000000001],
+  "escaping": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+  "literals": [null, true, false]
+}"#;
+    let output = r#"{"escaping":"€$\u000f\nA'B\"\\\\\"/","literals":[null,true,false],"numbers":[1e+30,4.5,333333333.3333333,0.002,1e-27]}"#;
+    assert_eq!(canonical(input), output);
+}
+
+#[test]
+fn rfc8785_french_sorting_ignores_locale() {
+    let input = "{\n  \"peach\": \"This sorting order\",\n  \"péché\": \"is wrong according to French\",\n  \"pêche\": \"but canonicalization MUST\",\n  \"sin\":   \"ingnore locale\"\n}\n";
+    let output = r#"{"peach":"This sorting order","péché":"is wrong according to French","pêche":"but canonicalization MUST","sin":"ingnore locale"}"#;
+    assert_eq!(canonical(input), output);
+}
+
+#[test]
+fn rfc8785_weird_keys_sort_by_utf16_code_units() {
+    let input = r#"{
+  "\u20ac": "Euro Sign",
+  "1": "One",
+  "\u0080": "Control\u007f",
+  "\ud83d\ude02": "Smiley",
+  "\u00f6": "Latin Small Letter O With Diaeresis",
+  "\ufb33": "Hebrew Letter Dalet With Dagesh",
+  "</script>": "Browser Challenge"
+}
+"#;
+    let output = "{\"1\":\"One\",\"</script>\":\"Browser Challenge\",\"\u{80}\":\"Control\u{7f}\",\"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",\"\u{1f602}\":\"Smiley\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}";
+    assert_eq!(canonical(input), output);
+}
+
+fn sample_record() -> EventRecord {
+    EventRecord {
+        seq: 7,
+        prev: Hash([0x11; 32]),
+        ledger: Id::new("erqi").unwrap(),
+        ts_ms: 1_539_050_400_000,
+        actor: Id::new("recorder-liu").unwrap(),
+        idempotency: Some(Idempotency {
+            key: "wx-notify-0001".into(),
+            command_sha256: Hash([0x22; 32]),
+        }),
+        body: EventBody::DonationReceived(DonationReceived {
+            project: Id::new("cp-001").unwrap(),
+            amount_minor: Amount::new(100).unwrap(),
+            currency: Currency::CNY,
+            channel: Channel::Wechat,
+            channel_txn_id: "wx-4200000001".into(),
+            fee_minor: 0,
+            pledge_seq: None,
+            anonymous: false,
+            public_name: Some(Text::new("热心市民\"小王\"").unwrap()),
+            donor_ref: Id::new("donor-000042").unwrap(),
+            receipt_code: "3F2A-91C0-5B7E-D4A8".into(),
+        }),
+    }
+}
+
+#[test]
+fn event_canonical_bytes_are_a_fixed_point() {
+    let sealed = sample_record().seal().unwrap();
+    let bytes = sealed.canonical_bytes();
+    let text = std::str::from_utf8(bytes).unwrap();
+    // Re-canonicalizing the canonical form changes nothing.
+    assert_eq!(canonical(text), text);
+    // Keys are sorted, there is no white space outside strings, and no `hash` member.
+    assert!(text.starts_with(r#"{"actor":"recorder-liu","data":{"amount_minor":100,"#), "{text}");
+    assert!(!text.contains("\"hash\""));
+    assert!(text.contains(r#""public_name":"热心市民\"小王\"""#));
+    // Absent optionals are omitted, not null.
+    assert!(!text.contains("pledge_seq"));
+}
+
+#[test]
+fn export_line_round_trips_through_the_generic_checker() {
+    let sealed = sample_record().seal().unwrap();
+    let line = sealed.export_line();
+    let checked = check_export_line(&line).unwrap();
+    assert_eq!(checked.seq, 7);
+    assert_eq!(checked.prev, Hash([0x11; 32]));
+    assert_eq!(checked.hash, sealed.hash());
+    assert_eq!(checked.canonical, sealed.canonical_bytes());
+    // The export line is itself canonical, with `hash` in its sorted place.
+    let text = String::from_utf8(line.clone()).unwrap();
+    assert_eq!(canonical(&text), text);
+    assert!(text.contains(&format!("\"hash\":\"{}\"", sealed.hash())));
+    // Any changed byte inside a value breaks the hash.
+    let tampered = text.replace("\"amount_minor\":100", "\"amount_minor\":101");
+    assert!(matches!(
+        check_export_line(tampered.as_bytes()),
+        Err(ChainError::HashMismatch { seq: 7, .. })
+    ));
+}
+
+#[test]
+fn sealing_rejects_oversized_events() {
+    let mut record = sample_record();
+    if let EventBody::DonationReceived(d) = &mut record.body {
+        d.channel_txn_id = "x".repeat(EVENT_BYTES_MAX);
+    }
+    assert!(matches!(record.seal(), Err(ValueError::EventTooLarge { .. })));
+}
+
+#[test]
+fn chain_verifier_names_the_first_bad_seq() {
+    let mut prev = Hash::ZERO;
+    let mut sealed = Vec::new();
+    for seq in 0..4 {
+        let mut r = sample_record();
+        r.seq = seq;
+        r.prev = prev;
+        let s = r.seal().unwrap();
+        prev = s.hash();
+        sealed.push(s);
+    }
+    let mut chain = ChainVerifier::new();
+    for s in &sealed {
+        chain.push_sealed(s).unwrap();
+    }
+    assert_eq!(chain.len(), 4);
+    assert_eq!(chain.head(), sealed[3].hash());
+
+    // Skip event 2: the verifier names seq 2 as missing.
+    let mut chain = ChainVerifier::new();
+    chain.push_sealed(&sealed[0]).unwrap();
+    chain.push_sealed(&sealed[1]).unwrap();
+    let err = chain.push_sealed(&sealed[3]).unwrap_err();
+    assert_eq!(err.seq(), Some(2));
+
+    // A link to the wrong previous hash is named at the event that carries it.
+    let mut r = sample_record();
+    r.seq = 1;
+    r.prev = Hash([9; 32]);
+    let bad = r.seal().unwrap();
+    let mut chain = ChainVerifier::new();
+    chain.push_sealed(&sealed[0]).unwrap();
+    let err = chain.push_sealed(&bad).unwrap_err();
+    assert!(matches!(err, ChainError::BrokenLink { seq: 1, .. }));
+}
