@@ -258,46 +258,21 @@ impl Writer {
         let mut work = self.state.clone();
         let first_new = pending.len();
         for (index, command) in s.commands.iter().enumerate() {
-            let ctx = Context {
+            let at = Stamp {
                 ledger: &self.config.ledger,
                 actor: &s.actor,
                 ts_ms,
-                next_seq: work.position,
+                idempotency: idempotency.as_ref(),
             };
-            let bodies = match decide(&work, &ctx, command) {
-                Ok(b) => b,
+            match execute(&mut work, &at, command) {
+                Ok(sealed) => pending.extend(sealed),
                 Err(error) => {
                     pending.truncate(first_new);
-                    return Pending::Failed(WriteError::Rejected { index, error });
+                    return Pending::Failed(match error {
+                        ExecuteError::Rejected(error) => WriteError::Rejected { index, error },
+                        ExecuteError::Internal(e) => WriteError::Internal(e),
+                    });
                 }
-            };
-            for body in bodies {
-                let record = EventRecord {
-                    seq: work.position,
-                    prev: work.head,
-                    ledger: self.config.ledger.clone(),
-                    ts_ms,
-                    actor: s.actor.clone(),
-                    idempotency: idempotency.clone(),
-                    body,
-                };
-                let sealed = match record.seal() {
-                    Ok(sealed) => sealed,
-                    Err(e) => {
-                        pending.truncate(first_new);
-                        return Pending::Failed(WriteError::Rejected {
-                            index,
-                            error: e.into(),
-                        });
-                    }
-                };
-                if let Err(e) = work.apply(&sealed) {
-                    // decide() accepted what the fold refuses: a bug, never an input error.
-                    tracing::error!(error = %e, "the fold refused an event the writer decided");
-                    pending.truncate(first_new);
-                    return Pending::Failed(WriteError::Internal(e.to_string()));
-                }
-                pending.push(sealed);
             }
         }
         self.state = work;
@@ -331,6 +306,60 @@ impl Writer {
         }
         out
     }
+}
+
+/// Who, when and under which idempotency key a command's events are sealed.
+pub struct Stamp<'a> {
+    pub ledger: &'a Id,
+    pub actor: &'a Id,
+    pub ts_ms: u64,
+    pub idempotency: Option<&'a Idempotency>,
+}
+
+#[derive(Debug)]
+pub enum ExecuteError {
+    /// The command breaks a rule; nothing was applied.
+    Rejected(CommandError),
+    /// The fold refused an event the rules accepted: a bug.
+    Internal(String),
+}
+
+/// Decides one command against `state`, seals its events at the state's head and applies
+/// them to `state`. Pure: the caller makes them durable. On error `state` may hold part of
+/// the command's events, so callers work on a copy (an O(1) clone).
+pub fn execute(
+    state: &mut LedgerState,
+    at: &Stamp<'_>,
+    command: &Command,
+) -> Result<Vec<SealedEvent>, ExecuteError> {
+    let ctx = Context {
+        ledger: at.ledger,
+        actor: at.actor,
+        ts_ms: at.ts_ms,
+        next_seq: state.position,
+    };
+    let bodies = decide(state, &ctx, command).map_err(ExecuteError::Rejected)?;
+    let mut sealed = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let record = EventRecord {
+            seq: state.position,
+            prev: state.head,
+            ledger: at.ledger.clone(),
+            ts_ms: at.ts_ms,
+            actor: at.actor.clone(),
+            idempotency: at.idempotency.cloned(),
+            body,
+        };
+        let event = record
+            .seal()
+            .map_err(|e| ExecuteError::Rejected(e.into()))?;
+        state.apply(&event).map_err(|e| {
+            tracing::error!(error = %e, "the fold refused an event the writer decided");
+            ExecuteError::Internal(e.to_string())
+        })?;
+        sealed.push(event);
+    }
+    Ok(sealed)
 }
 
 enum Pending {

@@ -19,7 +19,8 @@ fn rfc8785_structures() {
   "111": [ { } ],
   "A": { }
 }"#;
-    let output = r#"{"":"empty","1":{"\n":56,"f":{"F":5,"f":"hi"}},"10":{},"111":[{}],"A":{},"a":{}}"#;
+    let output =
+        r#"{"":"empty","1":{"\n":56,"f":{"F":5,"f":"hi"}},"10":{},"111":[{}],"A":{},"a":{}}"#;
     assert_eq!(canonical(input), output);
 }
 
@@ -92,7 +93,10 @@ fn event_canonical_bytes_are_a_fixed_point() {
     // Re-canonicalizing the canonical form changes nothing.
     assert_eq!(canonical(text), text);
     // Keys are sorted, there is no white space outside strings, and no `hash` member.
-    assert!(text.starts_with(r#"{"actor":"recorder-liu","data":{"amount_minor":100,"#), "{text}");
+    assert!(
+        text.starts_with(r#"{"actor":"recorder-liu","data":{"amount_minor":100,"#),
+        "{text}"
+    );
     assert!(!text.contains("\"hash\""));
     assert!(text.contains(r#""public_name":"热心市民\"小王\"""#));
     // Absent optionals are omitted, not null.
@@ -126,7 +130,10 @@ fn sealing_rejects_oversized_events() {
     if let EventBody::DonationReceived(d) = &mut record.body {
         d.channel_txn_id = "x".repeat(EVENT_BYTES_MAX);
     }
-    assert!(matches!(record.seal(), Err(ValueError::EventTooLarge { .. })));
+    assert!(matches!(
+        record.seal(),
+        Err(ValueError::EventTooLarge { .. })
+    ));
 }
 
 #[test]

@@ -1,0 +1,727 @@
+//! Every rejection rule of the write side, each with the typed error it gives, and the
+//! matching rules. Pure: commands go through `writer::execute` against an in-memory state.
+
+use events::*;
+use ledger::command::{Command, CommandError, DonationInput};
+use ledger::writer::{execute, ExecuteError, Stamp};
+use projections::LedgerState;
+
+const T0: u64 = 1_539_046_800_000;
+const DAY: u64 = 86_400_000;
+
+struct Ledger {
+    state: LedgerState,
+    ledger: Id,
+    ts_ms: u64,
+}
+
+fn id(s: &str) -> Id {
+    Id::new(s).unwrap()
+}
+fn text(s: &str) -> Text {
+    Text::new(s).unwrap()
+}
+fn amount(m: u64) -> Amount {
+    Amount::new(m).unwrap()
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        Ledger {
+            state: LedgerState::default(),
+            ledger: id("test"),
+            ts_ms: T0,
+        }
+    }
+
+    /// Runs a command as `actor`; on rejection asserts nothing changed.
+    fn run(&mut self, actor: &str, command: Command) -> Result<Vec<SealedEvent>, CommandError> {
+        let before = self.state.clone();
+        let mut work = self.state.clone();
+        let actor = id(actor);
+        let at = Stamp {
+            ledger: &self.ledger,
+            actor: &actor,
+            ts_ms: self.ts_ms,
+            idempotency: None,
+        };
+        match execute(&mut work, &at, &command) {
+            Ok(events) => {
+                self.state = work;
+                Ok(events)
+            }
+            Err(ExecuteError::Rejected(e)) => {
+                assert_eq!(self.state, before, "a rejected command changed nothing");
+                Err(e)
+            }
+            Err(ExecuteError::Internal(e)) => panic!("internal error: {e}"),
+        }
+    }
+
+    fn ok(&mut self, actor: &str, command: Command) -> Vec<SealedEvent> {
+        self.run(actor, command).expect("command accepted")
+    }
+
+    fn err(&mut self, actor: &str, command: Command) -> CommandError {
+        self.run(actor, command).expect_err("command refused")
+    }
+
+    fn open(&mut self, project: &str, kind: ProjectKind, goal: Option<u64>) {
+        self.ok(
+            "admin",
+            Command::OpenProject {
+                project: id(project),
+                kind,
+                name: text("星星课堂"),
+                currency: Currency::CNY,
+                goal_minor: goal.map(amount),
+            },
+        );
+    }
+
+    fn available(&self, project: &str) -> u64 {
+        self.state.projects[&id(project)]
+            .balances
+            .available()
+            .unwrap()
+    }
+}
+
+fn donation(project: &str, minor: u64, txn: &str, donor: &str) -> DonationInput {
+    DonationInput {
+        project: id(project),
+        amount_minor: amount(minor),
+        currency: Currency::CNY,
+        channel: Channel::Wechat,
+        channel_txn_id: txn.into(),
+        fee_minor: 0,
+        pledge_seq: None,
+        anonymous: true,
+        public_name: None,
+        donor_ref: id(donor),
+    }
+}
+
+fn give(l: &mut Ledger, project: &str, minor: u64, txn: &str, donor: &str) -> Vec<SealedEvent> {
+    l.ok(
+        "recorder",
+        Command::RecordDonation(donation(project, minor, txn, donor)),
+    )
+}
+
+fn payout(project: &str, minor: u64) -> Command {
+    Command::RequestPayout(PayoutRequested {
+        project: id(project),
+        amount_minor: amount(minor),
+        currency: Currency::CNY,
+        payee: text("二七区社工服务中心"),
+        purpose: text("服务费用"),
+        document_sha256: sha256(b"invoice"),
+    })
+}
+
+fn pool(name: &str, projects: &[&str], caps: (u64, u64, u64)) -> Command {
+    Command::CommitMatchingPool(MatchingPoolCommitted {
+        pool: id(name),
+        sponsor: text("二七商贸集团"),
+        projects: projects.iter().map(|p| id(p)).collect(),
+        currency: Currency::CNY,
+        ratio_numerator: 1,
+        ratio_denominator: 1,
+        cap_per_donation_minor: amount(caps.0),
+        cap_per_donor_per_day_minor: amount(caps.1),
+        total_cap_minor: amount(caps.2),
+        valid_from_ms: T0,
+        valid_until_ms: T0 + 30 * DAY,
+        day_utc_offset_minutes: 480,
+    })
+}
+
+#[test]
+fn unknown_project_is_refused_everywhere() {
+    let mut l = Ledger::new();
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("nope", 100, "t1", "d1")),
+    );
+    assert!(
+        matches!(e, CommandError::UnknownProject(ref p) if p.as_str() == "nope"),
+        "{e}"
+    );
+    assert!(matches!(
+        l.err("admin", payout("nope", 1)),
+        CommandError::UnknownProject(_)
+    ));
+    assert!(matches!(
+        l.err("admin", pool("p", &["nope"], (100, 100, 100))),
+        CommandError::UnknownProject(_)
+    ));
+    assert_eq!(e.code(), "unknown_project");
+}
+
+#[test]
+fn project_ids_are_unique_and_closed_projects_take_no_gifts() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let e = l.err(
+        "admin",
+        Command::OpenProject {
+            project: id("cp"),
+            kind: ProjectKind::GeneralFund,
+            name: text("again"),
+            currency: Currency::CNY,
+            goal_minor: None,
+        },
+    );
+    assert!(matches!(e, CommandError::ProjectExists(_)));
+    assert!(e.is_conflict());
+    l.ok(
+        "admin",
+        Command::CloseProject {
+            project: id("cp"),
+            reason: text("done"),
+        },
+    );
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "t1", "d1")),
+    );
+    assert!(matches!(e, CommandError::ProjectClosed(_)));
+}
+
+#[test]
+fn currency_must_match_the_project() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let mut d = donation("cp", 100, "t1", "d1");
+    d.currency = Currency::new("USD").unwrap();
+    let e = l.err("recorder", Command::RecordDonation(d));
+    assert!(matches!(e, CommandError::CurrencyMismatch { .. }));
+    assert!(e.to_string().starts_with("currency:"), "{e}");
+}
+
+#[test]
+fn fee_must_be_less_than_the_amount_and_anonymous_has_no_name() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let mut d = donation("cp", 100, "t1", "d1");
+    d.fee_minor = 100;
+    let e = l.err("recorder", Command::RecordDonation(d));
+    assert!(e.to_string().contains("fee_minor"), "{e}");
+    let mut d = donation("cp", 100, "t2", "d1");
+    d.public_name = Some(text("小王"));
+    let e = l.err("recorder", Command::RecordDonation(d));
+    assert!(e.to_string().contains("public_name"), "{e}");
+}
+
+#[test]
+fn a_channel_transaction_is_recorded_once() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    give(&mut l, "cp", 100, "wx-1", "d1");
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "wx-1", "d2")),
+    );
+    assert!(matches!(e, CommandError::DuplicateChannelTxn { .. }), "{e}");
+    // The same id on another channel is another transaction.
+    let mut d = donation("cp", 100, "wx-1", "d2");
+    d.channel = Channel::Alipay;
+    l.ok("recorder", Command::RecordDonation(d));
+}
+
+#[test]
+fn help_requests_and_micro_wishes_stop_at_their_goal() {
+    let mut l = Ledger::new();
+    l.open("wish", ProjectKind::MicroWish, Some(5_000));
+    give(&mut l, "wish", 4_000, "t1", "d1");
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("wish", 1_001, "t2", "d2")),
+    );
+    assert!(
+        matches!(
+            e,
+            CommandError::OverGoal {
+                raised: 4_000,
+                goal: 5_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    give(&mut l, "wish", 1_000, "t3", "d2");
+    // A help request must have a goal.
+    let e = l.err(
+        "admin",
+        Command::OpenProject {
+            project: id("help"),
+            kind: ProjectKind::HelpRequest,
+            name: text("求助"),
+            currency: Currency::CNY,
+            goal_minor: None,
+        },
+    );
+    assert!(e.to_string().contains("goal_minor"), "{e}");
+}
+
+#[test]
+fn payouts_and_moves_cannot_exceed_the_available_balance() {
+    let mut l = Ledger::new();
+    l.open("a", ProjectKind::CommunityProject, None);
+    l.open("b", ProjectKind::GeneralFund, None);
+    give(&mut l, "a", 1_000, "t1", "d1");
+    let e = l.err("finance", payout("a", 1_001));
+    assert!(
+        matches!(
+            e,
+            CommandError::InsufficientFunds {
+                requested: 1_001,
+                available: 1_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A pending request reserves its money.
+    l.ok("finance", payout("a", 600));
+    assert_eq!(l.available("a"), 400);
+    let e = l.err(
+        "finance",
+        Command::RequestMove(MoveRequested {
+            from_project: id("a"),
+            to_project: id("b"),
+            amount_minor: amount(401),
+            currency: Currency::CNY,
+            reason: text("结余转入"),
+        }),
+    );
+    assert!(
+        matches!(e, CommandError::InsufficientFunds { available: 400, .. }),
+        "{e}"
+    );
+    // Restricted funds: nothing moved to b without an approved move.
+    assert_eq!(l.available("b"), 0);
+    assert!(matches!(
+        l.err("finance", payout("b", 1)),
+        CommandError::InsufficientFunds { .. }
+    ));
+}
+
+#[test]
+fn four_eyes_and_request_states() {
+    let mut l = Ledger::new();
+    l.open("a", ProjectKind::CommunityProject, None);
+    l.open("b", ProjectKind::GeneralFund, None);
+    give(&mut l, "a", 1_000, "t1", "d1");
+    let seq = l.ok("finance-li", payout("a", 500))[0].seq();
+    let e = l.err("finance-li", Command::ApprovePayout { payout_seq: seq });
+    assert!(matches!(e, CommandError::FourEyes { .. }), "{e}");
+    assert_eq!(e.code(), "four_eyes");
+    let e = l.err(
+        "finance-li",
+        Command::DisbursePayout {
+            payout_seq: seq,
+            bank_reference: "ICBC-1".into(),
+        },
+    );
+    assert!(
+        matches!(
+            e,
+            CommandError::RequestState {
+                needed: "approved",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    l.ok("director-wang", Command::ApprovePayout { payout_seq: seq });
+    assert_eq!(l.state.projects[&id("a")].balances.committed, 500);
+    let e = l.err("director-zhang", Command::ApprovePayout { payout_seq: seq });
+    assert!(
+        matches!(
+            e,
+            CommandError::RequestState {
+                status: "approved",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    l.ok(
+        "finance-li",
+        Command::DisbursePayout {
+            payout_seq: seq,
+            bank_reference: "ICBC-1".into(),
+        },
+    );
+    let b = &l.state.projects[&id("a")].balances;
+    assert_eq!(
+        (b.paid_out, b.committed, b.available().unwrap()),
+        (500, 0, 500)
+    );
+    let e = l.err("x", Command::ApprovePayout { payout_seq: 999 });
+    assert!(matches!(e, CommandError::UnknownRequest { seq: 999, .. }));
+
+    // Moves follow the same rule.
+    let mv = l.ok(
+        "finance-li",
+        Command::RequestMove(MoveRequested {
+            from_project: id("a"),
+            to_project: id("b"),
+            amount_minor: amount(200),
+            currency: Currency::CNY,
+            reason: text("结余转入"),
+        }),
+    )[0]
+    .seq();
+    let e = l.err("finance-li", Command::ApproveMove { move_seq: mv });
+    assert!(matches!(e, CommandError::FourEyes { .. }));
+    l.ok("director-wang", Command::ApproveMove { move_seq: mv });
+    assert_eq!(l.available("a"), 300);
+    assert_eq!(l.available("b"), 200);
+    // A rejected request frees its reservation.
+    let p = l.ok("finance-li", payout("a", 300))[0].seq();
+    assert_eq!(l.available("a"), 0);
+    l.ok(
+        "director-wang",
+        Command::RejectPayout {
+            payout_seq: p,
+            reason: text("单据不全"),
+        },
+    );
+    assert_eq!(l.available("a"), 300);
+}
+
+#[test]
+fn refunds_name_a_donation_once_and_release_the_match() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    l.ok("admin", pool("pool", &["cp"], (10_000, 20_000, 100_000)));
+    let events = give(&mut l, "cp", 500, "t1", "d1");
+    assert_eq!(events.len(), 2, "the gift and its match are one batch");
+    let donation_seq = events[0].seq();
+    match events[1].body() {
+        EventBody::MatchAllocated(m) => {
+            assert_eq!(m.donation_seq, donation_seq);
+            assert_eq!(m.amount_minor.minor(), 500);
+        }
+        other => panic!("expected a match, got {other:?}"),
+    }
+    let e = l.err(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: 999,
+            reason: text("x"),
+        },
+    );
+    assert!(matches!(e, CommandError::UnknownDonation(999)));
+    let refund = l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq,
+            reason: text("重复支付"),
+        },
+    );
+    assert_eq!(
+        refund.len(),
+        2,
+        "the refund releases the match in the same batch"
+    );
+    assert!(matches!(refund[1].body(), EventBody::MatchReleased(_)));
+    assert_eq!(l.state.pools[&id("pool")].used(), 0);
+    assert_eq!(l.available("cp"), 0);
+    let e = l.err(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq,
+            reason: text("again"),
+        },
+    );
+    assert!(matches!(e, CommandError::AlreadyRefunded(_)));
+    assert!(e.is_conflict());
+}
+
+#[test]
+fn a_refund_cannot_take_money_already_paid_out() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let seq = give(&mut l, "cp", 1_000, "t1", "d1")[0].seq();
+    l.ok("finance", payout("cp", 800));
+    let e = l.err(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: seq,
+            reason: text("x"),
+        },
+    );
+    assert!(
+        matches!(
+            e,
+            CommandError::InsufficientFunds {
+                requested: 1_000,
+                available: 200,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_channel_keeps_its_fee_on_refund() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    give(&mut l, "cp", 10_000, "t0", "d0");
+    let mut d = donation("cp", 1_000, "t1", "d1");
+    d.fee_minor = 6;
+    let seq = l.ok("recorder", Command::RecordDonation(d))[0].seq();
+    assert_eq!(l.available("cp"), 10_994);
+    l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: seq,
+            reason: text("x"),
+        },
+    );
+    assert_eq!(
+        l.available("cp"),
+        9_994,
+        "the donor gets 1,000 back; the fee of 6 is lost"
+    );
+}
+
+#[test]
+fn matching_caps_and_window() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    l.open("other", ProjectKind::CommunityProject, None);
+    // Per donation 300, per donor per day 500, total 1,000.
+    l.ok("admin", pool("pool", &["cp"], (300, 500, 1_000)));
+    let matched = |events: &[SealedEvent]| -> u64 {
+        events
+            .iter()
+            .filter_map(|e| match e.body() {
+                EventBody::MatchAllocated(m) => Some(m.amount_minor.minor()),
+                _ => None,
+            })
+            .sum()
+    };
+    assert_eq!(
+        matched(&give(&mut l, "cp", 1_000, "t1", "d1")),
+        300,
+        "per-donation cap"
+    );
+    assert_eq!(
+        matched(&give(&mut l, "cp", 1_000, "t2", "d1")),
+        200,
+        "per-donor day cap"
+    );
+    assert_eq!(
+        matched(&give(&mut l, "cp", 1_000, "t3", "d1")),
+        0,
+        "donor's day is used up"
+    );
+    assert_eq!(
+        matched(&give(&mut l, "other", 100, "t4", "d2")),
+        0,
+        "project not covered"
+    );
+    l.ts_ms += DAY;
+    assert_eq!(
+        matched(&give(&mut l, "cp", 100, "t5", "d1")),
+        100,
+        "a new day"
+    );
+    assert_eq!(matched(&give(&mut l, "cp", 1_000, "t6", "d3")), 300);
+    assert_eq!(
+        matched(&give(&mut l, "cp", 1_000, "t7", "d4")),
+        100,
+        "total cap"
+    );
+    assert_eq!(l.state.pools[&id("pool")].remaining(), 0);
+    assert_eq!(
+        matched(&give(&mut l, "cp", 1_000, "t8", "d5")),
+        0,
+        "pool exhausted"
+    );
+
+    // Window: nothing before it opens or after it ends; a closed pool matches nothing.
+    let mut l = Ledger::new();
+    l.ts_ms = T0 - 1;
+    l.open("cp", ProjectKind::CommunityProject, None);
+    l.ok("admin", pool("pool", &["cp"], (300, 500, 1_000)));
+    assert_eq!(
+        matched(&give(&mut l, "cp", 100, "t1", "d1")),
+        0,
+        "before the window"
+    );
+    l.ts_ms = T0 + DAY;
+    assert_eq!(
+        matched(&give(&mut l, "cp", 100, "t2", "d1")),
+        100,
+        "inside the window"
+    );
+    l.ts_ms = T0 + 30 * DAY;
+    assert_eq!(
+        matched(&give(&mut l, "cp", 100, "t3", "d1")),
+        0,
+        "after the window"
+    );
+    let mut longer = match pool("pool2", &["cp"], (300, 500, 1_000)) {
+        Command::CommitMatchingPool(p) => p,
+        _ => unreachable!(),
+    };
+    longer.valid_until_ms = T0 + 60 * DAY;
+    l.ok("admin", Command::CommitMatchingPool(longer));
+    assert_eq!(
+        matched(&give(&mut l, "cp", 100, "t4", "d1")),
+        100,
+        "the second pool"
+    );
+    l.ok(
+        "admin",
+        Command::CloseMatchingPool {
+            pool: id("pool2"),
+            reason: text("期满"),
+        },
+    );
+    assert_eq!(
+        matched(&give(&mut l, "cp", 100, "t5", "d1")),
+        0,
+        "closed pool"
+    );
+    let e = l.err(
+        "admin",
+        Command::CloseMatchingPool {
+            pool: id("pool2"),
+            reason: text("x"),
+        },
+    );
+    assert!(matches!(e, CommandError::PoolClosed(_)));
+}
+
+#[test]
+fn matching_ratio_rounds_down() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let mut c = match pool("pool", &["cp"], (10_000, 10_000, 100_000)) {
+        Command::CommitMatchingPool(p) => p,
+        _ => unreachable!(),
+    };
+    c.ratio_numerator = 1;
+    c.ratio_denominator = 2;
+    l.ok("admin", Command::CommitMatchingPool(c));
+    let events = give(&mut l, "cp", 101, "t1", "d1");
+    match events[1].body() {
+        EventBody::MatchAllocated(m) => assert_eq!(m.amount_minor.minor(), 50),
+        other => panic!("{other:?}"),
+    }
+    // 1 fen at 1:2 rounds to zero: no match event at all.
+    assert_eq!(give(&mut l, "cp", 1, "t2", "d1").len(), 1);
+}
+
+#[test]
+fn pool_rules() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    l.ok("admin", pool("pool", &["cp"], (100, 100, 1_000)));
+    assert!(matches!(
+        l.err("admin", pool("pool", &["cp"], (100, 100, 1_000))),
+        CommandError::PoolExists(_)
+    ));
+    let e = l.err("admin", pool("p2", &["cp"], (2_000, 100, 1_000)));
+    assert!(e.to_string().contains("cap_per_donation_minor"), "{e}");
+    let e = l.err("admin", pool("p3", &["cp", "cp"], (100, 100, 1_000)));
+    assert!(e.to_string().contains("projects"), "{e}");
+}
+
+#[test]
+fn pledges_are_fulfilled_by_gifts_that_name_them() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    l.open("other", ProjectKind::CommunityProject, None);
+    let seq = l.ok(
+        "admin",
+        Command::MakePledge {
+            project: id("cp"),
+            sponsor: text("中原绿城建设"),
+            amount_minor: amount(5_000),
+            currency: Currency::CNY,
+        },
+    )[0]
+    .seq();
+    let mut d = donation("cp", 3_000, "b1", "org-1");
+    d.pledge_seq = Some(seq);
+    l.ok("recorder", Command::RecordDonation(d));
+    assert_eq!(l.state.pledges[&seq].outstanding(), 2_000);
+    let mut d = donation("cp", 2_001, "b2", "org-1");
+    d.pledge_seq = Some(seq);
+    assert!(matches!(
+        l.err("recorder", Command::RecordDonation(d)),
+        CommandError::OverPledge {
+            outstanding: 2_000,
+            ..
+        }
+    ));
+    let mut d = donation("other", 100, "b3", "org-1");
+    d.pledge_seq = Some(seq);
+    assert!(matches!(
+        l.err("recorder", Command::RecordDonation(d)),
+        CommandError::PledgeProjectMismatch { .. }
+    ));
+    let mut d = donation("cp", 100, "b4", "org-1");
+    d.pledge_seq = Some(seq + 100);
+    assert!(matches!(
+        l.err("recorder", Command::RecordDonation(d)),
+        CommandError::UnknownPledge(_)
+    ));
+    l.ok(
+        "admin",
+        Command::CancelPledge {
+            pledge_seq: seq,
+            reason: text("企业撤回"),
+        },
+    );
+    assert_eq!(l.state.pledges[&seq].outstanding(), 0);
+    let mut d = donation("cp", 100, "b5", "org-1");
+    d.pledge_seq = Some(seq);
+    assert!(matches!(
+        l.err("recorder", Command::RecordDonation(d)),
+        CommandError::PledgeCancelled(_)
+    ));
+}
+
+#[test]
+fn out_of_range_values_are_refused_when_parsed_naming_the_limit() {
+    let base = serde_json::json!({
+        "command": "record_donation", "project": "cp", "amount_minor": 100, "currency": "CNY",
+        "channel": "wechat", "channel_txn_id": "t1", "donor_ref": "d1"
+    });
+    assert!(serde_json::from_value::<Command>(base.clone()).is_ok());
+    for (field, value, needle) in [
+        ("amount_minor", serde_json::json!(0), "9007199254740991"),
+        (
+            "amount_minor",
+            serde_json::json!(9_007_199_254_740_992u64),
+            "9007199254740991",
+        ),
+        ("amount_minor", serde_json::json!(1.5), "floating point"),
+        ("currency", serde_json::json!("yuan"), "ISO 4217"),
+        ("project", serde_json::json!("Not An Id"), "1 to 64"),
+        ("channel", serde_json::json!("paypal"), "variant"),
+    ] {
+        let mut v = base.clone();
+        v[field] = value;
+        let e = serde_json::from_value::<Command>(v)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{field}: {e}");
+    }
+    let mut v = base.clone();
+    v["unexpected"] = serde_json::json!(1);
+    assert!(
+        serde_json::from_value::<Command>(v).is_err(),
+        "unknown fields are refused"
+    );
+}
