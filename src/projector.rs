@@ -120,7 +120,7 @@ pub fn spawn_projector(
         };
         loop {
             tokio::select! {
-                next = events.recv() => {
+                next = events.rx.recv() => {
                     let Some(first) = next else { break };
                     let mut item = Some(first);
                     while let Some(result) = item.take() {
@@ -131,7 +131,7 @@ pub fn spawn_projector(
                                 reason: e.to_string(),
                             })
                         })?;
-                        item = events.try_recv().ok();
+                        item = events.rx.try_recv().ok();
                     }
                     tx.send_replace(Arc::new(state.clone()));
                     crate::metrics::record_positions(state.position, log.head().await?.len);
@@ -146,6 +146,7 @@ pub fn spawn_projector(
                 }
             }
         }
+        events.close().await;
         save(&state, &mut saved_position, &mut saved_at);
         Ok(())
     });

@@ -70,16 +70,27 @@ pub trait EventLog: Send + Sync + 'static {
 /// The most events a subscription buffers before it waits for its reader.
 pub const SUBSCRIPTION_BUFFER_MAX: usize = 8192;
 
+/// A live stream of events; see [`subscribe`].
+pub struct Subscription {
+    pub rx: mpsc::Receiver<Result<SealedEvent, StoreError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscription {
+    /// Ends the subscription and waits until its task has let go of the log.
+    pub async fn close(self) {
+        drop(self.rx);
+        let _ = self.task.await;
+    }
+}
+
 /// Every event from `from` on, in order with no gaps: first those already stored, then new
 /// ones as they are appended. The stream ends with an error if reading fails, and ends
 /// quietly when the receiver is dropped.
-pub fn subscribe(
-    log: Arc<dyn EventLog>,
-    from: u64,
-) -> mpsc::Receiver<Result<SealedEvent, StoreError>> {
+pub fn subscribe(log: Arc<dyn EventLog>, from: u64) -> Subscription {
     let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER_MAX);
     let mut head_rx = log.watch_head();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut next = from;
         loop {
             let len = head_rx.borrow_and_update().len;
@@ -106,7 +117,7 @@ pub fn subscribe(
             }
         }
     });
-    rx
+    Subscription { rx, task }
 }
 
 /// Checks that `events` continue a chain whose head is `head`: consecutive seqs from

@@ -1,0 +1,549 @@
+//! Model-based property test: random sequences of commands, good and bad, with "restart"
+//! steps, against the real ledger (sled store, writer, projection runner) and a small model
+//! that is obviously correct. After every step: the outcome (accepted or refused) matches the
+//! model, every project's balance and available money equal the model's, money is conserved
+//! per project, nothing available is negative, and projections rebuilt from event 0 are
+//! byte-identical to the live ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::*;
+use ledger::command::{Command, DonationInput};
+use ledger::node::{Node, NodeConfig};
+use ledger::projector::encode_state;
+use ledger::store::{EventLog, READ_EVENTS_MAX};
+use ledger::writer::Submission;
+use projections::LedgerState;
+use proptest::prelude::*;
+
+const T0: u64 = 1_539_046_800_000;
+const PROJECTS: usize = 4; // p0..p2 exist; p3 never does.
+const CAP_PER_DONATION: u64 = 300;
+const CAP_PER_DONOR_DAY: u64 = 500;
+const CAP_TOTAL: u64 = 2_000;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Donate {
+        project: usize,
+        amount: u64,
+        fee: u64,
+        donor: usize,
+    },
+    Refund {
+        donation: usize,
+    },
+    Payout {
+        project: usize,
+        amount: u64,
+        requester: usize,
+    },
+    Decide {
+        payout: usize,
+        approver: usize,
+        approve: bool,
+    },
+    Disburse {
+        payout: usize,
+    },
+    Move {
+        from: usize,
+        to: usize,
+        amount: u64,
+        requester: usize,
+    },
+    DecideMove {
+        request: usize,
+        approver: usize,
+    },
+    Restart,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..PROJECTS, 1u64..1_500, 0u64..8, 0usize..3)
+            .prop_map(|(project, amount, fee, donor)| Step::Donate { project, amount, fee, donor }),
+        2 => (0usize..24).prop_map(|donation| Step::Refund { donation }),
+        3 => (0..PROJECTS, 1u64..2_500, 0usize..2)
+            .prop_map(|(project, amount, requester)| Step::Payout { project, amount, requester }),
+        3 => (0usize..10, 0usize..2, any::<bool>())
+            .prop_map(|(payout, approver, approve)| Step::Decide { payout, approver, approve }),
+        2 => (0usize..10).prop_map(|payout| Step::Disburse { payout }),
+        1 => (0..PROJECTS, 0..PROJECTS, 1u64..1_000, 0usize..2)
+            .prop_map(|(from, to, amount, requester)| Step::Move { from, to, amount, requester }),
+        1 => (0usize..6, 0usize..2).prop_map(|(request, approver)| Step::DecideMove { request, approver }),
+        1 => Just(Step::Restart),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Status {
+    Requested,
+    Approved,
+    Rejected,
+    Disbursed,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct MProject {
+    balance: u64,
+    committed: u64,
+    requested: u64,
+}
+
+impl MProject {
+    fn available(&self) -> u64 {
+        self.balance - self.committed - self.requested
+    }
+}
+
+struct MDonation {
+    seq: u64,
+    project: usize,
+    amount: u64,
+    net: u64,
+    matched: u64,
+    donor: usize,
+    refunded: bool,
+}
+
+struct MRequest {
+    seq: u64,
+    from: usize,
+    to: Option<usize>,
+    amount: u64,
+    requester: usize,
+    status: Status,
+}
+
+/// The obviously correct model: plain integers and vectors.
+#[derive(Default)]
+struct Model {
+    projects: [MProject; PROJECTS],
+    donations: Vec<MDonation>,
+    payouts: Vec<MRequest>,
+    moves: Vec<MRequest>,
+    pool_used: u64,
+    donor_used: HashMap<usize, u64>,
+    next_txn: u64,
+}
+
+fn exists(project: usize) -> bool {
+    project < PROJECTS - 1
+}
+
+fn covered(project: usize) -> bool {
+    project < 2
+}
+
+fn id(s: &str) -> Id {
+    Id::new(s).unwrap()
+}
+
+fn project_id(p: usize) -> Id {
+    id(&format!("p{p}"))
+}
+
+fn actor(prefix: &str, n: usize) -> Id {
+    id(&format!("{prefix}-{n}"))
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    node: Option<Node>,
+}
+
+impl Harness {
+    async fn open(&mut self) {
+        let node = Node::open(NodeConfig {
+            data_dir: self.dir.path().to_owned(),
+            ledger: Some(id("model")),
+            clock: Arc::new(|| T0),
+        })
+        .await
+        .expect("open");
+        self.node = Some(node);
+    }
+
+    fn node(&self) -> &Node {
+        self.node.as_ref().expect("open")
+    }
+
+    async fn restart(&mut self) {
+        self.node
+            .take()
+            .expect("open")
+            .shutdown()
+            .await
+            .expect("shutdown");
+        self.open().await;
+    }
+
+    async fn submit(&self, actor: Id, command: Command) -> Result<Vec<SealedEvent>, String> {
+        self.node()
+            .writer
+            .submit(Submission::one(actor, command))
+            .await
+            .map(|o| o.events)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn live_state(&self) -> Arc<LedgerState> {
+        let head = self.node().log.head().await.unwrap();
+        self.node()
+            .state_at(head.len, Duration::from_secs(10))
+            .await
+            .expect("projections catch up")
+    }
+
+    async fn rebuilt_state(&self) -> LedgerState {
+        let mut state = LedgerState::default();
+        loop {
+            let page = self
+                .node()
+                .log
+                .read(state.position, READ_EVENTS_MAX)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                return state;
+            }
+            for e in &page {
+                state.apply(e).unwrap();
+            }
+        }
+    }
+}
+
+async fn setup(h: &mut Harness) {
+    h.open().await;
+    let admin = actor("admin", 0);
+    for p in 0..PROJECTS - 1 {
+        h.submit(
+            admin.clone(),
+            Command::OpenProject {
+                project: project_id(p),
+                kind: ProjectKind::CommunityProject,
+                name: Text::new("模型项目").unwrap(),
+                currency: Currency::CNY,
+                goal_minor: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    h.submit(
+        admin,
+        Command::CommitMatchingPool(MatchingPoolCommitted {
+            pool: id("pool"),
+            sponsor: Text::new("配捐企业").unwrap(),
+            projects: vec![project_id(0), project_id(1)],
+            currency: Currency::CNY,
+            ratio_numerator: 1,
+            ratio_denominator: 1,
+            cap_per_donation_minor: Amount::new(CAP_PER_DONATION).unwrap(),
+            cap_per_donor_per_day_minor: Amount::new(CAP_PER_DONOR_DAY).unwrap(),
+            total_cap_minor: Amount::new(CAP_TOTAL).unwrap(),
+            valid_from_ms: T0 - 1,
+            valid_until_ms: T0 + 1,
+            day_utc_offset_minutes: 480,
+        }),
+    )
+    .await
+    .unwrap();
+}
+
+/// Applies a step to the model and the ledger; returns an error text on disagreement.
+async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), String> {
+    match *step {
+        Step::Restart => {
+            h.restart().await;
+            Ok(())
+        }
+        Step::Donate {
+            project,
+            amount,
+            fee,
+            donor,
+        } => {
+            let fee = fee.min(amount - 1);
+            m.next_txn += 1;
+            let command = Command::RecordDonation(DonationInput {
+                project: project_id(project),
+                amount_minor: Amount::new(amount).unwrap(),
+                currency: Currency::CNY,
+                channel: Channel::Alipay,
+                channel_txn_id: format!("ali-{}", m.next_txn),
+                fee_minor: fee,
+                pledge_seq: None,
+                anonymous: true,
+                public_name: None,
+                donor_ref: actor("donor", donor),
+            });
+            let result = h.submit(actor("recorder", 0), command).await;
+            if !exists(project) {
+                return expect_refused(result, "unknown project");
+            }
+            let events = result.map_err(|e| format!("donation refused: {e}"))?;
+            let matched = if covered(project) {
+                let used = m.donor_used.get(&donor).copied().unwrap_or(0);
+                amount
+                    .min(CAP_PER_DONATION)
+                    .min(CAP_PER_DONOR_DAY - used)
+                    .min(CAP_TOTAL - m.pool_used)
+            } else {
+                0
+            };
+            let expected_events = if matched > 0 { 2 } else { 1 };
+            if events.len() != expected_events {
+                return Err(format!(
+                    "expected {expected_events} events, got {}",
+                    events.len()
+                ));
+            }
+            m.pool_used += matched;
+            *m.donor_used.entry(donor).or_default() += matched;
+            m.projects[project].balance += amount - fee + matched;
+            m.donations.push(MDonation {
+                seq: events[0].seq(),
+                project,
+                amount,
+                net: amount - fee,
+                matched,
+                donor,
+                refunded: false,
+            });
+            Ok(())
+        }
+        Step::Refund { donation } => {
+            let seq = m
+                .donations
+                .get(donation)
+                .map(|d| d.seq)
+                .unwrap_or(1_000_000);
+            let command = Command::RefundDonation {
+                donation_seq: seq,
+                reason: Text::new("退款").unwrap(),
+            };
+            let result = h.submit(actor("recorder", 0), command).await;
+            let Some(d) = m.donations.get_mut(donation) else {
+                return expect_refused(result, "unknown donation");
+            };
+            let p = &mut m.projects[d.project];
+            if d.refunded || p.available() < d.amount + d.matched {
+                return expect_refused(result, "refunded or not enough money");
+            }
+            result.map_err(|e| format!("refund refused: {e}"))?;
+            d.refunded = true;
+            p.balance -= d.amount + d.matched;
+            m.pool_used -= d.matched;
+            *m.donor_used.get_mut(&d.donor).unwrap() -= d.matched;
+            let _ = d.net;
+            Ok(())
+        }
+        Step::Payout {
+            project,
+            amount,
+            requester,
+        } => {
+            let command = Command::RequestPayout(PayoutRequested {
+                project: project_id(project),
+                amount_minor: Amount::new(amount).unwrap(),
+                currency: Currency::CNY,
+                payee: Text::new("服务中心").unwrap(),
+                purpose: Text::new("服务费用").unwrap(),
+                document_sha256: sha256(b"doc"),
+            });
+            let result = h.submit(actor("finance", requester), command).await;
+            if !exists(project) || m.projects[project].available() < amount {
+                return expect_refused(result, "unknown project or not enough money");
+            }
+            let events = result.map_err(|e| format!("payout refused: {e}"))?;
+            m.projects[project].requested += amount;
+            m.payouts.push(MRequest {
+                seq: events[0].seq(),
+                from: project,
+                to: None,
+                amount,
+                requester,
+                status: Status::Requested,
+            });
+            Ok(())
+        }
+        Step::Decide {
+            payout,
+            approver,
+            approve,
+        } => {
+            let seq = m.payouts.get(payout).map(|r| r.seq).unwrap_or(1_000_000);
+            let command = if approve {
+                Command::ApprovePayout { payout_seq: seq }
+            } else {
+                Command::RejectPayout {
+                    payout_seq: seq,
+                    reason: Text::new("驳回").unwrap(),
+                }
+            };
+            let result = h.submit(actor("finance", approver), command).await;
+            let Some(r) = m.payouts.get_mut(payout) else {
+                return expect_refused(result, "unknown payout");
+            };
+            if r.status != Status::Requested || r.requester == approver {
+                return expect_refused(result, "not pending, or four eyes");
+            }
+            result.map_err(|e| format!("decision refused: {e}"))?;
+            let p = &mut m.projects[r.from];
+            p.requested -= r.amount;
+            if approve {
+                p.committed += r.amount;
+                r.status = Status::Approved;
+            } else {
+                r.status = Status::Rejected;
+            }
+            Ok(())
+        }
+        Step::Disburse { payout } => {
+            let seq = m.payouts.get(payout).map(|r| r.seq).unwrap_or(1_000_000);
+            let command = Command::DisbursePayout {
+                payout_seq: seq,
+                bank_reference: "BANK-1".into(),
+            };
+            let result = h.submit(actor("finance", 0), command).await;
+            let Some(r) = m.payouts.get_mut(payout) else {
+                return expect_refused(result, "unknown payout");
+            };
+            if r.status != Status::Approved {
+                return expect_refused(result, "not approved");
+            }
+            result.map_err(|e| format!("disbursement refused: {e}"))?;
+            let p = &mut m.projects[r.from];
+            p.committed -= r.amount;
+            p.balance -= r.amount;
+            r.status = Status::Disbursed;
+            Ok(())
+        }
+        Step::Move {
+            from,
+            to,
+            amount,
+            requester,
+        } => {
+            let command = Command::RequestMove(MoveRequested {
+                from_project: project_id(from),
+                to_project: project_id(to),
+                amount_minor: Amount::new(amount).unwrap(),
+                currency: Currency::CNY,
+                reason: Text::new("调剂").unwrap(),
+            });
+            let result = h.submit(actor("finance", requester), command).await;
+            if !exists(from) || !exists(to) || from == to || m.projects[from].available() < amount {
+                return expect_refused(result, "bad move");
+            }
+            let events = result.map_err(|e| format!("move refused: {e}"))?;
+            m.projects[from].requested += amount;
+            m.moves.push(MRequest {
+                seq: events[0].seq(),
+                from,
+                to: Some(to),
+                amount,
+                requester,
+                status: Status::Requested,
+            });
+            Ok(())
+        }
+        Step::DecideMove { request, approver } => {
+            let seq = m.moves.get(request).map(|r| r.seq).unwrap_or(1_000_000);
+            let result = h
+                .submit(
+                    actor("finance", approver),
+                    Command::ApproveMove { move_seq: seq },
+                )
+                .await;
+            let Some(r) = m.moves.get_mut(request) else {
+                return expect_refused(result, "unknown move");
+            };
+            if r.status != Status::Requested || r.requester == approver {
+                return expect_refused(result, "not pending, or four eyes");
+            }
+            result.map_err(|e| format!("move approval refused: {e}"))?;
+            m.projects[r.from].requested -= r.amount;
+            m.projects[r.from].balance -= r.amount;
+            m.projects[r.to.unwrap()].balance += r.amount;
+            r.status = Status::Approved;
+            Ok(())
+        }
+    }
+}
+
+fn expect_refused(result: Result<Vec<SealedEvent>, String>, why: &str) -> Result<(), String> {
+    match result {
+        Err(_) => Ok(()),
+        Ok(events) => Err(format!(
+            "the ledger accepted what the model refuses ({why}): {events:?}"
+        )),
+    }
+}
+
+async fn check(h: &Harness, m: &Model) -> Result<(), String> {
+    let live = h.live_state().await;
+    for p in 0..PROJECTS {
+        let id = project_id(p);
+        let Some(project) = live.projects.get(&id) else {
+            if exists(p) {
+                return Err(format!("project {id} is missing"));
+            }
+            continue;
+        };
+        let b = &project.balances;
+        let balance = b
+            .balance()
+            .ok_or("conservation broke: balance below zero")?;
+        let available = b.available().ok_or("available below zero")?;
+        // Conservation, to the fen.
+        let lhs = b.raised as i128 + b.matched as i128
+            - b.refunded as i128
+            - b.paid_out as i128
+            - b.moved_out as i128
+            + b.moved_in as i128;
+        if lhs != balance as i128 || b.raised != b.raised_gross - b.fees {
+            return Err(format!("{id}: conservation: {b:?}"));
+        }
+        let mp = &m.projects[p];
+        if (balance, available, b.committed, b.requested)
+            != (mp.balance, mp.available(), mp.committed, mp.requested)
+        {
+            return Err(format!("{id}: ledger {b:?} vs model {mp:?}"));
+        }
+    }
+    if live.pools[&id("pool")].used() != m.pool_used {
+        return Err("pool usage differs from the model".into());
+    }
+    let rebuilt = h.rebuilt_state().await;
+    if encode_state(&rebuilt) != encode_state(&live) {
+        return Err("rebuilt projections differ from the live ones".into());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ledger_matches_model(steps in proptest::collection::vec(step(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let result: Result<(), String> = rt.block_on(async {
+            let mut h = Harness { dir: tempfile::tempdir().unwrap(), node: None };
+            let mut m = Model::default();
+            setup(&mut h).await;
+            for (i, step) in steps.iter().enumerate() {
+                run_step(&mut h, &mut m, step).await.map_err(|e| format!("step {i} {step:?}: {e}"))?;
+                check(&h, &m).await.map_err(|e| format!("after step {i} {step:?}: {e}"))?;
+            }
+            h.node.take().unwrap().shutdown().await.map_err(|e| e.to_string())?;
+            Ok(())
+        });
+        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+    }
+}
