@@ -67,6 +67,18 @@ pub enum Cmd {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Append gifts as fast as the ledger takes them, printing `acked <seq>` for each durable
+    /// one: a soak and crash-test driver.
+    Soak {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Stop after this many gifts.
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Print every project's balances.
     Balances {
         #[command(flatten)]
@@ -96,6 +108,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Cmd::Export { data, out } => export(&data.data, out.as_deref()).await,
             Cmd::Rebuild { data } => rebuild(&data.data).await,
             Cmd::Balances { data, json } => balances(&data.data, json).await,
+            Cmd::Soak {
+                data,
+                count,
+                concurrency,
+            } => soak(&data.data, count, concurrency).await,
         }
     })
 }
@@ -372,5 +389,85 @@ async fn balances(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn soak(dir: &Path, count: u64, concurrency: usize) -> anyhow::Result<ExitCode> {
+    use crate::command::{Command, CommandError, DonationInput};
+    use crate::writer::{Submission, WriteError};
+    use events::{Amount, Channel, Currency, Id, ProjectKind, Text};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let node = Node::open(NodeConfig {
+        data_dir: dir.to_owned(),
+        ledger: None,
+        clock: crate::writer::system_clock(),
+    })
+    .await?;
+    let project = Id::new("soak").expect("valid id");
+    let open = Command::OpenProject {
+        project: project.clone(),
+        kind: ProjectKind::GeneralFund,
+        name: Text::new("soak").expect("valid text"),
+        currency: Currency::CNY,
+        goal_minor: None,
+    };
+    match node
+        .writer
+        .submit(Submission::one(Id::new("soak").expect("valid id"), open))
+        .await
+    {
+        Ok(_)
+        | Err(WriteError::Rejected {
+            error: CommandError::ProjectExists(_),
+            ..
+        }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Unique across runs on the same data directory: the log length at start plus a counter.
+    let run = node.log.head().await?.len;
+    let next = Arc::new(AtomicU64::new(0));
+    let stdout = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (writer, next, stdout, project) = (
+            node.writer.clone(),
+            next.clone(),
+            stdout.clone(),
+            project.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let gift = Command::RecordDonation(DonationInput {
+                    project: project.clone(),
+                    amount_minor: Amount::new(100).expect("valid amount"),
+                    currency: Currency::CNY,
+                    channel: Channel::Wechat,
+                    channel_txn_id: format!("soak-{run}-{n}"),
+                    fee_minor: 0,
+                    pledge_seq: None,
+                    anonymous: true,
+                    public_name: None,
+                    donor_ref: Id::new(&format!("donor-{}", n % 1000)).expect("valid id"),
+                });
+                let outcome = writer
+                    .submit(Submission::one(Id::new("soak").expect("valid id"), gift))
+                    .await?;
+                if let Some(seq) = outcome.last_seq() {
+                    let mut out = stdout.lock().map_err(|_| anyhow::anyhow!("stdout lock"))?;
+                    writeln!(out, "acked {seq}")?;
+                    out.flush()?;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    node.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }
