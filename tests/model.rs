@@ -13,7 +13,7 @@ use events::*;
 use ledger::command::{Command, DonationInput};
 use ledger::node::{Node, NodeConfig};
 use ledger::projector::encode_state;
-use ledger::store::{EventLog, READ_EVENTS_MAX};
+use ledger::store::READ_EVENTS_MAX;
 use ledger::writer::Submission;
 use projections::LedgerState;
 use proptest::prelude::*;
