@@ -12,6 +12,15 @@ fn main() -> ExitCode {
         .init();
     match ledger::cli::run(ledger::cli::Cli::parse()) {
         Ok(code) => code,
+        // A closed pipe (`ledger export | head`) is the reader's choice, not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -1,0 +1,53 @@
+//! Shared by the benches: a ledger in a temp dir with one project, and gift commands.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use events::{Amount, Channel, Currency, Id, ProjectKind, Text};
+use ledger::command::{Command, DonationInput};
+use ledger::node::{Node, NodeConfig};
+use ledger::writer::Submission;
+
+pub async fn open_ledger(dir: &std::path::Path) -> Node {
+    let node = Node::open(NodeConfig {
+        data_dir: dir.to_owned(),
+        ledger: Some(Id::new("bench").unwrap()),
+        clock: ledger::writer::system_clock(),
+    })
+    .await
+    .unwrap();
+    let open = Command::OpenProject {
+        project: Id::new("cp").unwrap(),
+        kind: ProjectKind::CommunityProject,
+        name: Text::new("星星课堂").unwrap(),
+        currency: Currency::CNY,
+        goal_minor: None,
+    };
+    node.writer
+        .submit(Submission::one(Id::new("admin").unwrap(), open))
+        .await
+        .unwrap();
+    node
+}
+
+static TXN: AtomicU64 = AtomicU64::new(0);
+
+/// A one-yuan gift with a fresh channel transaction id: a ~400-byte sealed event.
+pub fn gift() -> Command {
+    let n = TXN.fetch_add(1, Ordering::Relaxed);
+    Command::RecordDonation(DonationInput {
+        project: Id::new("cp").unwrap(),
+        amount_minor: Amount::new(100).unwrap(),
+        currency: Currency::CNY,
+        channel: Channel::Wechat,
+        channel_txn_id: format!("4200000{n:012}"),
+        fee_minor: 0,
+        pledge_seq: None,
+        anonymous: true,
+        public_name: None,
+        donor_ref: Id::new(&format!("donor-{:06}", n % 100_000)).unwrap(),
+    })
+}
+
+pub fn recorder() -> Id {
+    Id::new("recorder").unwrap()
+}
