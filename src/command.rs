@@ -149,6 +149,8 @@ pub enum CommandError {
         channel: &'static str,
         txn_id: String,
     },
+    #[error("channel_txn_id: its receipt code {receipt_code} collides with another donation's; record it with a different channel_txn_id suffix")]
+    ReceiptCollision { receipt_code: String },
     #[error("donation_seq: no donation at seq {0}")]
     UnknownDonation(u64),
     #[error("donation_seq: the donation at seq {0} is already refunded")]
@@ -211,6 +213,7 @@ impl CommandError {
             CommandError::InsufficientFunds { .. } => "insufficient_funds",
             CommandError::OverGoal { .. } => "over_goal",
             CommandError::DuplicateChannelTxn { .. } => "duplicate_channel_txn",
+            CommandError::ReceiptCollision { .. } => "receipt_collision",
             CommandError::UnknownDonation(_) => "unknown_donation",
             CommandError::AlreadyRefunded(_) => "already_refunded",
             CommandError::UnknownPledge(_) => "unknown_pledge",
@@ -235,6 +238,7 @@ impl CommandError {
             CommandError::ProjectExists(_)
                 | CommandError::PoolExists(_)
                 | CommandError::DuplicateChannelTxn { .. }
+                | CommandError::ReceiptCollision { .. }
                 | CommandError::AlreadyRefunded(_)
                 | CommandError::RequestState { .. }
                 | CommandError::IdempotencyConflict { .. }
@@ -546,13 +550,22 @@ fn decide_donation(
     };
     // Field rules first, so a malformed gift is named as such.
     EventBody::DonationReceived(donation.clone()).validate()?;
-    if state
-        .channel_txns
-        .contains(&(input.channel, input.channel_txn_id.clone()))
+    // A channel transaction is recorded once. Its receipt code is derived from it, so the
+    // receipt index finds an earlier one; the stored id tells a repeat from a (2^-64) collision.
+    let number = events::receipt_number(&donation.receipt_code).expect("derived codes parse");
+    if let Some(earlier) = state
+        .receipts
+        .get(&number)
+        .and_then(|s| state.donations.get(s))
     {
-        return Err(CommandError::DuplicateChannelTxn {
-            channel: input.channel.as_str(),
-            txn_id: input.channel_txn_id.clone(),
+        if earlier.channel == input.channel && *earlier.channel_txn_id == *input.channel_txn_id {
+            return Err(CommandError::DuplicateChannelTxn {
+                channel: input.channel.as_str(),
+                txn_id: input.channel_txn_id.clone(),
+            });
+        }
+        return Err(CommandError::ReceiptCollision {
+            receipt_code: donation.receipt_code.clone(),
         });
     }
     if p.kind.goal_is_cap() {

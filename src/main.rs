@@ -2,6 +2,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// The ledger allocates many small objects per event (values, map nodes); mimalloc is
+// markedly faster at that than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

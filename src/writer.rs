@@ -130,7 +130,12 @@ pub fn spawn_writer(
     config: WriterConfig,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_SUBMISSIONS_MAX);
-    let writer = Writer { log, state, config };
+    let writer = Writer {
+        log,
+        state,
+        config,
+        poisoned: false,
+    };
     let task = tokio::spawn(writer.run(rx));
     (WriterHandle { tx }, task)
 }
@@ -139,6 +144,8 @@ struct Writer {
     log: Arc<dyn EventLog>,
     state: LedgerState,
     config: WriterConfig,
+    /// Set when the fold refused an event decide() accepted (a bug): the batch is dropped.
+    poisoned: bool,
 }
 
 type Reply = Result<Outcome, WriteError>;
@@ -170,6 +177,15 @@ impl Writer {
         loop {
             let before = self.state.clone();
             let (replies, pending) = self.decide_batch(submissions);
+            if self.poisoned {
+                self.poisoned = false;
+                self.state = before;
+                tracing::error!("a batch was dropped after an internal invariant failure");
+                return replies
+                    .iter()
+                    .map(|_| Err(WriteError::Internal("the batch was dropped".into())))
+                    .collect();
+            }
             if pending.is_empty() {
                 return self.fill_replays(replies, &[]).await;
             }
@@ -255,7 +271,10 @@ impl Writer {
                 })
             }
         };
-        let mut work = self.state.clone();
+        // A single command is decided before anything is applied, so it runs on the state
+        // itself; several commands run on an O(1) copy that is kept only if all succeed.
+        let single = s.commands.len() == 1;
+        let mut copy = (!single).then(|| self.state.clone());
         let first_new = pending.len();
         for (index, command) in s.commands.iter().enumerate() {
             let at = Stamp {
@@ -264,18 +283,24 @@ impl Writer {
                 ts_ms,
                 idempotency: idempotency.as_ref(),
             };
-            match execute(&mut work, &at, command) {
+            let work = copy.as_mut().unwrap_or(&mut self.state);
+            match execute(work, &at, command) {
                 Ok(sealed) => pending.extend(sealed),
                 Err(error) => {
                     pending.truncate(first_new);
                     return Pending::Failed(match error {
                         ExecuteError::Rejected(error) => WriteError::Rejected { index, error },
-                        ExecuteError::Internal(e) => WriteError::Internal(e),
+                        ExecuteError::Internal(e) => {
+                            self.poisoned = true;
+                            WriteError::Internal(e)
+                        }
                     });
                 }
             }
         }
-        self.state = work;
+        if let Some(work) = copy {
+            self.state = work;
+        }
         Pending::New {
             range: first_new..pending.len(),
         }
@@ -325,8 +350,8 @@ pub enum ExecuteError {
 }
 
 /// Decides one command against `state`, seals its events at the state's head and applies
-/// them to `state`. Pure: the caller makes them durable. On error `state` may hold part of
-/// the command's events, so callers work on a copy (an O(1) clone).
+/// them to `state`. Pure: the caller makes them durable. A rejected command leaves `state`
+/// untouched; an `Internal` error (a bug) may leave part of the command applied.
 pub fn execute(
     state: &mut LedgerState,
     at: &Stamp<'_>,
@@ -339,11 +364,14 @@ pub fn execute(
         next_seq: state.position,
     };
     let bodies = decide(state, &ctx, command).map_err(ExecuteError::Rejected)?;
+    // Seal every event first, so a refusal (an oversized event) leaves `state` untouched;
+    // then fold them, which cannot fail for events decide() accepted.
     let mut sealed = Vec::with_capacity(bodies.len());
+    let (mut seq, mut prev) = (state.position, state.head);
     for body in bodies {
         let record = EventRecord {
-            seq: state.position,
-            prev: state.head,
+            seq,
+            prev,
             ledger: at.ledger.clone(),
             ts_ms: at.ts_ms,
             actor: at.actor.clone(),
@@ -353,11 +381,14 @@ pub fn execute(
         let event = record
             .seal()
             .map_err(|e| ExecuteError::Rejected(e.into()))?;
-        state.apply(&event).map_err(|e| {
+        (seq, prev) = (seq + 1, event.hash());
+        sealed.push(event);
+    }
+    for event in &sealed {
+        state.apply(event).map_err(|e| {
             tracing::error!(error = %e, "the fold refused an event the writer decided");
             ExecuteError::Internal(e.to_string())
         })?;
-        sealed.push(event);
     }
     Ok(sealed)
 }

@@ -24,6 +24,15 @@ pub fn receipt_code(ledger: &Id, channel: Channel, channel_txn_id: &str) -> Stri
     )
 }
 
+/// The 64-bit number a receipt code spells (its 16 hex digits), for compact indexes.
+pub fn receipt_number(code: &str) -> Option<u64> {
+    if !is_receipt_code(code) {
+        return None;
+    }
+    let digits: String = code.chars().filter(|c| *c != '-').collect();
+    u64::from_str_radix(&digits, 16).ok()
+}
+
 /// Whether a string has the shape of a receipt code.
 pub fn is_receipt_code(s: &str) -> bool {
     s.len() == 19
@@ -48,5 +57,11 @@ mod tests {
         assert_ne!(a, receipt_code(&ledger, Channel::Alipay, "wx-1"));
         assert!(is_receipt_code(&a), "{a}");
         assert!(!is_receipt_code("3F2A91C05B7ED4A8"));
+        assert_eq!(receipt_number("0000-0000-0000-00FF"), Some(255));
+        assert_eq!(
+            receipt_number(&a).map(|n| format!("{n:016X}")),
+            Some(a.replace('-', ""))
+        );
+        assert_eq!(receipt_number("nope"), None);
     }
 }

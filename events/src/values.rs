@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::ValueError;
 
@@ -95,9 +96,11 @@ pub const ID_LEN_MAX: usize = 64;
 
 /// An identifier chosen by staff: 1 ..= 64 characters of `a-z 0-9 - _ .`, starting with a
 /// letter or digit. Used for ledgers, projects, matching pools, actors and donor references.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Id(String);
+///
+/// Shared (`Arc<str>`): cloning an id, which the folds do constantly, is a reference count.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Id(Arc<str>);
 
 impl Id {
     pub fn new(s: &str) -> Result<Id, ValueError> {
@@ -107,7 +110,7 @@ impl Id {
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !s.is_empty() && s.len() <= ID_LEN_MAX && starts_ok && s.chars().all(ok_char) {
-            Ok(Id(s.to_owned()))
+            Ok(Id(Arc::from(s)))
         } else {
             Err(ValueError::Id {
                 value: truncate_for_message(s),
@@ -129,7 +132,13 @@ impl TryFrom<String> for Id {
 
 impl From<Id> for String {
     fn from(id: Id) -> String {
-        id.0
+        id.0.to_string()
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 
@@ -144,9 +153,9 @@ pub const TEXT_CHARS_MAX: usize = 500;
 
 /// Free text shown to people: 1 ..= 500 characters (Unicode scalar values), no control
 /// characters, not only white space.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Text(String);
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Text(Arc<str>);
 
 impl Text {
     pub fn new(s: &str) -> Result<Text, ValueError> {
@@ -160,7 +169,7 @@ impl Text {
         if s.chars().any(char::is_control) {
             return Err(ValueError::TextControl);
         }
-        Ok(Text(s.to_owned()))
+        Ok(Text(Arc::from(s)))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -176,7 +185,13 @@ impl TryFrom<String> for Text {
 
 impl From<Text> for String {
     fn from(t: Text) -> String {
-        t.0
+        t.0.to_string()
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 

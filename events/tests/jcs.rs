@@ -172,3 +172,44 @@ fn chain_verifier_names_the_first_bad_seq() {
     let err = chain.push_sealed(&bad).unwrap_err();
     assert!(matches!(err, ChainError::BrokenLink { seq: 1, .. }));
 }
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = Text> {
+        // Any characters but controls (refused by Text): quotes, backslashes, CJK, emoji, U+FFFF.
+        "[\\PC\"\\\\/\u{7f}\u{80}\u{2028}\u{fb33}\u{1f602}]{1,40}"
+            .prop_filter_map("text", |s| Text::new(&s).ok())
+    }
+
+    proptest! {
+        /// The fast canonical form equals the reference RFC 8785 canonicalizer on random events.
+        #[test]
+        fn fast_canonical_bytes_equal_rfc8785(
+            name in text(),
+            reason in text(),
+            txn in "[!-~]{1,40}",
+            amount in 1u64..=AMOUNT_MINOR_MAX,
+            seq in any::<u32>(),
+            ts in 0u64..=AMOUNT_MINOR_MAX,
+        ) {
+            let mut r = sample_record();
+            r.seq = u64::from(seq);
+            r.ts_ms = ts;
+            if let EventBody::DonationReceived(d) = &mut r.body {
+                d.amount_minor = Amount::new(amount).unwrap();
+                d.channel_txn_id = txn;
+                d.public_name = Some(name);
+                d.anonymous = false;
+            }
+            let reference = serde_json_canonicalizer::to_vec(&r).unwrap();
+            prop_assert_eq!(r.canonical_bytes(), reference);
+            let refund = EventRecord {
+                body: EventBody::DonationRefunded(DonationRefunded { donation_seq: 3, reason }),
+                ..r
+            };
+            prop_assert_eq!(refund.canonical_bytes(), serde_json_canonicalizer::to_vec(&refund).unwrap());
+        }
+    }
+}

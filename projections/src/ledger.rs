@@ -1,6 +1,8 @@
 //! The ledger state: balances, pools, pledges, donations, payouts, moves and idempotency keys.
 //! The write side checks commands against it; the read side serves it. A pure fold.
 
+use std::sync::Arc;
+
 use imbl::{OrdMap, OrdSet};
 
 use events::{
@@ -72,9 +74,10 @@ pub struct Donation {
     pub fee_minor: u64,
     pub currency: Currency,
     pub channel: Channel,
+    pub channel_txn_id: Arc<str>,
     pub donor_ref: Id,
     pub pledge_seq: Option<u64>,
-    pub receipt_code: String,
+    pub receipt_code: Arc<str>,
     /// The match this donation triggered: pool and amount.
     pub matched: Option<(Id, u64)>,
     pub refunded_seq: Option<u64>,
@@ -184,8 +187,8 @@ pub struct LedgerState {
     pub pools: OrdMap<Id, Pool>,
     pub pledges: OrdMap<u64, Pledge>,
     pub donations: OrdMap<u64, Donation>,
-    pub receipts: OrdMap<String, u64>,
-    pub channel_txns: OrdSet<(Channel, String)>,
+    /// Receipt number (the 64 bits a receipt code spells) → donation seq.
+    pub receipts: OrdMap<u64, u64>,
     pub payouts: OrdMap<u64, Request>,
     pub moves: OrdMap<u64, Request>,
     pub idempotency: OrdMap<String, IdempotentResult>,
@@ -213,6 +216,12 @@ fn sub(a: &mut u64, b: u64, seq: u64, what: &str) -> Result<(), ProjectionError>
 }
 
 impl LedgerState {
+    /// The donation a receipt code names.
+    pub fn donation_by_receipt(&self, code: &str) -> Option<&Donation> {
+        let seq = self.receipts.get(&events::receipt_number(code)?)?;
+        self.donations.get(seq).filter(|d| &*d.receipt_code == code)
+    }
+
     /// Applies one sealed event.
     pub fn apply(&mut self, event: &SealedEvent) -> Result<(), ProjectionError> {
         self.apply_record(event.record(), event.hash())
@@ -343,9 +352,11 @@ impl LedgerState {
                         .ok_or_else(|| invariant(seq, format!("unknown pledge {pledge_seq}")))?;
                     add(&mut pledge.fulfilled, e.amount_minor.minor(), seq)?;
                 }
-                self.receipts.insert(e.receipt_code.clone(), seq);
-                self.channel_txns
-                    .insert((e.channel, e.channel_txn_id.clone()));
+                let number = events::receipt_number(&e.receipt_code)
+                    .ok_or_else(|| invariant(seq, "a malformed receipt code"))?;
+                if self.receipts.insert(number, seq).is_some() {
+                    return Err(invariant(seq, "a receipt code was issued twice"));
+                }
                 self.donations.insert(
                     seq,
                     Donation {
@@ -358,7 +369,8 @@ impl LedgerState {
                         channel: e.channel,
                         donor_ref: e.donor_ref.clone(),
                         pledge_seq: e.pledge_seq,
-                        receipt_code: e.receipt_code.clone(),
+                        channel_txn_id: Arc::from(e.channel_txn_id.as_str()),
+                        receipt_code: Arc::from(e.receipt_code.as_str()),
                         matched: None,
                         refunded_seq: None,
                     },
