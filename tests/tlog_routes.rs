@@ -117,7 +117,11 @@ async fn routes_answer_and_refuse() {
     let tree = f.node.tree.clone();
     let at = tree.at(f.size).unwrap();
     let tree_root = root(f.size, &at).unwrap();
-    assert!(f.size > 300 && f.size < 512, "the fixture spans two level-0 tiles: {}", f.size);
+    assert!(
+        f.size > 300 && f.size < 512,
+        "the fixture spans two level-0 tiles: {}",
+        f.size
+    );
 
     // The latest checkpoint and the key.
     let a = get(app, "/log/checkpoint").await;
@@ -133,9 +137,27 @@ async fn routes_answer_and_refuse() {
     // Checkpoints by size.
     let a = get(app, &format!("/api/v1/public/checkpoints/{}", f.size)).await;
     assert_eq!((a.status, a.text()), (StatusCode::OK, f.note.clone()));
-    rejected(app, "/api/v1/public/checkpoints/1", StatusCode::NOT_FOUND, "1").await;
-    rejected(app, "/api/v1/public/checkpoints/abc", StatusCode::BAD_REQUEST, "size").await;
-    rejected(app, "/api/v1/public/checkpoints/-1", StatusCode::BAD_REQUEST, "size").await;
+    rejected(
+        app,
+        "/api/v1/public/checkpoints/1",
+        StatusCode::NOT_FOUND,
+        "1",
+    )
+    .await;
+    rejected(
+        app,
+        "/api/v1/public/checkpoints/abc",
+        StatusCode::BAD_REQUEST,
+        "size",
+    )
+    .await;
+    rejected(
+        app,
+        "/api/v1/public/checkpoints/-1",
+        StatusCode::BAD_REQUEST,
+        "size",
+    )
+    .await;
     rejected(
         app,
         "/api/v1/public/checkpoints/99999999999999999999999",
@@ -154,7 +176,10 @@ async fn routes_answer_and_refuse() {
     // Tiles: a full level-0 tile, the partial one after it, the level-1 partial tile, and
     // the entry bundles; full tiles are immutable.
     let events = f.node.log.read(0, f.size as usize).await.unwrap();
-    let leaves: Vec<Hash> = events.iter().map(|e| leaf_hash(e.canonical_bytes())).collect();
+    let leaves: Vec<Hash> = events
+        .iter()
+        .map(|e| leaf_hash(e.canonical_bytes()))
+        .collect();
     let a = get(app, "/log/tile/0/000").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.content_type, "application/octet-stream");
@@ -169,7 +194,10 @@ async fn routes_answer_and_refuse() {
     let a = get(app, "/log/tile/0/001.p/2").await;
     assert_eq!(parse_hash_tile(&a.body).unwrap(), leaves[256..258].to_vec());
     let a = get(app, "/log/tile/1/000.p/1").await;
-    assert_eq!(parse_hash_tile(&a.body).unwrap(), vec![root(256, &at).unwrap()]);
+    assert_eq!(
+        parse_hash_tile(&a.body).unwrap(),
+        vec![root(256, &at).unwrap()]
+    );
     let a = get(app, "/log/tile/entries/000").await;
     assert!(a.cache.contains("immutable"));
     let entries = parse_entry_bundle(&a.body).unwrap();
@@ -223,7 +251,11 @@ async fn routes_answer_and_refuse() {
     }
     let a = get(
         app,
-        &format!("{inclusion}?hash={}&tree_size={}", events[42].hash(), f.size),
+        &format!(
+            "{inclusion}?hash={}&tree_size={}",
+            events[42].hash(),
+            f.size
+        ),
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
@@ -232,21 +264,73 @@ async fn routes_answer_and_refuse() {
     let size = f.size;
     for (query, status, param) in [
         (format!("seq=1"), StatusCode::BAD_REQUEST, "tree_size"),
-        (format!("seq=1&tree_size=0"), StatusCode::BAD_REQUEST, "tree_size"),
-        (format!("seq=1&tree_size={}", size + 1), StatusCode::BAD_REQUEST, "tree_size"),
+        (
+            format!("seq=1&tree_size=0"),
+            StatusCode::BAD_REQUEST,
+            "tree_size",
+        ),
+        (
+            format!("seq=1&tree_size={}", size + 1),
+            StatusCode::BAD_REQUEST,
+            "tree_size",
+        ),
         (format!("seq=5&tree_size=5"), StatusCode::BAD_REQUEST, "seq"),
-        (format!("seq=abc&tree_size=5"), StatusCode::BAD_REQUEST, "seq"),
-        (format!("seq=-1&tree_size=5"), StatusCode::BAD_REQUEST, "seq"),
-        (format!("seq=1.5&tree_size=5"), StatusCode::BAD_REQUEST, "seq"),
-        (format!("seq=18446744073709551616&tree_size=5"), StatusCode::BAD_REQUEST, "seq"),
+        (
+            format!("seq=abc&tree_size=5"),
+            StatusCode::BAD_REQUEST,
+            "seq",
+        ),
+        (
+            format!("seq=-1&tree_size=5"),
+            StatusCode::BAD_REQUEST,
+            "seq",
+        ),
+        (
+            format!("seq=1.5&tree_size=5"),
+            StatusCode::BAD_REQUEST,
+            "seq",
+        ),
+        (
+            format!("seq=18446744073709551616&tree_size=5"),
+            StatusCode::BAD_REQUEST,
+            "seq",
+        ),
         (format!("tree_size=5"), StatusCode::BAD_REQUEST, "seq"),
-        (format!("seq=1&hash={}&tree_size=5", Hash::ZERO), StatusCode::BAD_REQUEST, "seq"),
-        (format!("hash=xyz&tree_size=5"), StatusCode::BAD_REQUEST, "hash"),
-        (format!("hash={}&tree_size=5", Hash::ZERO), StatusCode::NOT_FOUND, "hash"),
-        (format!("seq=1&tree_size=5&extra=1"), StatusCode::BAD_REQUEST, "extra"),
-        (format!("seq=1&seq=2&tree_size=5"), StatusCode::BAD_REQUEST, "seq"),
-        (format!("seq=1&tree_size=5&pad={}", "x".repeat(2000)), StatusCode::BAD_REQUEST, "query"),
-        (format!("seq=%FF&tree_size=5"), StatusCode::BAD_REQUEST, "seq"),
+        (
+            format!("seq=1&hash={}&tree_size=5", Hash::ZERO),
+            StatusCode::BAD_REQUEST,
+            "seq",
+        ),
+        (
+            format!("hash=xyz&tree_size=5"),
+            StatusCode::BAD_REQUEST,
+            "hash",
+        ),
+        (
+            format!("hash={}&tree_size=5", Hash::ZERO),
+            StatusCode::NOT_FOUND,
+            "hash",
+        ),
+        (
+            format!("seq=1&tree_size=5&extra=1"),
+            StatusCode::BAD_REQUEST,
+            "extra",
+        ),
+        (
+            format!("seq=1&seq=2&tree_size=5"),
+            StatusCode::BAD_REQUEST,
+            "seq",
+        ),
+        (
+            format!("seq=1&tree_size=5&pad={}", "x".repeat(2000)),
+            StatusCode::BAD_REQUEST,
+            "query",
+        ),
+        (
+            format!("seq=%FF&tree_size=5"),
+            StatusCode::BAD_REQUEST,
+            "seq",
+        ),
     ] {
         rejected(app, &format!("{inclusion}?{query}"), status, param).await;
     }
@@ -297,13 +381,24 @@ async fn routes_answer_and_refuse() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     let bundle: ReceiptProof = serde_json::from_slice(&a.body).unwrap();
     assert_eq!((bundle.seq, bundle.inclusion.tree_size), (seq, f.size));
-    assert_eq!(bundle.event.as_bytes(), events[seq as usize].canonical_bytes());
+    assert_eq!(
+        bundle.event.as_bytes(),
+        events[seq as usize].canonical_bytes()
+    );
     let report = ledger::tlog::verify::verify_receipt(&a.text(), &f.key).unwrap();
     assert_eq!(report.seq, seq);
     // A bundle with its event changed does not verify.
-    let forged = a.text().replace("\"amount_minor\\\":", "\"amount_minor\\\":1");
+    let forged = a
+        .text()
+        .replace("\"amount_minor\\\":", "\"amount_minor\\\":1");
     assert!(ledger::tlog::verify::verify_receipt(&forged, &f.key).is_err());
-    rejected(app, "/api/v1/public/receipts/nope/proof", StatusCode::BAD_REQUEST, "code").await;
+    rejected(
+        app,
+        "/api/v1/public/receipts/nope/proof",
+        StatusCode::BAD_REQUEST,
+        "code",
+    )
+    .await;
     rejected(
         app,
         "/api/v1/public/receipts/0000-0000-0000-0000/proof",
