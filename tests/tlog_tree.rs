@@ -191,11 +191,14 @@ fn write_log(dir: &Path, n: u64) -> Vec<SealedEvent> {
     all
 }
 
+/// A change to one stored event record.
+type Edit = Box<dyn Fn(&mut [u8])>;
+
 #[test]
 fn changing_one_byte_of_a_stored_event_fails_verify_naming_its_seq() {
     // 5,000 events: seq 100 is outside the tail that opening re-checks (the last 4,096), so
     // the full verification must find it; seq 4,500 is inside it, so opening refuses.
-    let cases: Vec<(u64, &str, Box<dyn Fn(&mut [u8])>)> = vec![
+    let cases: Vec<(u64, &str, Edit)> = vec![
         (
             100,
             "a letter of the project name",
