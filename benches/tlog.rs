@@ -168,7 +168,10 @@ fn appends(c: &mut Criterion) {
         .build()
         .unwrap();
     let full = full_run();
-    for (batch, rounds) in [(1024usize, if full { 60 } else { 3 }), (16, if full { 300 } else { 3 })] {
+    for (batch, rounds) in [
+        (1024usize, if full { 60 } else { 3 }),
+        (16, if full { 300 } else { 3 }),
+    ] {
         let mut with_tree = Log::new(true);
         let mut without = Log::new(false);
         let (mut t_with, mut t_without) = (Duration::ZERO, Duration::ZERO);

@@ -4,12 +4,16 @@
 //! # Layout
 //!
 //! Every *perfect* node `(level, index)` of the tree (level 0 = leaf hashes) is stored once,
-//! packed with its neighbours in **tiles of 256 nodes of the same level**: sled tree `merkle`
-//! maps the 9-byte key `level (1 byte) ‖ tile index (8 bytes, big-endian)` to the 8192 bytes
-//! of the 256 hashes `(level, tile * 256 + i)`, `i = 0..255`. Only *full* tiles are written,
-//! each exactly once, in the same atomic sled batch that appends the events completing them
-//! (see [`crate::store::SledLog`]). For tree levels that are multiples of 8, these tiles are
-//! the C2SP tlog-tiles hash tiles byte for byte (level-8L tile N is `tile/L/N`).
+//! packed with its neighbours in **tiles of 256 nodes of the same level**: the key
+//! `0xFF 'M' ‖ level (1 byte) ‖ tile index (8 bytes, big-endian)` (11 bytes) maps to the
+//! 8192 bytes of the 256 hashes `(level, tile * 256 + i)`, `i = 0..255`. Only *full* tiles
+//! are written, each exactly once. The sled backend keeps them in its `log` tree itself,
+//! after every event chunk key (an 8-byte seq below `2^56` sorts before `0xFF`), so the tiles
+//! an append completes go into the *same* sled batch as its events: one atomic, durable
+//! write. (A sled transaction over two trees costs about twice as much as one batch; one
+//! batch over one tree costs nearly nothing extra, see docs/VERIFY.md.) For tree levels that
+//! are multiples of 8, the tiles are the C2SP tlog-tiles hash tiles byte for byte (level-8L
+//! tile N is `tile/L/N`).
 //!
 //! The nodes after the last full tile of each level (at most 255 per level, one *partial*
 //! tile per level) are kept in memory only, together with the frontier (the right edge).
@@ -49,15 +53,28 @@ pub const TILE_NODES: usize = 256;
 pub const TILE_BYTES: usize = TILE_NODES * 32;
 /// Tree levels (a tree of at most `u64::MAX` leaves has levels 0 to 63).
 pub const LEVELS: usize = 64;
-/// The name of the sled tree holding the tiles.
+/// The name of the sled tree a [`TreeStore`] keeps its tiles in (the sled log keeps them in
+/// its own `log` tree).
 pub const MERKLE_TREE_NAME: &str = "merkle";
+/// The first bytes of every tile key: after every 8-byte seq key below `2^56`.
+pub const TILE_KEY_PREFIX: [u8; 2] = [0xFF, b'M'];
 
 /// The sled key of stored tile `tile` of tree level `level`.
-pub fn tile_key(level: u8, tile: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = level;
-    key[1..].copy_from_slice(&tile.to_be_bytes());
+pub fn tile_key(level: u8, tile: u64) -> [u8; 11] {
+    let mut key = [0u8; 11];
+    key[..2].copy_from_slice(&TILE_KEY_PREFIX);
+    key[2] = level;
+    key[3..].copy_from_slice(&tile.to_be_bytes());
     key
+}
+
+/// Removes every tile key from `tiles` (and nothing else).
+fn clear_tiles(tiles: &sled::Tree) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for key in tiles.scan_prefix(TILE_KEY_PREFIX).keys() {
+        batch.remove(key.map_err(StoreError::io)?);
+    }
+    tiles.apply_batch(batch).map_err(StoreError::io)
 }
 
 /// A read the tree cannot answer.
@@ -112,17 +129,23 @@ pub struct TreeAppend {
     /// `new_nodes[l]`: the nodes of level `l` the append completed, in index order.
     new_nodes: Vec<Vec<Hash>>,
     /// Full tiles to store: `(key, 8192 bytes)`.
-    tiles: Vec<([u8; 9], Vec<u8>)>,
+    tiles: Vec<([u8; 11], Vec<u8>)>,
 }
 
 impl TreeAppend {
-    /// The tiles this append completes, to write in the same atomic batch as the events.
+    /// The tiles this append completes, as a batch of their own.
     pub fn tile_batch(&self) -> sled::Batch {
         let mut batch = sled::Batch::default();
+        self.add_tiles(&mut batch);
+        batch
+    }
+
+    /// Adds the tiles this append completes to `batch`, to write them in the same atomic
+    /// batch as the events.
+    pub fn add_tiles(&self, batch: &mut sled::Batch) {
         for (key, bytes) in &self.tiles {
             batch.insert(key.as_slice(), bytes.as_slice());
         }
-        batch
     }
 
     /// How many full tiles the append completes.
@@ -159,8 +182,10 @@ impl PersistedTree {
     /// Tiles beyond `log_len` (which an atomic store never has) are removed; a store with a
     /// gap is cleared and rebuilt from the log by the caller.
     pub fn load(tiles: sled::Tree, log_len: u64) -> Result<PersistedTree, StoreError> {
+        let mut level0 = TILE_KEY_PREFIX.to_vec();
+        level0.push(0);
         let stored_leaf_tiles = match tiles
-            .scan_prefix([0u8])
+            .scan_prefix(level0)
             .next_back()
             .transpose()
             .map_err(StoreError::io)?
@@ -182,7 +207,7 @@ impl PersistedTree {
             Ok(state) => state,
             Err(e) => {
                 tracing::warn!(error = %e, "the Merkle tree store is incomplete; rebuilding it from the log");
-                tiles.clear().map_err(StoreError::io)?;
+                clear_tiles(&tiles)?;
                 TreeState::empty()
             }
         };
@@ -441,10 +466,10 @@ fn nodes_at(level: u8, size: u64) -> u64 {
 
 fn key_tile(key: &[u8]) -> Result<u64, StoreError> {
     let bytes: [u8; 8] = key
-        .get(1..9)
+        .get(3..11)
         .and_then(|b| b.try_into().ok())
-        .filter(|_| key.len() == 9)
-        .ok_or_else(|| StoreError::Io("a Merkle tile key is not 9 bytes".into()))?;
+        .filter(|_| key.len() == 11 && key.starts_with(&TILE_KEY_PREFIX))
+        .ok_or_else(|| StoreError::Io("a Merkle tile key is not 11 bytes".into()))?;
     Ok(u64::from_be_bytes(bytes))
 }
 

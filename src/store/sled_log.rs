@@ -7,10 +7,11 @@
 //! of sled records instead of 1024. Chunks stay well under sled's blob threshold, so every
 //! byte lives in sled's main `db` file.
 //!
-//! The Merkle tree over the log (RFC 9162) is kept beside it in tree `merkle`, as tiles of
-//! 256 nodes (see [`super::merkle`]): each append writes the tiles its events complete in the
-//! *same* atomic, durable write as the events (one sled transaction over both trees), so the
-//! stored tree never lags or leads the stored log. [`SledLogConfig::merkle`] turns it off
+//! The Merkle tree over the log (RFC 9162) is kept in the same tree, as tiles of 256 nodes
+//! under keys `0xFF 'M' ...` that sort after every chunk key (see [`super::merkle`]): each
+//! append writes the tiles its events complete in the *same* sled batch as the events, one
+//! atomic, durable write, so the stored tree never lags or leads the stored log. Seqs are
+//! limited to below [`SEQ_LIMIT`] (2^56) so chunk keys always sort first. [`SledLogConfig::merkle`] turns it off
 //! (for the benchmark that measures what it costs).
 //!
 //! Durability: sled 0.34's `flush` ends in `sync_file_range`, which neither flushes the
@@ -26,9 +27,7 @@ use async_trait::async_trait;
 use events::{ChainError, ChainVerifier, Hash, SealedEvent};
 use tokio::sync::watch;
 
-use sled::transaction::{TransactionError, Transactional};
-
-use super::merkle::{leaf_hashes, PersistedTree, MERKLE_TREE_NAME, TILE_NODES};
+use super::merkle::{leaf_hashes, PersistedTree, TILE_KEY_PREFIX, TILE_NODES};
 use super::{check_continues, EventLog, Head, StoreError, READ_EVENTS_MAX};
 
 /// The largest chunk record in bytes (an event is at most 8 KiB, so a chunk holds at least
@@ -38,6 +37,11 @@ pub const CHUNK_BYTES_MAX: usize = 32 * 1024;
 pub const TAIL_CHECK_EVENTS: u64 = 4096;
 /// The most events one append takes.
 pub const APPEND_EVENTS_MAX: usize = 65_536;
+/// Every seq is below 2^56, so an 8-byte chunk key never starts with `0xFF` and sorts before
+/// the Merkle tiles kept in the same tree.
+pub const SEQ_LIMIT: u64 = 1 << 56;
+/// The end of the chunk keys: every chunk key is less than this one-byte key.
+const CHUNK_KEYS_END: [u8; 1] = [TILE_KEY_PREFIX[0]];
 
 /// Options of the sled backend.
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +59,8 @@ impl Default for SledLogConfig {
 struct Inner {
     db: sled::Db,
     log: sled::Tree,
-    /// The tiles of the Merkle tree and the tree itself, when maintained.
-    merkle: Option<(sled::Tree, Arc<PersistedTree>)>,
+    /// The Merkle tree, when maintained (its tiles live in `log`).
+    merkle: Option<Arc<PersistedTree>>,
     /// A handle on sled's data file, for fdatasync after sled's own flush.
     db_file: File,
     head: Mutex<Head>,
@@ -120,9 +124,7 @@ impl SledLog {
         }
         let head = check_tail(&log)?;
         let merkle = if config.merkle {
-            let tiles = db.open_tree(MERKLE_TREE_NAME).map_err(StoreError::io)?;
-            let tree = Arc::new(PersistedTree::load(tiles.clone(), head.len)?);
-            Some((tiles, tree))
+            Some(Arc::new(PersistedTree::load(log.clone(), head.len)?))
         } else {
             None
         };
@@ -137,7 +139,7 @@ impl SledLog {
                 head_tx,
             }),
         };
-        if let Some((_, tree)) = &this.inner.merkle {
+        if let Some(tree) = &this.inner.merkle {
             this.catch_up_tree(tree, head.len)?;
         }
         Ok(this)
@@ -171,7 +173,7 @@ impl SledLog {
 
     /// The persisted Merkle tree, when this log maintains one.
     pub fn tree(&self) -> Option<Arc<PersistedTree>> {
-        self.inner.merkle.as_ref().map(|(_, tree)| tree.clone())
+        self.inner.merkle.clone()
     }
 
     /// The sled database, for other trees kept beside the log.
@@ -212,6 +214,13 @@ impl SledLog {
             return Ok(*head);
         }
         let new_head = check_continues(*head, events)?;
+        if new_head.len > SEQ_LIMIT {
+            return Err(StoreError::Limit {
+                what: "the log length",
+                value: new_head.len,
+                max: SEQ_LIMIT,
+            });
+        }
         let mut batch = sled::Batch::default();
         let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES_MAX);
         let mut chunk_first = events[0].seq();
@@ -225,26 +234,14 @@ impl SledLog {
             encode_event(&mut chunk, e);
         }
         batch.insert(&chunk_first.to_be_bytes(), chunk);
-        let tree_append = match &self.inner.merkle {
-            None => {
-                self.inner.log.apply_batch(batch).map_err(StoreError::io)?;
-                None
-            }
-            Some((tiles, tree)) => {
-                let append = tree.prepare(leaf_hashes(events));
-                debug_assert_eq!(append.new_size(), new_head.len);
-                let tile_batch = append.tile_batch();
-                // One atomic write: the events and the tiles they complete, or neither.
-                (&self.inner.log, tiles)
-                    .transaction(|(log, tiles)| {
-                        log.apply_batch(&batch)?;
-                        tiles.apply_batch(&tile_batch)?;
-                        Ok(())
-                    })
-                    .map_err(|e: TransactionError<()>| StoreError::io(format!("{e:?}")))?;
-                Some((tree, append))
-            }
-        };
+        // One atomic write: the events and the Merkle tiles they complete, or neither.
+        let tree_append = self.inner.merkle.as_ref().map(|tree| {
+            let append = tree.prepare(leaf_hashes(events));
+            debug_assert_eq!(append.new_size(), new_head.len);
+            append.add_tiles(&mut batch);
+            (tree, append)
+        });
+        self.inner.log.apply_batch(batch).map_err(StoreError::io)?;
         self.sync()?;
         // Publish the tree only now that its tiles are durable.
         if let Some((tree, append)) = tree_append {
@@ -261,7 +258,7 @@ impl SledLog {
         let start_key = match self
             .inner
             .log
-            .range(..=from.to_be_bytes())
+            .range(..=from.min(SEQ_LIMIT - 1).to_be_bytes())
             .next_back()
             .transpose()
             .map_err(StoreError::io)?
@@ -269,7 +266,11 @@ impl SledLog {
             Some((k, _)) => k,
             None => return Ok(out),
         };
-        for item in self.inner.log.range(start_key..) {
+        for item in self
+            .inner
+            .log
+            .range(start_key..CHUNK_KEYS_END.to_vec().into())
+        {
             let (key, chunk) = item.map_err(StoreError::io)?;
             let mut seq = key_seq(&key)?;
             let mut rest: &[u8] = &chunk;
@@ -357,7 +358,7 @@ fn check_tail(log: &sled::Tree) -> Result<Head, StoreError> {
     // Walk back over chunks until enough events are covered.
     let mut chunks = Vec::new();
     let mut covered = 0u64;
-    for item in log.iter().rev() {
+    for item in log.range(..CHUNK_KEYS_END).rev() {
         let (key, chunk) = item.map_err(StoreError::io)?;
         let first = key_seq(&key)?;
         let mut n = 0u64;
