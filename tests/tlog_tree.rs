@@ -69,6 +69,21 @@ fn check(log: &SledLog, memory: &MemoryTree) {
     }
 }
 
+/// Opens the log again. sled's background threads may hold the previous handle's file lock
+/// for a moment after it is dropped, so a lock error is retried for up to 5 seconds.
+fn reopen(dir: &Path) -> SledLog {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match SledLog::open(dir) {
+            Ok(log) => return log,
+            Err(e) if e.to_string().contains("lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopening the log: {e}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Append(u64),
@@ -101,7 +116,7 @@ proptest! {
                 Step::Append(n) => append(&rt, &log, &mut memory, &mut prev, n),
                 Step::Reopen => {
                     drop(log);
-                    log = SledLog::open(dir.path()).unwrap();
+                    log = reopen(dir.path());
                 }
             }
             check(&log, &memory);
@@ -121,7 +136,7 @@ fn a_data_directory_without_a_tree_gets_one_on_open() {
         assert!(log.tree().is_none());
         append(&rt, &log, &mut memory, &mut prev, 1000);
     }
-    let log = SledLog::open(dir.path()).unwrap();
+    let log = reopen(dir.path());
     check(&log, &memory);
     append(&rt, &log, &mut memory, &mut prev, 300);
     check(&log, &memory);
@@ -151,6 +166,11 @@ fn tamper(dir: &Path, seq: u64, edit: impl FnOnce(&mut [u8])) {
     }
     log.insert(key, chunk).unwrap();
     db.flush().unwrap();
+    drop((log, db));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while SledLog::open_db(dir).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn replace_once(record: &mut [u8], from: &[u8], to: &[u8]) {
@@ -188,7 +208,19 @@ fn write_log(dir: &Path, n: u64) -> Vec<SealedEvent> {
         len += batch.len() as u64;
         all.extend(batch);
     }
+    drop(log);
+    wait_unlocked(dir);
     all
+}
+
+/// Waits until no handle of this process holds the data directory's sled lock, so that a
+/// child process can open it.
+fn wait_unlocked(dir: &Path) {
+    drop(reopen(dir));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while SledLog::open_db(dir).is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A change to one stored event record.
@@ -261,4 +293,71 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// A backend that keeps no tree (as EventStoreDB) gets one from `TreeStore`, fed from a
+/// subscription, persisted in a local sled tree and caught up on reopen.
+#[test]
+fn tree_store_follows_a_log_without_a_tree() {
+    use ledger::store::merkle::MERKLE_TREE_NAME;
+    use ledger::store::TreeStore;
+    use std::sync::Arc;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let log =
+        SledLog::open_with(dir.path(), ledger::store::SledLogConfig { merkle: false }).unwrap();
+    let mut memory = MemoryTree::new();
+    let mut prev = Hash::ZERO;
+    append(&rt, &log, &mut memory, &mut prev, 700);
+    let log: Arc<dyn EventLog> = Arc::new(log);
+    let db = sled::open(local.path()).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (tree, task) = rt
+        .block_on(TreeStore::follow(
+            db.open_tree(MERKLE_TREE_NAME).unwrap(),
+            log.clone(),
+            stop_rx.clone(),
+        ))
+        .unwrap();
+    assert_eq!((tree.size(), tree.root()), (700, memory.root()));
+    // New events reach the tree through the subscription.
+    let events = chained_events(700, 300, prev);
+    for e in &events {
+        memory.push_leaf(e.canonical_bytes());
+    }
+    rt.block_on(log.append(700, events)).unwrap();
+    let mut sizes = tree.watch_size();
+    rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            sizes.wait_for(|s| *s == 1000),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    });
+    assert_eq!(tree.root(), memory.root());
+    let at = tree.at(1000).unwrap();
+    assert_eq!(
+        inclusion_proof(999, 1000, &at).unwrap(),
+        inclusion_proof(999, 1000, &memory).unwrap()
+    );
+    stop_tx.send_replace(true);
+    rt.block_on(task).unwrap();
+    drop(tree);
+    // Reopened from its stored tiles.
+    let (tree, _task) = rt
+        .block_on(TreeStore::follow(
+            db.open_tree(MERKLE_TREE_NAME).unwrap(),
+            log,
+            stop_rx,
+        ))
+        .unwrap();
+    assert_eq!((tree.size(), tree.root()), (1000, memory.root()));
 }
