@@ -1,13 +1,14 @@
-//! The command line: `demo`, `verify`, `export`, `rebuild`, `balances` (and `serve`).
+//! The command line: `demo`, `verify`, `verify-receipt`, `keygen`, `export`, `rebuild`,
+//! `balances` (and `serve`).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use events::{check_export_line, ChainVerifier};
+use events::ChainVerifier;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::demo::{run_demo, DemoClock, DemoSize, Progress};
@@ -46,13 +47,46 @@ pub enum Cmd {
         #[arg(long, default_value_t = 2018)]
         seed: u64,
     },
-    /// Check the whole chain of a data directory (or of an export) and print the head.
+    /// Check a whole ledger: every event's hash and link (naming the first broken seq), the
+    /// Merkle root, the latest signed checkpoint and the consistency of saved checkpoints.
+    /// Source: a data directory (default), an export (--export) or a running ledger (--url).
     Verify {
         #[command(flatten)]
         data: DataArgs,
         /// Verify this export (JSON Lines) instead of a data directory.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "url")]
         export: Option<PathBuf>,
+        /// Verify the ledger served at this base URL (its /log/tile/entries and checkpoint).
+        #[arg(long)]
+        url: Option<String>,
+        /// The ledger's verifier key (name+id+base64), or a file holding it. Required with
+        /// --url; for a data directory the one keygen wrote is used by default.
+        #[arg(long)]
+        key: Option<String>,
+        /// A file of saved checkpoint notes (as fetched from /log/checkpoint, one after the
+        /// other): each must verify and be consistent with the latest.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Check one saved receipt proof bundle (from /api/v1/public/receipts/{code}/proof)
+    /// offline: the event, its checkpoint's signature and the inclusion proof.
+    VerifyReceipt {
+        /// The bundle (JSON).
+        #[arg(long)]
+        receipt: PathBuf,
+        /// The ledger's verifier key (name+id+base64), or a file holding it.
+        #[arg(long)]
+        key: String,
+    },
+    /// Make the Ed25519 key that signs this ledger's checkpoints (written under the data
+    /// directory, mode 0600) and print its verifier key.
+    Keygen {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The key name, which is also the checkpoints' origin: a schema-less URL naming the
+        /// log. Default: example.org/ledger/<ledger id>.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Write the log as JSON Lines, one sealed event per line in seq order.
     Export {
@@ -101,10 +135,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 donations,
                 seed,
             } => demo(&data.data, donations, seed).await,
-            Cmd::Verify { data, export } => match export {
-                Some(file) => verify_export(&file),
-                None => verify_data(&data.data).await,
-            },
+            Cmd::Verify {
+                data,
+                export,
+                url,
+                key,
+                checkpoints,
+            } => {
+                let args = VerifyArgs { key, checkpoints };
+                match (export, url) {
+                    (Some(file), _) => verify_export(&file, &args),
+                    (None, Some(url)) => verify_url(&url, &args).await,
+                    (None, None) => verify_data(&data.data, &args).await,
+                }
+            }
+            Cmd::VerifyReceipt { receipt, key } => verify_receipt(&receipt, &key),
+            Cmd::Keygen { data, name } => keygen(&data.data, name.as_deref()),
             Cmd::Export { data, out } => export(&data.data, out.as_deref()).await,
             Cmd::Rebuild { data } => rebuild(&data.data).await,
             Cmd::Balances { data, json } => balances(&data.data, json).await,
@@ -197,7 +243,63 @@ pub async fn verify_log(
     }
 }
 
-async fn verify_data(dir: &Path) -> anyhow::Result<ExitCode> {
+/// The options of `verify` shared by its sources.
+pub struct VerifyArgs {
+    pub key: Option<String>,
+    pub checkpoints: Option<PathBuf>,
+}
+
+impl VerifyArgs {
+    fn key(&self) -> anyhow::Result<Option<events::VerifierKey>> {
+        self.key
+            .as_deref()
+            .map(crate::tlog::checkpoints::parse_verifier_key)
+            .transpose()
+            .context("--key")
+    }
+
+    fn saved(&self) -> anyhow::Result<Vec<String>> {
+        let Some(path) = &self.checkpoints else {
+            return Ok(Vec::new());
+        };
+        let text = crate::tlog::checkpoints::read_small_text(path, CHECKPOINTS_FILE_BYTES_MAX)
+            .context("--checkpoints")?;
+        Ok(crate::tlog::checkpoints::split_notes(&text))
+    }
+}
+
+/// The largest file of saved checkpoints `verify` reads.
+pub const CHECKPOINTS_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+fn print_report(report: &crate::tlog::verify::VerifyReport) {
+    let head = if report.events == 0 {
+        "none (empty log)".to_owned()
+    } else {
+        format!("seq {} hash {}", report.events - 1, report.head)
+    };
+    println!(
+        "verify: ok: {} events, head {head}, root {}",
+        report.events, report.root
+    );
+    match &report.latest {
+        Some(c) => println!(
+            "verify: checkpoint {} size {} root {}: signature verified, root matches; {} older checkpoint(s) consistent",
+            c.origin, c.size, c.root, report.older_checked
+        ),
+        None => println!("verify: no checkpoint checked (give --key and --checkpoints, or --url)"),
+    }
+}
+
+fn report_failure(bar: &ProgressBar, e: &crate::tlog::verify::VerifyError) -> ExitCode {
+    bar.abandon();
+    match e.seq() {
+        Some(seq) => eprintln!("verify: FAILED at seq {seq}: {e}"),
+        None => eprintln!("verify: FAILED: {e}"),
+    }
+    ExitCode::FAILURE
+}
+
+async fn verify_data(dir: &Path, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let log = match open_sled(dir) {
         Ok(log) => log,
         Err(e) => {
@@ -207,22 +309,105 @@ async fn verify_data(dir: &Path) -> anyhow::Result<ExitCode> {
     };
     let head = log.head().await?;
     let bar = progress_bar(head.len, "verify");
-    match verify_log(&log, &bar).await {
-        Ok(chain) => {
-            bar.finish_and_clear();
-            println!(
-                "verify: ok: {} events, head {}",
-                chain.len(),
-                head_text(&chain)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+    let chain = match verify_log(&log, &bar).await {
+        Ok(chain) => chain,
         Err(e) => {
             bar.abandon();
             eprintln!("verify: FAILED: {e}");
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    bar.finish_and_clear();
+    println!(
+        "verify: ok: {} events, head {}",
+        chain.len(),
+        head_text(&chain)
+    );
+    // The stored tree and the latest stored checkpoint must agree with the events.
+    let Some(tree) = log.tree() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let computed = recompute_root(&log, chain.len()).await?;
+    if tree.root() != computed || tree.size() != chain.len() {
+        eprintln!(
+            "verify: FAILED: the stored Merkle tree (size {}, root {}) differs from the events (size {}, root {computed})",
+            tree.size(),
+            tree.root(),
+            chain.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("verify: Merkle root {computed} (stored tree agrees)");
+    let key = match args.key()? {
+        Some(key) => Some(key),
+        None => {
+            let path = dir.join(crate::tlog::checkpoints::VERIFIER_KEY_PATH);
+            path.exists()
+                .then(|| crate::tlog::checkpoints::parse_verifier_key(&path.to_string_lossy()))
+                .transpose()?
+        }
+    };
+    let store = crate::tlog::CheckpointStore::open(log.db(), std::sync::Arc::new(|| Ok(())), None)?;
+    let published = store.all()?;
+    let saved = args.saved()?;
+    if published.is_empty() && saved.is_empty() {
+        println!("verify: no checkpoints to check");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(key) = key else {
+        println!("verify: checkpoints not checked (no verifier key; give --key)");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut checked = 0usize;
+    for (which, note) in published
+        .iter()
+        .map(|(size, note)| (format!("published checkpoint at size {size}"), note))
+        .chain(
+            saved
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("saved checkpoint {}", i + 1), n)),
+        )
+    {
+        let result = events::Checkpoint::open(note, &key)
+            .map_err(|e| format!("{which}: {e}"))
+            .and_then(|c| {
+                let at = tree.at(c.size).map_err(|e| format!("{which}: {e}"))?;
+                let root =
+                    events::merkle::root(c.size, &at).map_err(|e| format!("{which}: {e}"))?;
+                if root == c.root {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{which}: signed root {} but the events give {root}",
+                        c.root
+                    ))
+                }
+            });
+        if let Err(e) = result {
+            eprintln!("verify: FAILED: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        checked += 1;
+    }
+    println!(
+        "verify: {checked} checkpoint(s) verified: signatures by {} and roots match",
+        key.name()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The RFC 9162 root of the first `len` events, recomputed from the events themselves.
+async fn recompute_root(log: &dyn EventLog, len: u64) -> anyhow::Result<events::Hash> {
+    let mut frontier = events::MerkleFrontier::new();
+    while frontier.size() < len {
+        let page = log.read(frontier.size(), READ_EVENTS_MAX).await?;
+        anyhow::ensure!(!page.is_empty(), "the log ended at {}", frontier.size());
+        for e in &page {
+            frontier.push(events::leaf_hash(e.canonical_bytes()));
         }
     }
+    Ok(frontier.root())
 }
 
 fn head_text(chain: &ChainVerifier) -> String {
@@ -233,28 +418,92 @@ fn head_text(chain: &ChainVerifier) -> String {
     }
 }
 
-fn verify_export(file: &Path) -> anyhow::Result<ExitCode> {
-    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = progress_bar(size, "verify (bytes)");
-    let mut chain = ChainVerifier::new();
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("reading line {}", n + 1))?;
-        bar.inc(line.len() as u64 + 1);
-        let checked = check_export_line(line.as_bytes())
-            .and_then(|c| chain.push(c.seq, c.prev, c.hash).map(|_| c));
-        if let Err(e) = checked {
-            bar.abandon();
-            eprintln!("verify: FAILED at line {}: {e}", n + 1);
-            return Ok(ExitCode::FAILURE);
+fn verify_export(file: &Path, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let key = args.key()?;
+    let saved = args.saved()?;
+    let bar = progress_bar(0, "verify (bytes)");
+    match crate::tlog::verify::verify_export(file, key.as_ref(), &saved, &bar) {
+        Ok(report) => {
+            bar.finish_and_clear();
+            print_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report_failure(&bar, &e)),
+    }
+}
+
+async fn verify_url(url: &str, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let key = args.key()?.context(
+        "--key is required with --url: the ledger's verifier key, obtained from a source you trust",
+    )?;
+    let saved = args.saved()?;
+    let url = url.to_owned();
+    let bar = progress_bar(0, "verify");
+    let worker = bar.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        crate::tlog::verify::verify_url(&url, &key, &saved, &worker)
+    })
+    .await?;
+    match result {
+        Ok(report) => {
+            bar.finish_and_clear();
+            print_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report_failure(&bar, &e)),
+    }
+}
+
+fn verify_receipt(file: &Path, key: &str) -> anyhow::Result<ExitCode> {
+    let key = crate::tlog::checkpoints::parse_verifier_key(key).context("--key")?;
+    let text =
+        crate::tlog::checkpoints::read_small_text(file, crate::tlog::verify::SMALL_BODY_BYTES_MAX)
+            .context("--receipt")?;
+    match crate::tlog::verify::verify_receipt(&text, &key) {
+        Ok(r) => {
+            println!(
+                "verify-receipt: ok: receipt {} is event {} ({}), hash {}, included in checkpoint {} size {} root {} signed by {}",
+                r.receipt_code,
+                r.seq,
+                r.summary,
+                r.event_hash,
+                r.checkpoint.origin,
+                r.checkpoint.size,
+                r.checkpoint.root,
+                key.name()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("verify-receipt: FAILED: {e}");
+            Ok(ExitCode::FAILURE)
         }
     }
-    bar.finish_and_clear();
-    println!(
-        "verify: ok: {} events, head {}",
-        chain.len(),
-        head_text(&chain)
+}
+
+fn keygen(dir: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => {
+            let db = crate::store::SledLog::open_db(dir)?;
+            let stored = db.open_tree("meta")?.get(b"ledger")?;
+            let id = stored
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .context(
+                    "this data directory has no ledger yet: record something first, or give --name",
+                )?;
+            crate::tlog::checkpoints::default_origin(&events::Id::new(&id)?)
+        }
+    };
+    let key = crate::tlog::checkpoints::keygen(dir, &name)?;
+    eprintln!(
+        "keygen: signer key written to {} (keep it secret); verifier key also in {}",
+        dir.join(crate::tlog::checkpoints::SIGNER_KEY_PATH)
+            .display(),
+        dir.join(crate::tlog::checkpoints::VERIFIER_KEY_PATH)
+            .display()
     );
+    println!("{}", key.to_text());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,7 +11,9 @@ use projections::LedgerState;
 use tokio::sync::watch;
 
 use crate::projector::{load_state, spawn_projector, SnapshotStore};
-use crate::store::{EventLog, SledLog, StoreError};
+use crate::store::{EventLog, PersistedTree, SledLog, StoreError, TreeStore};
+use crate::tlog::checkpoints::{load_signer, SyncFn, CHECKPOINT_INTERVAL};
+use crate::tlog::{CheckpointSigner, CheckpointStore, EventHashIndex};
 use crate::writer::{spawn_writer, Clock, WriterConfig, WriterHandle};
 
 /// The ledger id a new data directory gets when none is given.
@@ -30,9 +32,30 @@ pub struct Node {
     pub log: Arc<dyn EventLog>,
     pub writer: WriterHandle,
     pub state: watch::Receiver<Arc<LedgerState>>,
+    /// The log's Merkle tree (maintained by the backend, or followed by the node).
+    pub tree: Arc<PersistedTree>,
+    /// Every published checkpoint, and the verifier key when the ledger signs them.
+    pub checkpoints: CheckpointStore,
+    /// Event hash → seq.
+    pub event_hashes: EventHashIndex,
     shutdown_tx: watch::Sender<bool>,
     writer_task: tokio::task::JoinHandle<()>,
     projector_task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    /// The checkpoint signer, the hash index and (for backends without a tree) the tree.
+    tlog_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Where a node keeps its transparency-log state.
+#[derive(Default)]
+pub struct TlogConfig {
+    /// The local database for the published checkpoints, the event hash index and (when the
+    /// backend keeps no tree itself) the Merkle tree. `None`: a temporary one, which forgets
+    /// checkpoints on restart and rebuilds the tree from the log; fine for tests only.
+    pub db: Option<sled::Db>,
+    /// Makes checkpoint writes durable; `None`: sled's flush.
+    pub sync: Option<SyncFn>,
+    /// The key that signs checkpoints; without one, none are signed.
+    pub signer: Option<events::SignerKey>,
 }
 
 /// Reads or records the data directory's ledger id.
@@ -65,7 +88,14 @@ impl Node {
         let sled = open_sled(&config.data_dir)?;
         let ledger = ledger_id(sled.db(), config.ledger.as_ref())?;
         let snapshots = SnapshotStore::open(sled.db())?;
-        Node::open_with(Arc::new(sled), Some(snapshots), ledger, config.clock).await
+        let signer = load_signer(&config.data_dir)?;
+        let sync_log = sled.clone();
+        let tlog = TlogConfig {
+            db: Some(sled.db().clone()),
+            sync: Some(Arc::new(move || sync_log.sync())),
+            signer,
+        };
+        Node::open_with_tlog(Arc::new(sled), Some(snapshots), ledger, config.clock, tlog).await
     }
 
     /// Opens a ledger on any backend. `snapshots`, when given, persists the read models.
@@ -74,6 +104,17 @@ impl Node {
         snapshots: Option<SnapshotStore>,
         ledger: Id,
         clock: Clock,
+    ) -> anyhow::Result<Node> {
+        Node::open_with_tlog(log, snapshots, ledger, clock, TlogConfig::default()).await
+    }
+
+    /// [`Node::open_with`], with the transparency log's storage and signing key.
+    pub async fn open_with_tlog(
+        log: Arc<dyn EventLog>,
+        snapshots: Option<SnapshotStore>,
+        ledger: Id,
+        clock: Clock,
+        tlog: TlogConfig,
     ) -> anyhow::Result<Node> {
         let state = load_state(log.as_ref(), snapshots.as_ref())
             .await
@@ -89,15 +130,48 @@ impl Node {
         );
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (state_rx, projector_task) =
-            spawn_projector(log.clone(), state, snapshots, shutdown_rx);
+            spawn_projector(log.clone(), state, snapshots, shutdown_rx.clone());
+        let db = match tlog.db {
+            Some(db) => db,
+            None => sled::Config::new().temporary(true).open()?,
+        };
+        let sync = tlog.sync.unwrap_or_else(|| {
+            let db = db.clone();
+            Arc::new(move || db.flush().map(|_| ()).map_err(StoreError::io))
+        });
+        let mut tlog_tasks = Vec::new();
+        let tree = match log.merkle() {
+            Some(tree) => tree,
+            None => {
+                let tiles = db.open_tree(crate::store::merkle::MERKLE_TREE_NAME)?;
+                let (tree, task) = TreeStore::follow(tiles, log.clone(), shutdown_rx.clone())
+                    .await
+                    .context("building the Merkle tree from the log")?;
+                tlog_tasks.push(task);
+                tree
+            }
+        };
+        let verifier = tlog.signer.as_ref().map(|k| k.verifier_key());
+        let checkpoints = CheckpointStore::open(&db, sync, verifier)?;
+        if let Some(key) = tlog.signer {
+            let signer = CheckpointSigner::new(tree.clone(), checkpoints.clone(), key)
+                .context("checking the published checkpoints against the log")?;
+            tlog_tasks.push(signer.spawn(CHECKPOINT_INTERVAL, shutdown_rx.clone()));
+        }
+        let event_hashes = EventHashIndex::open(&db)?;
+        tlog_tasks.push(event_hashes.spawn_follow(log.clone(), shutdown_rx)?);
         Ok(Node {
             ledger,
             log,
             writer,
             state: state_rx,
+            tree,
+            checkpoints,
+            event_hashes,
             shutdown_tx,
             writer_task,
             projector_task,
+            tlog_tasks,
         })
     }
 
@@ -133,6 +207,10 @@ impl Node {
         }
         self.shutdown_tx.send_replace(true);
         self.projector_task.await.context("projection task")??;
+        // The checkpoint signer signs the final size before it stops.
+        for task in self.tlog_tasks {
+            task.await.context("transparency log task")?;
+        }
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use projections::LedgerState;
 use tokio::sync::watch;
 
-use crate::store::{subscribe, EventLog, StoreError};
+use crate::store::{subscribe, EventLog, StoreError, READ_EVENTS_MAX};
 use crate::writer::{catch_up, hash_before};
 
 /// How often, at most, the runner persists its state while events keep arriving.
@@ -105,6 +105,7 @@ pub fn spawn_projector(
     let task = tokio::spawn(async move {
         let mut state = state;
         let mut events = subscribe(log.clone(), state.position);
+        let head_rx = log.watch_head();
         let mut saved_position = state.position;
         let mut saved_at = Instant::now();
         let save = |state: &LedgerState, saved_position: &mut u64, saved_at: &mut Instant| {
@@ -120,21 +121,18 @@ pub fn spawn_projector(
         };
         loop {
             tokio::select! {
-                next = events.rx.recv() => {
-                    let Some(first) = next else { break };
-                    let mut item = Some(first);
-                    while let Some(result) = item.take() {
-                        let event = result?;
+                page = events.recv_page(READ_EVENTS_MAX) => {
+                    let Some(page) = page else { break };
+                    for event in page? {
                         state.apply(&event).map_err(|e| {
                             StoreError::Corrupt(events::ChainError::Malformed {
                                 seq: Some(event.seq()),
                                 reason: e.to_string(),
                             })
                         })?;
-                        item = events.rx.try_recv().ok();
                     }
                     tx.send_replace(Arc::new(state.clone()));
-                    crate::metrics::record_positions(state.position, log.head().await?.len);
+                    crate::metrics::record_positions(state.position, head_rx.borrow().len);
                     if saved_at.elapsed() >= SNAPSHOT_INTERVAL {
                         save(&state, &mut saved_position, &mut saved_at);
                     }

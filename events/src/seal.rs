@@ -263,6 +263,55 @@ pub fn check_export_line(line: &[u8]) -> Result<CheckedLine, ChainError> {
     })
 }
 
+/// Checks one log entry: an event's canonical bytes as served in an entry bundle
+/// (`tile/entries/...`) or a receipt bundle. The entry must be a JSON object in RFC 8785
+/// canonical form (re-canonicalizing it gives the same bytes) with a `seq` and a `prev`;
+/// its hash is SHA-256 of the bytes. Like [`check_export_line`], it needs no event types.
+pub fn check_entry(entry: &[u8]) -> Result<CheckedLine, ChainError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(entry).map_err(|e| ChainError::Malformed {
+            seq: None,
+            reason: format!("not JSON: {e}"),
+        })?;
+    let object = value.as_object().ok_or(ChainError::Malformed {
+        seq: None,
+        reason: "an event is a JSON object".into(),
+    })?;
+    let seq = object
+        .get("seq")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or(ChainError::Malformed {
+            seq: None,
+            reason: "`seq` is missing or not a non-negative integer".into(),
+        })?;
+    let malformed = |reason: String| ChainError::Malformed {
+        seq: Some(seq),
+        reason,
+    };
+    if object.contains_key("hash") {
+        return Err(malformed("an entry has no `hash` member".into()));
+    }
+    let prev = match object.get("prev") {
+        Some(serde_json::Value::String(s)) => {
+            Hash::from_hex(s).map_err(|e| malformed(format!("`prev`: {e}")))?
+        }
+        _ => return Err(malformed("`prev` is missing or not a string".into())),
+    };
+    let canonical =
+        serde_json_canonicalizer::to_vec(&value).map_err(|e| malformed(e.to_string()))?;
+    if canonical != entry {
+        return Err(malformed(
+            "the entry is not in RFC 8785 canonical form".into(),
+        ));
+    }
+    Ok(CheckedLine {
+        seq,
+        prev,
+        hash: sha256(entry),
+        canonical,
+    })
+}
+
 /// An exported line whose hash has been recomputed and found right.
 #[derive(Debug, Clone)]
 pub struct CheckedLine {

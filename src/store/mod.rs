@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use events::{ChainError, Hash, SealedEvent};
 use tokio::sync::{mpsc, watch};
 
+pub mod merkle;
 pub mod sled_log;
 
-pub use sled_log::SledLog;
+pub use merkle::{PersistedTree, TreeAt, TreeReadError, TreeStore};
+pub use sled_log::{SledLog, SledLogConfig};
 
 /// The most events one `read` returns.
 pub const READ_EVENTS_MAX: usize = 4096;
@@ -65,6 +67,12 @@ pub trait EventLog: Send + Sync + 'static {
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError>;
     /// A receiver that sees the head every time the log grows.
     fn watch_head(&self) -> watch::Receiver<Head>;
+    /// The persisted Merkle tree, when the backend maintains it atomically with its appends
+    /// (sled does). `None` (the default) means the node keeps one itself with
+    /// [`merkle::TreeStore`], fed from [`subscribe`].
+    fn merkle(&self) -> Option<Arc<PersistedTree>> {
+        None
+    }
 }
 
 /// The most events a subscription buffers before it waits for its reader.
@@ -77,6 +85,24 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The next events in order: waits for one, then takes what else is already there, up
+    /// to `max`. `None` when the stream has ended; an error ends it.
+    pub async fn recv_page(&mut self, max: usize) -> Option<Result<Vec<SealedEvent>, StoreError>> {
+        let first = self.rx.recv().await?;
+        let mut page = match first {
+            Ok(e) => vec![e],
+            Err(e) => return Some(Err(e)),
+        };
+        while page.len() < max {
+            match self.rx.try_recv() {
+                Ok(Ok(e)) => page.push(e),
+                Ok(Err(e)) => return Some(Err(e)),
+                Err(_) => break,
+            }
+        }
+        Some(Ok(page))
+    }
+
     /// Ends the subscription and waits until its task has let go of the log.
     pub async fn close(self) {
         drop(self.rx);

@@ -7,6 +7,13 @@
 //! of sled records instead of 1024. Chunks stay well under sled's blob threshold, so every
 //! byte lives in sled's main `db` file.
 //!
+//! The Merkle tree over the log (RFC 9162) is kept in the same tree, as tiles of 256 nodes
+//! under keys `0xFF 'M' ...` that sort after every chunk key (see [`super::merkle`]): each
+//! append writes the tiles its events complete in the *same* sled batch as the events, one
+//! atomic, durable write, so the stored tree never lags or leads the stored log. Seqs are
+//! limited to below [`SEQ_LIMIT`] (2^56) so chunk keys always sort first. [`SledLogConfig::merkle`] turns it off
+//! (for the benchmark that measures what it costs).
+//!
 //! Durability: sled 0.34's `flush` ends in `sync_file_range`, which neither flushes the
 //! drive's write cache nor file metadata. After every flush this backend calls
 //! `fdatasync` (`File::sync_data`) on sled's `db` file through a handle of its own, which
@@ -20,6 +27,7 @@ use async_trait::async_trait;
 use events::{ChainError, ChainVerifier, Hash, SealedEvent};
 use tokio::sync::watch;
 
+use super::merkle::{leaf_hashes, PersistedTree, TILE_KEY_PREFIX, TILE_NODES};
 use super::{check_continues, EventLog, Head, StoreError, READ_EVENTS_MAX};
 
 /// The largest chunk record in bytes (an event is at most 8 KiB, so a chunk holds at least
@@ -29,10 +37,30 @@ pub const CHUNK_BYTES_MAX: usize = 32 * 1024;
 pub const TAIL_CHECK_EVENTS: u64 = 4096;
 /// The most events one append takes.
 pub const APPEND_EVENTS_MAX: usize = 65_536;
+/// Every seq is below 2^56, so an 8-byte chunk key never starts with `0xFF` and sorts before
+/// the Merkle tiles kept in the same tree.
+pub const SEQ_LIMIT: u64 = 1 << 56;
+/// The end of the chunk keys: every chunk key is less than this one-byte key.
+const CHUNK_KEYS_END: [u8; 1] = [TILE_KEY_PREFIX[0]];
+
+/// Options of the sled backend.
+#[derive(Debug, Clone, Copy)]
+pub struct SledLogConfig {
+    /// Maintain the persisted Merkle tree on every append (the default).
+    pub merkle: bool,
+}
+
+impl Default for SledLogConfig {
+    fn default() -> Self {
+        SledLogConfig { merkle: true }
+    }
+}
 
 struct Inner {
     db: sled::Db,
     log: sled::Tree,
+    /// The Merkle tree, when maintained (its tiles live in `log`).
+    merkle: Option<Arc<PersistedTree>>,
     /// A handle on sled's data file, for fdatasync after sled's own flush.
     db_file: File,
     head: Mutex<Head>,
@@ -49,8 +77,13 @@ impl SledLog {
     /// Opens (or creates) the log under `dir`, checking the tail of the chain. Refuses to open
     /// a log whose tail does not verify, naming the first bad `seq`.
     pub fn open(dir: &Path) -> Result<SledLog, StoreError> {
+        Self::open_with(dir, SledLogConfig::default())
+    }
+
+    /// [`SledLog::open`] with options.
+    pub fn open_with(dir: &Path, config: SledLogConfig) -> Result<SledLog, StoreError> {
         let db = Self::open_db(dir)?;
-        Self::from_db(db, dir)
+        Self::from_db_with(db, dir, config)
     }
 
     /// Opens sled under `dir/sled` with the settings this backend relies on.
@@ -72,6 +105,17 @@ impl SledLog {
     /// Builds the log on an already open sled database (other trees of the same database
     /// hold projections and the Merkle tree).
     pub fn from_db(db: sled::Db, dir: &Path) -> Result<SledLog, StoreError> {
+        Self::from_db_with(db, dir, SledLogConfig::default())
+    }
+
+    /// [`SledLog::from_db`] with options. With the Merkle tree on, it is loaded and brought
+    /// up to the log's head (rebuilt from the log when missing, e.g. in a data directory
+    /// written before the tree existed), after checking its last full tile against the log.
+    pub fn from_db_with(
+        db: sled::Db,
+        dir: &Path,
+        config: SledLogConfig,
+    ) -> Result<SledLog, StoreError> {
         let log = db.open_tree("log").map_err(StoreError::io)?;
         let db_file = File::open(Self::sled_dir(dir).join("db")).map_err(StoreError::io)?;
         // Make the directory entries themselves durable on first creation.
@@ -79,16 +123,57 @@ impl SledLog {
             d.sync_all().map_err(StoreError::io)?;
         }
         let head = check_tail(&log)?;
+        let merkle = if config.merkle {
+            Some(Arc::new(PersistedTree::load(log.clone(), head.len)?))
+        } else {
+            None
+        };
         let (head_tx, _) = watch::channel(head);
-        Ok(SledLog {
+        let this = SledLog {
             inner: Arc::new(Inner {
                 db,
                 log,
+                merkle,
                 db_file,
                 head: Mutex::new(head),
                 head_tx,
             }),
-        })
+        };
+        if let Some(tree) = &this.inner.merkle {
+            this.catch_up_tree(tree, head.len)?;
+        }
+        Ok(this)
+    }
+
+    /// Checks the tree's last full tile against the log, then feeds it the events it lacks.
+    fn catch_up_tree(&self, tree: &PersistedTree, len: u64) -> Result<(), StoreError> {
+        let size = tree.size();
+        if size > 0 {
+            let from = size.saturating_sub(TILE_NODES as u64);
+            let page = self.read_blocking(from, (size - from) as usize)?;
+            tree.check_leaves(from, &leaf_hashes(&page))?;
+        }
+        if len - tree.size() > READ_EVENTS_MAX as u64 {
+            tracing::warn!(
+                from = tree.size(),
+                to = len,
+                "building the Merkle tree from the log"
+            );
+        }
+        while tree.size() < len {
+            let page = self.read_blocking(tree.size(), READ_EVENTS_MAX)?;
+            if page.is_empty() {
+                break;
+            }
+            tree.catch_up(&leaf_hashes(&page))?;
+        }
+        assert_eq!(tree.size(), len, "the Merkle tree covers the whole log");
+        Ok(())
+    }
+
+    /// The persisted Merkle tree, when this log maintains one.
+    pub fn tree(&self) -> Option<Arc<PersistedTree>> {
+        self.inner.merkle.clone()
     }
 
     /// The sled database, for other trees kept beside the log.
@@ -129,6 +214,13 @@ impl SledLog {
             return Ok(*head);
         }
         let new_head = check_continues(*head, events)?;
+        if new_head.len > SEQ_LIMIT {
+            return Err(StoreError::Limit {
+                what: "the log length",
+                value: new_head.len,
+                max: SEQ_LIMIT,
+            });
+        }
         let mut batch = sled::Batch::default();
         let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES_MAX);
         let mut chunk_first = events[0].seq();
@@ -142,8 +234,19 @@ impl SledLog {
             encode_event(&mut chunk, e);
         }
         batch.insert(&chunk_first.to_be_bytes(), chunk);
+        // One atomic write: the events and the Merkle tiles they complete, or neither.
+        let tree_append = self.inner.merkle.as_ref().map(|tree| {
+            let append = tree.prepare(leaf_hashes(events));
+            debug_assert_eq!(append.new_size(), new_head.len);
+            append.add_tiles(&mut batch);
+            (tree, append)
+        });
         self.inner.log.apply_batch(batch).map_err(StoreError::io)?;
         self.sync()?;
+        // Publish the tree only now that its tiles are durable.
+        if let Some((tree, append)) = tree_append {
+            tree.commit(append);
+        }
         *head = new_head;
         self.inner.head_tx.send_replace(new_head);
         Ok(new_head)
@@ -155,7 +258,7 @@ impl SledLog {
         let start_key = match self
             .inner
             .log
-            .range(..=from.to_be_bytes())
+            .range(..=from.min(SEQ_LIMIT - 1).to_be_bytes())
             .next_back()
             .transpose()
             .map_err(StoreError::io)?
@@ -163,7 +266,11 @@ impl SledLog {
             Some((k, _)) => k,
             None => return Ok(out),
         };
-        for item in self.inner.log.range(start_key..) {
+        for item in self
+            .inner
+            .log
+            .range(start_key..CHUNK_KEYS_END.to_vec().into())
+        {
             let (key, chunk) = item.map_err(StoreError::io)?;
             let mut seq = key_seq(&key)?;
             let mut rest: &[u8] = &chunk;
@@ -251,7 +358,7 @@ fn check_tail(log: &sled::Tree) -> Result<Head, StoreError> {
     // Walk back over chunks until enough events are covered.
     let mut chunks = Vec::new();
     let mut covered = 0u64;
-    for item in log.iter().rev() {
+    for item in log.range(..CHUNK_KEYS_END).rev() {
         let (key, chunk) = item.map_err(StoreError::io)?;
         let first = key_seq(&key)?;
         let mut n = 0u64;
@@ -326,5 +433,9 @@ impl EventLog for SledLog {
 
     fn watch_head(&self) -> watch::Receiver<Head> {
         self.inner.head_tx.subscribe()
+    }
+
+    fn merkle(&self) -> Option<Arc<PersistedTree>> {
+        self.tree()
     }
 }

@@ -1,0 +1,94 @@
+//! Helpers shared by the transparency-log integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use events::{
+    Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ProjectOpened, SealedEvent, Text,
+};
+use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
+use ledger::node::{Node, NodeConfig};
+
+/// `n` chained events from `seq` on, after an event with hash `prev`. Each opens a project
+/// (the log checks only the chain, not the business rules).
+pub fn chained_events(seq: u64, n: u64, mut prev: Hash) -> Vec<SealedEvent> {
+    (seq..seq + n)
+        .map(|s| {
+            let e = EventRecord {
+                seq: s,
+                prev,
+                ledger: Id::new("test").unwrap(),
+                ts_ms: 1_539_046_800_000 + s,
+                actor: Id::new("admin").unwrap(),
+                idempotency: None,
+                body: EventBody::ProjectOpened(ProjectOpened {
+                    project: Id::new(&format!("p{s}")).unwrap(),
+                    kind: ProjectKind::CommunityProject,
+                    name: Text::new(&format!("Project {s}")).unwrap(),
+                    currency: Currency::CNY,
+                    goal_minor: None,
+                }),
+            }
+            .seal()
+            .unwrap();
+            prev = e.hash();
+            e
+        })
+        .collect()
+}
+
+struct NoProgress;
+impl Progress for NoProgress {
+    fn set_total(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// A small demo ledger in `dir`, with a checkpoint signing key when `key` is set.
+pub async fn demo_node(dir: &Path, donations: usize, key: bool) -> Node {
+    if key {
+        ledger::tlog::checkpoints::keygen(dir, "example.org/ledger/erqi").unwrap();
+    }
+    let clock = DemoClock::new();
+    let node = Node::open(NodeConfig {
+        data_dir: dir.to_owned(),
+        ledger: Some(Id::new("erqi").unwrap()),
+        clock: clock.clock(),
+    })
+    .await
+    .unwrap();
+    let size = DemoSize {
+        community_projects: 3,
+        help_requests: 2,
+        micro_wishes: 2,
+        general_funds: 1,
+        sponsors: 2,
+        donations,
+        seed: 7,
+    };
+    run_demo(&node.writer, &clock, &size, &NoProgress)
+        .await
+        .unwrap();
+    node
+}
+
+/// Signs a checkpoint at the node's current size now (the background signer is rate
+/// limited) and returns the note.
+pub fn sign_now(node: &Node, dir: &Path) -> String {
+    let key = ledger::tlog::checkpoints::load_signer(dir)
+        .unwrap()
+        .unwrap();
+    let signer =
+        ledger::tlog::CheckpointSigner::new(node.tree.clone(), node.checkpoints.clone(), key)
+            .unwrap();
+    let size = signer.sign_current().unwrap();
+    node.checkpoints.at(size).unwrap().unwrap()
+}
+
+/// Waits until the read models have folded the whole log.
+pub async fn caught_up(node: &Node) -> Arc<projections::LedgerState> {
+    let head = node.log.head().await.unwrap();
+    node.state_at(head.len, std::time::Duration::from_secs(30))
+        .await
+        .expect("the projections catch up")
+}
