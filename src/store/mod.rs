@@ -7,8 +7,14 @@ use async_trait::async_trait;
 use events::{ChainError, Hash, SealedEvent};
 use tokio::sync::{mpsc, watch};
 
+#[cfg(feature = "eventstore")]
+pub mod eventstore_log;
+pub mod memory_log;
 pub mod sled_log;
 
+#[cfg(feature = "eventstore")]
+pub use eventstore_log::EventStoreLog;
+pub use memory_log::MemoryLog;
 pub use sled_log::SledLog;
 
 /// The most events one `read` returns.
@@ -60,7 +66,8 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends a batch that continues the chain at `expected_len`.
     async fn append(&self, expected_len: u64, events: Vec<SealedEvent>)
         -> Result<Head, StoreError>;
-    /// Reads up to `limit` (at most [`READ_EVENTS_MAX`]) events from `from` on, in order.
+    /// Reads up to `limit` (at most [`READ_EVENTS_MAX`]) events from `from` on, in order;
+    /// none when `limit` is 0 or `from` is at or past the head.
     /// Every event read is re-hashed, so corruption is reported, never served.
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError>;
     /// A receiver that sees the head every time the log grows.
