@@ -603,7 +603,6 @@ mod cases {
         const GIFTS_PER_WRITER: usize = 100;
         let send_all = |w: ledger::writer::WriterHandle, name: &'static str| {
             let staff = staff.clone();
-            let donation = donation.clone();
             async move {
                 let jobs = (0..GIFTS_PER_WRITER).map(|i| {
                     let w = w.clone();
@@ -689,9 +688,9 @@ mod cases {
 }
 
 /// Awaits every future, concurrently, in order (no extra crate for `join_all`).
-async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
