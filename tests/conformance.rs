@@ -507,6 +507,28 @@ mod cases {
         assert_chain_verifies(log.as_ref(), 10).await;
     }
 
+    /// A second handle (another API server) sees the first one's appends without appending
+    /// or asking: its head watch and its subscriptions follow the log.
+    pub async fn a_second_handle_follows_appends(f: &dyn Fixture) {
+        let log_a = f.open().await;
+        let log_b = f.second_handle(&log_a).await;
+        let mut on_b = subscribe(log_b.clone(), 0);
+        let mut watch_b = log_b.watch_head();
+        let mut all = append_new(f, log_a.as_ref(), 3).await;
+        all.extend(append_new(f, log_a.as_ref(), 2).await);
+        for want in &all {
+            assert_eq!(&recv(&mut on_b).await, want);
+        }
+        let head = head_after(&all);
+        tokio::time::timeout(PATIENCE, watch_b.wait_for(|h| *h == head))
+            .await
+            .expect("the second handle's head watch follows in time")
+            .expect("the head watch is open");
+        assert_eq!(log_b.head().await.unwrap(), head);
+        drop(on_b);
+        assert_chain_verifies(log_b.as_ref(), 5).await;
+    }
+
     /// Two writer tasks over one log, as two API servers on one ledger: optimistic
     /// concurrency decides who appends, and the loser catches up and decides again.
     pub async fn two_writers_one_log(f: &dyn Fixture) {
@@ -718,6 +740,7 @@ macro_rules! with_every_case {
             idempotent_retry
             subscription_from_a_position
             reopen_and_resume
+            a_second_handle_follows_appends
             two_writers_one_log
         }
     };
