@@ -12,8 +12,8 @@ use events::ChainVerifier;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::demo::{run_demo, DemoClock, DemoSize, Progress};
-use crate::node::{open_sled, Node, NodeConfig};
-use crate::projector::{encode_state, SnapshotStore};
+use crate::node::{open_backend, open_log, open_sled, NodeConfig, StoreArgs};
+use crate::projector::encode_state;
 use crate::store::{EventLog, READ_EVENTS_MAX};
 
 #[derive(Parser, Debug)]
@@ -25,6 +25,9 @@ use crate::store::{EventLog, READ_EVENTS_MAX};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Cmd,
+    /// Where the log lives (`--store`, `--eventstore-url`, `--ledger`); sled by default.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -128,13 +131,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let store = cli.store;
     runtime.block_on(async move {
         match cli.command {
             Cmd::Demo {
                 data,
                 donations,
                 seed,
-            } => demo(&data.data, donations, seed).await,
+            } => demo(&store, &data.data, donations, seed).await,
             Cmd::Verify {
                 data,
                 export,
@@ -151,14 +155,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Cmd::VerifyReceipt { receipt, key } => verify_receipt(&receipt, &key),
             Cmd::Keygen { data, name } => keygen(&data.data, name.as_deref()),
-            Cmd::Export { data, out } => export(&data.data, out.as_deref()).await,
-            Cmd::Rebuild { data } => rebuild(&data.data).await,
-            Cmd::Balances { data, json } => balances(&data.data, json).await,
+            Cmd::Export { data, out } => export(&store, &data.data, out.as_deref()).await,
+            Cmd::Rebuild { data } => rebuild(&store, &data.data).await,
+            Cmd::Balances { data, json } => balances(&store, &data.data, json).await,
             Cmd::Soak {
                 data,
                 count,
                 concurrency,
-            } => soak(&data.data, count, concurrency).await,
+            } => soak(&store, &data.data, count, concurrency).await,
         }
     })
 }
@@ -186,13 +190,25 @@ impl Progress for BarProgress {
     }
 }
 
-async fn demo(dir: &Path, donations: usize, seed: u64) -> anyhow::Result<ExitCode> {
+async fn demo(
+    store: &StoreArgs,
+    dir: &Path,
+    donations: usize,
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
     let clock = DemoClock::new();
-    let node = Node::open(NodeConfig {
-        data_dir: dir.to_owned(),
-        ledger: Some(events::Id::new("erqi").expect("valid id")),
-        clock: clock.clock(),
-    })
+    let ledger = store
+        .ledger
+        .clone()
+        .unwrap_or_else(|| events::Id::new("erqi").expect("valid id"));
+    let node = open_backend(
+        store,
+        NodeConfig {
+            data_dir: dir.to_owned(),
+            ledger: Some(ledger),
+            clock: clock.clock(),
+        },
+    )
     .await?;
     let head = node.log.head().await?;
     anyhow::ensure!(
@@ -507,8 +523,8 @@ fn keygen(dir: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn export(dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let log = open_sled(dir)?;
+async fn export(store: &StoreArgs, dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let log = open_log(store, dir, None).await?.log;
     let head = log.head().await?;
     let mut sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -540,9 +556,12 @@ async fn export(dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rebuild(dir: &Path) -> anyhow::Result<ExitCode> {
-    let log = open_sled(dir)?;
-    let snapshots = SnapshotStore::open(log.db())?;
+async fn rebuild(store: &StoreArgs, dir: &Path) -> anyhow::Result<ExitCode> {
+    let opened = open_log(store, dir, None).await?;
+    let log = opened.log;
+    let snapshots = opened
+        .snapshots
+        .context("rebuild needs a projection snapshot store")?;
     let live = snapshots.load()?;
     let head = log.head().await?;
     let bar = progress_bar(head.len, "rebuild");
@@ -596,10 +615,10 @@ async fn rebuild(dir: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn balances(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let log = open_sled(dir)?;
-    let snapshots = SnapshotStore::open(log.db())?;
-    let state = crate::projector::load_state(&log, Some(&snapshots)).await?;
+async fn balances(store: &StoreArgs, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let opened = open_log(store, dir, None).await?;
+    let state =
+        crate::projector::load_state(opened.log.as_ref(), opened.snapshots.as_ref()).await?;
     let state = Arc::new(state);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
@@ -641,17 +660,25 @@ async fn balances(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn soak(dir: &Path, count: u64, concurrency: usize) -> anyhow::Result<ExitCode> {
+async fn soak(
+    store: &StoreArgs,
+    dir: &Path,
+    count: u64,
+    concurrency: usize,
+) -> anyhow::Result<ExitCode> {
     use crate::command::{Command, CommandError, DonationInput};
     use crate::writer::{Submission, WriteError};
     use events::{Amount, Channel, Currency, Id, ProjectKind, Text};
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    let node = Node::open(NodeConfig {
-        data_dir: dir.to_owned(),
-        ledger: None,
-        clock: crate::writer::system_clock(),
-    })
+    let node = open_backend(
+        store,
+        NodeConfig {
+            data_dir: dir.to_owned(),
+            ledger: store.ledger.clone(),
+            clock: crate::writer::system_clock(),
+        },
+    )
     .await?;
     let project = Id::new("soak").expect("valid id");
     let open = Command::OpenProject {

@@ -82,6 +82,18 @@ pub fn ledger_id(db: &sled::Db, wanted: Option<&Id>) -> anyhow::Result<Id> {
     }
 }
 
+/// The data directory's ledger id without recording one: the stored id (checked against
+/// `wanted`), else `wanted`, else [`DEFAULT_LEDGER`]. For commands that only read.
+pub fn recorded_ledger_id(db: &sled::Db, wanted: Option<&Id>) -> anyhow::Result<Id> {
+    let meta = db.open_tree("meta")?;
+    match meta.get(b"ledger")? {
+        Some(_) => ledger_id(db, wanted),
+        None => Ok(wanted
+            .cloned()
+            .unwrap_or_else(|| Id::new(DEFAULT_LEDGER).expect("default id is valid"))),
+    }
+}
+
 impl Node {
     /// Opens the ledger in a data directory on the embedded sled backend.
     pub async fn open(config: NodeConfig) -> anyhow::Result<Node> {
@@ -221,4 +233,214 @@ pub const SHUTDOWN_CATCH_UP: Duration = Duration::from_secs(30);
 /// Opens the sled log under a data directory, with a clear error when another process holds it.
 pub fn open_sled(dir: &Path) -> anyhow::Result<SledLog> {
     SledLog::open(dir).with_context(|| format!("opening the ledger in {}", dir.display()))
+}
+
+/// Which backend holds the log.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// The embedded sled database in the data directory (the default; no setup).
+    #[default]
+    Sled,
+    /// An EventStoreDB/KurrentDB node or cluster (needs the `eventstore` feature).
+    Eventstoredb,
+}
+
+fn parse_id(s: &str) -> Result<Id, String> {
+    Id::new(s).map_err(|e| e.to_string())
+}
+
+/// Where the log lives, for every command that opens a ledger. Flattened into the CLI as
+/// global options, so `serve`, `demo`, `verify` and the rest take the same flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// Where the log lives: `sled` (embedded, in --data) or `eventstoredb`.
+    #[arg(
+        long = "store",
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "LEDGER_STORE"
+    )]
+    pub kind: StoreKind,
+    /// The EventStoreDB/KurrentDB connection string for `--store eventstoredb`, e.g.
+    /// `esdb://127.0.0.1:2113?tls=false` or `esdb+discover://node1:2113`.
+    #[arg(long, global = true, env = "EVENTSTORE_URL", hide_env_values = true)]
+    pub eventstore_url: Option<String>,
+    /// The ledger to open on EventStoreDB (it lives in the stream `ledger-<id>`). On sled the
+    /// data directory records its own ledger.
+    #[arg(long, global = true, env = "LEDGER_ID", value_parser = parse_id)]
+    pub ledger: Option<Id>,
+}
+
+/// A log opened through [`StoreArgs`], with the store its projection snapshots persist in.
+pub struct OpenedLog {
+    pub ledger: Id,
+    pub log: Arc<dyn EventLog>,
+    pub snapshots: Option<SnapshotStore>,
+}
+
+/// Where the projection snapshots of an EventStoreDB ledger are cached, under the data
+/// directory. The log is on the server; this is a local, disposable cache checked against the
+/// log on every open (a mismatch refolds from event 0).
+pub fn eventstore_cache_dir(data_dir: &Path, ledger: &Id) -> PathBuf {
+    data_dir.join("eventstoredb-cache").join(ledger.as_str())
+}
+
+/// Opens the log that `store` names. `ledger` is the id a command wants (the demo's), else
+/// `--ledger`; on sled the data directory's own id wins and a different one is refused.
+pub async fn open_log(
+    store: &StoreArgs,
+    data_dir: &Path,
+    ledger: Option<&Id>,
+) -> anyhow::Result<OpenedLog> {
+    let wanted = ledger.or(store.ledger.as_ref());
+    match store.kind {
+        StoreKind::Sled => {
+            let sled = open_sled(data_dir)?;
+            let ledger = recorded_ledger_id(sled.db(), wanted)?;
+            let snapshots = SnapshotStore::open(sled.db())?;
+            Ok(OpenedLog {
+                ledger,
+                log: Arc::new(sled),
+                snapshots: Some(snapshots),
+            })
+        }
+        StoreKind::Eventstoredb => open_eventstore(store, data_dir, wanted).await,
+    }
+}
+
+#[cfg(feature = "eventstore")]
+async fn open_eventstore(
+    store: &StoreArgs,
+    data_dir: &Path,
+    wanted: Option<&Id>,
+) -> anyhow::Result<OpenedLog> {
+    let url = store.eventstore_url.as_deref().context(
+        "--store eventstoredb needs --eventstore-url (or EVENTSTORE_URL), e.g. esdb://127.0.0.1:2113?tls=false",
+    )?;
+    let ledger = wanted.cloned().context(
+        "--store eventstoredb needs --ledger (or LEDGER_ID): the ledger's stream is ledger-<id>",
+    )?;
+    let log = crate::store::EventStoreLog::connect(url, &ledger)
+        .await
+        .with_context(|| format!("opening ledger {ledger} on EventStoreDB"))?;
+    let cache = eventstore_cache_dir(data_dir, &ledger);
+    let db = SledLog::open_db(&cache)
+        .with_context(|| format!("opening the projection cache in {}", cache.display()))?;
+    ledger_id(&db, Some(&ledger))?;
+    let snapshots = SnapshotStore::open(&db)?;
+    Ok(OpenedLog {
+        ledger,
+        log: Arc::new(log),
+        snapshots: Some(snapshots),
+    })
+}
+
+#[cfg(not(feature = "eventstore"))]
+async fn open_eventstore(
+    _store: &StoreArgs,
+    _data_dir: &Path,
+    _wanted: Option<&Id>,
+) -> anyhow::Result<OpenedLog> {
+    anyhow::bail!(
+        "--store eventstoredb: this binary was built without the `eventstore` feature; build it with `cargo build --release --features eventstore`"
+    )
+}
+
+/// Opens a ledger for reading and writing on the backend `store` names (sled by default).
+/// `config.ledger` is the id a command wants, else `--ledger` applies.
+pub async fn open_backend(store: &StoreArgs, config: NodeConfig) -> anyhow::Result<Node> {
+    match store.kind {
+        StoreKind::Sled => {
+            Node::open(NodeConfig {
+                ledger: config.ledger.or_else(|| store.ledger.clone()),
+                ..config
+            })
+            .await
+        }
+        StoreKind::Eventstoredb => {
+            let opened = open_log(store, &config.data_dir, config.ledger.as_ref()).await?;
+            Node::open_with(opened.log, opened.snapshots, opened.ledger, config.clock).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Cmd};
+
+    #[test]
+    fn sled_is_the_default_and_the_store_flags_are_global() {
+        let cli = Cli::try_parse_from(["ledger", "verify"]).unwrap();
+        assert_eq!(cli.store.kind, StoreKind::Sled);
+        assert!(matches!(cli.command, Cmd::Verify { .. }));
+
+        let cli = Cli::try_parse_from([
+            "ledger",
+            "balances",
+            "--store",
+            "eventstoredb",
+            "--eventstore-url",
+            "esdb://127.0.0.1:2113?tls=false",
+            "--ledger",
+            "erqi",
+        ])
+        .unwrap();
+        assert_eq!(cli.store.kind, StoreKind::Eventstoredb);
+        assert_eq!(
+            cli.store.eventstore_url.as_deref(),
+            Some("esdb://127.0.0.1:2113?tls=false")
+        );
+        assert_eq!(cli.store.ledger, Some(Id::new("erqi").unwrap()));
+
+        let err = Cli::try_parse_from(["ledger", "--ledger", "Not An Id", "verify"]).unwrap_err();
+        assert!(err.to_string().contains("Not An Id"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn eventstoredb_without_a_url_or_ledger_is_refused_with_the_flag_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreArgs {
+            kind: StoreKind::Eventstoredb,
+            eventstore_url: None,
+            ledger: Some(Id::new("erqi").unwrap()),
+        };
+        let err = open_log(&store, dir.path(), None)
+            .await
+            .err()
+            .expect("refused");
+        let message = format!("{err:#}");
+        if cfg!(feature = "eventstore") {
+            assert!(message.contains("--eventstore-url"), "{message}");
+            let store = StoreArgs {
+                eventstore_url: Some("esdb://127.0.0.1:1?tls=false".into()),
+                ledger: None,
+                ..store
+            };
+            let err = open_log(&store, dir.path(), None)
+                .await
+                .err()
+                .expect("refused");
+            assert!(format!("{err:#}").contains("--ledger"), "{err:#}");
+        } else {
+            assert!(message.contains("--features eventstore"), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn read_only_commands_do_not_record_a_ledger_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open_log(&StoreArgs::default(), dir.path(), None)
+            .await
+            .unwrap();
+        assert_eq!(opened.ledger.as_str(), DEFAULT_LEDGER);
+        drop(opened);
+        // A demo can still claim the directory for its own ledger afterwards.
+        let sled = open_sled(dir.path()).unwrap();
+        let id = ledger_id(sled.db(), Some(&Id::new("erqi").unwrap())).unwrap();
+        assert_eq!(id.as_str(), "erqi");
+    }
 }

@@ -408,9 +408,26 @@ fn fail_all(replies: &[Pending], e: StoreError) -> Vec<Reply> {
                 index: *index,
                 error: error.clone(),
             }),
-            _ => Err(WriteError::Store(StoreError::Io(message.clone()))),
+            _ => Err(WriteError::Store(copy_error(&e, &message))),
         })
         .collect()
+}
+
+/// The same store error for every submission of a failed batch. A conflict (the retries ran
+/// out) and a limit keep their kind, so a caller can tell "try again" from "storage failed".
+fn copy_error(e: &StoreError, message: &str) -> StoreError {
+    match e {
+        StoreError::Conflict { expected, actual } => StoreError::Conflict {
+            expected: *expected,
+            actual: *actual,
+        },
+        StoreError::Limit { what, value, max } => StoreError::Limit {
+            what,
+            value: *value,
+            max: *max,
+        },
+        _ => StoreError::Io(message.to_owned()),
+    }
 }
 
 /// Reads events `first..=last`.

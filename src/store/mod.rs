@@ -7,9 +7,15 @@ use async_trait::async_trait;
 use events::{ChainError, Hash, SealedEvent};
 use tokio::sync::{mpsc, watch};
 
+#[cfg(feature = "eventstore")]
+pub mod eventstore_log;
+pub mod memory_log;
 pub mod merkle;
 pub mod sled_log;
 
+#[cfg(feature = "eventstore")]
+pub use eventstore_log::EventStoreLog;
+pub use memory_log::MemoryLog;
 pub use merkle::{PersistedTree, TreeAt, TreeReadError, TreeStore};
 pub use sled_log::{SledLog, SledLogConfig};
 
@@ -62,7 +68,8 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends a batch that continues the chain at `expected_len`.
     async fn append(&self, expected_len: u64, events: Vec<SealedEvent>)
         -> Result<Head, StoreError>;
-    /// Reads up to `limit` (at most [`READ_EVENTS_MAX`]) events from `from` on, in order.
+    /// Reads up to `limit` (at most [`READ_EVENTS_MAX`]) events from `from` on, in order;
+    /// none when `limit` is 0 or `from` is at or past the head.
     /// Every event read is re-hashed, so corruption is reported, never served.
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError>;
     /// A receiver that sees the head every time the log grows.

@@ -254,6 +254,9 @@ impl SledLog {
 
     fn read_blocking(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
         let limit = limit.min(READ_EVENTS_MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::with_capacity(limit.min(1024));
         let start_key = match self
             .inner

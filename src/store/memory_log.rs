@@ -1,0 +1,176 @@
+//! An in-memory [`EventLog`]: for tests, and a second target of the conformance suite.
+//!
+//! It has the semantics of the sled backend (atomic batches, an exact expected length, the
+//! chain checked before anything is written, every event re-checked when read) without the
+//! durability: the events live as long as some handle on them does. [`MemoryLog::reopen`]
+//! plays the part of a restart: a new log, with its own head watchers, over the events the old
+//! one held, re-checked from event 0 the way opening a store checks its tail.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use events::{ChainError, ChainVerifier, Hash, SealedEvent};
+use tokio::sync::watch;
+
+use super::{check_continues, EventLog, Head, StoreError, READ_EVENTS_MAX};
+
+/// The most events one append takes (as in the sled backend).
+pub const APPEND_EVENTS_MAX: usize = 65_536;
+
+/// An event as kept: the hash beside the canonical bytes, like the sled backend keeps it, so a
+/// read re-hashes and compares instead of handing out what was stored.
+#[derive(Clone)]
+struct Stored {
+    hash: Hash,
+    canonical: Arc<[u8]>,
+}
+
+struct Inner {
+    events: Mutex<Vec<Stored>>,
+    head_tx: watch::Sender<Head>,
+}
+
+/// The in-memory event log. Cheap to clone; clones share the events (two writers on one log).
+#[derive(Clone)]
+pub struct MemoryLog {
+    inner: Arc<Inner>,
+}
+
+impl Default for MemoryLog {
+    fn default() -> Self {
+        MemoryLog::new()
+    }
+}
+
+impl MemoryLog {
+    /// An empty log.
+    pub fn new() -> MemoryLog {
+        MemoryLog::from_stored(Vec::new(), Head::default())
+    }
+
+    fn from_stored(events: Vec<Stored>, head: Head) -> MemoryLog {
+        let (head_tx, _) = watch::channel(head);
+        MemoryLog {
+            inner: Arc::new(Inner {
+                events: Mutex::new(events),
+                head_tx,
+            }),
+        }
+    }
+
+    /// A new log over a copy of this one's events, as if the process had restarted: the whole
+    /// chain is re-checked, and watchers of the old log see nothing of the new one.
+    pub fn reopen(&self) -> Result<MemoryLog, StoreError> {
+        let events = self.lock()?.clone();
+        let mut chain = ChainVerifier::new();
+        for (seq, stored) in events.iter().enumerate() {
+            let event = decode(seq as u64, stored)?;
+            chain.push_sealed(&event).map_err(StoreError::Corrupt)?;
+        }
+        let head = Head {
+            len: chain.len(),
+            hash: chain.head(),
+        };
+        Ok(MemoryLog::from_stored(events, head))
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<Stored>>, StoreError> {
+        self.inner
+            .events
+            .lock()
+            .map_err(|_| StoreError::io("memory log lock poisoned"))
+    }
+
+    fn head_now(&self) -> Head {
+        *self.inner.head_tx.borrow()
+    }
+}
+
+fn decode(seq: u64, stored: &Stored) -> Result<SealedEvent, StoreError> {
+    let event = SealedEvent::from_canonical(stored.canonical.to_vec()).map_err(|e| {
+        StoreError::Corrupt(match e {
+            ChainError::Malformed { reason, .. } => ChainError::Malformed {
+                seq: Some(seq),
+                reason,
+            },
+            other => other,
+        })
+    })?;
+    if event.hash() != stored.hash {
+        return Err(StoreError::Corrupt(ChainError::HashMismatch {
+            seq,
+            declared: stored.hash,
+            computed: event.hash(),
+        }));
+    }
+    if event.seq() != seq {
+        return Err(StoreError::Corrupt(ChainError::SeqGap {
+            expected: seq,
+            found: event.seq(),
+        }));
+    }
+    Ok(event)
+}
+
+#[async_trait]
+impl EventLog for MemoryLog {
+    async fn head(&self) -> Result<Head, StoreError> {
+        Ok(self.head_now())
+    }
+
+    async fn append(
+        &self,
+        expected_len: u64,
+        events: Vec<SealedEvent>,
+    ) -> Result<Head, StoreError> {
+        if events.len() > APPEND_EVENTS_MAX {
+            return Err(StoreError::Limit {
+                what: "events in one append",
+                value: events.len() as u64,
+                max: APPEND_EVENTS_MAX as u64,
+            });
+        }
+        // The lock is held from the length check to the publication of the new head, so two
+        // writers on clones of one log can never both succeed at the same length.
+        let mut stored = self.lock()?;
+        let head = self.head_now();
+        assert_eq!(head.len, stored.len() as u64, "memory log head out of step");
+        if expected_len != head.len {
+            return Err(StoreError::Conflict {
+                expected: expected_len,
+                actual: head.len,
+            });
+        }
+        if events.is_empty() {
+            return Ok(head);
+        }
+        let new_head = check_continues(head, &events)?;
+        stored.extend(events.iter().map(|e| Stored {
+            hash: e.hash(),
+            canonical: Arc::from(e.canonical_bytes()),
+        }));
+        self.inner.head_tx.send_replace(new_head);
+        Ok(new_head)
+    }
+
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
+        let limit = limit.min(READ_EVENTS_MAX);
+        // Copy out under the lock, decode outside it.
+        let page: Vec<Stored> = {
+            let stored = self.lock()?;
+            let start = usize::try_from(from)
+                .unwrap_or(usize::MAX)
+                .min(stored.len());
+            let end = start.saturating_add(limit).min(stored.len());
+            stored[start..end].to_vec()
+        };
+        page.iter()
+            .enumerate()
+            .map(|(i, s)| decode(from + i as u64, s))
+            .collect()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Head> {
+        self.inner.head_tx.subscribe()
+    }
+}
