@@ -62,10 +62,18 @@ pub fn ledger_id(db: &sled::Db, wanted: Option<&Id>) -> anyhow::Result<Id> {
 impl Node {
     /// Opens the ledger in a data directory on the embedded sled backend.
     pub async fn open(config: NodeConfig) -> anyhow::Result<Node> {
+        Ok(Node::open_with_db(config).await?.0)
+    }
+
+    /// Like [`Node::open`], and also hands back the sled database so other trees (the HTTP
+    /// service's tokens) can live beside the log: sled allows one open per directory.
+    pub async fn open_with_db(config: NodeConfig) -> anyhow::Result<(Node, sled::Db)> {
         let sled = open_sled(&config.data_dir)?;
-        let ledger = ledger_id(sled.db(), config.ledger.as_ref())?;
-        let snapshots = SnapshotStore::open(sled.db())?;
-        Node::open_with(Arc::new(sled), Some(snapshots), ledger, config.clock).await
+        let db = sled.db().clone();
+        let ledger = ledger_id(&db, config.ledger.as_ref())?;
+        let snapshots = SnapshotStore::open(&db)?;
+        let node = Node::open_with(Arc::new(sled), Some(snapshots), ledger, config.clock).await?;
+        Ok((node, db))
     }
 
     /// Opens a ledger on any backend. `snapshots`, when given, persists the read models.
