@@ -691,13 +691,20 @@ pub async fn record_batch(
     let outcome = match s.node.writer.submit(submission.clone()).await {
         Ok(o) => o,
         Err(WriteError::Rejected { index, error }) => {
+            // Dry-run the other items against read models that have caught up with the log.
+            let head = s.node.log.head().await.map_err(ApiError::internal)?;
+            let state = s
+                .node
+                .state_at(head.len, READ_WAIT)
+                .await
+                .unwrap_or_else(|| s.node.state());
             return Err(batch_rejection(
-                &s.node.state(),
+                &state,
                 &s.node.ledger,
                 &submission,
                 index,
                 &error,
-            ))
+            ));
         }
         Err(e) => return Err(e.into()),
     };
