@@ -83,6 +83,7 @@ async fn authentication_and_roles() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["actor"], "auditor-chen");
     assert_eq!(r.body["role"], "auditor");
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -164,6 +165,7 @@ async fn tokens_api() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -471,6 +473,7 @@ async fn every_command_through_its_resource_endpoint() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text.contains("donor-000042"));
     assert_eq!(r.body["events"].as_array().unwrap().len() as u64, last + 1);
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -576,6 +579,7 @@ async fn idempotency_replay_and_conflict() {
         )
         .await;
     assert_eq!(r.code(), "idempotency_conflict", "{r:?}");
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -737,6 +741,7 @@ async fn malformed_requests_are_4xx_and_change_nothing() {
     assert_eq!(r.code(), "method_not_allowed");
     // Nothing was written by any of it.
     assert_eq!(t.node.log.head().await.unwrap().len, head);
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -879,6 +884,7 @@ async fn batch_all_or_nothing_with_per_item_errors() {
         )
         .await;
     assert_eq!(w["count"], 1000);
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -956,6 +962,7 @@ async fn public_reads_receipts_log_and_read_your_writes() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -1014,6 +1021,7 @@ async fn sse_stream_sends_public_events() {
     })
     .await;
     assert!(end.is_ok(), "the stream ends on shutdown");
+    t.finish().await;
 }
 
 #[tokio::test]
@@ -1090,4 +1098,5 @@ async fn openapi_health_and_metrics() {
     ] {
         assert!(r.text.contains(name), "{name} missing: {}", r.text);
     }
+    t.finish().await;
 }

@@ -89,6 +89,23 @@ impl std::fmt::Debug for Reply {
 }
 
 impl TestApp {
+    /// Shuts the ledger down the way `serve` does. Letting the runtime drop the last handle
+    /// on the sled database from a cancelled task can hang in sled's flush-on-drop.
+    pub async fn finish(self) {
+        self.state.begin_shutdown();
+        let TestApp {
+            app,
+            state,
+            node,
+            dir,
+            ..
+        } = self;
+        drop(app);
+        drop(state);
+        ledger::cli::shutdown_node(node).await.unwrap();
+        drop(dir);
+    }
+
     pub fn token(&self, name: &str) -> &str {
         &self.tokens[name]
     }
