@@ -20,6 +20,10 @@ use events::Id;
 use ledger::http::{serve, AppState, Role, TokenStore};
 use ledger::node::{Node, NodeConfig};
 
+// The same allocator as the `ledger` binary (see src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PROJECTS: usize = 100;
 const BATCH_DONATIONS: usize = 1000;
 
@@ -136,6 +140,8 @@ where
 
 fn main() {
     let seconds = env_u64("LOAD_SECONDS", 10);
+    // Which phases to run: any of "single", "batch", "read" (default all).
+    let phases_wanted = std::env::var("LOAD_PHASES").unwrap_or_else(|_| "single,batch,read".into());
     let connections = env_u64("LOAD_CONNECTIONS", 64) as usize;
     let dir = tempfile::tempdir().expect("temporary directory");
 
@@ -227,9 +233,10 @@ fn main() {
 
         let mut phases = Vec::new();
         // 1. One donation per request.
+        let wanted = |p: &str| phases_wanted.split(',').any(|w| w.trim() == p);
         let c = client.clone();
         let (b, tok) = (base.clone(), recorder.clone());
-        phases.push(
+        if wanted("single") { phases.push(
             run_phase("single donation", connections, seconds, 2_000_000, move |n| {
                 let (c, b, tok) = (c.clone(), b.clone(), tok.clone());
                 async move {
@@ -249,11 +256,11 @@ fn main() {
                 }
             })
             .await,
-        );
+        ); }
         // 2. Batches of 1000 donations per request.
         let c = client.clone();
         let (b, tok) = (base.clone(), recorder.clone());
-        phases.push(
+        if wanted("batch") { phases.push(
             run_phase("batch of 1000", connections, seconds, 100_000, move |n| {
                 let (c, b, tok) = (c.clone(), b.clone(), tok.clone());
                 async move {
@@ -283,11 +290,11 @@ fn main() {
                 }
             })
             .await,
-        );
+        ); }
         // 3. Public project-detail reads.
         let c = client.clone();
         let b = base.clone();
-        phases.push(
+        if wanted("read") { phases.push(
             run_phase("project detail read", connections, seconds, 5_000_000, move |n| {
                 let (c, b) = (c.clone(), b.clone());
                 async move {
@@ -304,7 +311,7 @@ fn main() {
                 }
             })
             .await,
-        );
+        ); }
         phases
     });
 

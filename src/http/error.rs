@@ -174,6 +174,20 @@ fn json_error(path: &str, e: serde_json::Error) -> ApiError {
 /// failing field named. An over-long body is a 413 naming the limit.
 pub struct ApiJson<T, const MAX: usize = JSON_BODY_BYTES_MAX>(pub T);
 
+/// The raw bytes of a JSON body of at most `MAX` bytes, for handlers that decode in stages.
+pub struct JsonBytes<const MAX: usize>(pub Vec<u8>);
+
+impl<S, const MAX: usize> FromRequest<S> for JsonBytes<MAX>
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(JsonBytes(read_body(req, MAX, false).await?))
+    }
+}
+
 /// Like [`ApiJson`], but an empty body decodes as `T::default()` (for actions such as
 /// approving a payout, which carry no fields).
 pub struct OptionalJson<T>(pub T);

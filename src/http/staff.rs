@@ -674,11 +674,11 @@ pub async fn record_batch(
     State(s): State<AppState>,
     p: Principal,
     h: HeaderMap,
-    ApiJson(raw): ApiJson<serde_json::Value, BATCH_BODY_BYTES_MAX>,
+    super::error::JsonBytes(bytes): super::error::JsonBytes<BATCH_BODY_BYTES_MAX>,
 ) -> Result<Response, ApiError> {
     p.require(Role::Recorder, "record_donation")?;
     let key = idempotency_key(&h)?;
-    let inputs = decode_batch(raw)?;
+    let inputs = decode_batch(&bytes)?;
     let commands: Vec<Command> = inputs
         .into_iter()
         .map(|d| Command::RecordDonation(d.into()))
@@ -711,9 +711,42 @@ pub async fn record_batch(
     Ok(written(outcome.replayed, batch_response(&outcome)?))
 }
 
-/// Decodes a batch body item by item, so every malformed item is reported, not just the
-/// first.
-fn decode_batch(raw: serde_json::Value) -> Result<Vec<DonationBody>, ApiError> {
+/// Decodes a batch body in one pass; when that fails, again item by item, so every
+/// malformed item is reported, not just the first.
+fn decode_batch(bytes: &[u8]) -> Result<Vec<DonationBody>, ApiError> {
+    let first_error = match decode_json::<BatchBody>(bytes) {
+        Ok(b) => return check_batch_len(b.donations),
+        Err(e) => e,
+    };
+    let Ok(raw) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(first_error);
+    };
+    match diagnose_batch(raw) {
+        Ok(_) => Err(first_error),
+        Err(e) => Err(e),
+    }
+}
+
+fn check_batch_len(items: Vec<DonationBody>) -> Result<Vec<DonationBody>, ApiError> {
+    if items.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_batch",
+            "donations: no items; give 1 or more",
+        ));
+    }
+    if items.len() > BATCH_DONATIONS_MAX {
+        return Err(ApiError::too_large(
+            "too_many_items",
+            format!(
+                "donations: {} items; the limit is {BATCH_DONATIONS_MAX}",
+                items.len()
+            ),
+        ));
+    }
+    Ok(items)
+}
+
+fn diagnose_batch(raw: serde_json::Value) -> Result<Vec<DonationBody>, ApiError> {
     let serde_json::Value::Object(mut map) = raw else {
         return Err(ApiError::bad_request(
             "invalid_field",
