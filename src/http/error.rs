@@ -377,3 +377,62 @@ pub async fn json_errors(response: Response) -> Response {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn shaped(status: StatusCode) -> (StatusCode, serde_json::Value) {
+        let plain = Response::builder()
+            .status(status)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let out = json_errors(plain).await;
+        let status = out.status();
+        let bytes = axum::body::to_bytes(out.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn errors_from_layers_get_the_json_shape() {
+        let (status, body) = shaped(StatusCode::REQUEST_TIMEOUT).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(body["error"]["code"], "request_timeout");
+        assert!(body["error"]["message"].as_str().unwrap().contains("30 s"));
+        let (_, body) = shaped(StatusCode::PAYLOAD_TOO_LARGE).await;
+        assert_eq!(body["error"]["code"], "payload_too_large");
+        let (_, body) = shaped(StatusCode::INTERNAL_SERVER_ERROR).await;
+        assert_eq!(body["error"]["code"], "internal");
+        // A handler's own JSON error passes through untouched.
+        let own = ApiError::not_found("project: no project x").into_response();
+        let out = json_errors(own).await;
+        let bytes = axum::body::to_bytes(out.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&bytes).contains("no project x"));
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            inner: Vec<U>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct U {
+            amount_minor: events::Amount,
+        }
+        let e = decode_json::<T>(br#"{"inner": [{"amount_minor": 1}, {"amount_minor": 0}]}"#)
+            .unwrap_err();
+        assert_eq!(e.code, "invalid_field");
+        assert!(e.message.starts_with("inner[1].amount_minor: "), "{e:?}");
+        let e = decode_json::<T>(b"{\"inner\": [").unwrap_err();
+        assert_eq!(e.code, "malformed_json");
+    }
+}

@@ -859,7 +859,7 @@ fn batch_rejection(
     }
     items.sort_by_key(|i| i.index);
     items.dedup_by_key(|i| i.index);
-    let status = if items.iter().all(|_| error.is_conflict()) {
+    let status = if error.is_conflict() {
         StatusCode::CONFLICT
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
