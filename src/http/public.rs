@@ -347,12 +347,11 @@ pub async fn projects(
     };
     let mut items = Vec::new();
     let mut next_after = None;
-    for (id, p) in state.projects.range((lower, Bound::Unbounded)) {
+    for (_, p) in state.projects.range((lower, Bound::Unbounded)) {
         if items.len() == limit {
             next_after = items.last().map(|f: &ProjectFigures| f.project.clone());
             break;
         }
-        let _ = id;
         items.push(project_figures(p));
     }
     Ok(Json(ProjectPage {
