@@ -97,8 +97,10 @@ async fn real_server_with_graceful_shutdown_during_writes() {
 
     // 64 writers; shutdown starts while they are in flight. Every write that was answered
     // 201 must be durable; the rest fail cleanly (connection refused or closed, or 503).
+    let acks = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut writers = Vec::new();
     for w in 0..64 {
+        let acks = acks.clone();
         let client = client.clone();
         let base = base.clone();
         let recorder = recorder.clone();
@@ -118,6 +120,7 @@ async fn real_server_with_graceful_shutdown_during_writes() {
                             v["seq"].as_u64().unwrap(),
                             v["receipt_code"].as_str().unwrap().to_owned(),
                         ));
+                        acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok(r) => assert_eq!(r.status(), 503, "only shutting_down is acceptable"),
                     Err(_) => break,
@@ -126,7 +129,14 @@ async fn real_server_with_graceful_shutdown_during_writes() {
             acknowledged
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Stop once writes are flowing (and well before all 1280 are done).
+    let flowing = tokio::time::timeout(Duration::from_secs(30), async {
+        while acks.load(std::sync::atomic::Ordering::Relaxed) < 64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(flowing.is_ok(), "writes are acknowledged");
     stop_tx.send(()).unwrap();
     let mut acknowledged = Vec::new();
     for w in writers {
