@@ -513,8 +513,11 @@ async fn serve(
     println!("ledger {} serving on http://{local}", node.ledger);
     tracing::info!(address = %local, ledger = %node.ledger, "serving");
     crate::http::serve(listener, state, crate::http::shutdown_signal()).await?;
-    drop(db);
     shutdown_node(node).await?;
+    // Flush explicitly: sled also flushes when the last handle drops, and that drop can come
+    // from a task cancelled as the runtime stops, where a flush has been seen to hang.
+    db.flush_async().await?;
+    drop(db);
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }
