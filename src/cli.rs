@@ -1,5 +1,5 @@
 //! The command line: `demo`, `verify`, `verify-receipt`, `keygen`, `export`, `rebuild`,
-//! `balances` (and `serve`).
+//! `balances`, `soak`, `serve`, `token`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use events::ChainVerifier;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::demo::{run_demo, DemoClock, DemoSize, Progress};
-use crate::node::{open_backend, open_log, open_sled, NodeConfig, StoreArgs};
+use crate::node::{open_backend, open_log, open_sled, Node, NodeConfig, StoreArgs};
 use crate::projector::encode_state;
 use crate::store::{EventLog, READ_EVENTS_MAX};
 
@@ -124,6 +124,65 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the staff and public HTTP API (see docs/HTTP.md) until SIGINT or SIGTERM.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "LEDGER_LISTEN")]
+        listen: std::net::SocketAddr,
+        /// When the data directory is empty, write the demo data set into it first.
+        #[arg(long)]
+        demo: bool,
+        /// How many gifts the demo data set records (with --demo).
+        #[arg(long, default_value_t = 20_000)]
+        demo_donations: usize,
+    },
+    /// Manage the staff API's bearer tokens (while `serve` is stopped; a running server
+    /// manages them through its admin API).
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token and print it once; only its SHA-256 is stored.
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The staff member the token acts as (the four-eyes rule compares these).
+        #[arg(long, value_parser = parse_id)]
+        actor: events::Id,
+        #[arg(long, value_enum)]
+        role: crate::http::Role,
+    },
+    /// Revoke a token by its id (from `token list`).
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        id: String,
+    },
+    /// List tokens: ids, actors, roles, creation and revocation times (never the tokens).
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+fn parse_id(s: &str) -> Result<events::Id, String> {
+    events::Id::new(s).map_err(|e| e.to_string())
+}
+
+impl Cmd {
+    /// The log level when `RUST_LOG` is not set: a server logs its requests, tools stay quiet.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Cmd::Serve { .. } => "info",
+            _ => "warn",
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -163,6 +222,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 count,
                 concurrency,
             } => soak(&store, &data.data, count, concurrency).await,
+            Cmd::Serve {
+                data,
+                listen,
+                demo,
+                demo_donations,
+            } => serve(&data.data, listen, demo.then_some(demo_donations)).await,
+            Cmd::Token { command } => token(command),
         }
     })
 }
@@ -745,5 +811,158 @@ async fn soak(
         t.await??;
     }
     node.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    demo_donations: Option<usize>,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // While the demo is written the clock is the demo's (weeks of simulated time from 2018);
+    // afterwards it is the system's. The writer never lets time go backwards.
+    let demo_clock = DemoClock::new();
+    let demo_running = Arc::new(AtomicBool::new(false));
+    let system = crate::writer::system_clock();
+    let clock: crate::writer::Clock = {
+        let demo_clock = demo_clock.clone();
+        let demo_running = demo_running.clone();
+        Arc::new(move || {
+            if demo_running.load(Ordering::Relaxed) {
+                demo_clock.now()
+            } else {
+                system()
+            }
+        })
+    };
+    let sled = open_sled(dir)?;
+    let db = sled.db().clone();
+    // A demo goes into a new ledger named after the seed's district.
+    let new_ledger = sled.head().await?.len == 0 && db.open_tree("meta")?.get(b"ledger")?.is_none();
+    let wanted = (demo_donations.is_some() && new_ledger)
+        .then(|| events::Id::new("erqi").expect("valid id"));
+    let ledger = crate::node::ledger_id(&db, wanted.as_ref())?;
+    let node = Node::open_on_sled(sled, dir, ledger, clock).await?;
+    if let Some(donations) = demo_donations {
+        let head = node.log.head().await?;
+        if head.len == 0 {
+            demo_running.store(true, Ordering::Relaxed);
+            let size = DemoSize {
+                donations,
+                ..DemoSize::default()
+            };
+            let bar = BarProgress(progress_bar(donations as u64, "demo gifts"));
+            run_demo(&node.writer, &demo_clock, &size, &bar).await?;
+            bar.0.finish_and_clear();
+            demo_running.store(false, Ordering::Relaxed);
+            eprintln!(
+                "demo: {} events written into {}",
+                node.log.head().await?.len,
+                dir.display()
+            );
+        } else {
+            eprintln!(
+                "demo: {} already holds {} events; serving them as they are",
+                dir.display(),
+                head.len
+            );
+        }
+    }
+    let tokens = crate::http::TokenStore::open(&db)?;
+    if tokens.list()?.is_empty() {
+        eprintln!(
+            "no staff tokens yet: stop the server and run `ledger token create --data {} --actor NAME --role admin`",
+            dir.display()
+        );
+    }
+    let node = Arc::new(node);
+    let state = crate::http::AppState::new(node.clone(), tokens);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let local = listener.local_addr()?;
+    println!("ledger {} serving on http://{local}", node.ledger);
+    tracing::info!(address = %local, ledger = %node.ledger, "serving");
+    crate::http::serve(listener, state, crate::http::shutdown_signal()).await?;
+    shutdown_node(node).await?;
+    // Flush explicitly: sled also flushes when the last handle drops, and that drop can come
+    // from a task cancelled as the runtime stops, where a flush has been seen to hang.
+    db.flush_async().await?;
+    drop(db);
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shuts a node down once the server has let go of it: finishes the writes in hand and lets
+/// the projections persist.
+pub async fn shutdown_node(node: Arc<Node>) -> anyhow::Result<()> {
+    let mut node = node;
+    // Connection tasks may take a moment to drop their clones of the state.
+    for _ in 0..100 {
+        match Arc::try_unwrap(node) {
+            Ok(n) => return n.shutdown().await,
+            Err(shared) => {
+                node = shared;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    anyhow::bail!("the ledger is still in use after the server stopped; writes already acknowledged are durable")
+}
+
+fn token(command: TokenCmd) -> anyhow::Result<ExitCode> {
+    let dir = match &command {
+        TokenCmd::Create { data, .. } | TokenCmd::Revoke { data, .. } | TokenCmd::List { data } => {
+            data.data.clone()
+        }
+    };
+    let db = crate::store::SledLog::open_db(&dir).with_context(|| {
+        format!(
+            "opening {} (is `ledger serve` running on it? then use the admin API)",
+            dir.display()
+        )
+    })?;
+    let tokens = crate::http::TokenStore::open(&db)?;
+    match command {
+        TokenCmd::Create { actor, role, .. } => {
+            let (token, info) = tokens.create(actor, role)?;
+            eprintln!(
+                "token {} for {} ({}); it is shown this once, keep it secret:",
+                info.id,
+                info.actor,
+                info.role.as_str()
+            );
+            println!("{token}");
+        }
+        TokenCmd::Revoke { id, .. } => match tokens.revoke(&id)? {
+            Some(info) => println!("revoked token {} of {}", info.id, info.actor),
+            None => {
+                eprintln!("no token with id {id}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        TokenCmd::List { .. } => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<16} {:<24} {:<9} {:>14} revoked_ms",
+                "id", "actor", "role", "created_ms"
+            )?;
+            for t in tokens.list()? {
+                writeln!(
+                    out,
+                    "{:<16} {:<24} {:<9} {:>14} {}",
+                    t.id,
+                    t.actor.as_str(),
+                    t.role.as_str(),
+                    t.created_ms,
+                    t.revoked_ms
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into())
+                )?;
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

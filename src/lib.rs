@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod command;
 pub mod demo;
+pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod projector;

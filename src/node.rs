@@ -97,17 +97,38 @@ pub fn recorded_ledger_id(db: &sled::Db, wanted: Option<&Id>) -> anyhow::Result<
 impl Node {
     /// Opens the ledger in a data directory on the embedded sled backend.
     pub async fn open(config: NodeConfig) -> anyhow::Result<Node> {
+        Ok(Node::open_with_db(config).await?.0)
+    }
+
+    /// Like [`Node::open`], and also hands back the sled database so other trees (the HTTP
+    /// service's tokens) can live beside the log: sled allows one open per directory.
+    pub async fn open_with_db(config: NodeConfig) -> anyhow::Result<(Node, sled::Db)> {
         let sled = open_sled(&config.data_dir)?;
-        let ledger = ledger_id(sled.db(), config.ledger.as_ref())?;
-        let snapshots = SnapshotStore::open(sled.db())?;
-        let signer = load_signer(&config.data_dir)?;
+        let db = sled.db().clone();
+        let ledger = ledger_id(&db, config.ledger.as_ref())?;
+        let node = Node::open_on_sled(sled, &config.data_dir, ledger, config.clock).await?;
+        Ok((node, db))
+    }
+
+    /// Opens a ledger on an already open sled log: projections, the Merkle tree and the
+    /// published checkpoints live in the same database; the checkpoint signing key, if
+    /// `keygen` made one, is read from the data directory.
+    pub async fn open_on_sled(
+        sled: SledLog,
+        data_dir: &Path,
+        ledger: Id,
+        clock: Clock,
+    ) -> anyhow::Result<Node> {
+        let db = sled.db().clone();
+        let snapshots = SnapshotStore::open(&db)?;
+        let signer = load_signer(data_dir)?;
         let sync_log = sled.clone();
         let tlog = TlogConfig {
-            db: Some(sled.db().clone()),
+            db: Some(db),
             sync: Some(Arc::new(move || sync_log.sync())),
             signer,
         };
-        Node::open_with_tlog(Arc::new(sled), Some(snapshots), ledger, config.clock, tlog).await
+        Node::open_with_tlog(Arc::new(sled), Some(snapshots), ledger, clock, tlog).await
     }
 
     /// Opens a ledger on any backend. `snapshots`, when given, persists the read models.

@@ -5,9 +5,10 @@ use projections::Project;
 use serde::Serialize;
 
 /// A project's public figures, in minor units of its currency.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ProjectFigures {
     pub project: String,
+    #[schema(value_type = String)]
     pub kind: &'static str,
     pub name: String,
     pub currency: String,

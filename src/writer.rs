@@ -15,6 +15,13 @@ use crate::store::{EventLog, StoreError, READ_EVENTS_MAX};
 pub const BATCH_SUBMISSIONS_MAX: usize = 1024;
 /// The most commands in one submission (a batch request of donations).
 pub const SUBMISSION_COMMANDS_MAX: usize = 1000;
+/// The writer stops taking submissions into a batch once it holds this many commands, so a
+/// batch of full submissions (at most two events per command, plus one submission's worth
+/// of overshoot) stays well under the store's events-per-append limit.
+pub const BATCH_COMMANDS_MAX: usize = 16_384;
+const _: () = assert!(
+    2 * (BATCH_COMMANDS_MAX + SUBMISSION_COMMANDS_MAX) <= crate::store::sled_log::APPEND_EVENTS_MAX
+);
 /// The most submissions waiting for the writer; callers beyond it wait for room.
 pub const QUEUE_SUBMISSIONS_MAX: usize = 16_384;
 /// How often the writer catches up and retries a batch after another writer appended first.
@@ -154,10 +161,14 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(BATCH_SUBMISSIONS_MAX);
         while let Some(first) = rx.recv().await {
+            let mut commands = first.submission.commands.len();
             jobs.push(first);
-            while jobs.len() < BATCH_SUBMISSIONS_MAX {
+            while jobs.len() < BATCH_SUBMISSIONS_MAX && commands < BATCH_COMMANDS_MAX {
                 match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(job) => {
+                        commands += job.submission.commands.len();
+                        jobs.push(job);
+                    }
                     Err(_) => break,
                 }
             }

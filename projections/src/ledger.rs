@@ -63,7 +63,16 @@ pub struct Project {
     pub balances: Balances,
     pub donation_count: u64,
     pub donors: OrdSet<Id>,
+    /// The seqs of the project's latest donations, at most [`RECENT_DONATIONS_MAX`], for
+    /// transparency pages (an index into `LedgerState::donations`).
+    pub recent_donations: OrdSet<u64>,
+    /// The seqs of every payout requested for the project (an index into
+    /// `LedgerState::payouts`). Payouts are few: each one is backed by money and approved.
+    pub payouts: OrdSet<u64>,
 }
+
+/// How many of a project's latest donations [`Project::recent_donations`] keeps.
+pub const RECENT_DONATIONS_MAX: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Donation {
@@ -76,6 +85,9 @@ pub struct Donation {
     pub channel: Channel,
     pub channel_txn_id: Arc<str>,
     pub donor_ref: Id,
+    /// The name the donor chose to be shown publicly; `None` when anonymous or not given.
+    pub public_name: Option<Text>,
+    pub anonymous: bool,
     pub pledge_seq: Option<u64>,
     pub receipt_code: Arc<str>,
     /// The match this donation triggered: pool and amount.
@@ -163,6 +175,16 @@ pub struct Request {
     pub status: RequestStatus,
     pub decided_by: Option<Id>,
     pub decided_seq: Option<u64>,
+    pub decided_ts_ms: Option<u64>,
+    /// Payouts only: who is paid, for what, and the SHA-256 of the supporting document.
+    pub payee: Option<Text>,
+    pub purpose: Option<Text>,
+    pub document_sha256: Option<Hash>,
+    /// Moves only: why the money moves.
+    pub reason: Option<Text>,
+    /// Payouts only: when the money left (the `PayoutDisbursed` event).
+    pub disbursed_seq: Option<u64>,
+    pub disbursed_ts_ms: Option<u64>,
 }
 
 /// What a command with an idempotency key produced.
@@ -332,6 +354,8 @@ impl LedgerState {
                         balances: Balances::default(),
                         donation_count: 0,
                         donors: OrdSet::new(),
+                        recent_donations: OrdSet::new(),
+                        payouts: OrdSet::new(),
                     },
                 );
             }
@@ -345,6 +369,10 @@ impl LedgerState {
                 add(&mut p.balances.raised, e.net_minor(), seq)?;
                 p.donation_count += 1;
                 p.donors.insert(e.donor_ref.clone());
+                p.recent_donations.insert(seq);
+                if p.recent_donations.len() > RECENT_DONATIONS_MAX {
+                    p.recent_donations.remove_min();
+                }
                 if let Some(pledge_seq) = e.pledge_seq {
                     let pledge = self
                         .pledges
@@ -368,6 +396,8 @@ impl LedgerState {
                         currency: e.currency,
                         channel: e.channel,
                         donor_ref: e.donor_ref.clone(),
+                        public_name: e.public_name.clone(),
+                        anonymous: e.anonymous,
                         pledge_seq: e.pledge_seq,
                         channel_txn_id: Arc::from(e.channel_txn_id.as_str()),
                         receipt_code: Arc::from(e.receipt_code.as_str()),
@@ -489,11 +519,9 @@ impl LedgerState {
             }
             EventBody::PayoutRequested(e) => {
                 let amount = e.amount_minor.minor();
-                add(
-                    &mut self.project_mut(&e.project, seq)?.balances.requested,
-                    amount,
-                    seq,
-                )?;
+                let p = self.project_mut(&e.project, seq)?;
+                add(&mut p.balances.requested, amount, seq)?;
+                p.payouts.insert(seq);
                 self.payouts.insert(
                     seq,
                     Request {
@@ -507,6 +535,13 @@ impl LedgerState {
                         status: RequestStatus::Requested,
                         decided_by: None,
                         decided_seq: None,
+                        decided_ts_ms: None,
+                        payee: Some(e.payee.clone()),
+                        purpose: Some(e.purpose.clone()),
+                        document_sha256: Some(e.document_sha256),
+                        reason: None,
+                        disbursed_seq: None,
+                        disbursed_ts_ms: None,
                     },
                 );
             }
@@ -530,19 +565,36 @@ impl LedgerState {
                         status: RequestStatus::Requested,
                         decided_by: None,
                         decided_seq: None,
+                        decided_ts_ms: None,
+                        payee: None,
+                        purpose: None,
+                        document_sha256: None,
+                        reason: Some(e.reason.clone()),
+                        disbursed_seq: None,
+                        disbursed_ts_ms: None,
                     },
                 );
             }
             EventBody::PayoutApproved(d) => {
-                let req =
-                    self.decide(&r.actor, seq, d.request_seq, true, RequestStatus::Approved)?;
+                let req = self.decide(
+                    &r.actor,
+                    (seq, r.ts_ms),
+                    d.request_seq,
+                    true,
+                    RequestStatus::Approved,
+                )?;
                 let b = &mut self.project_mut(&req.project, seq)?.balances;
                 sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
                 add(&mut b.committed, req.amount_minor, seq)?;
             }
             EventBody::PayoutRejected(d) => {
-                let req =
-                    self.decide(&r.actor, seq, d.request_seq, true, RequestStatus::Rejected)?;
+                let req = self.decide(
+                    &r.actor,
+                    (seq, r.ts_ms),
+                    d.request_seq,
+                    true,
+                    RequestStatus::Rejected,
+                )?;
                 let b = &mut self.project_mut(&req.project, seq)?.balances;
                 sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
             }
@@ -555,14 +607,21 @@ impl LedgerState {
                     return Err(invariant(seq, "disbursed a payout that is not approved"));
                 }
                 req.status = RequestStatus::Disbursed;
+                req.disbursed_seq = Some(seq);
+                req.disbursed_ts_ms = Some(r.ts_ms);
                 let (project, amount) = (req.project.clone(), req.amount_minor);
                 let b = &mut self.project_mut(&project, seq)?.balances;
                 sub(&mut b.committed, amount, seq, "committed money")?;
                 add(&mut b.paid_out, amount, seq)?;
             }
             EventBody::MoveApproved(d) => {
-                let req =
-                    self.decide(&r.actor, seq, d.request_seq, false, RequestStatus::Approved)?;
+                let req = self.decide(
+                    &r.actor,
+                    (seq, r.ts_ms),
+                    d.request_seq,
+                    false,
+                    RequestStatus::Approved,
+                )?;
                 let to = req
                     .to_project
                     .clone()
@@ -582,8 +641,13 @@ impl LedgerState {
                 )?;
             }
             EventBody::MoveRejected(d) => {
-                let req =
-                    self.decide(&r.actor, seq, d.request_seq, false, RequestStatus::Rejected)?;
+                let req = self.decide(
+                    &r.actor,
+                    (seq, r.ts_ms),
+                    d.request_seq,
+                    false,
+                    RequestStatus::Rejected,
+                )?;
                 let b = &mut self.project_mut(&req.project, seq)?.balances;
                 sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
             }
@@ -595,7 +659,7 @@ impl LedgerState {
     fn decide(
         &mut self,
         actor: &Id,
-        seq: u64,
+        (seq, ts_ms): (u64, u64),
         request_seq: u64,
         payout: bool,
         status: RequestStatus,
@@ -617,6 +681,7 @@ impl LedgerState {
         req.status = status;
         req.decided_by = Some(actor.clone());
         req.decided_seq = Some(seq);
+        req.decided_ts_ms = Some(ts_ms);
         Ok(req.clone())
     }
 

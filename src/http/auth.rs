@@ -1,0 +1,123 @@
+//! Roles and the bearer-token extractor.
+//!
+//! | role | may |
+//! |---|---|
+//! | `recorder` | record donations (one or a batch), refund donations, make and cancel pledges |
+//! | `approver` | approve or reject payouts and moves |
+//! | `admin` | open and close projects, commit and close matching pools, request payouts and moves, disburse approved payouts, manage tokens |
+//! | `auditor` | read every staff view; write nothing |
+//!
+//! Every role reads the staff views (which show donor references). The four-eyes rule is the
+//! writer's: a payout or move is decided by a different *actor* than the one who requested
+//! it, whatever tokens they hold.
+
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts};
+use events::Id;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiError, AppState};
+use crate::command::Command;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Recorder,
+    Approver,
+    Admin,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Recorder => "recorder",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+/// The one role that may submit a command.
+pub fn role_for(command: &Command) -> Role {
+    match command {
+        Command::RecordDonation(_)
+        | Command::RefundDonation { .. }
+        | Command::MakePledge { .. }
+        | Command::CancelPledge { .. } => Role::Recorder,
+        Command::ApprovePayout { .. }
+        | Command::RejectPayout { .. }
+        | Command::ApproveMove { .. }
+        | Command::RejectMove { .. } => Role::Approver,
+        Command::OpenProject { .. }
+        | Command::CloseProject { .. }
+        | Command::CommitMatchingPool(_)
+        | Command::CloseMatchingPool { .. }
+        | Command::RequestPayout(_)
+        | Command::DisbursePayout { .. }
+        | Command::RequestMove(_) => Role::Admin,
+    }
+}
+
+/// The staff member behind a request's bearer token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub actor: Id,
+    pub role: Role,
+    pub token_id: String,
+}
+
+impl Principal {
+    /// Refuses (403) unless the token has `role`.
+    pub fn require(&self, role: Role, what: &str) -> Result<(), ApiError> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{what} needs the {} role; this token ({}) has the {} role",
+                role.as_str(),
+                self.actor,
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// Refuses (403) a command this token's role may not submit.
+    pub fn require_command(&self, command: &Command) -> Result<(), ApiError> {
+        self.require(role_for(command), command.name())
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized(
+                "authorization: a bearer token is required (Authorization: Bearer ldg_…)",
+            )
+        })?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("authorization: expected the Bearer scheme"))?;
+        // One sled read, normally from sled's cache: cheaper than a hop to a blocking thread.
+        let info = state
+            .tokens
+            .lookup(token)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::unauthorized("authorization: unknown or revoked token"))?;
+        Ok(Principal {
+            actor: info.actor,
+            role: info.role,
+            token_id: info.id,
+        })
+    }
+}

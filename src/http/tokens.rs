@@ -1,0 +1,155 @@
+//! Bearer tokens for the staff API, stored hashed in a sled tree of the ledger's database.
+//!
+//! A token is `ldg_` followed by 64 hex digits (256 random bits from the OS). Only its
+//! SHA-256 is stored: a slow password hash buys nothing for a secret of 256 random bits, and
+//! the lookup stays one sled read per request. A token's public id is the first 16 hex
+//! digits of that hash; `token list` and the admin API show ids, never tokens.
+
+use events::Id;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Role;
+use crate::store::StoreError;
+
+/// The prefix of every token, so a leaked one is easy to recognise and scan for.
+pub const TOKEN_PREFIX: &str = "ldg_";
+/// The length of a token: the prefix and 64 hex digits.
+pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 64;
+/// The sled tree holding the token hashes.
+pub const TOKENS_TREE: &str = "http_tokens";
+
+/// What is known about a token (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    /// The token's public id: the first 16 hex digits of its SHA-256.
+    pub id: String,
+    /// The staff member the token acts as; the four-eyes rule compares these.
+    #[schema(value_type = String)]
+    pub actor: Id,
+    pub role: Role,
+    pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_ms: Option<u64>,
+}
+
+/// The token store. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+fn hash_token(token: &str) -> [u8; 32] {
+    events::sha256(token.as_bytes()).0
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl TokenStore {
+    /// Opens the token tree of a ledger's sled database.
+    pub fn open(db: &sled::Db) -> Result<TokenStore, StoreError> {
+        Ok(TokenStore {
+            db: db.clone(),
+            tree: db.open_tree(TOKENS_TREE).map_err(StoreError::io)?,
+        })
+    }
+
+    /// Creates a token and returns it (the only time it is ever shown) with its record.
+    pub fn create(&self, actor: Id, role: Role) -> Result<(String, TokenInfo), StoreError> {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+        let hash = hash_token(&token);
+        let info = TokenInfo {
+            id: hex::encode(&hash[..8]),
+            actor,
+            role,
+            created_ms: now_ms(),
+            revoked_ms: None,
+        };
+        let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
+        self.tree.insert(hash, value).map_err(StoreError::io)?;
+        self.db.flush().map_err(StoreError::io)?;
+        Ok((token, info))
+    }
+
+    /// The record of a live (not revoked) token; `None` for an unknown or revoked one.
+    pub fn lookup(&self, token: &str) -> Result<Option<TokenInfo>, StoreError> {
+        if token.len() != TOKEN_LEN || !token.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let Some(bytes) = self.tree.get(hash_token(token)).map_err(StoreError::io)? else {
+            return Ok(None);
+        };
+        let info: TokenInfo = serde_json::from_slice(&bytes).map_err(StoreError::io)?;
+        Ok(info.revoked_ms.is_none().then_some(info))
+    }
+
+    /// Revokes the token with this id; `None` when there is none. Revoking twice keeps the
+    /// first revocation time.
+    pub fn revoke(&self, id: &str) -> Result<Option<TokenInfo>, StoreError> {
+        for item in self.tree.iter() {
+            let (key, bytes) = item.map_err(StoreError::io)?;
+            let mut info: TokenInfo = serde_json::from_slice(&bytes).map_err(StoreError::io)?;
+            if info.id != id {
+                continue;
+            }
+            if info.revoked_ms.is_none() {
+                info.revoked_ms = Some(now_ms());
+                let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
+                self.tree.insert(key, value).map_err(StoreError::io)?;
+                self.db.flush().map_err(StoreError::io)?;
+            }
+            return Ok(Some(info));
+        }
+        Ok(None)
+    }
+
+    /// Every token's record, oldest first.
+    pub fn list(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.iter() {
+            let (_, bytes) = item.map_err(StoreError::io)?;
+            out.push(serde_json::from_slice::<TokenInfo>(&bytes).map_err(StoreError::io)?);
+        }
+        out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_lookup_revoke_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let store = TokenStore::open(&db).unwrap();
+        let (token, info) = store
+            .create(Id::new("finance-li").unwrap(), Role::Admin)
+            .unwrap();
+        assert!(token.starts_with(TOKEN_PREFIX));
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert_eq!(store.lookup(&token).unwrap(), Some(info.clone()));
+        // The token itself is not stored anywhere.
+        for item in db.open_tree(TOKENS_TREE).unwrap().iter() {
+            let (k, v) = item.unwrap();
+            assert!(!String::from_utf8_lossy(&v).contains(&token[4..]));
+            assert!(!String::from_utf8_lossy(&k).contains(&token[4..]));
+        }
+        assert_eq!(store.lookup("ldg_nope").unwrap(), None);
+        let revoked = store.revoke(&info.id).unwrap().unwrap();
+        assert!(revoked.revoked_ms.is_some());
+        assert_eq!(store.lookup(&token).unwrap(), None);
+        assert_eq!(store.revoke("0000000000000000").unwrap(), None);
+        assert_eq!(store.list().unwrap(), vec![revoked]);
+    }
+}
