@@ -4,7 +4,8 @@
 use imbl::{OrdMap, OrdSet};
 
 use events::{
-    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, SealedEvent, Text,
+    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, Resolution,
+    SealedEvent, StatementSource, Text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +73,7 @@ pub struct Donation {
     pub fee_minor: u64,
     pub currency: Currency,
     pub channel: Channel,
+    pub channel_txn_id: String,
     pub donor_ref: Id,
     pub pledge_seq: Option<u64>,
     pub receipt_code: String,
@@ -98,6 +100,8 @@ pub struct Pool {
     pub committed_seq: u64,
     pub allocated: u64,
     pub released: u64,
+    /// Matching money the sponsor has paid in (booked from bank statement lines).
+    pub received: u64,
     /// Matched money per (donor, day number), net of releases.
     pub per_donor_day: OrdMap<(Id, i64), u64>,
 }
@@ -160,6 +164,39 @@ pub struct Request {
     pub status: RequestStatus,
     pub decided_by: Option<Id>,
     pub decided_seq: Option<u64>,
+    /// Payouts: the bank's reference and time of the transfer, once disbursed.
+    pub bank_reference: Option<String>,
+    pub disbursed_ts_ms: Option<u64>,
+}
+
+/// An imported statement and how many of its lines are recorded so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub sha256: Hash,
+    pub source: StatementSource,
+    pub account: String,
+    pub currency: Currency,
+    pub period_start_ms: u64,
+    pub period_end_ms: u64,
+    pub line_count: u64,
+    pub lines_recorded: u64,
+}
+
+impl Statement {
+    /// Every line announced has been recorded.
+    pub fn is_complete(&self) -> bool {
+        self.lines_recorded == self.line_count
+    }
+}
+
+/// What a reconciliation exception is about: a statement line, or a ledger entry (a
+/// donation or payout seq) that the statement lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ExceptionKey {
+    Line(u64),
+    Entry(u64),
 }
 
 /// What a command with an idempotency key produced.
@@ -185,10 +222,16 @@ pub struct LedgerState {
     pub pledges: OrdMap<u64, Pledge>,
     pub donations: OrdMap<u64, Donation>,
     pub receipts: OrdMap<String, u64>,
-    pub channel_txns: OrdSet<(Channel, String)>,
+    /// Donations by channel and channel transaction id.
+    pub channel_txns: OrdMap<(Channel, String), u64>,
     pub payouts: OrdMap<u64, Request>,
     pub moves: OrdMap<u64, Request>,
     pub idempotency: OrdMap<String, IdempotentResult>,
+    pub statements: OrdMap<u64, Statement>,
+    /// Statements by the SHA-256 of their file.
+    pub statement_digests: OrdMap<Hash, u64>,
+    /// Resolved reconciliation exceptions: (statement seq, what) to the resolving seq.
+    pub resolved: OrdMap<(u64, ExceptionKey), u64>,
 }
 
 fn invariant(seq: u64, what: impl Into<String>) -> ProjectionError {
@@ -345,7 +388,7 @@ impl LedgerState {
                 }
                 self.receipts.insert(e.receipt_code.clone(), seq);
                 self.channel_txns
-                    .insert((e.channel, e.channel_txn_id.clone()));
+                    .insert((e.channel, e.channel_txn_id.clone()), seq);
                 self.donations.insert(
                     seq,
                     Donation {
@@ -356,6 +399,7 @@ impl LedgerState {
                         fee_minor: e.fee_minor,
                         currency: e.currency,
                         channel: e.channel,
+                        channel_txn_id: e.channel_txn_id.clone(),
                         donor_ref: e.donor_ref.clone(),
                         pledge_seq: e.pledge_seq,
                         receipt_code: e.receipt_code.clone(),
@@ -421,6 +465,7 @@ impl LedgerState {
                         committed_seq: seq,
                         allocated: 0,
                         released: 0,
+                        received: 0,
                         per_donor_day: OrdMap::new(),
                     },
                 );
@@ -495,6 +540,8 @@ impl LedgerState {
                         status: RequestStatus::Requested,
                         decided_by: None,
                         decided_seq: None,
+                        bank_reference: None,
+                        disbursed_ts_ms: None,
                     },
                 );
             }
@@ -518,6 +565,8 @@ impl LedgerState {
                         status: RequestStatus::Requested,
                         decided_by: None,
                         decided_seq: None,
+                        bank_reference: None,
+                        disbursed_ts_ms: None,
                     },
                 );
             }
@@ -543,6 +592,8 @@ impl LedgerState {
                     return Err(invariant(seq, "disbursed a payout that is not approved"));
                 }
                 req.status = RequestStatus::Disbursed;
+                req.bank_reference = Some(e.bank_reference.clone());
+                req.disbursed_ts_ms = Some(r.ts_ms);
                 let (project, amount) = (req.project.clone(), req.amount_minor);
                 let b = &mut self.project_mut(&project, seq)?.balances;
                 sub(&mut b.committed, amount, seq, "committed money")?;
@@ -574,6 +625,62 @@ impl LedgerState {
                     self.decide(&r.actor, seq, d.request_seq, false, RequestStatus::Rejected)?;
                 let b = &mut self.project_mut(&req.project, seq)?.balances;
                 sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
+            }
+            EventBody::StatementImported(e) => {
+                if self.statement_digests.contains_key(&e.statement_sha256) {
+                    return Err(invariant(seq, "a statement was imported twice"));
+                }
+                self.statement_digests.insert(e.statement_sha256, seq);
+                self.statements.insert(
+                    seq,
+                    Statement {
+                        seq,
+                        ts_ms: r.ts_ms,
+                        sha256: e.statement_sha256,
+                        source: e.source,
+                        account: e.account.clone(),
+                        currency: e.currency,
+                        period_start_ms: e.period_start_ms,
+                        period_end_ms: e.period_end_ms,
+                        line_count: e.line_count,
+                        lines_recorded: 0,
+                    },
+                );
+            }
+            EventBody::StatementLineRecorded(e) => {
+                let st = self.statements.get_mut(&e.statement_seq).ok_or_else(|| {
+                    invariant(seq, format!("unknown statement {}", e.statement_seq))
+                })?;
+                if e.line_no != st.lines_recorded + 1 || e.line_no > st.line_count {
+                    return Err(invariant(seq, "statement lines out of order"));
+                }
+                st.lines_recorded = e.line_no;
+            }
+            EventBody::ExceptionResolved(e) => {
+                let key = match (e.line_no, e.entry_seq) {
+                    (Some(line), None) => ExceptionKey::Line(line),
+                    (None, Some(entry)) => ExceptionKey::Entry(entry),
+                    _ => return Err(invariant(seq, "an exception names one subject")),
+                };
+                if !self.statements.contains_key(&e.statement_seq) {
+                    return Err(invariant(
+                        seq,
+                        format!("unknown statement {}", e.statement_seq),
+                    ));
+                }
+                if self.resolved.insert((e.statement_seq, key), seq).is_some() {
+                    return Err(invariant(seq, "an exception was resolved twice"));
+                }
+                if let Resolution::MatchingReceived { pool, amount_minor } = &e.resolution {
+                    let pool = self
+                        .pools
+                        .get_mut(pool)
+                        .ok_or_else(|| invariant(seq, format!("unknown pool {pool}")))?;
+                    add(&mut pool.received, amount_minor.minor(), seq)?;
+                    if pool.received > pool.used() {
+                        return Err(invariant(seq, "a pool received more than it matched"));
+                    }
+                }
             }
         }
         Ok(())
