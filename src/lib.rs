@@ -10,6 +10,7 @@ pub mod demo;
 pub mod metrics;
 pub mod node;
 pub mod projector;
+pub mod statement;
 pub mod store;
 pub mod views;
 pub mod writer;
