@@ -610,10 +610,10 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             ))
         }
     };
-    if let Some(seq) = state.resolved.get(&(st.seq, key)) {
+    if let Some(done) = state.resolved.get(&(st.seq, key)) {
         return Err(CommandError::AlreadyResolved {
             statement_seq: st.seq,
-            seq: *seq,
+            seq: done.seq,
         });
     }
     match &x.resolution {

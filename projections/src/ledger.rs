@@ -191,6 +191,13 @@ impl Statement {
     }
 }
 
+/// How and when staff resolved a reconciliation exception.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedException {
+    pub seq: u64,
+    pub resolution: Resolution,
+}
+
 /// What a reconciliation exception is about: a statement line, or a ledger entry (a
 /// donation or payout seq) that the statement lacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -230,8 +237,8 @@ pub struct LedgerState {
     pub statements: OrdMap<u64, Statement>,
     /// Statements by the SHA-256 of their file.
     pub statement_digests: OrdMap<Hash, u64>,
-    /// Resolved reconciliation exceptions: (statement seq, what) to the resolving seq.
-    pub resolved: OrdMap<(u64, ExceptionKey), u64>,
+    /// Resolved reconciliation exceptions by (statement seq, what).
+    pub resolved: OrdMap<(u64, ExceptionKey), ResolvedException>,
 }
 
 fn invariant(seq: u64, what: impl Into<String>) -> ProjectionError {
@@ -668,7 +675,15 @@ impl LedgerState {
                         format!("unknown statement {}", e.statement_seq),
                     ));
                 }
-                if self.resolved.insert((e.statement_seq, key), seq).is_some() {
+                let resolved = ResolvedException {
+                    seq,
+                    resolution: e.resolution.clone(),
+                };
+                if self
+                    .resolved
+                    .insert((e.statement_seq, key), resolved)
+                    .is_some()
+                {
                     return Err(invariant(seq, "an exception was resolved twice"));
                 }
                 if let Resolution::MatchingReceived { pool, amount_minor } = &e.resolution {

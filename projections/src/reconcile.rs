@@ -1,1 +1,523 @@
-//! Reconciliation (to come).
+//! Reconciliation: a statement's recorded lines matched against the ledger. A pure
+//! function of the ledger state and the lines, so a reconciliation can be recomputed at any
+//! time and comes out the same; what staff decided about an exception is itself an event
+//! (`ExceptionResolved`) and shows up here as resolved.
+//!
+//! Matching, in order (docs/FINANCE.md has the details):
+//! 1. By reference: a channel payment line by its merchant order number, then the channel's
+//!    own order number, against donations of the statement's channel; a refund line by the
+//!    payment it names; a bank credit against bank-transfer donations; a bank debit against
+//!    disbursed payouts by the bank reference.
+//! 2. Lines left over, by amount and date: same gross amount and currency, booked within
+//!    [`MatchConfig::date_window_ms`] of the ledger entry; the closest in time wins, then
+//!    the lowest seq. Such matches are listed with their rule, for review.
+//! 3. Ledger entries of the statement's channel inside its period that no line matched are
+//!    missing from the statement, or a timing difference when they fall within
+//!    [`MatchConfig::timing_window_ms`] of the period's end (the channel books them on the
+//!    next statement).
+//!
+//! Memory is kept to what a reconciliation must hold: the lines stream through
+//! [`Reconciler::push`]; only the matched entry seqs and the unmatched lines are kept.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use events::{Channel, Currency, Resolution, StatementLineKind, StatementLineRecorded};
+use serde::Serialize;
+
+use crate::{ExceptionKey, LedgerState, RequestStatus, Statement};
+
+/// Matching tolerances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MatchConfig {
+    /// How far apart a line's booking time and a ledger entry's time may be for a match by
+    /// amount and date. Default: 2 days (bank value dates, weekends).
+    pub date_window_ms: u64,
+    /// Ledger entries this close to the end of the period that the statement lacks are
+    /// timing differences rather than missing. Default: 1 hour.
+    pub timing_window_ms: u64,
+}
+
+impl Default for MatchConfig {
+    fn default() -> Self {
+        MatchConfig {
+            date_window_ms: 2 * 86_400_000,
+            timing_window_ms: 3_600_000,
+        }
+    }
+}
+
+/// How a line was matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchRule {
+    /// The line's reference is the ledger entry's channel transaction id or bank reference.
+    Reference,
+    /// Same amount within the date window; review these.
+    AmountAndDate,
+    /// Staff linked the line to the entry (`ExceptionResolved` with `linked`).
+    Linked,
+}
+
+impl MatchRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchRule::Reference => "reference",
+            MatchRule::AmountAndDate => "amount_and_date",
+            MatchRule::Linked => "linked",
+        }
+    }
+}
+
+/// Why a line or entry did not reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// A statement line with no ledger entry.
+    LineNotInLedger,
+    /// A ledger entry of the statement's channel and period that the statement lacks.
+    MissingFromStatement,
+    /// A ledger entry near the end of the period that the statement lacks: expected on the
+    /// next statement.
+    TimingDifference,
+    /// Same reference, different gross amount.
+    AmountDifference,
+    /// Same reference and amount, different channel fee.
+    FeeDifference,
+    /// Same reference, different currency.
+    CurrencyDifference,
+    /// The channel refunded a payment that the ledger has not refunded.
+    RefundNotInLedger,
+    /// A second line for a ledger entry already matched by an earlier line.
+    DuplicateLine,
+}
+
+impl ReasonCode {
+    pub const ALL: [ReasonCode; 8] = [
+        ReasonCode::LineNotInLedger,
+        ReasonCode::MissingFromStatement,
+        ReasonCode::TimingDifference,
+        ReasonCode::AmountDifference,
+        ReasonCode::FeeDifference,
+        ReasonCode::CurrencyDifference,
+        ReasonCode::RefundNotInLedger,
+        ReasonCode::DuplicateLine,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::LineNotInLedger => "line_not_in_ledger",
+            ReasonCode::MissingFromStatement => "missing_from_statement",
+            ReasonCode::TimingDifference => "timing_difference",
+            ReasonCode::AmountDifference => "amount_difference",
+            ReasonCode::FeeDifference => "fee_difference",
+            ReasonCode::CurrencyDifference => "currency_difference",
+            ReasonCode::RefundNotInLedger => "refund_not_in_ledger",
+            ReasonCode::DuplicateLine => "duplicate_line",
+        }
+    }
+}
+
+/// A statement line paired with a ledger entry (a donation, its refund, or a payout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatchedPair {
+    pub line_no: u64,
+    pub entry_seq: u64,
+    pub rule: MatchRule,
+}
+
+/// Something that did not reconcile, with its reason and, once staff dealt with it, the
+/// seq of the `ExceptionResolved` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exception {
+    pub key: ExceptionKey,
+    pub reason: ReasonCode,
+    pub line_no: Option<u64>,
+    pub entry_seq: Option<u64>,
+    pub reference: String,
+    /// What the statement says (gross), when there is a line.
+    pub statement_amount_minor: Option<u64>,
+    /// What the ledger says (gross), when there is an entry.
+    pub ledger_amount_minor: Option<u64>,
+    pub statement_fee_minor: Option<u64>,
+    pub ledger_fee_minor: Option<u64>,
+    pub resolved_seq: Option<u64>,
+    pub resolution: Option<&'static str>,
+}
+
+/// The outcome of reconciling one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reconciliation {
+    pub statement_seq: u64,
+    pub source: &'static str,
+    pub currency: Currency,
+    pub period_start_ms: u64,
+    pub period_end_ms: u64,
+    pub lines: u64,
+    pub statement_gross_minor: u128,
+    pub statement_fees_minor: u128,
+    pub matched: Vec<MatchedPair>,
+    pub exceptions: Vec<Exception>,
+}
+
+impl Reconciliation {
+    /// Exceptions not yet resolved.
+    pub fn open_exceptions(&self) -> impl Iterator<Item = &Exception> {
+        self.exceptions.iter().filter(|e| e.resolved_seq.is_none())
+    }
+    /// How many exceptions have each reason.
+    pub fn counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for e in &self.exceptions {
+            *out.entry(e.reason.as_str()).or_insert(0) += 1;
+        }
+        out
+    }
+    /// How many lines each rule matched.
+    pub fn matched_counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for m in &self.matched {
+            *out.entry(m.rule.as_str()).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+/// The ledger entry a line might be: a donation (by channel and reference) or a payout.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    seq: u64,
+    ts_ms: u64,
+    amount_minor: u64,
+    fee_minor: u64,
+    currency: Currency,
+}
+
+/// Reconciles one statement: feed it the statement's lines in order with [`push`], then
+/// [`finish`].
+///
+/// [`push`]: Reconciler::push
+/// [`finish`]: Reconciler::finish
+pub struct Reconciler<'a> {
+    state: &'a LedgerState,
+    statement: &'a Statement,
+    config: MatchConfig,
+    channel: Channel,
+    /// Disbursed payouts by bank reference (bank statements only).
+    payouts_by_ref: HashMap<&'a str, u64>,
+    matched_entries: HashSet<u64>,
+    matched: Vec<MatchedPair>,
+    exceptions: Vec<Exception>,
+    /// Lines no reference matched, kept for the second pass.
+    pending: Vec<StatementLineRecorded>,
+    lines: u64,
+    gross: u128,
+    fees: u128,
+}
+
+impl<'a> Reconciler<'a> {
+    pub fn new(state: &'a LedgerState, statement: &'a Statement, config: MatchConfig) -> Self {
+        let channel = statement.source.channel();
+        let payouts_by_ref = if channel == Channel::Bank {
+            state
+                .payouts
+                .values()
+                .filter(|p| p.status == RequestStatus::Disbursed)
+                .filter_map(|p| p.bank_reference.as_deref().map(|r| (r, p.seq)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        Reconciler {
+            state,
+            statement,
+            config,
+            channel,
+            payouts_by_ref,
+            matched_entries: HashSet::new(),
+            matched: Vec::new(),
+            exceptions: Vec::new(),
+            pending: Vec::new(),
+            lines: 0,
+            gross: 0,
+            fees: 0,
+        }
+    }
+
+    fn donation(&self, reference: &str) -> Option<Candidate> {
+        let seq = *self
+            .state
+            .channel_txns
+            .get(&(self.channel, reference.to_owned()))?;
+        let d = self.state.donations.get(&seq)?;
+        Some(Candidate {
+            seq,
+            ts_ms: d.ts_ms,
+            amount_minor: d.amount_minor,
+            fee_minor: d.fee_minor,
+            currency: d.currency,
+        })
+    }
+
+    fn payout(&self, reference: &str) -> Option<Candidate> {
+        let seq = *self.payouts_by_ref.get(reference)?;
+        let p = self.state.payouts.get(&seq)?;
+        Some(Candidate {
+            seq,
+            ts_ms: p.disbursed_ts_ms.unwrap_or(p.ts_ms),
+            amount_minor: p.amount_minor,
+            fee_minor: 0,
+            currency: p.currency,
+        })
+    }
+
+    fn exception(
+        &mut self,
+        reason: ReasonCode,
+        line: Option<&StatementLineRecorded>,
+        entry: Option<Candidate>,
+    ) {
+        let key = match (line, entry) {
+            (Some(l), _) => ExceptionKey::Line(l.line_no),
+            (None, Some(c)) => ExceptionKey::Entry(c.seq),
+            (None, None) => return,
+        };
+        let resolved = self.state.resolved.get(&(self.statement.seq, key));
+        self.exceptions.push(Exception {
+            key,
+            reason,
+            line_no: line.map(|l| l.line_no),
+            entry_seq: entry.map(|c| c.seq),
+            reference: line
+                .map(|l| l.reference.clone())
+                .or_else(|| entry.and_then(|c| self.entry_reference(c.seq)))
+                .unwrap_or_default(),
+            statement_amount_minor: line.map(|l| l.amount_minor.minor()),
+            ledger_amount_minor: entry.map(|c| c.amount_minor),
+            statement_fee_minor: line.map(|l| l.fee_minor),
+            ledger_fee_minor: entry.map(|c| c.fee_minor),
+            resolved_seq: resolved.map(|r| r.seq),
+            resolution: resolved.map(|r| r.resolution.as_str()),
+        });
+    }
+
+    fn entry_reference(&self, seq: u64) -> Option<String> {
+        if let Some(d) = self.state.donations.get(&seq) {
+            return Some(d.channel_txn_id.clone());
+        }
+        self.state
+            .payouts
+            .get(&seq)
+            .and_then(|p| p.bank_reference.clone())
+    }
+
+    fn pair(&mut self, line_no: u64, entry_seq: u64, rule: MatchRule) {
+        self.matched_entries.insert(entry_seq);
+        self.matched.push(MatchedPair {
+            line_no,
+            entry_seq,
+            rule,
+        });
+    }
+
+    /// Takes the next line of the statement.
+    pub fn push(&mut self, line: &StatementLineRecorded) {
+        self.lines += 1;
+        self.gross += u128::from(line.amount_minor.minor());
+        self.fees += u128::from(line.fee_minor);
+        // A line staff linked to an entry is matched to it, whatever it says.
+        if let Some(r) = self
+            .state
+            .resolved
+            .get(&(self.statement.seq, ExceptionKey::Line(line.line_no)))
+        {
+            if let Resolution::Linked { entry_seq } = r.resolution {
+                self.pair(line.line_no, entry_seq, MatchRule::Linked);
+                return;
+            }
+        }
+        let found = match line.kind {
+            StatementLineKind::Payment | StatementLineKind::Credit => {
+                self.donation(&line.reference).or_else(|| {
+                    line.original_reference
+                        .as_deref()
+                        .and_then(|r| self.donation(r))
+                })
+            }
+            StatementLineKind::Refund => line
+                .original_reference
+                .as_deref()
+                .and_then(|r| self.donation(r)),
+            StatementLineKind::Debit => self.payout(&line.reference),
+        };
+        let Some(c) = found else {
+            self.pending.push(line.clone());
+            return;
+        };
+        if line.kind == StatementLineKind::Refund {
+            let refunded = self
+                .state
+                .donations
+                .get(&c.seq)
+                .and_then(|d| d.refunded_seq);
+            let Some(refund_seq) = refunded else {
+                self.exception(ReasonCode::RefundNotInLedger, Some(line), Some(c));
+                return;
+            };
+            if self.matched_entries.contains(&refund_seq) {
+                self.exception(ReasonCode::DuplicateLine, Some(line), Some(c));
+            } else if line.amount_minor.minor() != c.amount_minor {
+                self.exception(ReasonCode::AmountDifference, Some(line), Some(c));
+                self.matched_entries.insert(refund_seq);
+            } else {
+                self.pair(line.line_no, refund_seq, MatchRule::Reference);
+            }
+            return;
+        }
+        let reason = if self.matched_entries.contains(&c.seq) {
+            Some(ReasonCode::DuplicateLine)
+        } else if line.currency != c.currency {
+            Some(ReasonCode::CurrencyDifference)
+        } else if line.amount_minor.minor() != c.amount_minor {
+            Some(ReasonCode::AmountDifference)
+        } else if line.kind == StatementLineKind::Payment && line.fee_minor != c.fee_minor {
+            Some(ReasonCode::FeeDifference)
+        } else {
+            None
+        };
+        match reason {
+            None => self.pair(line.line_no, c.seq, MatchRule::Reference),
+            Some(reason) => {
+                if reason != ReasonCode::DuplicateLine {
+                    // The entry is accounted for by this line; it is not also missing.
+                    self.matched_entries.insert(c.seq);
+                }
+                self.exception(reason, Some(line), Some(c));
+            }
+        }
+    }
+
+    /// The ledger entries of the statement's channel that lines could match: donations
+    /// (not refunded ones' refunds) and, for bank statements, disbursed payouts.
+    fn entries(&self, debit: bool) -> Vec<Candidate> {
+        if debit {
+            return self
+                .state
+                .payouts
+                .values()
+                .filter(|p| p.status == RequestStatus::Disbursed)
+                .map(|p| Candidate {
+                    seq: p.seq,
+                    ts_ms: p.disbursed_ts_ms.unwrap_or(p.ts_ms),
+                    amount_minor: p.amount_minor,
+                    fee_minor: 0,
+                    currency: p.currency,
+                })
+                .collect();
+        }
+        self.state
+            .donations
+            .values()
+            .filter(|d| d.channel == self.channel)
+            .map(|d| Candidate {
+                seq: d.seq,
+                ts_ms: d.ts_ms,
+                amount_minor: d.amount_minor,
+                fee_minor: d.fee_minor,
+                currency: d.currency,
+            })
+            .collect()
+    }
+
+    /// Matches what is left by amount and date, lists the exceptions and returns the result.
+    pub fn finish(mut self) -> Reconciliation {
+        let st = self.statement;
+        let currency = st.currency;
+        let window = self.config.date_window_ms;
+        let pending = std::mem::take(&mut self.pending);
+        for debit in [false, true] {
+            let lines: Vec<&StatementLineRecorded> = pending
+                .iter()
+                .filter(|p| (p.kind == StatementLineKind::Debit) == debit)
+                .collect();
+            if lines.is_empty() && debit {
+                continue;
+            }
+            // Candidates by amount, each list in time order.
+            let mut by_amount: HashMap<u64, Vec<Candidate>> = HashMap::new();
+            for c in self.entries(debit) {
+                if c.currency == currency && !self.matched_entries.contains(&c.seq) {
+                    by_amount.entry(c.amount_minor).or_default().push(c);
+                }
+            }
+            for p in lines {
+                let best = if p.kind == StatementLineKind::Refund {
+                    None
+                } else {
+                    by_amount.get(&p.amount_minor.minor()).and_then(|cands| {
+                        cands
+                            .iter()
+                            .filter(|c| !self.matched_entries.contains(&c.seq))
+                            .filter(|c| c.ts_ms.abs_diff(p.booked_ms) <= window)
+                            .min_by_key(|c| (c.ts_ms.abs_diff(p.booked_ms), c.seq))
+                            .copied()
+                    })
+                };
+                match best {
+                    Some(c) => self.pair(p.line_no, c.seq, MatchRule::AmountAndDate),
+                    None => self.exception(ReasonCode::LineNotInLedger, Some(p), None),
+                }
+            }
+        }
+        // Entries in the period that no line accounts for.
+        let end = st.period_end_ms;
+        let in_period = |c: &Candidate| c.ts_ms >= st.period_start_ms && c.ts_ms < end;
+        let mut missing: Vec<Candidate> = self
+            .entries(false)
+            .into_iter()
+            .chain(if self.channel == Channel::Bank {
+                self.entries(true)
+            } else {
+                Vec::new()
+            })
+            .filter(|c| c.currency == currency && in_period(c))
+            .filter(|c| !self.matched_entries.contains(&c.seq))
+            .collect();
+        missing.sort_by_key(|c| c.seq);
+        for c in missing {
+            let reason = if c.ts_ms + self.config.timing_window_ms >= end {
+                ReasonCode::TimingDifference
+            } else {
+                ReasonCode::MissingFromStatement
+            };
+            self.exception(reason, None, Some(c));
+        }
+        self.matched.sort_by_key(|m| m.line_no);
+        self.exceptions
+            .sort_by_key(|e| (e.line_no.is_none(), e.line_no, e.entry_seq));
+        Reconciliation {
+            statement_seq: st.seq,
+            source: st.source.as_str(),
+            currency,
+            period_start_ms: st.period_start_ms,
+            period_end_ms: st.period_end_ms,
+            lines: self.lines,
+            statement_gross_minor: self.gross,
+            statement_fees_minor: self.fees,
+            matched: self.matched,
+            exceptions: self.exceptions,
+        }
+    }
+}
+
+/// Reconciles a statement whose lines are all at hand.
+pub fn reconcile<'l>(
+    state: &LedgerState,
+    statement: &Statement,
+    lines: impl IntoIterator<Item = &'l StatementLineRecorded>,
+    config: MatchConfig,
+) -> Reconciliation {
+    let mut r = Reconciler::new(state, statement, config);
+    for line in lines {
+        r.push(line);
+    }
+    r.finish()
+}
