@@ -18,7 +18,7 @@ use projections::LedgerState;
 
 use crate::cli::{progress_bar, DataArgs};
 use crate::command::Command;
-use crate::node::{open_sled, Node, NodeConfig};
+use crate::node::{open_sled, Node};
 use crate::reports::{
     china_date, DisclosureBuilder, GrantsCsv, IatiBuilder, JournalCsv, Publisher,
 };
@@ -277,6 +277,36 @@ impl PublishArgs {
     }
 }
 
+/// Opens the sled log of a data directory, waiting up to 10 s for another handle in this
+/// process (a node just shut down) to let go of its lock.
+pub async fn open_log(dir: &Path) -> anyhow::Result<crate::store::SledLog> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open_sled(dir) {
+            Ok(log) => return Ok(log),
+            Err(e) if std::time::Instant::now() < deadline && format!("{e:#}").contains("lock") => {
+                tracing::debug!(error = %e, "waiting for the data directory's lock");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Opens a data directory's ledger for writing (waiting for its lock like [`open_log`]).
+pub async fn open_node(dir: &Path) -> anyhow::Result<Node> {
+    let sled = open_log(dir).await?;
+    let ledger = crate::node::ledger_id(sled.db(), None)?;
+    let snapshots = crate::projector::SnapshotStore::open(sled.db())?;
+    Node::open_with(
+        std::sync::Arc::new(sled),
+        Some(snapshots),
+        ledger,
+        crate::writer::system_clock(),
+    )
+    .await
+}
+
 fn sink(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
     Ok(match out {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -348,18 +378,30 @@ pub async fn import_statement(args: ImportStatementArgs) -> anyhow::Result<ExitC
             return Ok(ExitCode::FAILURE);
         }
     };
-    let node = Node::open(NodeConfig {
-        data_dir: args.data.data.clone(),
-        ledger: None,
-        clock: crate::writer::system_clock(),
-    })
-    .await?;
+    let node = open_node(&args.data.data).await?;
     let result = import_into(&node, &args, &summary, &actor, &options).await;
-    let state = node.state();
+    let reconciled = match &result {
+        Ok((statement_seq, _)) => {
+            let head = node.log.head().await?;
+            let state = node
+                .state_at(head.len, std::time::Duration::from_secs(120))
+                .await
+                .context("the projections did not catch up with the log")?;
+            Some(
+                reconcile_statement(
+                    node.log.as_ref(),
+                    &state,
+                    *statement_seq,
+                    args.matching.config(),
+                )
+                .await,
+            )
+        }
+        Err(_) => None,
+    };
     node.shutdown().await?;
     let (statement_seq, recorded_now) = result?;
-    let log = open_sled(&args.data.data)?;
-    let rec = reconcile_statement(&log, &state, statement_seq, args.matching.config()).await?;
+    let rec = reconciled.context("no reconciliation")??;
     print_reconciliation(&rec);
     if let Some(path) = &args.exceptions {
         crate::reports::write_exceptions_csv(&rec, &mut sink(Some(path))?)?;
@@ -555,7 +597,7 @@ fn print_reconciliation(rec: &Reconciliation) {
 }
 
 pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let log = open_sled(&args.data.data)?;
+    let log = open_log(&args.data.data).await?;
     let state = load_state(&log).await?;
     let rec = reconcile_statement(&log, &state, args.statement, args.matching.config()).await?;
     print_reconciliation(&rec);
@@ -612,12 +654,7 @@ pub async fn resolve_exception(args: ResolveArgs) -> anyhow::Result<ExitCode> {
         resolution,
         note: Text::new(&args.note).context("--note")?,
     });
-    let node = Node::open(NodeConfig {
-        data_dir: args.data.data.clone(),
-        ledger: None,
-        clock: crate::writer::system_clock(),
-    })
-    .await?;
+    let node = open_node(&args.data.data).await?;
     let actor = Id::new(&args.actor).context("--actor")?;
     let outcome = node.writer.submit(Submission::one(actor, command)).await;
     node.shutdown().await?;
@@ -642,7 +679,7 @@ async fn books_until(
     cutoff: Cutoff,
     mut f: impl FnMut(&projections::JournalEntry),
 ) -> anyhow::Result<Books> {
-    let log = open_sled(dir)?;
+    let log = open_log(dir).await?;
     let mut books = Books::default();
     for_each_event(&log, 0, "journal", |e| {
         if !cutoff.includes(e.seq(), e.record().ts_ms) {
@@ -870,7 +907,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--to: {e}"))?
         + 86_400_000;
     let mut builder = DisclosureBuilder::new(project, start, end)?;
-    let log = open_sled(&args.data.data)?;
+    let log = open_log(&args.data.data).await?;
     for_each_event(&log, 0, "report", |e| {
         builder.push(e)?;
         Ok(!builder.is_done())
@@ -887,7 +924,7 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn export_csv(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let log = open_sled(&args.data.data)?;
+    let log = open_log(&args.data.data).await?;
     let mut csv = JournalCsv::new(sink(args.out.as_deref())?)?;
     for_each_event(&log, 0, "export-csv", |e| {
         csv.push(e)?;
@@ -902,7 +939,7 @@ pub async fn export_csv(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn export_iati(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let log = open_sled(&args.data.data)?;
+    let log = open_log(&args.data.data).await?;
     let mut iati = IatiBuilder::new();
     for_each_event(&log, 0, "export-iati", |e| {
         iati.push(e)?;
@@ -916,7 +953,7 @@ pub async fn export_iati(args: PublishArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn export_360giving(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let log = open_sled(&args.data.data)?;
+    let log = open_log(&args.data.data).await?;
     let mut grants = GrantsCsv::new();
     for_each_event(&log, 0, "export-360giving", |e| {
         grants.push(e)?;

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 mod camt053;
 mod csv_bills;
+pub mod synth;
 
 /// The longest line or value read from a statement, in bytes.
 pub const FIELD_BYTES_MAX: usize = 4096;
@@ -260,7 +261,7 @@ fn short(s: &str) -> String {
 
 /// Parses a local date-time `YYYY-MM-DD HH:MM:SS` (or with `/` or `T`) into milliseconds
 /// since the Unix epoch.
-pub(crate) fn parse_local_datetime(s: &str, utc_offset_minutes: i32) -> Result<u64, String> {
+pub fn parse_local_datetime(s: &str, utc_offset_minutes: i32) -> Result<u64, String> {
     let t = s.trim().trim_start_matches('`');
     let normalized = t.replace('/', "-").replace('T', " ");
     let naive = chrono::NaiveDateTime::parse_from_str(&normalized, "%Y-%m-%d %H:%M:%S")
@@ -269,7 +270,7 @@ pub(crate) fn parse_local_datetime(s: &str, utc_offset_minutes: i32) -> Result<u
 }
 
 /// Parses a date `YYYY-MM-DD` (or `YYYYMMDD`) into the milliseconds of its local midnight.
-pub(crate) fn parse_local_date(s: &str, utc_offset_minutes: i32) -> Result<u64, String> {
+pub fn parse_local_date(s: &str, utc_offset_minutes: i32) -> Result<u64, String> {
     let t = s.trim();
     let date = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
         .or_else(|_| chrono::NaiveDate::parse_from_str(t, "%Y%m%d"))
