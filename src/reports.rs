@@ -533,6 +533,8 @@ struct IatiActivity {
     transactions: Vec<IatiTransaction>,
     /// Gifts aggregated per (date, channel): count, gross, fees, refunds.
     daily: BTreeMap<(String, Channel), (u64, u64, u64, u64)>,
+    /// Matches aggregated per (date, pool): count, allocated, released, sponsor.
+    daily_matches: BTreeMap<(String, Id), (u64, u64, u64, String)>,
 }
 
 /// Builds an IATI 2.03 activity file: one `iati-activity` per project.
@@ -605,6 +607,7 @@ impl IatiBuilder {
                         closed_date: None,
                         transactions: Vec::new(),
                         daily: BTreeMap::new(),
+                        daily_matches: BTreeMap::new(),
                     },
                 );
             }
@@ -667,24 +670,23 @@ impl IatiBuilder {
                 amount_minor,
                 ..
             }) => {
-                let sponsor = before.pools.get(pool).map(|p| p.sponsor.to_string());
+                let sponsor = before
+                    .pools
+                    .get(pool)
+                    .map(|p| p.sponsor.to_string())
+                    .unwrap_or_default();
                 let released = matches!(r.body, EventBody::MatchReleased(_));
                 if let Some(a) = self.activities.get_mut(project) {
-                    let mut t = tx(
-                        iati_type::INCOMING_FUNDS,
-                        amount_minor.minor(),
-                        a.currency,
-                        if released {
-                            format!("match released (donation refunded), pool {pool}")
-                        } else {
-                            format!("matching gift, pool {pool}")
-                        },
-                    );
+                    let e = a
+                        .daily_matches
+                        .entry((date.clone(), pool.clone()))
+                        .or_insert((0, 0, 0, sponsor));
                     if released {
-                        t.value_minor = -t.value_minor;
+                        e.2 += amount_minor.minor();
+                    } else {
+                        e.0 += 1;
+                        e.1 += amount_minor.minor();
                     }
-                    t.provider = sponsor;
-                    a.transactions.push(t);
                 }
             }
             EventBody::PayoutRequested(p) => {
@@ -850,6 +852,30 @@ impl IatiBuilder {
                 t.provider = None;
                 t.receiver = Some(channel_name(*channel).to_owned());
                 out.push(t);
+            }
+        }
+        for ((date, pool), (count, allocated, released, sponsor)) in &a.daily_matches {
+            let base = |value_minor: i128, description: String| IatiTransaction {
+                code: iati_type::INCOMING_FUNDS,
+                date: date.clone(),
+                value_minor,
+                currency: a.currency,
+                description,
+                provider: Some(sponsor.clone()),
+                receiver: None,
+                reference: format!("{}-{date}-{pool}", a.id),
+            };
+            if *allocated > 0 {
+                out.push(base(
+                    i128::from(*allocated),
+                    format!("matching for {count} gifts, pool {pool}"),
+                ));
+            }
+            if *released > 0 {
+                out.push(base(
+                    -i128::from(*released),
+                    format!("matches released (gifts refunded), pool {pool}"),
+                ));
             }
         }
         out.sort_by(|x, y| x.date.cmp(&y.date).then(x.code.cmp(y.code)));
