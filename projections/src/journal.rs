@@ -531,7 +531,7 @@ pub fn journal_entry(
             }
             other => other.type_name().replace('_', " "),
         };
-    post_pledge_memo(before, after, &r.body, &mut e);
+    post_pledge_memo(before, after, seq, &r.body, &mut e);
     let entry = JournalEntry {
         seq,
         ts_ms: r.ts_ms,
@@ -558,11 +558,12 @@ fn pool_currency(state: &LedgerState, pool: &Id, seq: u64) -> Result<Currency, P
 fn post_pledge_memo(
     before: &LedgerState,
     after: &LedgerState,
+    seq: u64,
     body: &EventBody,
     e: &mut EntryBuilder,
 ) {
     let pledge_seq = match body {
-        EventBody::PledgeMade(_) => after.position.checked_sub(1),
+        EventBody::PledgeMade(_) => Some(seq),
         EventBody::PledgeCancelled(p) => Some(p.pledge_seq),
         EventBody::DonationReceived(d) => d.pledge_seq,
         EventBody::DonationRefunded(r) => before
