@@ -5,6 +5,7 @@
 //! cargo bench --bench reconcile                    # 1,000,000 lines
 //! RECONCILE_LINES=100000 cargo bench --bench reconcile
 //! /usr/bin/time -v target/release/deps/reconcile-*  # peak memory of the whole run
+//! RECONCILE_LINES=100000 RECONCILE_BILL_OUT=/tmp/bill.csv cargo bench --bench reconcile
 //! ```
 //!
 //! Phases, each timed: fold the day's gifts into the ledger state (setup, not measured as
@@ -66,7 +67,7 @@ fn main() {
     let mut state = LedgerState::default();
     let project = Id::new("cp-001").unwrap();
     let mut seq = 0;
-    let mut apply = |state: &mut LedgerState, seq: &mut u64, ts: u64, body: EventBody| {
+    let apply = |state: &mut LedgerState, seq: &mut u64, ts: u64, body: EventBody| {
         state
             .apply_record(&record(*seq, ts, body), Hash::ZERO)
             .unwrap();
@@ -124,7 +125,7 @@ fn main() {
         }
         let amount = if i % 20 == 0 { 1_000 } else { 100 };
         Some(BillLine {
-            ts_ms: gift_ts(i) + 1_000,
+            ts_ms: gift_ts(i) + 10,
             order_id: if i % 10_000 == 3 {
                 format!("stranger{i:012}")
             } else {
@@ -140,6 +141,10 @@ fn main() {
     out.flush().unwrap();
     drop(out);
     let bytes = std::fs::metadata(&path).unwrap().len();
+    // Keep a copy for timing `ledger import-statement` on it (see docs/FINANCE.md).
+    if let Ok(keep) = std::env::var("RECONCILE_BILL_OUT") {
+        std::fs::copy(&path, &keep).unwrap();
+    }
     println!(
         "bill: {written} lines, {:.1} MB written in {:.1} s",
         bytes as f64 / 1e6,

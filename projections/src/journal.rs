@@ -896,3 +896,80 @@ pub fn trial_balance<'a>(
     }
     Ok(books.trial)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_keys_round_trip() {
+        let p = Id::new("cp-001").unwrap();
+        let pool = Id::new("pool-1").unwrap();
+        let all = vec![
+            Account::Bank,
+            Account::Clearing {
+                channel: Channel::CharityMall,
+            },
+            Account::MatchingReceivable { pool: pool.clone() },
+            Account::PayoutsPayable { project: p.clone() },
+            Account::FundTransfers { project: p.clone() },
+            Account::DonationIncome { project: p.clone() },
+            Account::DonationsRefunded { project: p.clone() },
+            Account::MatchingIncome {
+                pool,
+                project: p.clone(),
+            },
+            Account::ChannelFees {
+                channel: Channel::Alipay,
+                project: p.clone(),
+            },
+            Account::ProgrammeCost { project: p.clone() },
+            Account::PledgesReceivable { project: p.clone() },
+            Account::PledgesOutstanding { project: p },
+        ];
+        for a in all {
+            assert_eq!(Account::parse(&a.key()).unwrap(), a, "{a}");
+        }
+        assert_eq!(
+            Account::parse("1101:wechat").unwrap().to_string(),
+            "1101:wechat"
+        );
+        for bad in [
+            "",
+            "1001:x",
+            "1101",
+            "1101:paypal",
+            "4201:pool",
+            "9999",
+            "4101:Bad",
+        ] {
+            assert!(Account::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_unbalanced_entry_is_seen() {
+        let mut entry = JournalEntry {
+            seq: 0,
+            ts_ms: 0,
+            event_type: "test",
+            memo: String::new(),
+            postings: vec![Posting {
+                account: Account::Bank,
+                side: Side::Debit,
+                amount_minor: 5,
+                currency: Currency::CNY,
+            }],
+        };
+        assert!(!entry.is_balanced());
+        entry.postings.push(Posting {
+            account: Account::Clearing {
+                channel: Channel::Wechat,
+            },
+            side: Side::Credit,
+            amount_minor: 5,
+            currency: Currency::new("USD").unwrap(),
+        });
+        assert!(!entry.is_balanced(), "balance is per currency");
+    }
+}

@@ -521,3 +521,205 @@ pub fn reconcile<'l>(
     }
     r.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::{
+        Amount, Decision, DonationReceived, EventBody, EventRecord, Hash, Id, PayoutDisbursed,
+        PayoutRequested, ProjectKind, ProjectOpened, StatementImported, StatementSource, Text,
+    };
+
+    const T0: u64 = 1_539_014_400_000;
+    const HOUR: u64 = 3_600_000;
+
+    fn id(s: &str) -> Id {
+        Id::new(s).unwrap()
+    }
+
+    struct Ledger {
+        state: LedgerState,
+    }
+
+    impl Ledger {
+        fn apply(&mut self, actor: &str, ts_ms: u64, body: EventBody) -> u64 {
+            let seq = self.state.position;
+            let r = EventRecord {
+                seq,
+                prev: self.state.head,
+                ledger: id("t"),
+                ts_ms,
+                actor: id(actor),
+                idempotency: None,
+                body,
+            };
+            self.state.apply_record(&r, Hash([seq as u8; 32])).unwrap();
+            seq
+        }
+        fn gift(&mut self, ts_ms: u64, minor: u64, txn: &str) -> u64 {
+            self.apply(
+                "recorder",
+                ts_ms,
+                EventBody::DonationReceived(DonationReceived {
+                    project: id("p"),
+                    amount_minor: Amount::new(minor).unwrap(),
+                    currency: Currency::CNY,
+                    channel: Channel::Bank,
+                    channel_txn_id: txn.into(),
+                    fee_minor: 0,
+                    pledge_seq: None,
+                    anonymous: true,
+                    public_name: None,
+                    donor_ref: id("d"),
+                    receipt_code: txn.into(),
+                }),
+            )
+        }
+        fn payout(&mut self, ts_ms: u64, minor: u64, bank_ref: &str) -> u64 {
+            let seq = self.apply(
+                "finance",
+                ts_ms,
+                EventBody::PayoutRequested(PayoutRequested {
+                    project: id("p"),
+                    amount_minor: Amount::new(minor).unwrap(),
+                    currency: Currency::CNY,
+                    payee: Text::new("服务中心").unwrap(),
+                    purpose: Text::new("物资").unwrap(),
+                    document_sha256: Hash::ZERO,
+                }),
+            );
+            self.apply(
+                "director",
+                ts_ms,
+                EventBody::PayoutApproved(Decision { request_seq: seq }),
+            );
+            self.apply(
+                "finance",
+                ts_ms,
+                EventBody::PayoutDisbursed(PayoutDisbursed {
+                    payout_seq: seq,
+                    bank_reference: bank_ref.into(),
+                }),
+            );
+            seq
+        }
+    }
+
+    fn line(
+        seq: u64,
+        n: u64,
+        kind: StatementLineKind,
+        reference: &str,
+        ts: u64,
+        minor: u64,
+    ) -> StatementLineRecorded {
+        StatementLineRecorded {
+            statement_seq: seq,
+            line_no: n,
+            kind,
+            reference: reference.into(),
+            original_reference: None,
+            booked_ms: ts,
+            amount_minor: Amount::new(minor).unwrap(),
+            fee_minor: 0,
+            currency: Currency::CNY,
+        }
+    }
+
+    #[test]
+    fn bank_statement_matches_gifts_and_payouts() {
+        let mut l = Ledger {
+            state: LedgerState::default(),
+        };
+        l.apply(
+            "admin",
+            T0,
+            EventBody::ProjectOpened(ProjectOpened {
+                project: id("p"),
+                kind: ProjectKind::GeneralFund,
+                name: Text::new("基金").unwrap(),
+                currency: Currency::CNY,
+                goal_minor: None,
+            }),
+        );
+        let g1 = l.gift(T0 + HOUR, 500_000, "B-1");
+        let g2 = l.gift(T0 + 2 * HOUR, 80_000, "B-2");
+        let g3 = l.gift(T0 + 3 * HOUR, 1_000, "B-3");
+        let p1 = l.payout(T0 + 4 * HOUR, 20_000, "ICBC-1");
+        let p2 = l.payout(T0 + 5 * HOUR, 30_000, "ICBC-2");
+        let st = l.apply(
+            "recorder",
+            T0 + 30 * HOUR,
+            EventBody::StatementImported(StatementImported {
+                statement_sha256: Hash([9; 32]),
+                source: StatementSource::Camt053,
+                account: "6222".into(),
+                currency: Currency::CNY,
+                period_start_ms: T0,
+                period_end_ms: T0 + 24 * HOUR,
+                line_count: 5,
+            }),
+        );
+        let lines = vec![
+            line(st, 1, StatementLineKind::Credit, "B-1", T0, 500_000),
+            // The bank's own reference, but the gift's amount, the next day.
+            line(
+                st,
+                2,
+                StatementLineKind::Credit,
+                "BANKREF77",
+                T0 + 20 * HOUR,
+                80_000,
+            ),
+            line(st, 3, StatementLineKind::Debit, "ICBC-1", T0, 20_000),
+            // A channel settlement: not in the ledger until staff resolve it.
+            line(
+                st,
+                4,
+                StatementLineKind::Credit,
+                "TENPAY-SETTLE",
+                T0,
+                99_400,
+            ),
+            line(st, 5, StatementLineKind::Debit, "ICBC-2", T0, 30_001),
+        ];
+        let statement = l.state.statements[&st].clone();
+        let rec = reconcile(&l.state, &statement, &lines, MatchConfig::default());
+        let matched: Vec<_> = rec
+            .matched
+            .iter()
+            .map(|m| (m.line_no, m.entry_seq, m.rule))
+            .collect();
+        assert_eq!(
+            matched,
+            vec![
+                (1, g1, MatchRule::Reference),
+                (2, g2, MatchRule::AmountAndDate),
+                (3, p1, MatchRule::Reference),
+            ]
+        );
+        let exceptions: Vec<_> = rec
+            .exceptions
+            .iter()
+            .map(|e| (e.reason, e.line_no, e.entry_seq))
+            .collect();
+        assert_eq!(
+            exceptions,
+            vec![
+                (ReasonCode::LineNotInLedger, Some(4), None),
+                (ReasonCode::AmountDifference, Some(5), Some(p2)),
+                (ReasonCode::MissingFromStatement, None, Some(g3)),
+            ]
+        );
+        // A narrower date window leaves line 2 unmatched.
+        let tight = MatchConfig {
+            date_window_ms: HOUR,
+            ..MatchConfig::default()
+        };
+        let rec = reconcile(&l.state, &statement, &lines, tight);
+        assert!(rec
+            .exceptions
+            .iter()
+            .any(|e| e.line_no == Some(2) && e.reason == ReasonCode::LineNotInLedger));
+    }
+}
