@@ -228,7 +228,7 @@ pub enum CommandError {
         line_no: u64,
         line_count: u64,
     },
-    #[error("entry_seq: no donation or payout at seq {0}")]
+    #[error("entry_seq: no donation, refund or payout at seq {0}")]
     UnknownEntry(u64),
     #[error("statement {statement_seq}: this exception was resolved already, at seq {seq}")]
     AlreadyResolved { statement_seq: u64, seq: u64 },
@@ -585,8 +585,11 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             line_count: st.line_count,
         });
     }
-    let is_entry =
-        |seq: u64| state.donations.contains_key(&seq) || state.payouts.contains_key(&seq);
+    let is_entry = |seq: u64| {
+        state.donations.contains_key(&seq)
+            || state.refunds.contains_key(&seq)
+            || state.payouts.contains_key(&seq)
+    };
     let key = match (x.line_no, x.entry_seq) {
         (Some(line_no), _) => {
             if line_no == 0 || line_no > st.line_count {

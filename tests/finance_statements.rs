@@ -474,3 +474,100 @@ async fn import_reconcile_resolve_and_reimport() {
     assert_eq!(stranger.resolution, Some("explained"));
     assert_eq!(rec.open_exceptions().count(), 6);
 }
+
+/// An import cut short (here: the statement and its first lines recorded by hand) is
+/// finished by running the import again, which records only the lines still missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_import_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    ledger_with_gifts(&dir, 3).await;
+    let file = tmp.path().join("bill.csv");
+    let mut f = std::fs::File::create(&file).unwrap();
+    let lines: Vec<BillLine> = (1..=8).map(|i| bill_line(i, 100, 1)).collect();
+    write_wechat_bill(&mut f, "1900000109", lines).unwrap();
+    drop(f);
+    let bytes = std::fs::read(&file).unwrap();
+    let (parsed, summary) = parse(StatementSource::Wechat, &bytes).unwrap();
+    let before = head(&dir).await;
+
+    let node = ledger::finance_cli::open_node(&dir).await.unwrap();
+    let o = node
+        .writer
+        .submit(Submission::one(
+            id("recorder"),
+            Command::ImportStatement(events::StatementImported {
+                statement_sha256: summary.sha256,
+                source: summary.source,
+                account: summary.account.clone(),
+                currency: summary.currency,
+                period_start_ms: summary.period_start_ms,
+                period_end_ms: summary.period_end_ms,
+                line_count: summary.line_count,
+            }),
+        ))
+        .await
+        .unwrap();
+    let statement_seq = o.events[0].seq();
+    let first: Vec<Command> = parsed[..3]
+        .iter()
+        .map(|l| {
+            Command::RecordStatementLine(events::StatementLineRecorded {
+                statement_seq,
+                line_no: l.line_no,
+                kind: l.kind,
+                reference: l.reference.clone(),
+                original_reference: l.original_reference.clone(),
+                booked_ms: l.booked_ms,
+                amount_minor: l.amount_minor,
+                fee_minor: l.fee_minor,
+                currency: l.currency,
+            })
+        })
+        .collect();
+    node.writer
+        .submit(Submission {
+            actor: id("recorder"),
+            idempotency_key: None,
+            commands: first.clone(),
+        })
+        .await
+        .unwrap();
+    // The same lines again are refused: a line is recorded once.
+    let again = node
+        .writer
+        .submit(Submission {
+            actor: id("recorder"),
+            idempotency_key: None,
+            commands: first,
+        })
+        .await;
+    assert!(matches!(
+        again,
+        Err(ledger::writer::WriteError::Rejected {
+            error: ledger::command::CommandError::StatementLineOrder {
+                expected: 4,
+                got: 1,
+                ..
+            },
+            ..
+        })
+    ));
+    node.shutdown().await.unwrap();
+    assert_eq!(head(&dir).await, before + 4);
+
+    import_statement(import_args(&dir, &file)).await.unwrap();
+    assert_eq!(head(&dir).await, before + 1 + 8);
+    let log = ledger::finance_cli::open_log(&dir).await.unwrap();
+    let mut state = projections::LedgerState::default();
+    ledger::writer::catch_up(&log, &mut state).await.unwrap();
+    assert!(state.statements[&statement_seq].is_complete());
+    let rec = reconcile_statement(&log, &state, statement_seq, MatchConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(rec.lines, 8);
+    // Gifts 1 to 3 match; 4 to 8 were never recorded; the 23:50 gift is a timing difference.
+    assert_eq!(rec.matched.len(), 3);
+    assert_eq!(rec.counts().get("line_not_in_ledger"), Some(&5));
+    assert_eq!(rec.counts().get("timing_difference"), Some(&1));
+}

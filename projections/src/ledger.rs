@@ -80,6 +80,8 @@ pub struct Donation {
     /// The match this donation triggered: pool and amount.
     pub matched: Option<(Id, u64)>,
     pub refunded_seq: Option<u64>,
+    /// When the refund was recorded.
+    pub refunded_ts_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +236,8 @@ pub struct LedgerState {
     pub payouts: OrdMap<u64, Request>,
     pub moves: OrdMap<u64, Request>,
     pub idempotency: OrdMap<String, IdempotentResult>,
+    /// Refunds: the refund's seq to the donation's.
+    pub refunds: OrdMap<u64, u64>,
     pub statements: OrdMap<u64, Statement>,
     /// Statements by the SHA-256 of their file.
     pub statement_digests: OrdMap<Hash, u64>,
@@ -412,6 +416,7 @@ impl LedgerState {
                         receipt_code: e.receipt_code.clone(),
                         matched: None,
                         refunded_seq: None,
+                        refunded_ts_ms: None,
                     },
                 );
             }
@@ -423,7 +428,9 @@ impl LedgerState {
                     return Err(invariant(seq, "donation refunded twice"));
                 }
                 d.refunded_seq = Some(seq);
+                d.refunded_ts_ms = Some(r.ts_ms);
                 let (project, amount, pledge) = (d.project.clone(), d.amount_minor, d.pledge_seq);
+                self.refunds.insert(seq, e.donation_seq);
                 if let Some(pledge_seq) = pledge {
                     if let Some(pl) = self.pledges.get_mut(&pledge_seq) {
                         sub(&mut pl.fulfilled, amount, seq, "pledge fulfilment")?;

@@ -300,7 +300,8 @@ impl<'a> Reconciler<'a> {
     }
 
     fn entry_reference(&self, seq: u64) -> Option<String> {
-        if let Some(d) = self.state.donations.get(&seq) {
+        let donation = self.state.refunds.get(&seq).copied().unwrap_or(seq);
+        if let Some(d) = self.state.donations.get(&donation) {
             return Some(d.channel_txn_id.clone());
         }
         self.state
@@ -395,14 +396,26 @@ impl<'a> Reconciler<'a> {
         }
     }
 
-    /// The ledger entries of the statement's channel that lines could match: donations
-    /// (not refunded ones' refunds) and, for bank statements, disbursed payouts.
+    /// The ledger entries of the statement's channel that lines could match: money in
+    /// (donations) or money out (refunds of the channel's donations and, for bank
+    /// statements, disbursed payouts).
     fn entries(&self, debit: bool) -> Vec<Candidate> {
         if debit {
-            return self
+            let refunds = self.state.donations.values().filter_map(|d| {
+                let (seq, ts_ms) = (d.refunded_seq?, d.refunded_ts_ms?);
+                (d.channel == self.channel).then_some(Candidate {
+                    seq,
+                    ts_ms,
+                    amount_minor: d.amount_minor,
+                    fee_minor: 0,
+                    currency: d.currency,
+                })
+            });
+            let payouts = self
                 .state
                 .payouts
                 .values()
+                .filter(|_| self.channel == Channel::Bank)
                 .filter(|p| p.status == RequestStatus::Disbursed)
                 .map(|p| Candidate {
                     seq: p.seq,
@@ -410,8 +423,8 @@ impl<'a> Reconciler<'a> {
                     amount_minor: p.amount_minor,
                     fee_minor: 0,
                     currency: p.currency,
-                })
-                .collect();
+                });
+            return refunds.chain(payouts).collect();
         }
         self.state
             .donations
@@ -438,7 +451,7 @@ impl<'a> Reconciler<'a> {
                 .iter()
                 .filter(|p| (p.kind == StatementLineKind::Debit) == debit)
                 .collect();
-            if lines.is_empty() && debit {
+            if lines.is_empty() {
                 continue;
             }
             // Candidates by amount, each list in time order.
@@ -473,11 +486,7 @@ impl<'a> Reconciler<'a> {
         let mut missing: Vec<Candidate> = self
             .entries(false)
             .into_iter()
-            .chain(if self.channel == Channel::Bank {
-                self.entries(true)
-            } else {
-                Vec::new()
-            })
+            .chain(self.entries(true))
             .filter(|c| c.currency == currency && in_period(c))
             .filter(|c| !self.matched_entries.contains(&c.seq))
             .collect();
@@ -557,6 +566,9 @@ mod tests {
             seq
         }
         fn gift(&mut self, ts_ms: u64, minor: u64, txn: &str) -> u64 {
+            self.gift_via(Channel::Bank, ts_ms, minor, txn)
+        }
+        fn gift_via(&mut self, channel: Channel, ts_ms: u64, minor: u64, txn: &str) -> u64 {
             self.apply(
                 "recorder",
                 ts_ms,
@@ -564,7 +576,7 @@ mod tests {
                     project: id("p"),
                     amount_minor: Amount::new(minor).unwrap(),
                     currency: Currency::CNY,
-                    channel: Channel::Bank,
+                    channel,
                     channel_txn_id: txn.into(),
                     fee_minor: 0,
                     pledge_seq: None,
@@ -721,5 +733,102 @@ mod tests {
             .exceptions
             .iter()
             .any(|e| e.line_no == Some(2) && e.reason == ReasonCode::LineNotInLedger));
+    }
+
+    fn open_project(l: &mut Ledger) {
+        l.apply(
+            "admin",
+            T0,
+            EventBody::ProjectOpened(ProjectOpened {
+                project: id("p"),
+                kind: ProjectKind::GeneralFund,
+                name: Text::new("基金").unwrap(),
+                currency: Currency::CNY,
+                goal_minor: None,
+            }),
+        );
+    }
+
+    #[test]
+    fn channel_refunds_match_or_go_missing() {
+        let mut l = Ledger {
+            state: LedgerState::default(),
+        };
+        open_project(&mut l);
+        l.gift_via(Channel::Alipay, T0 + HOUR, 1_000_000, "big");
+        let g1 = l.gift_via(Channel::Alipay, T0 + HOUR, 100, "a-1");
+        let g2 = l.gift_via(Channel::Alipay, T0 + HOUR, 200, "a-2");
+        let g3 = l.gift_via(Channel::Alipay, T0 + HOUR, 300, "a-3");
+        let refund = |l: &mut Ledger, seq: u64| {
+            l.apply(
+                "admin",
+                T0 + 2 * HOUR,
+                EventBody::DonationRefunded(events::DonationRefunded {
+                    donation_seq: seq,
+                    reason: Text::new("重复").unwrap(),
+                }),
+            )
+        };
+        let r1 = refund(&mut l, g1);
+        let r2 = refund(&mut l, g2);
+        let st = l.apply(
+            "recorder",
+            T0 + 30 * HOUR,
+            EventBody::StatementImported(StatementImported {
+                statement_sha256: Hash([7; 32]),
+                source: StatementSource::Alipay,
+                account: "2088".into(),
+                currency: Currency::CNY,
+                period_start_ms: T0,
+                period_end_ms: T0 + 24 * HOUR,
+                line_count: 6,
+            }),
+        );
+        let mut refund_line = |n: u64, of: &str, minor: u64| {
+            let mut x = line(
+                st,
+                n,
+                StatementLineKind::Refund,
+                &format!("RF-{n}"),
+                T0 + 2 * HOUR,
+                minor,
+            );
+            x.original_reference = Some(of.into());
+            x
+        };
+        let lines = vec![
+            line(
+                st,
+                1,
+                StatementLineKind::Payment,
+                "big",
+                T0 + HOUR,
+                1_000_000,
+            ),
+            line(st, 2, StatementLineKind::Payment, "a-1", T0 + HOUR, 100),
+            line(st, 3, StatementLineKind::Payment, "a-2", T0 + HOUR, 200),
+            line(st, 4, StatementLineKind::Payment, "a-3", T0 + HOUR, 300),
+            refund_line(5, "a-1", 100),
+            refund_line(6, "a-3", 300),
+        ];
+        let statement = l.state.statements[&st].clone();
+        let rec = reconcile(&l.state, &statement, &lines, MatchConfig::default());
+        assert!(rec
+            .matched
+            .iter()
+            .any(|m| m.line_no == 5 && m.entry_seq == r1 && m.rule == MatchRule::Reference));
+        let exceptions: Vec<_> = rec
+            .exceptions
+            .iter()
+            .map(|e| (e.reason, e.line_no, e.entry_seq))
+            .collect();
+        assert_eq!(
+            exceptions,
+            vec![
+                (ReasonCode::RefundNotInLedger, Some(6), Some(g3)),
+                (ReasonCode::MissingFromStatement, None, Some(r2)),
+            ]
+        );
+        assert_eq!(rec.exceptions[1].reference, "a-2");
     }
 }
