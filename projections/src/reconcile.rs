@@ -784,7 +784,7 @@ mod tests {
                 line_count: 6,
             }),
         );
-        let mut refund_line = |n: u64, of: &str, minor: u64| {
+        let refund_line = |n: u64, of: &str, minor: u64| {
             let mut x = line(
                 st,
                 n,
