@@ -379,7 +379,7 @@ pub async fn import_statement(args: ImportStatementArgs) -> anyhow::Result<ExitC
         }
     };
     let node = open_node(&args.data.data).await?;
-    let result = import_into(&node, &args, &summary, &actor, &options).await;
+    let result = record_statement(&node, &args.file, &summary, &actor, &options).await;
     let reconciled = match &result {
         Ok((statement_seq, _)) => {
             let head = node.log.head().await?;
@@ -414,11 +414,15 @@ pub async fn import_statement(args: ImportStatementArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Records the statement (or the rest of it, after an interrupted import). Returns its seq
-/// and how many lines were recorded now.
-async fn import_into(
+/// Records a statement file that [`check_statement_file`] (or [`parse_statement`]) accepted
+/// with `summary`: the `StatementImported` event unless the same file was imported before,
+/// then every line not yet recorded (the rest of it, after an interrupted import), streamed
+/// from the file in submissions of [`SUBMISSION_COMMANDS_MAX`] lines. Returns the
+/// statement's seq and how many lines were recorded now (0: nothing changed). Usable from an
+/// HTTP upload route as well as the CLI.
+pub async fn record_statement(
     node: &Node,
-    args: &ImportStatementArgs,
+    file: &Path,
     summary: &StatementSummary,
     actor: &Id,
     options: &StatementOptions,
@@ -470,7 +474,7 @@ async fn import_into(
     );
     // Pass 2: stream the file again, recording the lines not yet recorded.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ParsedLine>>(4);
-    let path = args.file.clone();
+    let path = file.to_owned();
     let source = summary.source;
     let options = *options;
     let parser = tokio::task::spawn_blocking(move || {
@@ -528,7 +532,7 @@ async fn import_into(
     anyhow::ensure!(
         second.sha256 == summary.sha256,
         "{} changed while it was imported; {now} lines were recorded; import the new file again to finish",
-        args.file.display()
+        file.display()
     );
     println!(
         "import-statement: statement {statement_seq} ({}, account {}, {} to {}): {} lines, {now} recorded now",

@@ -638,3 +638,225 @@ fn worked_example_postings() {
         );
     });
 }
+
+/// The posting rules of docs/FINANCE.md, event by event, on a scripted history.
+#[test]
+fn posting_rules_per_event() {
+    use projections::journal::{Posting, Side};
+    use projections::Account as A;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut h = Harness::new().await;
+        setup(&mut h).await;
+        let cny = Currency::CNY;
+        let p = || id("cp-b");
+        let pledge = h
+            .submit(
+                "admin",
+                vec![Command::MakePledge {
+                    project: p(),
+                    sponsor: text("二七商贸集团"),
+                    amount_minor: amount(50_000),
+                    currency: cny,
+                }],
+            )
+            .await
+            .unwrap()[0];
+        h.txn += 1;
+        h.submit(
+            "recorder",
+            vec![Command::RecordDonation(DonationInput {
+                project: p(),
+                amount_minor: amount(20_000),
+                currency: cny,
+                channel: Channel::Bank,
+                channel_txn_id: "pledge-pay-1".into(),
+                fee_minor: 0,
+                pledge_seq: Some(pledge),
+                anonymous: false,
+                public_name: Some(text("二七商贸集团")),
+                donor_ref: id("org-1"),
+            })],
+        )
+        .await
+        .unwrap();
+        h.submit(
+            "admin",
+            vec![Command::CancelPledge {
+                pledge_seq: pledge,
+                reason: text("项目调整"),
+            }],
+        )
+        .await
+        .unwrap();
+        let payout = h
+            .submit(
+                "finance-li",
+                vec![Command::RequestPayout(PayoutRequested {
+                    project: p(),
+                    amount_minor: amount(7_000),
+                    currency: cny,
+                    payee: text("服务中心"),
+                    purpose: text("物资采购"),
+                    document_sha256: events::sha256(b"invoice"),
+                })],
+            )
+            .await
+            .unwrap()[0];
+        h.submit(
+            "director-wang",
+            vec![Command::ApprovePayout { payout_seq: payout }],
+        )
+        .await
+        .unwrap();
+        h.submit(
+            "finance-li",
+            vec![Command::DisbursePayout {
+                payout_seq: payout,
+                bank_reference: "ICBC-1".into(),
+            }],
+        )
+        .await
+        .unwrap();
+        let mv = h
+            .submit(
+                "finance-li",
+                vec![Command::RequestMove(MoveRequested {
+                    from_project: p(),
+                    to_project: id("cp-a"),
+                    amount_minor: amount(1_000),
+                    currency: cny,
+                    reason: text("结余转入"),
+                })],
+            )
+            .await
+            .unwrap()[0];
+        h.submit("director-wang", vec![Command::ApproveMove { move_seq: mv }])
+            .await
+            .unwrap();
+        bank_line(
+            &mut h,
+            3_000,
+            Resolution::Settlement {
+                channel: Channel::Alipay,
+                amount_minor: amount(3_000),
+            },
+        )
+        .await;
+
+        // Collect every entry by its seq.
+        let head = h.log.head().await.unwrap();
+        let mut books = Books::default();
+        let mut entries = std::collections::BTreeMap::new();
+        for e in read_range(h.log.as_ref(), 0, head.len - 1).await.unwrap() {
+            entries.insert(e.seq(), books.apply(&e).unwrap());
+        }
+        let post = |account: A, side: Side, amount_minor: u64| Posting {
+            account,
+            side,
+            amount_minor,
+            currency: cny,
+        };
+        let by_type = |t: &str| -> Vec<Vec<Posting>> {
+            entries
+                .values()
+                .filter(|e| e.event_type == t)
+                .map(|e| e.postings.clone())
+                .collect()
+        };
+        let memo_r = || A::PledgesReceivable { project: p() };
+        let memo_o = || A::PledgesOutstanding { project: p() };
+        assert_eq!(
+            by_type("pledge_made"),
+            vec![vec![
+                post(memo_r(), Side::Debit, 50_000),
+                post(memo_o(), Side::Credit, 50_000)
+            ]]
+        );
+        assert_eq!(
+            by_type("donation_received"),
+            vec![vec![
+                post(A::Bank, Side::Debit, 20_000),
+                post(A::DonationIncome { project: p() }, Side::Credit, 20_000),
+                post(memo_o(), Side::Debit, 20_000),
+                post(memo_r(), Side::Credit, 20_000),
+            ]]
+        );
+        assert_eq!(
+            by_type("pledge_cancelled"),
+            vec![vec![
+                post(memo_o(), Side::Debit, 30_000),
+                post(memo_r(), Side::Credit, 30_000)
+            ]]
+        );
+        // The 20,000 gift earned a 1:2 match capped at 5,000.
+        assert_eq!(
+            by_type("match_allocated"),
+            vec![vec![
+                post(
+                    A::MatchingReceivable { pool: id("pool-1") },
+                    Side::Debit,
+                    5_000
+                ),
+                post(
+                    A::MatchingIncome {
+                        pool: id("pool-1"),
+                        project: p()
+                    },
+                    Side::Credit,
+                    5_000
+                ),
+            ]]
+        );
+        assert_eq!(by_type("payout_requested"), vec![vec![]]);
+        assert_eq!(
+            by_type("payout_approved"),
+            vec![vec![
+                post(A::ProgrammeCost { project: p() }, Side::Debit, 7_000),
+                post(A::PayoutsPayable { project: p() }, Side::Credit, 7_000),
+            ]]
+        );
+        assert_eq!(
+            by_type("payout_disbursed"),
+            vec![vec![
+                post(A::PayoutsPayable { project: p() }, Side::Debit, 7_000),
+                post(A::Bank, Side::Credit, 7_000),
+            ]]
+        );
+        assert_eq!(
+            by_type("move_approved"),
+            vec![vec![
+                post(A::FundTransfers { project: p() }, Side::Debit, 1_000),
+                post(
+                    A::FundTransfers {
+                        project: id("cp-a")
+                    },
+                    Side::Credit,
+                    1_000
+                ),
+            ]]
+        );
+        assert_eq!(by_type("statement_line_recorded"), vec![vec![]]);
+        assert_eq!(
+            by_type("exception_resolved"),
+            vec![vec![
+                post(A::Bank, Side::Debit, 3_000),
+                post(
+                    A::Clearing {
+                        channel: Channel::Alipay
+                    },
+                    Side::Credit,
+                    3_000
+                ),
+            ]]
+        );
+        let fs = books.fund_statement(&p()).unwrap();
+        assert_eq!(fs.pledges_outstanding_minor, 0);
+        assert_eq!(fs.net_assets_minor(), 20_000 + 5_000 - 7_000 - 1_000);
+        assert_eq!(fs.balance_minor(), fs.net_assets_minor());
+        assert!(books.trial.is_balanced());
+    });
+}
