@@ -1,5 +1,5 @@
 //! The command line: `demo`, `verify`, `verify-receipt`, `keygen`, `export`, `rebuild`,
-//! `balances`, `soak`, `serve`, `token`.
+//! `balances`, `soak`, `serve`, `token`; the finance subcommands live in [`crate::finance_cli`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -144,6 +144,27 @@ pub enum Cmd {
         #[command(subcommand)]
         command: TokenCmd,
     },
+    /// Import a WeChat Pay / Alipay bill or a bank statement (CSV, camt.053) and reconcile it.
+    ImportStatement(crate::finance_cli::ImportStatementArgs),
+    /// Reconcile an imported statement against the ledger and list the exceptions.
+    Reconcile(crate::finance_cli::ReconcileArgs),
+    /// Record how a reconciliation exception was resolved.
+    ResolveException(crate::finance_cli::ResolveArgs),
+    /// The double-entry trial balance at a seq or date.
+    TrialBalance(crate::finance_cli::TrialBalanceArgs),
+    /// One account's ledger with its running balance.
+    AccountLedger(crate::finance_cli::AccountLedgerArgs),
+    /// Each project's fund statement, from the journal.
+    FundStatement(crate::finance_cli::FundStatementArgs),
+    /// The Charity Law disclosure report of a project for a period (HTML or CSV).
+    Report(crate::finance_cli::ReportArgs),
+    /// The journal as CSV for accountants (one row per posting).
+    ExportCsv(crate::finance_cli::ExportArgs),
+    /// IATI 2.03 activity XML for publication (donors anonymous).
+    ExportIati(crate::finance_cli::PublishArgs),
+    /// 360Giving-style grants CSV of payouts for publication.
+    #[command(name = "export-360giving")]
+    Export360giving(crate::finance_cli::PublishArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -229,6 +250,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 demo_donations,
             } => serve(&data.data, listen, demo.then_some(demo_donations)).await,
             Cmd::Token { command } => token(command),
+            Cmd::ImportStatement(a) => crate::finance_cli::import_statement(a).await,
+            Cmd::Reconcile(a) => crate::finance_cli::reconcile(a).await,
+            Cmd::ResolveException(a) => crate::finance_cli::resolve_exception(a).await,
+            Cmd::TrialBalance(a) => crate::finance_cli::trial_balance(a).await,
+            Cmd::AccountLedger(a) => crate::finance_cli::account_ledger(a).await,
+            Cmd::FundStatement(a) => crate::finance_cli::fund_statement(a).await,
+            Cmd::Report(a) => crate::finance_cli::report(a).await,
+            Cmd::ExportCsv(a) => crate::finance_cli::export_csv(a).await,
+            Cmd::ExportIati(a) => crate::finance_cli::export_iati(a).await,
+            Cmd::Export360giving(a) => crate::finance_cli::export_360giving(a).await,
         }
     })
 }

@@ -4,9 +4,10 @@
 
 use events::{
     receipt_code, Amount, Channel, Currency, Decision, DonationReceived, DonationRefunded,
-    EventBody, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed, MatchingPoolCommitted,
-    MoveRequested, PayoutDisbursed, PayoutRequested, PledgeCancelled, PledgeMade, ProjectClosed,
-    ProjectKind, ProjectOpened, Rejection, Text, ValueError,
+    EventBody, ExceptionResolved, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed,
+    MatchingPoolCommitted, MoveRequested, PayoutDisbursed, PayoutRequested, PledgeCancelled,
+    PledgeMade, ProjectClosed, ProjectKind, ProjectOpened, Rejection, Resolution,
+    StatementImported, StatementLineRecorded, Text, ValueError,
 };
 use projections::{LedgerState, Project, RequestStatus};
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,10 @@ pub enum Command {
         move_seq: u64,
         reason: Text,
     },
+    /// Announces a statement whose lines follow; refused when the same file was imported.
+    ImportStatement(StatementImported),
+    RecordStatementLine(StatementLineRecorded),
+    ResolveException(ExceptionResolved),
 }
 
 /// A donation as recorded by staff or a payment channel's webhook. The receipt code is
@@ -109,6 +114,9 @@ impl Command {
             Command::RequestMove(_) => "request_move",
             Command::ApproveMove { .. } => "approve_move",
             Command::RejectMove { .. } => "reject_move",
+            Command::ImportStatement(_) => "import_statement",
+            Command::RecordStatementLine(_) => "record_statement_line",
+            Command::ResolveException(_) => "resolve_exception",
         }
     }
 }
@@ -199,6 +207,35 @@ pub enum CommandError {
     },
     #[error("idempotency_key: {key:?} was used for a different command")]
     IdempotencyConflict { key: String },
+    #[error("statement_sha256: this statement was imported already, at seq {seq}")]
+    StatementExists { seq: u64 },
+    #[error("statement_seq: no statement at seq {0}")]
+    UnknownStatement(u64),
+    #[error("line_no: statement {statement_seq} expects line {expected} next (of {line_count}), got {got}")]
+    StatementLineOrder {
+        statement_seq: u64,
+        expected: u64,
+        got: u64,
+        line_count: u64,
+    },
+    #[error("statement_seq: statement {seq} has {recorded} of its {line_count} lines recorded; finish the import first")]
+    StatementIncomplete {
+        seq: u64,
+        recorded: u64,
+        line_count: u64,
+    },
+    #[error("line_no: statement {statement_seq} has {line_count} lines (got {line_no})")]
+    UnknownStatementLine {
+        statement_seq: u64,
+        line_no: u64,
+        line_count: u64,
+    },
+    #[error("entry_seq: no donation, refund or payout at seq {0}")]
+    UnknownEntry(u64),
+    #[error("statement {statement_seq}: this exception was resolved already, at seq {seq}")]
+    AlreadyResolved { statement_seq: u64, seq: u64 },
+    #[error("resolution: {0}")]
+    BadResolution(String),
 }
 
 impl CommandError {
@@ -227,6 +264,14 @@ impl CommandError {
             CommandError::RequestState { .. } => "request_state",
             CommandError::FourEyes { .. } => "four_eyes",
             CommandError::IdempotencyConflict { .. } => "idempotency_conflict",
+            CommandError::StatementExists { .. } => "statement_exists",
+            CommandError::UnknownStatement(_) => "unknown_statement",
+            CommandError::StatementLineOrder { .. } => "statement_line_order",
+            CommandError::StatementIncomplete { .. } => "statement_incomplete",
+            CommandError::UnknownStatementLine { .. } => "unknown_statement_line",
+            CommandError::UnknownEntry(_) => "unknown_entry",
+            CommandError::AlreadyResolved { .. } => "already_resolved",
+            CommandError::BadResolution(_) => "bad_resolution",
         }
     }
 
@@ -242,6 +287,9 @@ impl CommandError {
                 | CommandError::AlreadyRefunded(_)
                 | CommandError::RequestState { .. }
                 | CommandError::IdempotencyConflict { .. }
+                | CommandError::StatementExists { .. }
+                | CommandError::StatementLineOrder { .. }
+                | CommandError::AlreadyResolved { .. }
         )
     }
 }
@@ -489,11 +537,137 @@ pub fn decide(
                 reason: reason.clone(),
             })]
         }
+        Command::ImportStatement(st) => {
+            if let Some(seq) = state.statement_digests.get(&st.statement_sha256) {
+                return Err(CommandError::StatementExists { seq: *seq });
+            }
+            vec![EventBody::StatementImported(st.clone())]
+        }
+        Command::RecordStatementLine(line) => {
+            let st = state
+                .statements
+                .get(&line.statement_seq)
+                .ok_or(CommandError::UnknownStatement(line.statement_seq))?;
+            let expected = st.lines_recorded + 1;
+            if line.line_no != expected || line.line_no > st.line_count {
+                return Err(CommandError::StatementLineOrder {
+                    statement_seq: st.seq,
+                    expected,
+                    got: line.line_no,
+                    line_count: st.line_count,
+                });
+            }
+            if line.currency != st.currency {
+                return Err(CommandError::BadResolution(format!(
+                    "currency: the line is in {}, the statement in {}",
+                    line.currency, st.currency
+                )));
+            }
+            vec![EventBody::StatementLineRecorded(line.clone())]
+        }
+        Command::ResolveException(x) => {
+            check_resolution(state, x)?;
+            vec![EventBody::ExceptionResolved(x.clone())]
+        }
     };
     for e in &events {
         e.validate()?;
     }
     Ok(events)
+}
+
+fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), CommandError> {
+    EventBody::ExceptionResolved(x.clone()).validate()?;
+    let st = state
+        .statements
+        .get(&x.statement_seq)
+        .ok_or(CommandError::UnknownStatement(x.statement_seq))?;
+    if !st.is_complete() {
+        return Err(CommandError::StatementIncomplete {
+            seq: st.seq,
+            recorded: st.lines_recorded,
+            line_count: st.line_count,
+        });
+    }
+    let is_entry = |seq: u64| {
+        state.donations.contains_key(&seq)
+            || state.refunds.contains_key(&seq)
+            || state.payouts.contains_key(&seq)
+    };
+    let key = match (x.line_no, x.entry_seq) {
+        (Some(line_no), _) => {
+            if line_no == 0 || line_no > st.line_count {
+                return Err(CommandError::UnknownStatementLine {
+                    statement_seq: st.seq,
+                    line_no,
+                    line_count: st.line_count,
+                });
+            }
+            projections::ExceptionKey::Line(line_no)
+        }
+        (None, Some(entry)) => {
+            if !is_entry(entry) {
+                return Err(CommandError::UnknownEntry(entry));
+            }
+            projections::ExceptionKey::Entry(entry)
+        }
+        (None, None) => {
+            return Err(CommandError::BadResolution(
+                "name a statement line (line_no) or a ledger entry (entry_seq)".into(),
+            ))
+        }
+    };
+    if let Some(done) = state.resolved.get(&(st.seq, key)) {
+        return Err(CommandError::AlreadyResolved {
+            statement_seq: st.seq,
+            seq: done.seq,
+        });
+    }
+    match &x.resolution {
+        Resolution::Explained => {}
+        Resolution::Linked { entry_seq } => {
+            if !is_entry(*entry_seq) {
+                return Err(CommandError::UnknownEntry(*entry_seq));
+            }
+        }
+        Resolution::Settlement { channel, .. } => {
+            if st.source.channel() != events::Channel::Bank {
+                return Err(CommandError::BadResolution(
+                    "a settlement is booked from a bank statement line".into(),
+                ));
+            }
+            if *channel == events::Channel::Bank {
+                return Err(CommandError::BadResolution(
+                    "channel: bank transfers are in the bank already; settle wechat, alipay, cash or charity_mall".into(),
+                ));
+            }
+        }
+        Resolution::MatchingReceived { pool, amount_minor } => {
+            if st.source.channel() != events::Channel::Bank {
+                return Err(CommandError::BadResolution(
+                    "a matching receipt is booked from a bank statement line".into(),
+                ));
+            }
+            let p = state
+                .pools
+                .get(pool)
+                .ok_or_else(|| CommandError::UnknownPool(pool.clone()))?;
+            if p.currency != st.currency {
+                return Err(CommandError::BadResolution(format!(
+                    "pool {pool} is in {}, the statement in {}",
+                    p.currency, st.currency
+                )));
+            }
+            let owed = p.used().saturating_sub(p.received);
+            if amount_minor.minor() > owed {
+                return Err(CommandError::BadResolution(format!(
+                    "amount_minor: {} exceeds what pool {pool} owes ({owed})",
+                    amount_minor.minor()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_decision(

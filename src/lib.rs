@@ -8,10 +8,13 @@
 pub mod cli;
 pub mod command;
 pub mod demo;
+pub mod finance_cli;
 pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod projector;
+pub mod reports;
+pub mod statement;
 pub mod store;
 pub mod tlog;
 pub mod views;

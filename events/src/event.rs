@@ -8,11 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::{Amount, Channel, Currency, Hash, Id, ProjectKind, Text};
+use crate::values::{Amount, Channel, Currency, Hash, Id, ProjectKind, Text, AMOUNT_MINOR_MAX};
 use crate::ValueError;
 
 /// The longest channel transaction id or bank reference, in bytes.
 pub const REFERENCE_LEN_MAX: usize = 128;
+/// The most lines one imported statement may hold.
+pub const STATEMENT_LINES_MAX: u64 = 10_000_000;
 /// The most projects one matching pool may cover.
 pub const POOL_PROJECTS_MAX: usize = 64;
 
@@ -37,6 +39,9 @@ pub enum EventBody {
     MoveRequested(MoveRequested),
     MoveApproved(Decision),
     MoveRejected(Rejection),
+    StatementImported(StatementImported),
+    StatementLineRecorded(StatementLineRecorded),
+    ExceptionResolved(ExceptionResolved),
 }
 
 impl EventBody {
@@ -60,6 +65,9 @@ impl EventBody {
             EventBody::MoveRequested(_) => "move_requested",
             EventBody::MoveApproved(_) => "move_approved",
             EventBody::MoveRejected(_) => "move_rejected",
+            EventBody::StatementImported(_) => "statement_imported",
+            EventBody::StatementLineRecorded(_) => "statement_line_recorded",
+            EventBody::ExceptionResolved(_) => "exception_resolved",
         }
     }
 
@@ -156,6 +164,78 @@ impl EventBody {
                     return Err(ValueError::Invalid {
                         field: "to_project",
                         reason: "a move goes to another project".into(),
+                    });
+                }
+                Ok(())
+            }
+            EventBody::StatementImported(e) => {
+                check_reference("account", &e.account)?;
+                if e.period_start_ms >= e.period_end_ms {
+                    return Err(ValueError::Invalid {
+                        field: "period_end_ms",
+                        reason: "a statement period must end after it starts".into(),
+                    });
+                }
+                if e.line_count > STATEMENT_LINES_MAX {
+                    return Err(ValueError::Invalid {
+                        field: "line_count",
+                        reason: format!(
+                            "a statement has at most {STATEMENT_LINES_MAX} lines (got {})",
+                            e.line_count
+                        ),
+                    });
+                }
+                Ok(())
+            }
+            EventBody::StatementLineRecorded(e) => {
+                check_reference("reference", &e.reference)?;
+                if let Some(original) = &e.original_reference {
+                    check_reference("original_reference", original)?;
+                }
+                if e.line_no == 0 {
+                    return Err(ValueError::Invalid {
+                        field: "line_no",
+                        reason: "line numbers start at 1".into(),
+                    });
+                }
+                if e.fee_minor > AMOUNT_MINOR_MAX {
+                    return Err(ValueError::Invalid {
+                        field: "fee_minor",
+                        reason: format!("at most {AMOUNT_MINOR_MAX} (got {})", e.fee_minor),
+                    });
+                }
+                if e.kind == StatementLineKind::Refund && e.original_reference.is_none() {
+                    return Err(ValueError::Invalid {
+                        field: "original_reference",
+                        reason: "a refund line names the payment it refunds".into(),
+                    });
+                }
+                Ok(())
+            }
+            EventBody::ExceptionResolved(e) => {
+                if e.line_no.is_some() == e.entry_seq.is_some() {
+                    return Err(ValueError::Invalid {
+                        field: "line_no",
+                        reason: "an exception is either a statement line (line_no) or a ledger entry (entry_seq), exactly one".into(),
+                    });
+                }
+                if let Resolution::Linked { .. } = e.resolution {
+                    if e.line_no.is_none() {
+                        return Err(ValueError::Invalid {
+                            field: "resolution",
+                            reason: "only a statement line can be linked to a ledger entry".into(),
+                        });
+                    }
+                }
+                if matches!(
+                    e.resolution,
+                    Resolution::Settlement { .. } | Resolution::MatchingReceived { .. }
+                ) && e.line_no.is_none()
+                {
+                    return Err(ValueError::Invalid {
+                        field: "resolution",
+                        reason: "a settlement or matching receipt is booked from a statement line"
+                            .into(),
                     });
                 }
                 Ok(())
@@ -347,4 +427,163 @@ pub struct MoveRequested {
     pub amount_minor: Amount,
     pub currency: Currency,
     pub reason: Text,
+}
+
+/// Where an imported statement came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementSource {
+    /// A WeChat Pay style daily transaction bill (CSV).
+    Wechat,
+    /// An Alipay style business detail bill (CSV).
+    Alipay,
+    /// A bank account statement (CSV).
+    BankCsv,
+    /// A bank account statement in ISO 20022 camt.053 XML.
+    Camt053,
+}
+
+impl StatementSource {
+    pub const ALL: [StatementSource; 4] = [
+        StatementSource::Wechat,
+        StatementSource::Alipay,
+        StatementSource::BankCsv,
+        StatementSource::Camt053,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementSource::Wechat => "wechat",
+            StatementSource::Alipay => "alipay",
+            StatementSource::BankCsv => "bank_csv",
+            StatementSource::Camt053 => "camt053",
+        }
+    }
+    /// The payment channel whose ledger entries this statement is reconciled against.
+    pub fn channel(self) -> Channel {
+        match self {
+            StatementSource::Wechat => Channel::Wechat,
+            StatementSource::Alipay => Channel::Alipay,
+            StatementSource::BankCsv | StatementSource::Camt053 => Channel::Bank,
+        }
+    }
+}
+
+/// A statement from a payment channel or bank, taken in for reconciliation. Its lines follow
+/// as `StatementLineRecorded` events numbered 1 ..= `line_count`. A statement is known by
+/// the SHA-256 of its file, so importing the same file again records nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementImported {
+    pub statement_sha256: Hash,
+    pub source: StatementSource,
+    /// The merchant number or bank account the statement is for.
+    pub account: String,
+    pub currency: Currency,
+    /// The period covered, `[start, end)` in milliseconds since the Unix epoch.
+    pub period_start_ms: u64,
+    pub period_end_ms: u64,
+    pub line_count: u64,
+}
+
+/// What a statement line says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementLineKind {
+    /// A payment received by the channel (a gift).
+    Payment,
+    /// A payment returned to the payer; `original_reference` names the payment.
+    Refund,
+    /// Money into a bank account.
+    Credit,
+    /// Money out of a bank account.
+    Debit,
+}
+
+impl StatementLineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementLineKind::Payment => "payment",
+            StatementLineKind::Refund => "refund",
+            StatementLineKind::Credit => "credit",
+            StatementLineKind::Debit => "debit",
+        }
+    }
+}
+
+/// One line of an imported statement, as the channel or bank reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementLineRecorded {
+    /// The seq of the `StatementImported` event.
+    pub statement_seq: u64,
+    /// 1-based number of the entry within the statement.
+    pub line_no: u64,
+    pub kind: StatementLineKind,
+    /// The channel transaction id (merchant order number) or bank reference.
+    pub reference: String,
+    /// For refunds: the payment's reference. For channel payments: the channel's own
+    /// order number, tried when `reference` matches nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_reference: Option<String>,
+    /// When the channel or bank booked it, milliseconds since the Unix epoch.
+    pub booked_ms: u64,
+    /// The gross amount (for a refund: the amount returned).
+    pub amount_minor: Amount,
+    /// The fee the channel took on this line.
+    pub fee_minor: u64,
+    pub currency: Currency,
+}
+
+/// How staff settled a reconciliation exception.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Resolution {
+    /// The difference is explained and accepted; no money moves.
+    Explained,
+    /// The statement line belongs to this ledger entry (a donation or payout, often one
+    /// recorded after the import to fill the gap).
+    Linked { entry_seq: u64 },
+    /// The bank line is a channel paying out its settled balance: `amount_minor` moves from
+    /// the channel's clearing account to the bank. The amount is the line's (checked by the
+    /// reconciliation, which reports a difference).
+    Settlement {
+        channel: Channel,
+        amount_minor: Amount,
+    },
+    /// The bank line is a sponsor paying what its pool matched: `amount_minor` of the pool's
+    /// receivable is settled.
+    MatchingReceived { pool: Id, amount_minor: Amount },
+}
+
+impl Resolution {
+    /// The money the resolution books, if any.
+    pub fn amount_minor(&self) -> Option<Amount> {
+        match self {
+            Resolution::Settlement { amount_minor, .. }
+            | Resolution::MatchingReceived { amount_minor, .. } => Some(*amount_minor),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Resolution::Explained => "explained",
+            Resolution::Linked { .. } => "linked",
+            Resolution::Settlement { .. } => "settlement",
+            Resolution::MatchingReceived { .. } => "matching_received",
+        }
+    }
+}
+
+/// Staff resolved one reconciliation exception of a statement: a statement line
+/// (`line_no`) or a ledger entry the statement lacks (`entry_seq`), exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExceptionResolved {
+    pub statement_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_no: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_seq: Option<u64>,
+    pub resolution: Resolution,
+    pub note: Text,
 }

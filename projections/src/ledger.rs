@@ -6,7 +6,8 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 
 use events::{
-    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, SealedEvent, Text,
+    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, Resolution,
+    SealedEvent, StatementSource, Text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +94,8 @@ pub struct Donation {
     /// The match this donation triggered: pool and amount.
     pub matched: Option<(Id, u64)>,
     pub refunded_seq: Option<u64>,
+    /// When the refund was recorded.
+    pub refunded_ts_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +116,8 @@ pub struct Pool {
     pub committed_seq: u64,
     pub allocated: u64,
     pub released: u64,
+    /// Matching money the sponsor has paid in (booked from bank statement lines).
+    pub received: u64,
     /// Matched money per (donor, day number), net of releases.
     pub per_donor_day: OrdMap<(Id, i64), u64>,
 }
@@ -185,6 +190,45 @@ pub struct Request {
     /// Payouts only: when the money left (the `PayoutDisbursed` event).
     pub disbursed_seq: Option<u64>,
     pub disbursed_ts_ms: Option<u64>,
+    /// Payouts: the bank's reference of the transfer, once disbursed.
+    pub bank_reference: Option<String>,
+}
+
+/// An imported statement and how many of its lines are recorded so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    pub seq: u64,
+    pub ts_ms: u64,
+    pub sha256: Hash,
+    pub source: StatementSource,
+    pub account: String,
+    pub currency: Currency,
+    pub period_start_ms: u64,
+    pub period_end_ms: u64,
+    pub line_count: u64,
+    pub lines_recorded: u64,
+}
+
+impl Statement {
+    /// Every line announced has been recorded.
+    pub fn is_complete(&self) -> bool {
+        self.lines_recorded == self.line_count
+    }
+}
+
+/// How and when staff resolved a reconciliation exception.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedException {
+    pub seq: u64,
+    pub resolution: Resolution,
+}
+
+/// What a reconciliation exception is about: a statement line, or a ledger entry (a
+/// donation or payout seq) that the statement lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ExceptionKey {
+    Line(u64),
+    Entry(u64),
 }
 
 /// What a command with an idempotency key produced.
@@ -211,9 +255,18 @@ pub struct LedgerState {
     pub donations: OrdMap<u64, Donation>,
     /// Receipt number (the 64 bits a receipt code spells) → donation seq.
     pub receipts: OrdMap<u64, u64>,
+    /// The ledger's id, from its first event (receipt codes are derived from it).
+    pub ledger: Option<Id>,
     pub payouts: OrdMap<u64, Request>,
     pub moves: OrdMap<u64, Request>,
     pub idempotency: OrdMap<String, IdempotentResult>,
+    /// Refunds: the refund's seq to the donation's.
+    pub refunds: OrdMap<u64, u64>,
+    pub statements: OrdMap<u64, Statement>,
+    /// Statements by the SHA-256 of their file.
+    pub statement_digests: OrdMap<Hash, u64>,
+    /// Resolved reconciliation exceptions by (statement seq, what).
+    pub resolved: OrdMap<(u64, ExceptionKey), ResolvedException>,
 }
 
 fn invariant(seq: u64, what: impl Into<String>) -> ProjectionError {
@@ -244,6 +297,14 @@ impl LedgerState {
         self.donations.get(seq).filter(|d| &*d.receipt_code == code)
     }
 
+    /// The donation recorded for a channel's transaction id: found through its receipt code,
+    /// which is derived from the ledger, the channel and the id.
+    pub fn donation_by_channel_txn(&self, channel: Channel, txn_id: &str) -> Option<&Donation> {
+        let code = events::receipt_code(self.ledger.as_ref()?, channel, txn_id);
+        self.donation_by_receipt(&code)
+            .filter(|d| d.channel == channel && &*d.channel_txn_id == txn_id)
+    }
+
     /// Applies one sealed event.
     pub fn apply(&mut self, event: &SealedEvent) -> Result<(), ProjectionError> {
         self.apply_record(event.record(), event.hash())
@@ -260,6 +321,11 @@ impl LedgerState {
         }
         if r.ts_ms < self.last_ts_ms {
             return Err(invariant(seq, "the timestamp went backwards"));
+        }
+        if self.ledger.is_none() {
+            self.ledger = Some(r.ledger.clone());
+        } else if self.ledger.as_ref() != Some(&r.ledger) {
+            return Err(invariant(seq, "an event of another ledger"));
         }
         self.apply_body(r)?;
         if let Some(idem) = &r.idempotency {
@@ -403,6 +469,7 @@ impl LedgerState {
                         receipt_code: Arc::from(e.receipt_code.as_str()),
                         matched: None,
                         refunded_seq: None,
+                        refunded_ts_ms: None,
                     },
                 );
             }
@@ -414,7 +481,9 @@ impl LedgerState {
                     return Err(invariant(seq, "donation refunded twice"));
                 }
                 d.refunded_seq = Some(seq);
+                d.refunded_ts_ms = Some(r.ts_ms);
                 let (project, amount, pledge) = (d.project.clone(), d.amount_minor, d.pledge_seq);
+                self.refunds.insert(seq, e.donation_seq);
                 if let Some(pledge_seq) = pledge {
                     if let Some(pl) = self.pledges.get_mut(&pledge_seq) {
                         sub(&mut pl.fulfilled, amount, seq, "pledge fulfilment")?;
@@ -463,6 +532,7 @@ impl LedgerState {
                         committed_seq: seq,
                         allocated: 0,
                         released: 0,
+                        received: 0,
                         per_donor_day: OrdMap::new(),
                     },
                 );
@@ -541,6 +611,7 @@ impl LedgerState {
                         document_sha256: Some(e.document_sha256),
                         reason: None,
                         disbursed_seq: None,
+                        bank_reference: None,
                         disbursed_ts_ms: None,
                     },
                 );
@@ -571,6 +642,7 @@ impl LedgerState {
                         document_sha256: None,
                         reason: Some(e.reason.clone()),
                         disbursed_seq: None,
+                        bank_reference: None,
                         disbursed_ts_ms: None,
                     },
                 );
@@ -608,6 +680,7 @@ impl LedgerState {
                 }
                 req.status = RequestStatus::Disbursed;
                 req.disbursed_seq = Some(seq);
+                req.bank_reference = Some(e.bank_reference.clone());
                 req.disbursed_ts_ms = Some(r.ts_ms);
                 let (project, amount) = (req.project.clone(), req.amount_minor);
                 let b = &mut self.project_mut(&project, seq)?.balances;
@@ -650,6 +723,70 @@ impl LedgerState {
                 )?;
                 let b = &mut self.project_mut(&req.project, seq)?.balances;
                 sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
+            }
+            EventBody::StatementImported(e) => {
+                if self.statement_digests.contains_key(&e.statement_sha256) {
+                    return Err(invariant(seq, "a statement was imported twice"));
+                }
+                self.statement_digests.insert(e.statement_sha256, seq);
+                self.statements.insert(
+                    seq,
+                    Statement {
+                        seq,
+                        ts_ms: r.ts_ms,
+                        sha256: e.statement_sha256,
+                        source: e.source,
+                        account: e.account.clone(),
+                        currency: e.currency,
+                        period_start_ms: e.period_start_ms,
+                        period_end_ms: e.period_end_ms,
+                        line_count: e.line_count,
+                        lines_recorded: 0,
+                    },
+                );
+            }
+            EventBody::StatementLineRecorded(e) => {
+                let st = self.statements.get_mut(&e.statement_seq).ok_or_else(|| {
+                    invariant(seq, format!("unknown statement {}", e.statement_seq))
+                })?;
+                if e.line_no != st.lines_recorded + 1 || e.line_no > st.line_count {
+                    return Err(invariant(seq, "statement lines out of order"));
+                }
+                st.lines_recorded = e.line_no;
+            }
+            EventBody::ExceptionResolved(e) => {
+                let key = match (e.line_no, e.entry_seq) {
+                    (Some(line), None) => ExceptionKey::Line(line),
+                    (None, Some(entry)) => ExceptionKey::Entry(entry),
+                    _ => return Err(invariant(seq, "an exception names one subject")),
+                };
+                if !self.statements.contains_key(&e.statement_seq) {
+                    return Err(invariant(
+                        seq,
+                        format!("unknown statement {}", e.statement_seq),
+                    ));
+                }
+                let resolved = ResolvedException {
+                    seq,
+                    resolution: e.resolution.clone(),
+                };
+                if self
+                    .resolved
+                    .insert((e.statement_seq, key), resolved)
+                    .is_some()
+                {
+                    return Err(invariant(seq, "an exception was resolved twice"));
+                }
+                if let Resolution::MatchingReceived { pool, amount_minor } = &e.resolution {
+                    let pool = self
+                        .pools
+                        .get_mut(pool)
+                        .ok_or_else(|| invariant(seq, format!("unknown pool {pool}")))?;
+                    add(&mut pool.received, amount_minor.minor(), seq)?;
+                    if pool.received > pool.used() {
+                        return Err(invariant(seq, "a pool received more than it matched"));
+                    }
+                }
             }
         }
         Ok(())

@@ -11,8 +11,11 @@
 //! assert_eq!(state.position, 0);
 //! ```
 
+pub mod journal;
 mod ledger;
+pub mod reconcile;
 
+pub use journal::{Account, Books, FundStatement, JournalEntry, TrialBalance};
 pub use ledger::*;
 
 /// A fold that met an event it cannot apply. On a log written by the ledger's own writer
@@ -23,4 +26,6 @@ pub enum ProjectionError {
     OutOfOrder { expected: u64, found: u64 },
     #[error("event {seq}: invariant broken: {what}")]
     Invariant { seq: u64, what: String },
+    #[error("account {key:?}: {reason}")]
+    BadAccount { key: String, reason: String },
 }

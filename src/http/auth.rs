@@ -46,8 +46,13 @@ pub fn role_for(command: &Command) -> Role {
         Command::RecordDonation(_)
         | Command::RefundDonation { .. }
         | Command::MakePledge { .. }
-        | Command::CancelPledge { .. } => Role::Recorder,
-        Command::ApprovePayout { .. }
+        | Command::CancelPledge { .. }
+        | Command::ImportStatement(_)
+        | Command::RecordStatementLine(_) => Role::Recorder,
+        // Resolving a reconciliation exception books money (a settlement, a sponsor's
+        // payment): a second person's decision, like an approval.
+        Command::ResolveException(_)
+        | Command::ApprovePayout { .. }
         | Command::RejectPayout { .. }
         | Command::ApproveMove { .. }
         | Command::RejectMove { .. } => Role::Approver,

@@ -97,6 +97,17 @@ pub fn public_data(body: &EventBody) -> serde_json::Value {
         EventBody::MoveRequested(e) => serde_json::to_value(e),
         EventBody::MoveApproved(e) => serde_json::to_value(e),
         EventBody::MoveRejected(e) => serde_json::to_value(e),
+        EventBody::StatementImported(e) => serde_json::to_value(e),
+        // A statement line's references are channel transaction ids, kept private like the
+        // donation's own.
+        EventBody::StatementLineRecorded(e) => serde_json::to_value(e).map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("reference");
+                o.remove("original_reference");
+            }
+            v
+        }),
+        EventBody::ExceptionResolved(e) => serde_json::to_value(e),
     };
     // Plain structs of strings and integers always serialize.
     value.unwrap_or(serde_json::Value::Null)

@@ -1,0 +1,833 @@
+//! Reconciliation: a statement's recorded lines matched against the ledger. A pure
+//! function of the ledger state and the lines, so a reconciliation can be recomputed at any
+//! time and comes out the same; what staff decided about an exception is itself an event
+//! (`ExceptionResolved`) and shows up here as resolved.
+//!
+//! Matching, in order (docs/FINANCE.md has the details):
+//! 1. By reference: a channel payment line by its merchant order number, then the channel's
+//!    own order number, against donations of the statement's channel; a refund line by the
+//!    payment it names; a bank credit against bank-transfer donations; a bank debit against
+//!    disbursed payouts by the bank reference.
+//! 2. Lines left over, by amount and date: same gross amount and currency, booked within
+//!    [`MatchConfig::date_window_ms`] of the ledger entry; the closest in time wins, then
+//!    the lowest seq. Such matches are listed with their rule, for review.
+//! 3. Ledger entries of the statement's channel inside its period that no line matched are
+//!    missing from the statement, or a timing difference when they fall within
+//!    [`MatchConfig::timing_window_ms`] of the period's end (the channel books them on the
+//!    next statement).
+//!
+//! Memory is kept to what a reconciliation must hold: the lines stream through
+//! [`Reconciler::push`]; only the matched entry seqs and the unmatched lines are kept.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use events::{Channel, Currency, Resolution, StatementLineKind, StatementLineRecorded};
+use serde::Serialize;
+
+use crate::{ExceptionKey, LedgerState, RequestStatus, Statement};
+
+/// Matching tolerances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MatchConfig {
+    /// How far apart a line's booking time and a ledger entry's time may be for a match by
+    /// amount and date. Default: 2 days (bank value dates, weekends).
+    pub date_window_ms: u64,
+    /// Ledger entries this close to the end of the period that the statement lacks are
+    /// timing differences rather than missing. Default: 1 hour.
+    pub timing_window_ms: u64,
+}
+
+impl Default for MatchConfig {
+    fn default() -> Self {
+        MatchConfig {
+            date_window_ms: 2 * 86_400_000,
+            timing_window_ms: 3_600_000,
+        }
+    }
+}
+
+/// How a line was matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchRule {
+    /// The line's reference is the ledger entry's channel transaction id or bank reference.
+    Reference,
+    /// Same amount within the date window; review these.
+    AmountAndDate,
+    /// Staff linked the line to the entry (`ExceptionResolved` with `linked`).
+    Linked,
+}
+
+impl MatchRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchRule::Reference => "reference",
+            MatchRule::AmountAndDate => "amount_and_date",
+            MatchRule::Linked => "linked",
+        }
+    }
+}
+
+/// Why a line or entry did not reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// A statement line with no ledger entry.
+    LineNotInLedger,
+    /// A ledger entry of the statement's channel and period that the statement lacks.
+    MissingFromStatement,
+    /// A ledger entry near the end of the period that the statement lacks: expected on the
+    /// next statement.
+    TimingDifference,
+    /// Same reference, different gross amount.
+    AmountDifference,
+    /// Same reference and amount, different channel fee.
+    FeeDifference,
+    /// Same reference, different currency.
+    CurrencyDifference,
+    /// The channel refunded a payment that the ledger has not refunded.
+    RefundNotInLedger,
+    /// A second line for a ledger entry already matched by an earlier line.
+    DuplicateLine,
+}
+
+impl ReasonCode {
+    pub const ALL: [ReasonCode; 8] = [
+        ReasonCode::LineNotInLedger,
+        ReasonCode::MissingFromStatement,
+        ReasonCode::TimingDifference,
+        ReasonCode::AmountDifference,
+        ReasonCode::FeeDifference,
+        ReasonCode::CurrencyDifference,
+        ReasonCode::RefundNotInLedger,
+        ReasonCode::DuplicateLine,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::LineNotInLedger => "line_not_in_ledger",
+            ReasonCode::MissingFromStatement => "missing_from_statement",
+            ReasonCode::TimingDifference => "timing_difference",
+            ReasonCode::AmountDifference => "amount_difference",
+            ReasonCode::FeeDifference => "fee_difference",
+            ReasonCode::CurrencyDifference => "currency_difference",
+            ReasonCode::RefundNotInLedger => "refund_not_in_ledger",
+            ReasonCode::DuplicateLine => "duplicate_line",
+        }
+    }
+}
+
+/// A statement line paired with a ledger entry (a donation, its refund, or a payout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MatchedPair {
+    pub line_no: u64,
+    pub entry_seq: u64,
+    pub rule: MatchRule,
+}
+
+/// Something that did not reconcile, with its reason and, once staff dealt with it, the
+/// seq of the `ExceptionResolved` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exception {
+    pub key: ExceptionKey,
+    pub reason: ReasonCode,
+    pub line_no: Option<u64>,
+    pub entry_seq: Option<u64>,
+    pub reference: String,
+    /// What the statement says (gross), when there is a line.
+    pub statement_amount_minor: Option<u64>,
+    /// What the ledger says (gross), when there is an entry.
+    pub ledger_amount_minor: Option<u64>,
+    pub statement_fee_minor: Option<u64>,
+    pub ledger_fee_minor: Option<u64>,
+    pub resolved_seq: Option<u64>,
+    pub resolution: Option<&'static str>,
+}
+
+/// The outcome of reconciling one statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reconciliation {
+    pub statement_seq: u64,
+    pub source: &'static str,
+    pub currency: Currency,
+    pub period_start_ms: u64,
+    pub period_end_ms: u64,
+    pub lines: u64,
+    pub statement_gross_minor: u128,
+    pub statement_fees_minor: u128,
+    pub matched: Vec<MatchedPair>,
+    pub exceptions: Vec<Exception>,
+}
+
+impl Reconciliation {
+    /// Exceptions not yet resolved.
+    pub fn open_exceptions(&self) -> impl Iterator<Item = &Exception> {
+        self.exceptions.iter().filter(|e| e.resolved_seq.is_none())
+    }
+    /// How many exceptions have each reason.
+    pub fn counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for e in &self.exceptions {
+            *out.entry(e.reason.as_str()).or_insert(0) += 1;
+        }
+        out
+    }
+    /// How many lines each rule matched.
+    pub fn matched_counts(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for m in &self.matched {
+            *out.entry(m.rule.as_str()).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+/// The ledger entry a line might be: a donation (by channel and reference) or a payout.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    seq: u64,
+    ts_ms: u64,
+    amount_minor: u64,
+    fee_minor: u64,
+    currency: Currency,
+}
+
+/// Reconciles one statement: feed it the statement's lines in order with [`push`], then
+/// [`finish`].
+///
+/// [`push`]: Reconciler::push
+/// [`finish`]: Reconciler::finish
+pub struct Reconciler<'a> {
+    state: &'a LedgerState,
+    statement: &'a Statement,
+    config: MatchConfig,
+    channel: Channel,
+    /// Disbursed payouts by bank reference (bank statements only).
+    payouts_by_ref: HashMap<&'a str, u64>,
+    matched_entries: HashSet<u64>,
+    matched: Vec<MatchedPair>,
+    exceptions: Vec<Exception>,
+    /// Lines no reference matched, kept for the second pass.
+    pending: Vec<StatementLineRecorded>,
+    lines: u64,
+    gross: u128,
+    fees: u128,
+}
+
+impl<'a> Reconciler<'a> {
+    pub fn new(state: &'a LedgerState, statement: &'a Statement, config: MatchConfig) -> Self {
+        let channel = statement.source.channel();
+        let payouts_by_ref = if channel == Channel::Bank {
+            state
+                .payouts
+                .values()
+                .filter(|p| p.status == RequestStatus::Disbursed)
+                .filter_map(|p| p.bank_reference.as_deref().map(|r| (r, p.seq)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        Reconciler {
+            state,
+            statement,
+            config,
+            channel,
+            payouts_by_ref,
+            matched_entries: HashSet::new(),
+            matched: Vec::new(),
+            exceptions: Vec::new(),
+            pending: Vec::new(),
+            lines: 0,
+            gross: 0,
+            fees: 0,
+        }
+    }
+
+    fn donation(&self, reference: &str) -> Option<Candidate> {
+        let d = self
+            .state
+            .donation_by_channel_txn(self.channel, reference)?;
+        let seq = d.seq;
+        Some(Candidate {
+            seq,
+            ts_ms: d.ts_ms,
+            amount_minor: d.amount_minor,
+            fee_minor: d.fee_minor,
+            currency: d.currency,
+        })
+    }
+
+    fn payout(&self, reference: &str) -> Option<Candidate> {
+        let seq = *self.payouts_by_ref.get(reference)?;
+        let p = self.state.payouts.get(&seq)?;
+        Some(Candidate {
+            seq,
+            ts_ms: p.disbursed_ts_ms.unwrap_or(p.ts_ms),
+            amount_minor: p.amount_minor,
+            fee_minor: 0,
+            currency: p.currency,
+        })
+    }
+
+    fn exception(
+        &mut self,
+        reason: ReasonCode,
+        line: Option<&StatementLineRecorded>,
+        entry: Option<Candidate>,
+    ) {
+        let key = match (line, entry) {
+            (Some(l), _) => ExceptionKey::Line(l.line_no),
+            (None, Some(c)) => ExceptionKey::Entry(c.seq),
+            (None, None) => return,
+        };
+        let resolved = self.state.resolved.get(&(self.statement.seq, key));
+        self.exceptions.push(Exception {
+            key,
+            reason,
+            line_no: line.map(|l| l.line_no),
+            entry_seq: entry.map(|c| c.seq),
+            reference: line
+                .map(|l| l.reference.clone())
+                .or_else(|| entry.and_then(|c| self.entry_reference(c.seq)))
+                .unwrap_or_default(),
+            statement_amount_minor: line.map(|l| l.amount_minor.minor()),
+            ledger_amount_minor: entry.map(|c| c.amount_minor),
+            statement_fee_minor: line.map(|l| l.fee_minor),
+            ledger_fee_minor: entry.map(|c| c.fee_minor),
+            resolved_seq: resolved.map(|r| r.seq),
+            resolution: resolved.map(|r| r.resolution.as_str()),
+        });
+    }
+
+    fn entry_reference(&self, seq: u64) -> Option<String> {
+        let donation = self.state.refunds.get(&seq).copied().unwrap_or(seq);
+        if let Some(d) = self.state.donations.get(&donation) {
+            return Some(d.channel_txn_id.to_string());
+        }
+        self.state
+            .payouts
+            .get(&seq)
+            .and_then(|p| p.bank_reference.clone())
+    }
+
+    fn pair(&mut self, line_no: u64, entry_seq: u64, rule: MatchRule) {
+        self.matched_entries.insert(entry_seq);
+        self.matched.push(MatchedPair {
+            line_no,
+            entry_seq,
+            rule,
+        });
+    }
+
+    /// Takes the next line of the statement.
+    pub fn push(&mut self, line: &StatementLineRecorded) {
+        self.lines += 1;
+        self.gross += u128::from(line.amount_minor.minor());
+        self.fees += u128::from(line.fee_minor);
+        // A line staff linked to an entry is matched to it, whatever it says.
+        if let Some(r) = self
+            .state
+            .resolved
+            .get(&(self.statement.seq, ExceptionKey::Line(line.line_no)))
+        {
+            if let Resolution::Linked { entry_seq } = r.resolution {
+                self.pair(line.line_no, entry_seq, MatchRule::Linked);
+                return;
+            }
+        }
+        let found = match line.kind {
+            StatementLineKind::Payment | StatementLineKind::Credit => {
+                self.donation(&line.reference).or_else(|| {
+                    line.original_reference
+                        .as_deref()
+                        .and_then(|r| self.donation(r))
+                })
+            }
+            StatementLineKind::Refund => line
+                .original_reference
+                .as_deref()
+                .and_then(|r| self.donation(r)),
+            StatementLineKind::Debit => self.payout(&line.reference),
+        };
+        let Some(c) = found else {
+            self.pending.push(line.clone());
+            return;
+        };
+        if line.kind == StatementLineKind::Refund {
+            let refunded = self
+                .state
+                .donations
+                .get(&c.seq)
+                .and_then(|d| d.refunded_seq);
+            let Some(refund_seq) = refunded else {
+                self.exception(ReasonCode::RefundNotInLedger, Some(line), Some(c));
+                return;
+            };
+            if self.matched_entries.contains(&refund_seq) {
+                self.exception(ReasonCode::DuplicateLine, Some(line), Some(c));
+            } else if line.amount_minor.minor() != c.amount_minor {
+                self.exception(ReasonCode::AmountDifference, Some(line), Some(c));
+                self.matched_entries.insert(refund_seq);
+            } else {
+                self.pair(line.line_no, refund_seq, MatchRule::Reference);
+            }
+            return;
+        }
+        let reason = if self.matched_entries.contains(&c.seq) {
+            Some(ReasonCode::DuplicateLine)
+        } else if line.currency != c.currency {
+            Some(ReasonCode::CurrencyDifference)
+        } else if line.amount_minor.minor() != c.amount_minor {
+            Some(ReasonCode::AmountDifference)
+        } else if line.kind == StatementLineKind::Payment && line.fee_minor != c.fee_minor {
+            Some(ReasonCode::FeeDifference)
+        } else {
+            None
+        };
+        match reason {
+            None => self.pair(line.line_no, c.seq, MatchRule::Reference),
+            Some(reason) => {
+                if reason != ReasonCode::DuplicateLine {
+                    // The entry is accounted for by this line; it is not also missing.
+                    self.matched_entries.insert(c.seq);
+                }
+                self.exception(reason, Some(line), Some(c));
+            }
+        }
+    }
+
+    /// The ledger entries of the statement's channel that lines could match: money in
+    /// (donations) or money out (refunds of the channel's donations and, for bank
+    /// statements, disbursed payouts).
+    fn entries(&self, debit: bool) -> Vec<Candidate> {
+        if debit {
+            let refunds = self.state.donations.values().filter_map(|d| {
+                let (seq, ts_ms) = (d.refunded_seq?, d.refunded_ts_ms?);
+                (d.channel == self.channel).then_some(Candidate {
+                    seq,
+                    ts_ms,
+                    amount_minor: d.amount_minor,
+                    fee_minor: 0,
+                    currency: d.currency,
+                })
+            });
+            let payouts = self
+                .state
+                .payouts
+                .values()
+                .filter(|_| self.channel == Channel::Bank)
+                .filter(|p| p.status == RequestStatus::Disbursed)
+                .map(|p| Candidate {
+                    seq: p.seq,
+                    ts_ms: p.disbursed_ts_ms.unwrap_or(p.ts_ms),
+                    amount_minor: p.amount_minor,
+                    fee_minor: 0,
+                    currency: p.currency,
+                });
+            return refunds.chain(payouts).collect();
+        }
+        self.state
+            .donations
+            .values()
+            .filter(|d| d.channel == self.channel)
+            .map(|d| Candidate {
+                seq: d.seq,
+                ts_ms: d.ts_ms,
+                amount_minor: d.amount_minor,
+                fee_minor: d.fee_minor,
+                currency: d.currency,
+            })
+            .collect()
+    }
+
+    /// Matches what is left by amount and date, lists the exceptions and returns the result.
+    pub fn finish(mut self) -> Reconciliation {
+        let st = self.statement;
+        let currency = st.currency;
+        let window = self.config.date_window_ms;
+        let pending = std::mem::take(&mut self.pending);
+        for debit in [false, true] {
+            let lines: Vec<&StatementLineRecorded> = pending
+                .iter()
+                .filter(|p| (p.kind == StatementLineKind::Debit) == debit)
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            // Candidates by amount, each list in time order.
+            let mut by_amount: HashMap<u64, Vec<Candidate>> = HashMap::new();
+            for c in self.entries(debit) {
+                if c.currency == currency && !self.matched_entries.contains(&c.seq) {
+                    by_amount.entry(c.amount_minor).or_default().push(c);
+                }
+            }
+            for p in lines {
+                let best = if p.kind == StatementLineKind::Refund {
+                    None
+                } else {
+                    by_amount.get(&p.amount_minor.minor()).and_then(|cands| {
+                        cands
+                            .iter()
+                            .filter(|c| !self.matched_entries.contains(&c.seq))
+                            .filter(|c| c.ts_ms.abs_diff(p.booked_ms) <= window)
+                            .min_by_key(|c| (c.ts_ms.abs_diff(p.booked_ms), c.seq))
+                            .copied()
+                    })
+                };
+                match best {
+                    Some(c) => self.pair(p.line_no, c.seq, MatchRule::AmountAndDate),
+                    None => self.exception(ReasonCode::LineNotInLedger, Some(p), None),
+                }
+            }
+        }
+        // Entries in the period that no line accounts for.
+        let end = st.period_end_ms;
+        let in_period = |c: &Candidate| c.ts_ms >= st.period_start_ms && c.ts_ms < end;
+        let mut missing: Vec<Candidate> = self
+            .entries(false)
+            .into_iter()
+            .chain(self.entries(true))
+            .filter(|c| c.currency == currency && in_period(c))
+            .filter(|c| !self.matched_entries.contains(&c.seq))
+            .collect();
+        missing.sort_by_key(|c| c.seq);
+        for c in missing {
+            let reason = if c.ts_ms + self.config.timing_window_ms >= end {
+                ReasonCode::TimingDifference
+            } else {
+                ReasonCode::MissingFromStatement
+            };
+            self.exception(reason, None, Some(c));
+        }
+        self.matched.sort_by_key(|m| m.line_no);
+        self.exceptions
+            .sort_by_key(|e| (e.line_no.is_none(), e.line_no, e.entry_seq));
+        Reconciliation {
+            statement_seq: st.seq,
+            source: st.source.as_str(),
+            currency,
+            period_start_ms: st.period_start_ms,
+            period_end_ms: st.period_end_ms,
+            lines: self.lines,
+            statement_gross_minor: self.gross,
+            statement_fees_minor: self.fees,
+            matched: self.matched,
+            exceptions: self.exceptions,
+        }
+    }
+}
+
+/// Reconciles a statement whose lines are all at hand.
+pub fn reconcile<'l>(
+    state: &LedgerState,
+    statement: &Statement,
+    lines: impl IntoIterator<Item = &'l StatementLineRecorded>,
+    config: MatchConfig,
+) -> Reconciliation {
+    let mut r = Reconciler::new(state, statement, config);
+    for line in lines {
+        r.push(line);
+    }
+    r.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::{
+        Amount, Decision, DonationReceived, EventBody, EventRecord, Hash, Id, PayoutDisbursed,
+        PayoutRequested, ProjectKind, ProjectOpened, StatementImported, StatementSource, Text,
+    };
+
+    const T0: u64 = 1_539_014_400_000;
+    const HOUR: u64 = 3_600_000;
+
+    fn id(s: &str) -> Id {
+        Id::new(s).unwrap()
+    }
+
+    struct Ledger {
+        state: LedgerState,
+    }
+
+    impl Ledger {
+        fn apply(&mut self, actor: &str, ts_ms: u64, body: EventBody) -> u64 {
+            let seq = self.state.position;
+            let r = EventRecord {
+                seq,
+                prev: self.state.head,
+                ledger: id("t"),
+                ts_ms,
+                actor: id(actor),
+                idempotency: None,
+                body,
+            };
+            self.state.apply_record(&r, Hash([seq as u8; 32])).unwrap();
+            seq
+        }
+        fn gift(&mut self, ts_ms: u64, minor: u64, txn: &str) -> u64 {
+            self.gift_via(Channel::Bank, ts_ms, minor, txn)
+        }
+        fn gift_via(&mut self, channel: Channel, ts_ms: u64, minor: u64, txn: &str) -> u64 {
+            self.apply(
+                "recorder",
+                ts_ms,
+                EventBody::DonationReceived(DonationReceived {
+                    project: id("p"),
+                    amount_minor: Amount::new(minor).unwrap(),
+                    currency: Currency::CNY,
+                    channel,
+                    channel_txn_id: txn.into(),
+                    fee_minor: 0,
+                    pledge_seq: None,
+                    anonymous: true,
+                    public_name: None,
+                    donor_ref: id("d"),
+                    receipt_code: events::receipt_code(&id("t"), channel, txn),
+                }),
+            )
+        }
+        fn payout(&mut self, ts_ms: u64, minor: u64, bank_ref: &str) -> u64 {
+            let seq = self.apply(
+                "finance",
+                ts_ms,
+                EventBody::PayoutRequested(PayoutRequested {
+                    project: id("p"),
+                    amount_minor: Amount::new(minor).unwrap(),
+                    currency: Currency::CNY,
+                    payee: Text::new("服务中心").unwrap(),
+                    purpose: Text::new("物资").unwrap(),
+                    document_sha256: Hash::ZERO,
+                }),
+            );
+            self.apply(
+                "director",
+                ts_ms,
+                EventBody::PayoutApproved(Decision { request_seq: seq }),
+            );
+            self.apply(
+                "finance",
+                ts_ms,
+                EventBody::PayoutDisbursed(PayoutDisbursed {
+                    payout_seq: seq,
+                    bank_reference: bank_ref.into(),
+                }),
+            );
+            seq
+        }
+    }
+
+    fn line(
+        seq: u64,
+        n: u64,
+        kind: StatementLineKind,
+        reference: &str,
+        ts: u64,
+        minor: u64,
+    ) -> StatementLineRecorded {
+        StatementLineRecorded {
+            statement_seq: seq,
+            line_no: n,
+            kind,
+            reference: reference.into(),
+            original_reference: None,
+            booked_ms: ts,
+            amount_minor: Amount::new(minor).unwrap(),
+            fee_minor: 0,
+            currency: Currency::CNY,
+        }
+    }
+
+    #[test]
+    fn bank_statement_matches_gifts_and_payouts() {
+        let mut l = Ledger {
+            state: LedgerState::default(),
+        };
+        l.apply(
+            "admin",
+            T0,
+            EventBody::ProjectOpened(ProjectOpened {
+                project: id("p"),
+                kind: ProjectKind::GeneralFund,
+                name: Text::new("基金").unwrap(),
+                currency: Currency::CNY,
+                goal_minor: None,
+            }),
+        );
+        let g1 = l.gift(T0 + HOUR, 500_000, "B-1");
+        let g2 = l.gift(T0 + 2 * HOUR, 80_000, "B-2");
+        let g3 = l.gift(T0 + 3 * HOUR, 1_000, "B-3");
+        let p1 = l.payout(T0 + 4 * HOUR, 20_000, "ICBC-1");
+        let p2 = l.payout(T0 + 5 * HOUR, 30_000, "ICBC-2");
+        let st = l.apply(
+            "recorder",
+            T0 + 30 * HOUR,
+            EventBody::StatementImported(StatementImported {
+                statement_sha256: Hash([9; 32]),
+                source: StatementSource::Camt053,
+                account: "6222".into(),
+                currency: Currency::CNY,
+                period_start_ms: T0,
+                period_end_ms: T0 + 24 * HOUR,
+                line_count: 5,
+            }),
+        );
+        let lines = vec![
+            line(st, 1, StatementLineKind::Credit, "B-1", T0, 500_000),
+            // The bank's own reference, but the gift's amount, the next day.
+            line(
+                st,
+                2,
+                StatementLineKind::Credit,
+                "BANKREF77",
+                T0 + 20 * HOUR,
+                80_000,
+            ),
+            line(st, 3, StatementLineKind::Debit, "ICBC-1", T0, 20_000),
+            // A channel settlement: not in the ledger until staff resolve it.
+            line(
+                st,
+                4,
+                StatementLineKind::Credit,
+                "TENPAY-SETTLE",
+                T0,
+                99_400,
+            ),
+            line(st, 5, StatementLineKind::Debit, "ICBC-2", T0, 30_001),
+        ];
+        let statement = l.state.statements[&st].clone();
+        let rec = reconcile(&l.state, &statement, &lines, MatchConfig::default());
+        let matched: Vec<_> = rec
+            .matched
+            .iter()
+            .map(|m| (m.line_no, m.entry_seq, m.rule))
+            .collect();
+        assert_eq!(
+            matched,
+            vec![
+                (1, g1, MatchRule::Reference),
+                (2, g2, MatchRule::AmountAndDate),
+                (3, p1, MatchRule::Reference),
+            ]
+        );
+        let exceptions: Vec<_> = rec
+            .exceptions
+            .iter()
+            .map(|e| (e.reason, e.line_no, e.entry_seq))
+            .collect();
+        assert_eq!(
+            exceptions,
+            vec![
+                (ReasonCode::LineNotInLedger, Some(4), None),
+                (ReasonCode::AmountDifference, Some(5), Some(p2)),
+                (ReasonCode::MissingFromStatement, None, Some(g3)),
+            ]
+        );
+        // A narrower date window leaves line 2 unmatched.
+        let tight = MatchConfig {
+            date_window_ms: HOUR,
+            ..MatchConfig::default()
+        };
+        let rec = reconcile(&l.state, &statement, &lines, tight);
+        assert!(rec
+            .exceptions
+            .iter()
+            .any(|e| e.line_no == Some(2) && e.reason == ReasonCode::LineNotInLedger));
+    }
+
+    fn open_project(l: &mut Ledger) {
+        l.apply(
+            "admin",
+            T0,
+            EventBody::ProjectOpened(ProjectOpened {
+                project: id("p"),
+                kind: ProjectKind::GeneralFund,
+                name: Text::new("基金").unwrap(),
+                currency: Currency::CNY,
+                goal_minor: None,
+            }),
+        );
+    }
+
+    #[test]
+    fn channel_refunds_match_or_go_missing() {
+        let mut l = Ledger {
+            state: LedgerState::default(),
+        };
+        open_project(&mut l);
+        l.gift_via(Channel::Alipay, T0 + HOUR, 1_000_000, "big");
+        let g1 = l.gift_via(Channel::Alipay, T0 + HOUR, 100, "a-1");
+        let g2 = l.gift_via(Channel::Alipay, T0 + HOUR, 200, "a-2");
+        let g3 = l.gift_via(Channel::Alipay, T0 + HOUR, 300, "a-3");
+        let refund = |l: &mut Ledger, seq: u64| {
+            l.apply(
+                "admin",
+                T0 + 2 * HOUR,
+                EventBody::DonationRefunded(events::DonationRefunded {
+                    donation_seq: seq,
+                    reason: Text::new("重复").unwrap(),
+                }),
+            )
+        };
+        let r1 = refund(&mut l, g1);
+        let r2 = refund(&mut l, g2);
+        let st = l.apply(
+            "recorder",
+            T0 + 30 * HOUR,
+            EventBody::StatementImported(StatementImported {
+                statement_sha256: Hash([7; 32]),
+                source: StatementSource::Alipay,
+                account: "2088".into(),
+                currency: Currency::CNY,
+                period_start_ms: T0,
+                period_end_ms: T0 + 24 * HOUR,
+                line_count: 6,
+            }),
+        );
+        let refund_line = |n: u64, of: &str, minor: u64| {
+            let mut x = line(
+                st,
+                n,
+                StatementLineKind::Refund,
+                &format!("RF-{n}"),
+                T0 + 2 * HOUR,
+                minor,
+            );
+            x.original_reference = Some(of.into());
+            x
+        };
+        let lines = vec![
+            line(
+                st,
+                1,
+                StatementLineKind::Payment,
+                "big",
+                T0 + HOUR,
+                1_000_000,
+            ),
+            line(st, 2, StatementLineKind::Payment, "a-1", T0 + HOUR, 100),
+            line(st, 3, StatementLineKind::Payment, "a-2", T0 + HOUR, 200),
+            line(st, 4, StatementLineKind::Payment, "a-3", T0 + HOUR, 300),
+            refund_line(5, "a-1", 100),
+            refund_line(6, "a-3", 300),
+        ];
+        let statement = l.state.statements[&st].clone();
+        let rec = reconcile(&l.state, &statement, &lines, MatchConfig::default());
+        assert!(rec
+            .matched
+            .iter()
+            .any(|m| m.line_no == 5 && m.entry_seq == r1 && m.rule == MatchRule::Reference));
+        let exceptions: Vec<_> = rec
+            .exceptions
+            .iter()
+            .map(|e| (e.reason, e.line_no, e.entry_seq))
+            .collect();
+        assert_eq!(
+            exceptions,
+            vec![
+                (ReasonCode::RefundNotInLedger, Some(6), Some(g3)),
+                (ReasonCode::MissingFromStatement, None, Some(r2)),
+            ]
+        );
+        assert_eq!(rec.exceptions[1].reference, "a-2");
+    }
+}

@@ -1,0 +1,1103 @@
+//! Finance reports and exports as plain functions over events, ready for the CLI and for
+//! HTTP routes: the Charity Law disclosure report per project and period (HTML and CSV),
+//! the trial balance, the transactions CSV for accountants, IATI activity XML and a
+//! 360Giving-style grants CSV. Everything meant for publication is anonymous: no donor
+//! reference or name appears in it; payees of help requests and micro-wishes (people) are
+//! masked too.
+//!
+//! Each builder is a fold: feed it sealed events in order with `push`, then `finish` or
+//! write. Nothing here reads storage.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use events::{Channel, Currency, EventBody, Id, ProjectKind, SealedEvent};
+use projections::journal::{Books, FundStatement, JournalEntry, Side};
+use projections::ProjectionError;
+use serde::Serialize;
+
+use crate::statement::format_minor;
+
+/// An error writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("writing: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("writing CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("writing XML: {0}")]
+    Xml(String),
+    #[error("project {0} does not exist")]
+    UnknownProject(Id),
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// UTC+8 date of a timestamp, `YYYY-MM-DD`, for documents read in China.
+pub fn china_date(ts_ms: u64) -> String {
+    date_at(ts_ms, 480)
+}
+
+/// The local date of a timestamp at an offset east of UTC in minutes.
+pub fn date_at(ts_ms: u64, utc_offset_minutes: i32) -> String {
+    let ms = ts_ms as i64 + i64::from(utc_offset_minutes) * 60_000;
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// A payout as disclosed: who was paid what, for which purpose, with the document's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DisclosedPayout {
+    pub payout_seq: u64,
+    pub requested_date: String,
+    pub approved_date: Option<String>,
+    pub paid_date: Option<String>,
+    pub amount_minor: u64,
+    pub currency: Currency,
+    /// The payee, or "个人受助人 (individual recipient)" for help requests and micro-wishes.
+    pub payee: String,
+    pub purpose: String,
+    pub document_sha256: String,
+    pub status: &'static str,
+}
+
+/// The Charity Law disclosure of one project for one period: what was raised, matched and
+/// spent in the period, the balance at its start and end, and every payout with its purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disclosure {
+    pub ledger: String,
+    pub project: Id,
+    pub project_name: String,
+    pub kind: &'static str,
+    pub currency: Currency,
+    pub period_start: String,
+    pub period_end: String,
+    /// The last event included.
+    pub through_seq: Option<u64>,
+    pub opening_balance_minor: i128,
+    pub donations_gross_minor: i128,
+    pub fees_minor: i128,
+    pub refunded_minor: i128,
+    pub matched_minor: i128,
+    pub spent_minor: i128,
+    pub moved_in_minor: i128,
+    pub moved_out_minor: i128,
+    pub closing_balance_minor: i128,
+    pub payable_minor: i128,
+    pub donation_count: u64,
+    pub payouts: Vec<DisclosedPayout>,
+}
+
+fn masked_payee(kind: ProjectKind, payee: &str) -> String {
+    match kind {
+        ProjectKind::HelpRequest | ProjectKind::MicroWish => {
+            "个人受助人 (individual recipient)".into()
+        }
+        _ => payee.to_owned(),
+    }
+}
+
+/// Builds a [`Disclosure`] for `[start_ms, end_ms)`.
+pub struct DisclosureBuilder {
+    books: Books,
+    ledger: Option<Id>,
+    project: Id,
+    start_ms: u64,
+    end_ms: u64,
+    /// The fund statement when the period started; `Some(None)` when the project did not
+    /// exist yet.
+    opening: Option<Option<FundStatement>>,
+    past_end: bool,
+    donation_count: u64,
+    through_seq: Option<u64>,
+    payouts: BTreeMap<u64, DisclosedPayout>,
+}
+
+impl DisclosureBuilder {
+    pub fn new(project: Id, start_ms: u64, end_ms: u64) -> Result<Self, ReportError> {
+        if start_ms >= end_ms {
+            return Err(ReportError::Invalid {
+                field: "to",
+                reason: "the period must end after it starts".into(),
+            });
+        }
+        Ok(DisclosureBuilder {
+            books: Books::default(),
+            ledger: None,
+            project,
+            start_ms,
+            end_ms,
+            opening: None,
+            past_end: false,
+            donation_count: 0,
+            through_seq: None,
+            payouts: BTreeMap::new(),
+        })
+    }
+
+    /// Whether events from here on are past the period (the caller may stop reading).
+    pub fn is_done(&self) -> bool {
+        self.past_end
+    }
+
+    pub fn push(&mut self, event: &SealedEvent) -> Result<(), ReportError> {
+        let r = event.record();
+        self.ledger.get_or_insert_with(|| r.ledger.clone());
+        if r.ts_ms >= self.start_ms && self.opening.is_none() {
+            self.opening = Some(self.books.fund_statement(&self.project));
+        }
+        if self.past_end || r.ts_ms >= self.end_ms {
+            self.past_end = true;
+            return Ok(());
+        }
+        self.books.apply(event)?;
+        self.through_seq = Some(r.seq);
+        let in_period = r.ts_ms >= self.start_ms;
+        let kind = self
+            .books
+            .ledger
+            .projects
+            .get(&self.project)
+            .map(|p| p.kind);
+        match &r.body {
+            EventBody::DonationReceived(d) if in_period && d.project == self.project => {
+                self.donation_count += 1;
+            }
+            EventBody::PayoutRequested(p) if p.project == self.project => {
+                self.payouts.insert(
+                    r.seq,
+                    DisclosedPayout {
+                        payout_seq: r.seq,
+                        requested_date: china_date(r.ts_ms),
+                        approved_date: None,
+                        paid_date: None,
+                        amount_minor: p.amount_minor.minor(),
+                        currency: p.currency,
+                        payee: masked_payee(
+                            kind.unwrap_or(ProjectKind::CommunityProject),
+                            p.payee.as_str(),
+                        ),
+                        purpose: p.purpose.to_string(),
+                        document_sha256: p.document_sha256.to_hex(),
+                        status: "requested",
+                    },
+                );
+            }
+            EventBody::PayoutApproved(d) => {
+                if let Some(p) = self.payouts.get_mut(&d.request_seq) {
+                    p.approved_date = Some(china_date(r.ts_ms));
+                    p.status = "approved";
+                }
+            }
+            EventBody::PayoutRejected(d) => {
+                if let Some(p) = self.payouts.get_mut(&d.request_seq) {
+                    p.status = "rejected";
+                }
+            }
+            EventBody::PayoutDisbursed(d) => {
+                if let Some(p) = self.payouts.get_mut(&d.payout_seq) {
+                    p.paid_date = Some(china_date(r.ts_ms));
+                    p.status = "paid";
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<Disclosure, ReportError> {
+        let project = self
+            .books
+            .ledger
+            .projects
+            .get(&self.project)
+            .ok_or_else(|| ReportError::UnknownProject(self.project.clone()))?;
+        let closing = self
+            .books
+            .fund_statement(&self.project)
+            .ok_or_else(|| ReportError::UnknownProject(self.project.clone()))?;
+        let zero =
+            projections::TrialBalance::default().fund_statement(&self.project, project.currency);
+        let opening = match self.opening {
+            // Every event is before the period: nothing changed in it.
+            None => closing.clone(),
+            Some(None) => zero,
+            Some(Some(f)) => f,
+        };
+        let d = |f: fn(&FundStatement) -> i128| f(&closing) - f(&opening);
+        let start = self.start_ms;
+        let end = self.end_ms;
+        // Payouts that moved in the period (requested, approved or paid in it).
+        let payouts = self
+            .payouts
+            .into_values()
+            .filter(|p| {
+                let dates = [
+                    Some(&p.requested_date),
+                    p.approved_date.as_ref(),
+                    p.paid_date.as_ref(),
+                ];
+                dates
+                    .into_iter()
+                    .flatten()
+                    .any(|date| *date >= china_date(start) && *date < china_date(end))
+            })
+            .collect();
+        Ok(Disclosure {
+            ledger: self.ledger.map(|l| l.to_string()).unwrap_or_default(),
+            project: project.id.clone(),
+            project_name: project.name.to_string(),
+            kind: project.kind.as_str(),
+            currency: project.currency,
+            period_start: china_date(start),
+            period_end: china_date(end.saturating_sub(1)),
+            through_seq: self.through_seq,
+            opening_balance_minor: opening.balance_minor(),
+            donations_gross_minor: d(|f| f.donations_gross_minor),
+            fees_minor: d(|f| f.fees_minor),
+            refunded_minor: d(|f| f.refunded_minor),
+            matched_minor: d(|f| f.matched_minor),
+            spent_minor: d(|f| f.paid_out_minor),
+            moved_in_minor: d(|f| f.moved_in_minor),
+            moved_out_minor: d(|f| f.moved_out_minor),
+            closing_balance_minor: closing.balance_minor(),
+            payable_minor: closing.payable_minor,
+            donation_count: self.donation_count,
+            payouts,
+        })
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Disclosure {
+    /// The figures as (label, amount) rows, in the order both formats show them.
+    pub fn figure_rows(&self) -> Vec<(&'static str, i128)> {
+        vec![
+            ("opening balance 期初余额", self.opening_balance_minor),
+            (
+                "donations received 本期募集 (gross)",
+                self.donations_gross_minor,
+            ),
+            ("channel fees 支付渠道手续费", self.fees_minor),
+            ("refunded 退款", self.refunded_minor),
+            ("matched 配捐", self.matched_minor),
+            ("spent 本期支出 (paid out)", self.spent_minor),
+            ("moved in 转入", self.moved_in_minor),
+            ("moved out 转出", self.moved_out_minor),
+            ("closing balance 期末余额", self.closing_balance_minor),
+            (
+                "of which approved, not yet paid 已批准待支付",
+                self.payable_minor,
+            ),
+        ]
+    }
+
+    /// The report as a self-contained HTML page.
+    pub fn write_html(&self, out: &mut dyn Write) -> Result<(), ReportError> {
+        let e = html_escape;
+        writeln!(
+            out,
+            "<!doctype html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">"
+        )?;
+        writeln!(
+            out,
+            "<title>{} 信息公开 {} – {}</title>",
+            e(&self.project_name),
+            self.period_start,
+            self.period_end
+        )?;
+        writeln!(out, "<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:.3em .6em}}td.n{{text-align:right;font-variant-numeric:tabular-nums}}</style>\n</head>\n<body>")?;
+        writeln!(
+            out,
+            "<h1>{} ({})</h1>\n<p>慈善项目信息公开 · Disclosure for {} – {} · ledger {} · through event {} · amounts in {}</p>",
+            e(&self.project_name),
+            e(self.project.as_str()),
+            self.period_start,
+            self.period_end,
+            e(&self.ledger),
+            self.through_seq.map(|s| s.to_string()).unwrap_or_else(|| "none".into()),
+            self.currency
+        )?;
+        writeln!(out, "<h2>Figures 收支情况</h2>\n<table>")?;
+        for (label, v) in self.figure_rows() {
+            writeln!(
+                out,
+                "<tr><th scope=\"row\">{}</th><td class=\"n\">{}</td></tr>",
+                e(label),
+                format_minor(v)
+            )?;
+        }
+        writeln!(
+            out,
+            "<tr><th scope=\"row\">donations 捐赠笔数</th><td class=\"n\">{}</td></tr>\n</table>",
+            self.donation_count
+        )?;
+        writeln!(out, "<h2>Payouts 资金使用</h2>\n<table>\n<tr><th>#</th><th>requested</th><th>approved</th><th>paid</th><th>amount</th><th>payee</th><th>purpose</th><th>status</th><th>document SHA-256</th></tr>")?;
+        for p in &self.payouts {
+            writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                p.payout_seq,
+                p.requested_date,
+                p.approved_date.as_deref().unwrap_or(""),
+                p.paid_date.as_deref().unwrap_or(""),
+                format_minor(i128::from(p.amount_minor)),
+                e(&p.payee),
+                e(&p.purpose),
+                p.status,
+                p.document_sha256
+            )?;
+        }
+        writeln!(out, "</table>\n<p>Donors are not named. Every figure can be checked against the published, hash-chained ledger.</p>\n</body>\n</html>")?;
+        Ok(())
+    }
+
+    /// The report as CSV: the figures (section `figure`), then one row per payout
+    /// (section `payout`).
+    pub fn write_csv(&self, out: &mut dyn Write) -> Result<(), ReportError> {
+        let mut w = csv::WriterBuilder::new().flexible(true).from_writer(out);
+        w.write_record([
+            "section",
+            "project",
+            "period_start",
+            "period_end",
+            "item",
+            "amount",
+            "currency",
+        ])?;
+        for (label, v) in self.figure_rows() {
+            w.write_record([
+                "figure",
+                self.project.as_str(),
+                &self.period_start,
+                &self.period_end,
+                label,
+                &format_minor(v),
+                self.currency.as_str(),
+            ])?;
+        }
+        w.write_record([
+            "figure",
+            self.project.as_str(),
+            &self.period_start,
+            &self.period_end,
+            "donations 捐赠笔数",
+            &self.donation_count.to_string(),
+            "",
+        ])?;
+        w.write_record([
+            "section",
+            "payout_seq",
+            "requested_date",
+            "approved_date",
+            "paid_date",
+            "amount",
+            "currency",
+            "payee",
+            "purpose",
+            "status",
+            "document_sha256",
+        ])?;
+        for p in &self.payouts {
+            w.write_record([
+                "payout",
+                &p.payout_seq.to_string(),
+                &p.requested_date,
+                p.approved_date.as_deref().unwrap_or(""),
+                p.paid_date.as_deref().unwrap_or(""),
+                &format_minor(i128::from(p.amount_minor)),
+                p.currency.as_str(),
+                &p.payee,
+                &p.purpose,
+                p.status,
+                &p.document_sha256,
+            ])?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+}
+
+/// Writes the journal as CSV for accountants: one row per posting (seq, date, event,
+/// memo, account key, code, title, project, debit, credit, currency). Internal: carries
+/// channel transaction ids and receipt codes, never a donor reference.
+pub struct JournalCsv<W: Write> {
+    books: Books,
+    writer: csv::Writer<W>,
+    rows: u64,
+}
+
+impl<W: Write> JournalCsv<W> {
+    pub fn new(out: W) -> Result<Self, ReportError> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record([
+            "seq", "date", "event", "memo", "account", "code", "title", "project", "debit",
+            "credit", "currency",
+        ])?;
+        Ok(JournalCsv {
+            books: Books::default(),
+            writer,
+            rows: 0,
+        })
+    }
+
+    pub fn push(&mut self, event: &SealedEvent) -> Result<JournalEntry, ReportError> {
+        let entry = self.books.apply(event)?;
+        for p in &entry.postings {
+            let (debit, credit) = match p.side {
+                Side::Debit => (format_minor(i128::from(p.amount_minor)), String::new()),
+                Side::Credit => (String::new(), format_minor(i128::from(p.amount_minor))),
+            };
+            self.writer.write_record([
+                entry.seq.to_string().as_str(),
+                &china_date(entry.ts_ms),
+                entry.event_type,
+                &entry.memo,
+                &p.account.key(),
+                p.account.code(),
+                p.account.title(),
+                p.account.project().map(Id::as_str).unwrap_or(""),
+                &debit,
+                &credit,
+                p.currency.as_str(),
+            ])?;
+            self.rows += 1;
+        }
+        Ok(entry)
+    }
+
+    /// Flushes and returns the number of posting rows written.
+    pub fn finish(mut self) -> Result<u64, ReportError> {
+        self.writer.flush()?;
+        Ok(self.rows)
+    }
+}
+
+/// Where a publication export is from.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    /// The organisation identifier, e.g. `CN-USCC-51410100MJ0000000X` (IATI org id) or a
+    /// 360Giving prefix such as `360G-erqi`.
+    pub org_id: String,
+    pub org_name: String,
+    /// ISO 3166-1 country of the activities.
+    pub country: String,
+}
+
+/// IATI transaction type codes (IATI codelist TransactionType).
+pub mod iati_type {
+    pub const INCOMING_COMMITMENT: &str = "11";
+    pub const INCOMING_FUNDS: &str = "12";
+    pub const INCOMING_PLEDGE: &str = "13";
+    pub const DISBURSEMENT: &str = "3";
+    pub const EXPENDITURE: &str = "4";
+}
+
+#[derive(Debug, Clone)]
+struct IatiTransaction {
+    code: &'static str,
+    date: String,
+    value_minor: i128,
+    currency: Currency,
+    description: String,
+    provider: Option<String>,
+    receiver: Option<String>,
+    reference: String,
+}
+
+#[derive(Debug, Clone)]
+struct IatiActivity {
+    id: Id,
+    name: String,
+    kind: ProjectKind,
+    currency: Currency,
+    opened_date: String,
+    closed_date: Option<String>,
+    transactions: Vec<IatiTransaction>,
+    /// Gifts aggregated per (date, channel): count, gross, fees, refunds.
+    daily: BTreeMap<(String, Channel), (u64, u64, u64, u64)>,
+    /// Matches aggregated per (date, pool): count, allocated, released, sponsor.
+    daily_matches: BTreeMap<(String, Id), (u64, u64, u64, String)>,
+}
+
+/// Builds an IATI 2.03 activity file: one `iati-activity` per project.
+///
+/// Transactions: a pledge is an incoming pledge (13); a matching pool's cap is an incoming
+/// commitment (11) on each project it covers, split evenly; gifts are incoming funds (12)
+/// aggregated per day and channel (anonymous: "individual donors"), refunds a negative 12
+/// the same way; matches are incoming funds from the sponsor; channel fees are expenditure
+/// (4) per day and channel; paid payouts are disbursements (3).
+pub struct IatiBuilder {
+    books: Books,
+    /// Payee and purpose of each payout request.
+    texts: BTreeMap<u64, (String, String)>,
+    activities: BTreeMap<Id, IatiActivity>,
+    last_ts_ms: u64,
+}
+
+impl Default for IatiBuilder {
+    fn default() -> Self {
+        IatiBuilder::new()
+    }
+}
+
+fn channel_name(c: Channel) -> &'static str {
+    match c {
+        Channel::Wechat => "WeChat Pay",
+        Channel::Alipay => "Alipay",
+        Channel::Bank => "bank transfer",
+        Channel::Cash => "cash",
+        Channel::CharityMall => "charity mall",
+    }
+}
+
+impl IatiBuilder {
+    pub fn new() -> IatiBuilder {
+        IatiBuilder {
+            books: Books::default(),
+            texts: BTreeMap::new(),
+            activities: BTreeMap::new(),
+            last_ts_ms: 0,
+        }
+    }
+
+    pub fn push(&mut self, event: &SealedEvent) -> Result<(), ReportError> {
+        let before = self.books.ledger.clone();
+        self.books.apply(event)?;
+        let r = event.record();
+        self.last_ts_ms = r.ts_ms;
+        let date = china_date(r.ts_ms);
+        let tx = |code, value_minor: u64, currency, description: String| IatiTransaction {
+            code,
+            date: date.clone(),
+            value_minor: i128::from(value_minor),
+            currency,
+            description,
+            provider: None,
+            receiver: None,
+            reference: format!("{}-{}", r.ledger, r.seq),
+        };
+        match &r.body {
+            EventBody::ProjectOpened(p) => {
+                self.activities.insert(
+                    p.project.clone(),
+                    IatiActivity {
+                        id: p.project.clone(),
+                        name: p.name.to_string(),
+                        kind: p.kind,
+                        currency: p.currency,
+                        opened_date: date.clone(),
+                        closed_date: None,
+                        transactions: Vec::new(),
+                        daily: BTreeMap::new(),
+                        daily_matches: BTreeMap::new(),
+                    },
+                );
+            }
+            EventBody::ProjectClosed(p) => {
+                if let Some(a) = self.activities.get_mut(&p.project) {
+                    a.closed_date = Some(date.clone());
+                }
+            }
+            EventBody::PledgeMade(p) => {
+                if let Some(a) = self.activities.get_mut(&p.project) {
+                    let mut t = tx(
+                        iati_type::INCOMING_PLEDGE,
+                        p.amount_minor.minor(),
+                        p.currency,
+                        "pledge".into(),
+                    );
+                    t.provider = Some(p.sponsor.to_string());
+                    a.transactions.push(t);
+                }
+            }
+            EventBody::MatchingPoolCommitted(p) => {
+                let share = p.total_cap_minor.minor() / p.projects.len().max(1) as u64;
+                for project in &p.projects {
+                    if let Some(a) = self.activities.get_mut(project) {
+                        let mut t = tx(
+                            iati_type::INCOMING_COMMITMENT,
+                            share,
+                            p.currency,
+                            format!("matching pool {} (share of its cap)", p.pool),
+                        );
+                        t.provider = Some(p.sponsor.to_string());
+                        a.transactions.push(t);
+                    }
+                }
+            }
+            EventBody::DonationReceived(d) => {
+                if let Some(a) = self.activities.get_mut(&d.project) {
+                    let e = a.daily.entry((date.clone(), d.channel)).or_default();
+                    e.0 += 1;
+                    e.1 += d.amount_minor.minor();
+                    e.2 += d.fee_minor;
+                }
+            }
+            EventBody::DonationRefunded(x) => {
+                if let Some(d) = before.donations.get(&x.donation_seq) {
+                    if let Some(a) = self.activities.get_mut(&d.project) {
+                        a.daily.entry((date.clone(), d.channel)).or_default().3 += d.amount_minor;
+                    }
+                }
+            }
+            EventBody::MatchAllocated(events::MatchAllocated {
+                pool,
+                project,
+                amount_minor,
+                ..
+            })
+            | EventBody::MatchReleased(events::MatchReleased {
+                pool,
+                project,
+                amount_minor,
+                ..
+            }) => {
+                let sponsor = before
+                    .pools
+                    .get(pool)
+                    .map(|p| p.sponsor.to_string())
+                    .unwrap_or_default();
+                let released = matches!(r.body, EventBody::MatchReleased(_));
+                if let Some(a) = self.activities.get_mut(project) {
+                    let e = a
+                        .daily_matches
+                        .entry((date.clone(), pool.clone()))
+                        .or_insert((0, 0, 0, sponsor));
+                    if released {
+                        e.2 += amount_minor.minor();
+                    } else {
+                        e.0 += 1;
+                        e.1 += amount_minor.minor();
+                    }
+                }
+            }
+            EventBody::PayoutRequested(p) => {
+                self.texts
+                    .insert(r.seq, (p.payee.to_string(), p.purpose.to_string()));
+            }
+            EventBody::PayoutDisbursed(x) => {
+                if let Some(p) = before.payouts.get(&x.payout_seq) {
+                    let texts = self.texts.get(&x.payout_seq).cloned();
+                    if let Some(a) = self.activities.get_mut(&p.project) {
+                        let (payee, purpose) = texts.unwrap_or_default();
+                        let mut t =
+                            tx(iati_type::DISBURSEMENT, p.amount_minor, p.currency, purpose);
+                        t.receiver = Some(masked_payee(a.kind, &payee));
+                        a.transactions.push(t);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Writes the activity file.
+    pub fn write_xml(&self, publisher: &Publisher, out: &mut dyn Write) -> Result<(), ReportError> {
+        use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+        let mut w = quick_xml::Writer::new_with_indent(out, b' ', 1);
+        let x = |e: std::io::Error| ReportError::Xml(e.to_string());
+        w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
+            .map_err(x)?;
+        let generated = chrono::DateTime::from_timestamp_millis(self.last_ts_ms as i64)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        let mut root = BytesStart::new("iati-activities");
+        root.push_attribute(("version", "2.03"));
+        root.push_attribute(("generated-datetime", generated.as_str()));
+        w.write_event(Event::Start(root)).map_err(x)?;
+        for a in self.activities.values() {
+            let mut act = BytesStart::new("iati-activity");
+            act.push_attribute(("last-updated-datetime", generated.as_str()));
+            act.push_attribute(("xml:lang", "zh"));
+            act.push_attribute(("default-currency", a.currency.as_str()));
+            w.write_event(Event::Start(act)).map_err(x)?;
+            let text_el = |w: &mut quick_xml::Writer<&mut dyn Write>,
+                           name: &str,
+                           attrs: &[(&str, &str)],
+                           text: &str|
+             -> std::io::Result<()> {
+                let mut s = BytesStart::new(name);
+                for kv in attrs {
+                    s.push_attribute(*kv);
+                }
+                w.write_event(Event::Start(s))?;
+                w.write_event(Event::Text(BytesText::new(text)))?;
+                w.write_event(Event::End(BytesEnd::new(name)))
+            };
+            let narrative = |w: &mut quick_xml::Writer<&mut dyn Write>,
+                             name: &str,
+                             attrs: &[(&str, &str)],
+                             text: &str|
+             -> std::io::Result<()> {
+                let mut s = BytesStart::new(name);
+                for kv in attrs {
+                    s.push_attribute(*kv);
+                }
+                w.write_event(Event::Start(s))?;
+                text_el(w, "narrative", &[], text)?;
+                w.write_event(Event::End(BytesEnd::new(name)))
+            };
+            let identifier = format!("{}-{}", publisher.org_id, a.id);
+            text_el(&mut w, "iati-identifier", &[], &identifier).map_err(x)?;
+            narrative(
+                &mut w,
+                "reporting-org",
+                &[("ref", publisher.org_id.as_str()), ("type", "21")],
+                &publisher.org_name,
+            )
+            .map_err(x)?;
+            narrative(&mut w, "title", &[], &a.name).map_err(x)?;
+            narrative(
+                &mut w,
+                "description",
+                &[],
+                &format!("{} ({})", a.name, a.kind.as_str()),
+            )
+            .map_err(x)?;
+            narrative(
+                &mut w,
+                "participating-org",
+                &[
+                    ("ref", publisher.org_id.as_str()),
+                    ("role", "4"),
+                    ("type", "21"),
+                ],
+                &publisher.org_name,
+            )
+            .map_err(x)?;
+            let status = if a.closed_date.is_some() { "3" } else { "2" };
+            w.write_event(Event::Empty({
+                let mut s = BytesStart::new("activity-status");
+                s.push_attribute(("code", status));
+                s
+            }))
+            .map_err(x)?;
+            let mut dates = vec![("2", a.opened_date.as_str())];
+            if let Some(c) = &a.closed_date {
+                dates.push(("4", c.as_str()));
+            }
+            for (code, date) in dates {
+                let mut s = BytesStart::new("activity-date");
+                s.push_attribute(("type", code));
+                s.push_attribute(("iso-date", date));
+                w.write_event(Event::Empty(s)).map_err(x)?;
+            }
+            let mut country = BytesStart::new("recipient-country");
+            country.push_attribute(("code", publisher.country.as_str()));
+            country.push_attribute(("percentage", "100"));
+            w.write_event(Event::Empty(country)).map_err(x)?;
+            for t in self.transactions_of(a) {
+                write_transaction(&mut w, &t).map_err(x)?;
+            }
+            w.write_event(Event::End(BytesEnd::new("iati-activity")))
+                .map_err(x)?;
+        }
+        w.write_event(Event::End(BytesEnd::new("iati-activities")))
+            .map_err(x)?;
+        Ok(())
+    }
+
+    fn transactions_of(&self, a: &IatiActivity) -> Vec<IatiTransaction> {
+        let mut out = a.transactions.clone();
+        for ((date, channel), (count, gross, fees, refunds)) in &a.daily {
+            let base = |code, value_minor: i128, description: String| IatiTransaction {
+                code,
+                date: date.clone(),
+                value_minor,
+                currency: a.currency,
+                description,
+                provider: Some("individual donors (anonymous)".into()),
+                receiver: None,
+                reference: format!("{}-{date}-{}", a.id, channel.as_str()),
+            };
+            if *gross > 0 {
+                out.push(base(
+                    iati_type::INCOMING_FUNDS,
+                    i128::from(*gross),
+                    format!("{count} gifts via {}", channel_name(*channel)),
+                ));
+            }
+            if *refunds > 0 {
+                out.push(base(
+                    iati_type::INCOMING_FUNDS,
+                    -i128::from(*refunds),
+                    format!("gifts refunded via {}", channel_name(*channel)),
+                ));
+            }
+            if *fees > 0 {
+                let mut t = base(
+                    iati_type::EXPENDITURE,
+                    i128::from(*fees),
+                    format!("{} fees", channel_name(*channel)),
+                );
+                t.provider = None;
+                t.receiver = Some(channel_name(*channel).to_owned());
+                out.push(t);
+            }
+        }
+        for ((date, pool), (count, allocated, released, sponsor)) in &a.daily_matches {
+            let base = |value_minor: i128, description: String| IatiTransaction {
+                code: iati_type::INCOMING_FUNDS,
+                date: date.clone(),
+                value_minor,
+                currency: a.currency,
+                description,
+                provider: Some(sponsor.clone()),
+                receiver: None,
+                reference: format!("{}-{date}-{pool}", a.id),
+            };
+            if *allocated > 0 {
+                out.push(base(
+                    i128::from(*allocated),
+                    format!("matching for {count} gifts, pool {pool}"),
+                ));
+            }
+            if *released > 0 {
+                out.push(base(
+                    -i128::from(*released),
+                    format!("matches released (gifts refunded), pool {pool}"),
+                ));
+            }
+        }
+        out.sort_by(|x, y| x.date.cmp(&y.date).then(x.code.cmp(y.code)));
+        out
+    }
+}
+
+fn write_transaction(
+    w: &mut quick_xml::Writer<&mut dyn Write>,
+    t: &IatiTransaction,
+) -> std::io::Result<()> {
+    use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
+    let mut s = BytesStart::new("transaction");
+    s.push_attribute(("ref", t.reference.as_str()));
+    w.write_event(Event::Start(s))?;
+    let mut ty = BytesStart::new("transaction-type");
+    ty.push_attribute(("code", t.code));
+    w.write_event(Event::Empty(ty))?;
+    let mut d = BytesStart::new("transaction-date");
+    d.push_attribute(("iso-date", t.date.as_str()));
+    w.write_event(Event::Empty(d))?;
+    let mut v = BytesStart::new("value");
+    v.push_attribute(("currency", t.currency.as_str()));
+    v.push_attribute(("value-date", t.date.as_str()));
+    w.write_event(Event::Start(v))?;
+    w.write_event(Event::Text(BytesText::new(&format_minor(t.value_minor))))?;
+    w.write_event(Event::End(BytesEnd::new("value")))?;
+    let narrative = |w: &mut quick_xml::Writer<&mut dyn Write>, name: &str, text: &str| {
+        w.write_event(Event::Start(BytesStart::new(name)))?;
+        w.write_event(Event::Start(BytesStart::new("narrative")))?;
+        w.write_event(Event::Text(BytesText::new(text)))?;
+        w.write_event(Event::End(BytesEnd::new("narrative")))?;
+        w.write_event(Event::End(BytesEnd::new(name)))
+    };
+    if !t.description.is_empty() {
+        narrative(w, "description", &t.description)?;
+    }
+    if let Some(p) = &t.provider {
+        narrative(w, "provider-org", p)?;
+    }
+    if let Some(r) = &t.receiver {
+        narrative(w, "receiver-org", r)?;
+    }
+    w.write_event(Event::End(BytesEnd::new("transaction")))
+}
+
+/// A 360Giving-style grants CSV: one row per approved payout (a grant from the project's
+/// fund to its payee). People (help requests, micro-wishes) are not named.
+pub struct GrantsCsv {
+    books: Books,
+    /// Payee, purpose and approval date of each payout request.
+    texts: BTreeMap<u64, (String, String, String)>,
+}
+
+impl Default for GrantsCsv {
+    fn default() -> Self {
+        GrantsCsv::new()
+    }
+}
+
+/// The 360Giving columns written, in order.
+pub const GRANTS_COLUMNS: [&str; 13] = [
+    "Identifier",
+    "Title",
+    "Description",
+    "Currency",
+    "Amount Awarded",
+    "Award Date",
+    "Amount Disbursed",
+    "Disbursement Date",
+    "Recipient Org:Identifier",
+    "Recipient Org:Name",
+    "Funding Org:Identifier",
+    "Funding Org:Name",
+    "Grant Programme:Title",
+];
+
+impl GrantsCsv {
+    pub fn new() -> GrantsCsv {
+        GrantsCsv {
+            books: Books::default(),
+            texts: BTreeMap::new(),
+        }
+    }
+
+    pub fn push(&mut self, event: &SealedEvent) -> Result<(), ReportError> {
+        self.books.apply(event)?;
+        match &event.record().body {
+            EventBody::PayoutRequested(p) => {
+                self.texts.insert(
+                    event.seq(),
+                    (p.payee.to_string(), p.purpose.to_string(), String::new()),
+                );
+            }
+            EventBody::PayoutApproved(d) => {
+                if let Some(t) = self.texts.get_mut(&d.request_seq) {
+                    t.2 = china_date(event.record().ts_ms);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Writes one row per approved or paid payout, in seq order. Returns the rows written.
+    pub fn write(&self, publisher: &Publisher, out: &mut dyn Write) -> Result<u64, ReportError> {
+        let state = &self.books.ledger;
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record(GRANTS_COLUMNS)?;
+        let mut rows = 0;
+        for p in state.payouts.values() {
+            if !matches!(
+                p.status,
+                projections::RequestStatus::Approved | projections::RequestStatus::Disbursed
+            ) {
+                continue;
+            }
+            let Some(project) = state.projects.get(&p.project) else {
+                continue;
+            };
+            let (payee, purpose, award_date) = self.texts.get(&p.seq).cloned().unwrap_or_default();
+            let person = matches!(
+                project.kind,
+                ProjectKind::HelpRequest | ProjectKind::MicroWish
+            );
+            let (disbursed, disbursed_date) = match p.disbursed_ts_ms {
+                Some(ts) => (format_minor(i128::from(p.amount_minor)), china_date(ts)),
+                None => (String::new(), String::new()),
+            };
+            let recipient_id = if person {
+                format!("{}-individual-{}", publisher.org_id, p.seq)
+            } else {
+                format!("{}-payee-{}", publisher.org_id, slug(&payee))
+            };
+            w.write_record([
+                format!("{}-{}-{}", publisher.org_id, p.project, p.seq).as_str(),
+                &format!("{}: {}", project.name, purpose),
+                &purpose,
+                p.currency.as_str(),
+                &format_minor(i128::from(p.amount_minor)),
+                &award_date,
+                &disbursed,
+                &disbursed_date,
+                &recipient_id,
+                &masked_payee(project.kind, &payee),
+                &publisher.org_id,
+                &publisher.org_name,
+                project.name.as_str(),
+            ])?;
+            rows += 1;
+        }
+        w.flush()?;
+        Ok(rows)
+    }
+}
+
+/// A stable ASCII identifier part for a name: its SHA-256, shortened.
+fn slug(name: &str) -> String {
+    events::sha256(name.as_bytes()).to_hex()[..12].to_owned()
+}
+
+/// Writes a reconciliation's exceptions as CSV, one row each, with its reason code.
+pub fn write_exceptions_csv(
+    rec: &projections::reconcile::Reconciliation,
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record([
+        "statement_seq",
+        "reason",
+        "line_no",
+        "entry_seq",
+        "reference",
+        "statement_amount",
+        "ledger_amount",
+        "difference",
+        "statement_fee",
+        "ledger_fee",
+        "resolved_seq",
+        "resolution",
+    ])?;
+    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let money = |v: Option<u64>| v.map(|v| format_minor(i128::from(v))).unwrap_or_default();
+    for e in &rec.exceptions {
+        let difference = match (e.statement_amount_minor, e.ledger_amount_minor) {
+            (Some(s), Some(l)) => format_minor(i128::from(s) - i128::from(l)),
+            _ => String::new(),
+        };
+        w.write_record([
+            rec.statement_seq.to_string().as_str(),
+            e.reason.as_str(),
+            &opt(e.line_no),
+            &opt(e.entry_seq),
+            &e.reference,
+            &money(e.statement_amount_minor),
+            &money(e.ledger_amount_minor),
+            &difference,
+            &money(e.statement_fee_minor),
+            &money(e.ledger_fee_minor),
+            &opt(e.resolved_seq),
+            e.resolution.unwrap_or(""),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Writes a reconciliation's matched pairs as CSV.
+pub fn write_matched_csv(
+    rec: &projections::reconcile::Reconciliation,
+    out: &mut dyn Write,
+) -> Result<(), ReportError> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["statement_seq", "line_no", "entry_seq", "rule"])?;
+    for m in &rec.matched {
+        w.write_record([
+            rec.statement_seq.to_string(),
+            m.line_no.to_string(),
+            m.entry_seq.to_string(),
+            m.rule.as_str().to_owned(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}

@@ -1,0 +1,862 @@
+//! Property test of the double-entry journal: random command sequences go through the real
+//! writer over the sled log; after every step the journal balances in every currency and
+//! each project's fund statement equals the ledger's balance projection to the fen. A
+//! restart step reopens the log and refolds the books from event 0, which must give the
+//! same trial balance.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use events::{
+    Amount, Channel, Currency, ExceptionResolved, Id, MatchingPoolCommitted, MoveRequested,
+    PayoutRequested, ProjectKind, Resolution, StatementImported, StatementLineKind,
+    StatementLineRecorded, StatementSource, Text,
+};
+use ledger::command::{Command, DonationInput};
+use ledger::store::{EventLog, SledLog};
+use ledger::writer::{catch_up, read_range, spawn_writer, Submission, WriterConfig, WriterHandle};
+use projections::{Books, LedgerState, RequestStatus};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Donate {
+        project: usize,
+        amount: u64,
+        fee_permille: u64,
+        channel: usize,
+        pledge: bool,
+    },
+    Refund(usize),
+    Pledge {
+        project: usize,
+        amount: u64,
+    },
+    CancelPledge(usize),
+    RequestPayout {
+        project: usize,
+        amount: u64,
+    },
+    ApprovePayout(usize),
+    RejectPayout(usize),
+    Disburse(usize),
+    RequestMove {
+        from: usize,
+        to: usize,
+        amount: u64,
+    },
+    ApproveMove(usize),
+    RejectMove(usize),
+    Settle {
+        channel: usize,
+        amount: u64,
+    },
+    MatchingPaid {
+        amount: u64,
+    },
+    Advance(u64),
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0..4usize, 1..50_000u64, 0..20u64, 0..5usize, any::<bool>()).prop_map(
+            |(project, amount, fee_permille, channel, pledge)| Op::Donate {
+                project,
+                amount,
+                fee_permille,
+                channel,
+                pledge
+            }
+        ),
+        2 => any::<usize>().prop_map(Op::Refund),
+        1 => (0..4usize, 1..100_000u64).prop_map(|(project, amount)| Op::Pledge { project, amount }),
+        1 => any::<usize>().prop_map(Op::CancelPledge),
+        2 => (0..4usize, 1..30_000u64).prop_map(|(project, amount)| Op::RequestPayout { project, amount }),
+        2 => any::<usize>().prop_map(Op::ApprovePayout),
+        1 => any::<usize>().prop_map(Op::RejectPayout),
+        2 => any::<usize>().prop_map(Op::Disburse),
+        1 => (0..4usize, 0..4usize, 1..30_000u64).prop_map(|(from, to, amount)| Op::RequestMove { from, to, amount }),
+        1 => any::<usize>().prop_map(Op::ApproveMove),
+        1 => any::<usize>().prop_map(Op::RejectMove),
+        1 => (0..5usize, 1..50_000u64).prop_map(|(channel, amount)| Op::Settle { channel, amount }),
+        1 => (1..20_000u64).prop_map(|amount| Op::MatchingPaid { amount }),
+        1 => (1..3_600_000u64).prop_map(Op::Advance),
+        1 => Just(Op::Restart),
+    ]
+}
+
+const PROJECTS: [(&str, &str); 4] = [
+    ("cp-a", "CNY"),
+    ("cp-b", "CNY"),
+    ("wish-c", "CNY"),
+    ("fund-usd", "USD"),
+];
+const T0: u64 = 1_539_046_800_000;
+
+fn id(s: &str) -> Id {
+    Id::new(s).unwrap()
+}
+fn text(s: &str) -> Text {
+    Text::new(s).unwrap()
+}
+fn amount(v: u64) -> Amount {
+    Amount::new(v).unwrap()
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    log: Arc<SledLog>,
+    writer: Option<WriterHandle>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    clock: Arc<AtomicU64>,
+    books: Books,
+    statements: u64,
+    txn: u64,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(SledLog::open(dir.path()).unwrap());
+        let clock = Arc::new(AtomicU64::new(T0));
+        let mut h = Harness {
+            dir,
+            log,
+            writer: None,
+            task: None,
+            clock,
+            books: Books::default(),
+            statements: 0,
+            txn: 0,
+        };
+        h.start(LedgerState::default());
+        h
+    }
+
+    fn start(&mut self, state: LedgerState) {
+        let c = self.clock.clone();
+        let (writer, task) = spawn_writer(
+            self.log.clone(),
+            state,
+            WriterConfig {
+                ledger: id("prop"),
+                clock: Arc::new(move || c.load(Ordering::Relaxed)),
+            },
+        );
+        self.writer = Some(writer);
+        self.task = Some(task);
+    }
+
+    async fn submit(&self, actor: &str, commands: Vec<Command>) -> Option<Vec<u64>> {
+        let s = Submission {
+            actor: id(actor),
+            idempotency_key: None,
+            commands,
+        };
+        match self.writer.as_ref().unwrap().submit(s).await {
+            Ok(o) => Some(o.events.iter().map(|e| e.seq()).collect()),
+            Err(ledger::writer::WriteError::Rejected { .. }) => None,
+            Err(e) => panic!("the writer failed: {e}"),
+        }
+    }
+
+    /// Folds the events appended since the last check and checks the books.
+    async fn check(&mut self) {
+        let head = self.log.head().await.unwrap();
+        if head.len > self.books.ledger.position {
+            let events = read_range(self.log.as_ref(), self.books.ledger.position, head.len - 1)
+                .await
+                .unwrap();
+            for e in &events {
+                let entry = self.books.apply(e).unwrap();
+                assert!(entry.is_balanced(), "entry {} does not balance", e.seq());
+            }
+        }
+        check_books(&self.books);
+    }
+
+    async fn restart(&mut self) {
+        drop(self.writer.take());
+        self.task.take().unwrap().await.unwrap();
+        // Every handle to the database must go before it is opened again.
+        let log = std::mem::replace(
+            &mut self.log,
+            Arc::new(SledLog::open(tempfile::tempdir().unwrap().path()).unwrap()),
+        );
+        drop(log);
+        self.log = Arc::new(SledLog::open(self.dir.path()).unwrap());
+        let mut state = LedgerState::default();
+        catch_up(self.log.as_ref(), &mut state).await.unwrap();
+        // Refold the books from event 0: the same trial balance as the incremental fold.
+        let head = self.log.head().await.unwrap();
+        let mut refolded = Books::default();
+        if head.len > 0 {
+            for e in read_range(self.log.as_ref(), 0, head.len - 1)
+                .await
+                .unwrap()
+            {
+                refolded.apply(&e).unwrap();
+            }
+        }
+        assert_eq!(refolded.trial, self.books.trial);
+        self.start(state);
+    }
+}
+
+fn check_books(books: &Books) {
+    assert!(
+        books.trial.is_balanced(),
+        "trial balance: {:?}",
+        books.trial.totals()
+    );
+    for p in books.ledger.projects.values() {
+        let fs = books.fund_statement(&p.id).unwrap();
+        let b = &p.balances;
+        let i = |v: u64| i128::from(v);
+        assert_eq!(fs.donations_gross_minor, i(b.raised_gross), "{}", p.id);
+        assert_eq!(fs.fees_minor, i(b.fees), "{}", p.id);
+        assert_eq!(
+            fs.donations_gross_minor - fs.fees_minor,
+            i(b.raised),
+            "{}",
+            p.id
+        );
+        assert_eq!(fs.refunded_minor, i(b.refunded), "{}", p.id);
+        assert_eq!(fs.matched_minor, i(b.matched), "{}", p.id);
+        assert_eq!(fs.paid_out_minor, i(b.paid_out), "{}", p.id);
+        assert_eq!(fs.payable_minor, i(b.committed), "{}", p.id);
+        assert_eq!(fs.moved_in_minor, i(b.moved_in), "{}", p.id);
+        assert_eq!(fs.moved_out_minor, i(b.moved_out), "{}", p.id);
+        assert_eq!(
+            Some(fs.balance_minor()),
+            b.balance().map(i128::from),
+            "{}",
+            p.id
+        );
+        let outstanding: u64 = books
+            .ledger
+            .pledges
+            .values()
+            .filter(|pl| pl.project == p.id)
+            .map(|pl| pl.outstanding())
+            .sum();
+        assert_eq!(fs.pledges_outstanding_minor, i(outstanding), "{}", p.id);
+    }
+}
+
+fn pick<T: Clone>(items: Vec<T>, n: usize) -> Option<T> {
+    if items.is_empty() {
+        None
+    } else {
+        Some(items[n % items.len()].clone())
+    }
+}
+
+async fn setup(h: &mut Harness) {
+    let mut commands = Vec::new();
+    for (project, currency) in PROJECTS {
+        let kind = if project.starts_with("wish") {
+            ProjectKind::MicroWish
+        } else {
+            ProjectKind::CommunityProject
+        };
+        commands.push(Command::OpenProject {
+            project: id(project),
+            kind,
+            name: text(project),
+            currency: Currency::new(currency).unwrap(),
+            goal_minor: Some(amount(200_000)),
+        });
+    }
+    commands.push(Command::CommitMatchingPool(MatchingPoolCommitted {
+        pool: id("pool-1"),
+        sponsor: text("嵩岳科技"),
+        projects: vec![id("cp-a"), id("cp-b")],
+        currency: Currency::CNY,
+        ratio_numerator: 1,
+        ratio_denominator: 2,
+        cap_per_donation_minor: amount(5_000),
+        cap_per_donor_per_day_minor: amount(8_000),
+        total_cap_minor: amount(40_000),
+        valid_from_ms: T0,
+        valid_until_ms: T0 + 30 * 86_400_000,
+        day_utc_offset_minutes: 480,
+    }));
+    h.submit("admin", commands).await.expect("setup");
+}
+
+async fn run(h: &mut Harness, op: Op) {
+    let st = h.books.ledger.clone();
+    match op {
+        Op::Donate {
+            project,
+            amount: a,
+            fee_permille,
+            channel,
+            pledge,
+        } => {
+            let (p, currency) = PROJECTS[project];
+            let pledge_seq = if pledge {
+                st.pledges
+                    .values()
+                    .find(|pl| pl.project.as_str() == p && pl.outstanding() >= a)
+                    .map(|pl| pl.seq)
+            } else {
+                None
+            };
+            h.txn += 1;
+            let c = Channel::ALL[channel];
+            h.submit(
+                "recorder",
+                vec![Command::RecordDonation(DonationInput {
+                    project: id(p),
+                    amount_minor: amount(a),
+                    currency: Currency::new(currency).unwrap(),
+                    channel: c,
+                    channel_txn_id: format!("t{}", h.txn),
+                    fee_minor: a * fee_permille / 1000,
+                    pledge_seq,
+                    anonymous: true,
+                    public_name: None,
+                    donor_ref: id(&format!("donor-{}", h.txn % 3)),
+                })],
+            )
+            .await;
+        }
+        Op::Refund(n) => {
+            let live: Vec<u64> = st
+                .donations
+                .values()
+                .filter(|d| d.refunded_seq.is_none())
+                .map(|d| d.seq)
+                .collect();
+            if let Some(seq) = pick(live, n) {
+                h.submit(
+                    "admin",
+                    vec![Command::RefundDonation {
+                        donation_seq: seq,
+                        reason: text("duplicate"),
+                    }],
+                )
+                .await;
+            }
+        }
+        Op::Pledge { project, amount: a } => {
+            let (p, currency) = PROJECTS[project];
+            h.submit(
+                "admin",
+                vec![Command::MakePledge {
+                    project: id(p),
+                    sponsor: text("二七商贸集团"),
+                    amount_minor: amount(a),
+                    currency: Currency::new(currency).unwrap(),
+                }],
+            )
+            .await;
+        }
+        Op::CancelPledge(n) => {
+            let open: Vec<u64> = st
+                .pledges
+                .values()
+                .filter(|p| !p.cancelled)
+                .map(|p| p.seq)
+                .collect();
+            if let Some(seq) = pick(open, n) {
+                h.submit(
+                    "admin",
+                    vec![Command::CancelPledge {
+                        pledge_seq: seq,
+                        reason: text("withdrawn"),
+                    }],
+                )
+                .await;
+            }
+        }
+        Op::RequestPayout { project, amount: a } => {
+            let (p, currency) = PROJECTS[project];
+            h.submit(
+                "finance-li",
+                vec![Command::RequestPayout(PayoutRequested {
+                    project: id(p),
+                    amount_minor: amount(a),
+                    currency: Currency::new(currency).unwrap(),
+                    payee: text("服务中心"),
+                    purpose: text("物资采购"),
+                    document_sha256: events::sha256(b"invoice"),
+                })],
+            )
+            .await;
+        }
+        Op::ApprovePayout(n) | Op::RejectPayout(n) => {
+            let pending = requests(st.payouts.values(), RequestStatus::Requested);
+            if let Some(seq) = pick(pending, n) {
+                let command = if matches!(op, Op::ApprovePayout(_)) {
+                    Command::ApprovePayout { payout_seq: seq }
+                } else {
+                    Command::RejectPayout {
+                        payout_seq: seq,
+                        reason: text("no invoice"),
+                    }
+                };
+                h.submit("director-wang", vec![command]).await;
+            }
+        }
+        Op::Disburse(n) => {
+            let approved = requests(st.payouts.values(), RequestStatus::Approved);
+            if let Some(seq) = pick(approved, n) {
+                h.submit(
+                    "finance-li",
+                    vec![Command::DisbursePayout {
+                        payout_seq: seq,
+                        bank_reference: format!("ICBC-{seq}"),
+                    }],
+                )
+                .await;
+            }
+        }
+        Op::RequestMove {
+            from,
+            to,
+            amount: a,
+        } => {
+            let (f, currency) = PROJECTS[from];
+            h.submit(
+                "finance-li",
+                vec![Command::RequestMove(MoveRequested {
+                    from_project: id(f),
+                    to_project: id(PROJECTS[to].0),
+                    amount_minor: amount(a),
+                    currency: Currency::new(currency).unwrap(),
+                    reason: text("结余转入"),
+                })],
+            )
+            .await;
+        }
+        Op::ApproveMove(n) | Op::RejectMove(n) => {
+            let pending = requests(st.moves.values(), RequestStatus::Requested);
+            if let Some(seq) = pick(pending, n) {
+                let command = if matches!(op, Op::ApproveMove(_)) {
+                    Command::ApproveMove { move_seq: seq }
+                } else {
+                    Command::RejectMove {
+                        move_seq: seq,
+                        reason: text("no"),
+                    }
+                };
+                h.submit("director-wang", vec![command]).await;
+            }
+        }
+        Op::Settle { channel, amount: a } => {
+            let resolution = Resolution::Settlement {
+                channel: Channel::ALL[channel],
+                amount_minor: amount(a),
+            };
+            bank_line(h, a, resolution).await;
+        }
+        Op::MatchingPaid { amount: a } => {
+            let resolution = Resolution::MatchingReceived {
+                pool: id("pool-1"),
+                amount_minor: amount(a),
+            };
+            bank_line(h, a, resolution).await;
+        }
+        Op::Advance(ms) => {
+            h.clock.fetch_add(ms, Ordering::Relaxed);
+        }
+        Op::Restart => h.restart().await,
+    }
+}
+
+fn requests<'a>(
+    map: impl Iterator<Item = &'a projections::Request>,
+    status: RequestStatus,
+) -> Vec<u64> {
+    map.filter(|r| r.status == status).map(|r| r.seq).collect()
+}
+
+/// Imports a one-line bank statement and resolves its line with `resolution`.
+async fn bank_line(h: &mut Harness, a: u64, resolution: Resolution) {
+    h.statements += 1;
+    let now = h.clock.load(Ordering::Relaxed);
+    let Some(seqs) = h
+        .submit(
+            "recorder",
+            vec![Command::ImportStatement(StatementImported {
+                statement_sha256: events::sha256(format!("stmt-{}", h.statements).as_bytes()),
+                source: StatementSource::BankCsv,
+                account: "6222020200000000".into(),
+                currency: Currency::CNY,
+                period_start_ms: now - 86_400_000,
+                period_end_ms: now,
+                line_count: 1,
+            })],
+        )
+        .await
+    else {
+        return;
+    };
+    let statement_seq = seqs[0];
+    h.submit(
+        "recorder",
+        vec![Command::RecordStatementLine(StatementLineRecorded {
+            statement_seq,
+            line_no: 1,
+            kind: StatementLineKind::Credit,
+            reference: format!("B{statement_seq}"),
+            original_reference: None,
+            booked_ms: now - 1,
+            amount_minor: amount(a),
+            fee_minor: 0,
+            currency: Currency::CNY,
+        })],
+    )
+    .await
+    .expect("the line follows its statement");
+    h.submit(
+        "finance-li",
+        vec![Command::ResolveException(ExceptionResolved {
+            statement_seq,
+            line_no: Some(1),
+            entry_seq: None,
+            resolution,
+            note: text("settled"),
+        })],
+    )
+    .await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn journal_balances_and_fund_statements_equal_balances(ops in proptest::collection::vec(op(), 1..60)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut h = Harness::new().await;
+            setup(&mut h).await;
+            h.check().await;
+            for op in ops {
+                run(&mut h, op).await;
+                h.check().await;
+            }
+            h.restart().await;
+            h.check().await;
+        });
+    }
+}
+
+/// A hand-checked example: a gift with a fee, its match, a refund, a payout and a move.
+#[test]
+fn worked_example_postings() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut h = Harness::new().await;
+        setup(&mut h).await;
+        run(
+            &mut h,
+            Op::Donate {
+                project: 0,
+                amount: 10_000,
+                fee_permille: 6,
+                channel: 0,
+                pledge: false,
+            },
+        )
+        .await;
+        h.check().await;
+        let cny = Currency::CNY;
+        let tb = &h.books.trial;
+        use projections::Account as A;
+        let bal = |a: A| tb.turnover(cny, &a).balance();
+        assert_eq!(
+            bal(A::Clearing {
+                channel: Channel::Wechat
+            }),
+            9_940
+        );
+        assert_eq!(
+            bal(A::ChannelFees {
+                channel: Channel::Wechat,
+                project: id("cp-a")
+            }),
+            60
+        );
+        assert_eq!(
+            bal(A::DonationIncome {
+                project: id("cp-a")
+            }),
+            -10_000
+        );
+        // 1:2 match capped at 5,000 per donation.
+        assert_eq!(bal(A::MatchingReceivable { pool: id("pool-1") }), 5_000);
+        let fs = h.books.fund_statement(&id("cp-a")).unwrap();
+        assert_eq!(fs.balance_minor(), 9_940 + 5_000);
+
+        // A second gift by bank transfer (no fee, 500 matched) leaves room for the refund.
+        run(
+            &mut h,
+            Op::Donate {
+                project: 0,
+                amount: 1_000,
+                fee_permille: 0,
+                channel: 2,
+                pledge: false,
+            },
+        )
+        .await;
+        // Refund: the full 10,000 leaves the clearing account; the fee stays spent.
+        let first = *h.books.ledger.donations.keys().next().unwrap();
+        run(&mut h, Op::Refund(0)).await;
+        h.check().await;
+        assert!(h.books.ledger.donations[&first].refunded_seq.is_some());
+        h.check().await;
+        let tb = &h.books.trial;
+        let bal = |a: A| tb.turnover(cny, &a).balance();
+        assert_eq!(
+            bal(A::Clearing {
+                channel: Channel::Wechat
+            }),
+            -60
+        );
+        assert_eq!(bal(A::Bank), 1_000);
+        assert_eq!(bal(A::MatchingReceivable { pool: id("pool-1") }), 500);
+        let fs = h.books.fund_statement(&id("cp-a")).unwrap();
+        assert_eq!(
+            fs.balance_minor(),
+            9_940 + 5_000 + 1_000 + 500 - 10_000 - 5_000
+        );
+        assert_eq!(
+            Some(fs.balance_minor()),
+            h.books.ledger.projects[&id("cp-a")]
+                .balances
+                .balance()
+                .map(i128::from)
+        );
+    });
+}
+
+/// The posting rules of docs/FINANCE.md, event by event, on a scripted history.
+#[test]
+fn posting_rules_per_event() {
+    use projections::journal::{Posting, Side};
+    use projections::Account as A;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut h = Harness::new().await;
+        setup(&mut h).await;
+        let cny = Currency::CNY;
+        let p = || id("cp-b");
+        let pledge = h
+            .submit(
+                "admin",
+                vec![Command::MakePledge {
+                    project: p(),
+                    sponsor: text("二七商贸集团"),
+                    amount_minor: amount(50_000),
+                    currency: cny,
+                }],
+            )
+            .await
+            .unwrap()[0];
+        h.txn += 1;
+        h.submit(
+            "recorder",
+            vec![Command::RecordDonation(DonationInput {
+                project: p(),
+                amount_minor: amount(20_000),
+                currency: cny,
+                channel: Channel::Bank,
+                channel_txn_id: "pledge-pay-1".into(),
+                fee_minor: 0,
+                pledge_seq: Some(pledge),
+                anonymous: false,
+                public_name: Some(text("二七商贸集团")),
+                donor_ref: id("org-1"),
+            })],
+        )
+        .await
+        .unwrap();
+        h.submit(
+            "admin",
+            vec![Command::CancelPledge {
+                pledge_seq: pledge,
+                reason: text("项目调整"),
+            }],
+        )
+        .await
+        .unwrap();
+        let payout = h
+            .submit(
+                "finance-li",
+                vec![Command::RequestPayout(PayoutRequested {
+                    project: p(),
+                    amount_minor: amount(7_000),
+                    currency: cny,
+                    payee: text("服务中心"),
+                    purpose: text("物资采购"),
+                    document_sha256: events::sha256(b"invoice"),
+                })],
+            )
+            .await
+            .unwrap()[0];
+        h.submit(
+            "director-wang",
+            vec![Command::ApprovePayout { payout_seq: payout }],
+        )
+        .await
+        .unwrap();
+        h.submit(
+            "finance-li",
+            vec![Command::DisbursePayout {
+                payout_seq: payout,
+                bank_reference: "ICBC-1".into(),
+            }],
+        )
+        .await
+        .unwrap();
+        let mv = h
+            .submit(
+                "finance-li",
+                vec![Command::RequestMove(MoveRequested {
+                    from_project: p(),
+                    to_project: id("cp-a"),
+                    amount_minor: amount(1_000),
+                    currency: cny,
+                    reason: text("结余转入"),
+                })],
+            )
+            .await
+            .unwrap()[0];
+        h.submit("director-wang", vec![Command::ApproveMove { move_seq: mv }])
+            .await
+            .unwrap();
+        bank_line(
+            &mut h,
+            3_000,
+            Resolution::Settlement {
+                channel: Channel::Alipay,
+                amount_minor: amount(3_000),
+            },
+        )
+        .await;
+
+        // Collect every entry by its seq.
+        let head = h.log.head().await.unwrap();
+        let mut books = Books::default();
+        let mut entries = std::collections::BTreeMap::new();
+        for e in read_range(h.log.as_ref(), 0, head.len - 1).await.unwrap() {
+            entries.insert(e.seq(), books.apply(&e).unwrap());
+        }
+        let post = |account: A, side: Side, amount_minor: u64| Posting {
+            account,
+            side,
+            amount_minor,
+            currency: cny,
+        };
+        let by_type = |t: &str| -> Vec<Vec<Posting>> {
+            entries
+                .values()
+                .filter(|e| e.event_type == t)
+                .map(|e| e.postings.clone())
+                .collect()
+        };
+        let memo_r = || A::PledgesReceivable { project: p() };
+        let memo_o = || A::PledgesOutstanding { project: p() };
+        assert_eq!(
+            by_type("pledge_made"),
+            vec![vec![
+                post(memo_r(), Side::Debit, 50_000),
+                post(memo_o(), Side::Credit, 50_000)
+            ]]
+        );
+        assert_eq!(
+            by_type("donation_received"),
+            vec![vec![
+                post(A::Bank, Side::Debit, 20_000),
+                post(A::DonationIncome { project: p() }, Side::Credit, 20_000),
+                post(memo_o(), Side::Debit, 20_000),
+                post(memo_r(), Side::Credit, 20_000),
+            ]]
+        );
+        assert_eq!(
+            by_type("pledge_cancelled"),
+            vec![vec![
+                post(memo_o(), Side::Debit, 30_000),
+                post(memo_r(), Side::Credit, 30_000)
+            ]]
+        );
+        // The 20,000 gift earned a 1:2 match capped at 5,000.
+        assert_eq!(
+            by_type("match_allocated"),
+            vec![vec![
+                post(
+                    A::MatchingReceivable { pool: id("pool-1") },
+                    Side::Debit,
+                    5_000
+                ),
+                post(
+                    A::MatchingIncome {
+                        pool: id("pool-1"),
+                        project: p()
+                    },
+                    Side::Credit,
+                    5_000
+                ),
+            ]]
+        );
+        assert_eq!(by_type("payout_requested"), vec![vec![]]);
+        assert_eq!(
+            by_type("payout_approved"),
+            vec![vec![
+                post(A::ProgrammeCost { project: p() }, Side::Debit, 7_000),
+                post(A::PayoutsPayable { project: p() }, Side::Credit, 7_000),
+            ]]
+        );
+        assert_eq!(
+            by_type("payout_disbursed"),
+            vec![vec![
+                post(A::PayoutsPayable { project: p() }, Side::Debit, 7_000),
+                post(A::Bank, Side::Credit, 7_000),
+            ]]
+        );
+        assert_eq!(
+            by_type("move_approved"),
+            vec![vec![
+                post(A::FundTransfers { project: p() }, Side::Debit, 1_000),
+                post(
+                    A::FundTransfers {
+                        project: id("cp-a")
+                    },
+                    Side::Credit,
+                    1_000
+                ),
+            ]]
+        );
+        assert_eq!(by_type("statement_line_recorded"), vec![vec![]]);
+        assert_eq!(
+            by_type("exception_resolved"),
+            vec![vec![
+                post(A::Bank, Side::Debit, 3_000),
+                post(
+                    A::Clearing {
+                        channel: Channel::Alipay
+                    },
+                    Side::Credit,
+                    3_000
+                ),
+            ]]
+        );
+        let fs = books.fund_statement(&p()).unwrap();
+        assert_eq!(fs.pledges_outstanding_minor, 0);
+        assert_eq!(fs.net_assets_minor(), 20_000 + 5_000 - 7_000 - 1_000);
+        assert_eq!(fs.balance_minor(), fs.net_assets_minor());
+        assert!(books.trial.is_balanced());
+    });
+}
