@@ -99,11 +99,7 @@ impl EventRecord {
             });
         }
         let hash = sha256(&canonical);
-        Ok(SealedEvent {
-            record: self,
-            hash,
-            canonical,
-        })
+        Ok(SealedEvent::new(self, hash, canonical))
     }
 }
 
@@ -141,30 +137,45 @@ pub fn sha256(bytes: &[u8]) -> Hash {
 }
 
 /// A sealed event: its record, its canonical bytes and their hash. The fields are private so
-/// the three always agree.
+/// the three always agree, and shared, so a clone (into a batch, a cache, a subscriber's
+/// page, a caller's reply) is a reference count, not a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedEvent {
+    inner: std::sync::Arc<Sealed>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Sealed {
     record: EventRecord,
     hash: Hash,
     canonical: Vec<u8>,
 }
 
 impl SealedEvent {
+    fn new(record: EventRecord, hash: Hash, canonical: Vec<u8>) -> SealedEvent {
+        SealedEvent {
+            inner: std::sync::Arc::new(Sealed {
+                record,
+                hash,
+                canonical,
+            }),
+        }
+    }
     pub fn record(&self) -> &EventRecord {
-        &self.record
+        &self.inner.record
     }
     pub fn seq(&self) -> u64 {
-        self.record.seq
+        self.inner.record.seq
     }
     pub fn hash(&self) -> Hash {
-        self.hash
+        self.inner.hash
     }
     pub fn body(&self) -> &EventBody {
-        &self.record.body
+        &self.inner.record.body
     }
     /// The RFC 8785 bytes the hash is computed over; also the Merkle leaf input.
     pub fn canonical_bytes(&self) -> &[u8] {
-        &self.canonical
+        &self.inner.canonical
     }
 
     /// Re-reads an event from its canonical bytes, recomputing the hash. Used when reading
@@ -176,20 +187,19 @@ impl SealedEvent {
                 reason: e.to_string(),
             })?;
         let hash = sha256(&canonical);
-        Ok(SealedEvent {
-            record,
-            hash,
-            canonical,
-        })
+        Ok(SealedEvent::new(record, hash, canonical))
     }
 
     /// The exported form: RFC 8785 bytes of the record with its `hash` member added.
     pub fn export_line(&self) -> Vec<u8> {
-        let mut value = serde_json::to_value(&self.record).expect("event records serialize");
+        let mut value = serde_json::to_value(self.record()).expect("event records serialize");
         value
             .as_object_mut()
             .expect("a record is a JSON object")
-            .insert("hash".into(), serde_json::Value::String(self.hash.to_hex()));
+            .insert(
+                "hash".into(),
+                serde_json::Value::String(self.hash().to_hex()),
+            );
         serde_json_canonicalizer::to_vec(&value).expect("event records serialize")
     }
 }

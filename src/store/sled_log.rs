@@ -65,7 +65,14 @@ struct Inner {
     db_file: File,
     head: Mutex<Head>,
     head_tx: watch::Sender<Head>,
+    /// The last [`RECENT_EVENTS_MAX`] events appended by this process, so subscribers (the
+    /// projections, indexes, live streams) get new events without reading them back from
+    /// sled and parsing them again. What is here is exactly what was made durable.
+    recent: Mutex<std::collections::VecDeque<SealedEvent>>,
 }
+
+/// How many of the latest appended events are kept in memory for readers.
+pub const RECENT_EVENTS_MAX: usize = 65_536;
 
 /// The sled-backed event log. Cheap to clone.
 #[derive(Clone)]
@@ -137,6 +144,7 @@ impl SledLog {
                 db_file,
                 head: Mutex::new(head),
                 head_tx,
+                recent: Mutex::new(std::collections::VecDeque::new()),
             }),
         };
         if let Some(tree) = &this.inner.merkle {
@@ -247,9 +255,27 @@ impl SledLog {
         if let Some((tree, append)) = tree_append {
             tree.commit(append);
         }
+        if let Ok(mut recent) = self.inner.recent.lock() {
+            recent.extend(events.iter().cloned());
+            let excess = recent.len().saturating_sub(RECENT_EVENTS_MAX);
+            recent.drain(..excess);
+        }
         *head = new_head;
         self.inner.head_tx.send_replace(new_head);
         Ok(new_head)
+    }
+
+    /// Events from `from` on out of the in-memory window of recent appends, when `from` is
+    /// inside it (or just past its end, when there is nothing new yet).
+    fn read_recent(&self, from: u64, limit: usize) -> Option<Vec<SealedEvent>> {
+        let recent = self.inner.recent.lock().ok()?;
+        let first = recent.front()?.seq();
+        let start = usize::try_from(from.checked_sub(first)?).ok()?;
+        if start > recent.len() {
+            return None;
+        }
+        let end = recent.len().min(start + limit.min(READ_EVENTS_MAX));
+        Some(recent.range(start..end).cloned().collect())
     }
 
     fn read_blocking(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
@@ -428,6 +454,9 @@ impl EventLog for SledLog {
     }
 
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
+        if let Some(events) = self.read_recent(from, limit) {
+            return Ok(events);
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.read_blocking(from, limit))
             .await
