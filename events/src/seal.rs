@@ -204,19 +204,21 @@ impl SealedEvent {
     }
 }
 
-/// Checks one exported event line without knowing its event types: parse, take out `hash`,
-/// re-canonicalize, hash, compare. Returns the canonical bytes (the Merkle leaf input), the
-/// declared `seq`, `prev` and the hash. This is all a third-party verifier needs.
-pub fn check_export_line(line: &[u8]) -> Result<CheckedLine, ChainError> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(line).map_err(|e| ChainError::Malformed {
+/// An event as a generic JSON object with its `seq`, for the type-agnostic checks below.
+fn parse_event_object(
+    bytes: &[u8],
+) -> Result<(serde_json::Map<String, serde_json::Value>, u64), ChainError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ChainError::Malformed {
             seq: None,
             reason: format!("not JSON: {e}"),
         })?;
-    let object = value.as_object_mut().ok_or(ChainError::Malformed {
-        seq: None,
-        reason: "an event is a JSON object".into(),
-    })?;
+    let serde_json::Value::Object(object) = value else {
+        return Err(ChainError::Malformed {
+            seq: None,
+            reason: "an event is a JSON object".into(),
+        });
+    };
     let seq = object
         .get("seq")
         .and_then(serde_json::Value::as_u64)
@@ -224,39 +226,46 @@ pub fn check_export_line(line: &[u8]) -> Result<CheckedLine, ChainError> {
             seq: None,
             reason: "`seq` is missing or not a non-negative integer".into(),
         })?;
-    let declared = match object.remove("hash") {
-        Some(serde_json::Value::String(s)) => {
-            Hash::from_hex(&s).map_err(|e| ChainError::Malformed {
-                seq: Some(seq),
-                reason: format!("`hash`: {e}"),
-            })?
-        }
-        _ => {
-            return Err(ChainError::Malformed {
-                seq: Some(seq),
-                reason: "`hash` is missing or not a string".into(),
-            })
-        }
+    Ok((object, seq))
+}
+
+/// A member of an event object that holds a hash in lowercase hex.
+fn hash_member(
+    object: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    seq: u64,
+) -> Result<Hash, ChainError> {
+    let malformed = |reason: String| ChainError::Malformed {
+        seq: Some(seq),
+        reason,
     };
-    let prev = match object.get("prev") {
+    match object.get(name) {
         Some(serde_json::Value::String(s)) => {
-            Hash::from_hex(s).map_err(|e| ChainError::Malformed {
-                seq: Some(seq),
-                reason: format!("`prev`: {e}"),
-            })?
+            Hash::from_hex(s).map_err(|e| malformed(format!("`{name}`: {e}")))
         }
-        _ => {
-            return Err(ChainError::Malformed {
-                seq: Some(seq),
-                reason: "`prev` is missing or not a string".into(),
-            })
-        }
-    };
-    let canonical =
-        serde_json_canonicalizer::to_vec(&value).map_err(|e| ChainError::Malformed {
-            seq: Some(seq),
-            reason: e.to_string(),
-        })?;
+        _ => Err(malformed(format!("`{name}` is missing or not a string"))),
+    }
+}
+
+fn canonicalize(
+    object: &serde_json::Map<String, serde_json::Value>,
+    seq: u64,
+) -> Result<Vec<u8>, ChainError> {
+    serde_json_canonicalizer::to_vec(object).map_err(|e| ChainError::Malformed {
+        seq: Some(seq),
+        reason: e.to_string(),
+    })
+}
+
+/// Checks one exported event line without knowing its event types: parse, take out `hash`,
+/// re-canonicalize, hash, compare. Returns the canonical bytes (the Merkle leaf input), the
+/// declared `seq`, `prev` and the hash. This is all a third-party verifier needs.
+pub fn check_export_line(line: &[u8]) -> Result<CheckedLine, ChainError> {
+    let (mut object, seq) = parse_event_object(line)?;
+    let declared = hash_member(&object, "hash", seq)?;
+    object.remove("hash");
+    let prev = hash_member(&object, "prev", seq)?;
+    let canonical = canonicalize(&object, seq)?;
     let computed = sha256(&canonical);
     if computed != declared {
         return Err(ChainError::HashMismatch {
@@ -278,41 +287,18 @@ pub fn check_export_line(line: &[u8]) -> Result<CheckedLine, ChainError> {
 /// canonical form (re-canonicalizing it gives the same bytes) with a `seq` and a `prev`;
 /// its hash is SHA-256 of the bytes. Like [`check_export_line`], it needs no event types.
 pub fn check_entry(entry: &[u8]) -> Result<CheckedLine, ChainError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(entry).map_err(|e| ChainError::Malformed {
-            seq: None,
-            reason: format!("not JSON: {e}"),
-        })?;
-    let object = value.as_object().ok_or(ChainError::Malformed {
-        seq: None,
-        reason: "an event is a JSON object".into(),
-    })?;
-    let seq = object
-        .get("seq")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or(ChainError::Malformed {
-            seq: None,
-            reason: "`seq` is missing or not a non-negative integer".into(),
-        })?;
-    let malformed = |reason: String| ChainError::Malformed {
+    let (object, seq) = parse_event_object(entry)?;
+    let malformed = |reason: &str| ChainError::Malformed {
         seq: Some(seq),
-        reason,
+        reason: reason.into(),
     };
     if object.contains_key("hash") {
-        return Err(malformed("an entry has no `hash` member".into()));
+        return Err(malformed("an entry has no `hash` member"));
     }
-    let prev = match object.get("prev") {
-        Some(serde_json::Value::String(s)) => {
-            Hash::from_hex(s).map_err(|e| malformed(format!("`prev`: {e}")))?
-        }
-        _ => return Err(malformed("`prev` is missing or not a string".into())),
-    };
-    let canonical =
-        serde_json_canonicalizer::to_vec(&value).map_err(|e| malformed(e.to_string()))?;
+    let prev = hash_member(&object, "prev", seq)?;
+    let canonical = canonicalize(&object, seq)?;
     if canonical != entry {
-        return Err(malformed(
-            "the entry is not in RFC 8785 canonical form".into(),
-        ));
+        return Err(malformed("the entry is not in RFC 8785 canonical form"));
     }
     Ok(CheckedLine {
         seq,
