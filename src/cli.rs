@@ -874,6 +874,13 @@ async fn serve(
     let wanted = (demo_donations.is_some() && new_ledger)
         .then(|| events::Id::new("erqi").expect("valid id"));
     let ledger = crate::node::ledger_id(&db, wanted.as_ref())?;
+    // A demo should be verifiable end to end at once: give it a checkpoint signing key
+    // if it has none (a real deployment makes its own with `keygen --name <its origin>`).
+    if demo_donations.is_some() && crate::tlog::checkpoints::load_signer(dir)?.is_none() {
+        let origin = crate::tlog::checkpoints::default_origin(&ledger);
+        let key = crate::tlog::checkpoints::keygen(dir, &origin)?;
+        eprintln!("demo: made a checkpoint signing key; verifier key {key}");
+    }
     let node = Node::open_on_sled(sled, dir, ledger, clock).await?;
     if let Some(donations) = demo_donations {
         let head = node.log.head().await?;
