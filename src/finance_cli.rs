@@ -30,7 +30,10 @@ use crate::store::{EventLog, READ_EVENTS_MAX};
 use crate::writer::{Submission, SUBMISSION_COMMANDS_MAX};
 
 /// The statement formats `import-statement` reads.
-#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+#[derive(
+    clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum StatementFormat {
     Wechat,
     Alipay,
@@ -108,7 +111,10 @@ pub struct ReconcileArgs {
     pub matching: MatchArgs,
 }
 
-#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+#[derive(
+    clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ResolutionAction {
     Explained,
     Linked,
@@ -379,34 +385,32 @@ pub async fn import_statement(args: ImportStatementArgs) -> anyhow::Result<ExitC
         }
     };
     let node = open_node(&args.data.data).await?;
-    let result = record_statement(&node, &args.file, &summary, &actor, &options).await;
+    let input = StatementInput::File(args.file.clone());
+    let result = record_statement(&node, &input, &summary, &actor, &options).await;
     let reconciled = match &result {
-        Ok((statement_seq, _)) => {
-            let head = node.log.head().await?;
-            let state = node
-                .state_at(head.len, std::time::Duration::from_secs(120))
-                .await
-                .context("the projections did not catch up with the log")?;
-            Some(
-                reconcile_statement(
-                    node.log.as_ref(),
-                    &state,
-                    *statement_seq,
-                    args.matching.config(),
-                )
-                .await,
-            )
-        }
+        Ok(r) => Some(reconcile_recorded(&node, r.statement_seq, args.matching.config()).await),
         Err(_) => None,
     };
     node.shutdown().await?;
-    let (statement_seq, recorded_now) = result?;
+    let recorded = result?;
+    let statement_seq = recorded.statement_seq;
+    if recorded.changed() {
+        println!(
+        "import-statement: statement {statement_seq} ({}, account {}, {} to {}): {} lines, {} recorded now",
+        summary.source.as_str(),
+        summary.account,
+        china_date(summary.period_start_ms),
+        china_date(summary.period_end_ms.saturating_sub(1)),
+        summary.line_count,
+        recorded.lines_recorded_now
+    );
+    }
     let rec = reconciled.context("no reconciliation")??;
     print_reconciliation(&rec);
     if let Some(path) = &args.exceptions {
         crate::reports::write_exceptions_csv(&rec, &mut sink(Some(path))?)?;
     }
-    if recorded_now == 0 {
+    if !recorded.changed() {
         println!(
             "import-statement: statement {statement_seq} was imported already; nothing changed"
         );
@@ -414,20 +418,65 @@ pub async fn import_statement(args: ImportStatementArgs) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where a statement's bytes are: a file (the CLI) or an uploaded body (the HTTP API).
+/// [`record_statement`] reads it twice: once to check it, once to record its lines.
+#[derive(Debug, Clone)]
+pub enum StatementInput {
+    File(PathBuf),
+    Bytes(axum::body::Bytes),
+}
+
+impl StatementInput {
+    /// A fresh reader from the start.
+    pub fn open(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        Ok(match self {
+            StatementInput::File(path) => Box::new(std::fs::File::open(path)?),
+            StatementInput::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+        })
+    }
+
+    /// For messages: the file's path, or "the uploaded statement".
+    pub fn name(&self) -> String {
+        match self {
+            StatementInput::File(path) => path.display().to_string(),
+            StatementInput::Bytes(_) => "the uploaded statement".to_owned(),
+        }
+    }
+}
+
+/// What [`record_statement`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedStatement {
+    /// The seq of the statement's `StatementImported` event: its id.
+    pub statement_seq: u64,
+    /// True when this call recorded the `StatementImported` event.
+    pub announced: bool,
+    /// Lines recorded by this call (the rest of an interrupted import, or all of them).
+    pub lines_recorded_now: u64,
+}
+
+impl RecordedStatement {
+    /// False when the same file had been imported completely before: nothing changed.
+    pub fn changed(&self) -> bool {
+        self.announced || self.lines_recorded_now > 0
+    }
+}
+
 /// Records a statement file that [`check_statement_file`] (or [`parse_statement`]) accepted
 /// with `summary`: the `StatementImported` event unless the same file was imported before,
 /// then every line not yet recorded (the rest of it, after an interrupted import), streamed
 /// from the file in submissions of [`SUBMISSION_COMMANDS_MAX`] lines. Returns the
-/// statement's seq and how many lines were recorded now (0: nothing changed). Usable from an
-/// HTTP upload route as well as the CLI.
+/// statement's seq and what changed. Used by the CLI's `import-statement` and the HTTP API's
+/// `POST /api/v1/staff/statements`.
 pub async fn record_statement(
     node: &Node,
-    file: &Path,
+    input: &StatementInput,
     summary: &StatementSummary,
     actor: &Id,
     options: &StatementOptions,
-) -> anyhow::Result<(u64, u64)> {
+) -> anyhow::Result<RecordedStatement> {
     let state = node.state();
+    let mut announced = false;
     let statement_seq = match state.statement_digests.get(&summary.sha256) {
         Some(seq) => *seq,
         None => {
@@ -448,6 +497,8 @@ pub async fn record_statement(
                     commands: vec![Command::ImportStatement(header)],
                 })
                 .await?;
+            // A replay (the same upload racing another) announced nothing new.
+            announced = !outcome.replayed;
             outcome
                 .events
                 .first()
@@ -464,7 +515,11 @@ pub async fn record_statement(
         .map(|s| s.lines_recorded)
         .context("the statement is not in the projections")?;
     if recorded == summary.line_count {
-        return Ok((statement_seq, 0));
+        return Ok(RecordedStatement {
+            statement_seq,
+            announced,
+            lines_recorded_now: 0,
+        });
     }
     tracing::info!(
         statement_seq,
@@ -474,11 +529,11 @@ pub async fn record_statement(
     );
     // Pass 2: stream the file again, recording the lines not yet recorded.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ParsedLine>>(4);
-    let path = file.to_owned();
+    let reopen = input.clone();
     let source = summary.source;
     let options = *options;
     let parser = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
+        let file = reopen.open()?;
         let mut chunk = Vec::with_capacity(SUBMISSION_COMMANDS_MAX);
         let result = parse_statement(source, file, &options, &mut |line| {
             if line.line_no > recorded {
@@ -532,17 +587,28 @@ pub async fn record_statement(
     anyhow::ensure!(
         second.sha256 == summary.sha256,
         "{} changed while it was imported; {now} lines were recorded; import the new file again to finish",
-        file.display()
+        input.name()
     );
-    println!(
-        "import-statement: statement {statement_seq} ({}, account {}, {} to {}): {} lines, {now} recorded now",
-        summary.source.as_str(),
-        summary.account,
-        china_date(summary.period_start_ms),
-        china_date(summary.period_end_ms.saturating_sub(1)),
-        summary.line_count
-    );
-    Ok((statement_seq, now))
+    Ok(RecordedStatement {
+        statement_seq,
+        announced,
+        lines_recorded_now: now,
+    })
+}
+
+/// Waits until the read models include everything in the log, then reconciles the statement
+/// at `statement_seq`: what `import-statement` (CLI and HTTP) reports after recording.
+pub async fn reconcile_recorded(
+    node: &Node,
+    statement_seq: u64,
+    config: MatchConfig,
+) -> anyhow::Result<Reconciliation> {
+    let head = node.log.head().await?;
+    let state = node
+        .state_at(head.len, std::time::Duration::from_secs(120))
+        .await
+        .context("the projections did not catch up with the log")?;
+    reconcile_statement(node.log.as_ref(), &state, statement_seq, config).await
 }
 
 /// Reconciles a recorded statement, streaming its lines from the log.
@@ -619,45 +685,127 @@ async fn load_state(log: &crate::store::SledLog) -> anyhow::Result<LedgerState> 
     Ok(crate::projector::load_state(log, Some(&snapshots)).await?)
 }
 
-fn amount_arg(s: Option<&str>) -> anyhow::Result<Amount> {
-    let s = s.context("--amount is required for this action")?;
-    let (negative, minor) = parse_decimal_minor(s).map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
-    anyhow::ensure!(!negative, "--amount: must not be negative");
-    Amount::new(minor).map_err(|e| anyhow::anyhow!("--amount: {e}"))
+/// The fields of `resolve-exception` (CLI flags, or the HTTP body of
+/// `POST /api/v1/staff/statements/{seq}/exceptions/resolve`), before they are checked.
+#[derive(Debug, Clone)]
+pub struct ResolveFields {
+    pub statement: u64,
+    pub line: Option<u64>,
+    pub entry: Option<u64>,
+    pub action: ResolutionAction,
+    pub link_to: Option<u64>,
+    pub channel: Option<String>,
+    pub pool: Option<String>,
+    /// In yuan, e.g. `1234.50`.
+    pub amount: Option<String>,
+    pub note: String,
+}
+
+/// A field of [`ResolveFields`] that is missing or wrong. `field` is the HTTP name
+/// (`link_to`); the CLI shows it as a flag (`--link-to`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ResolveFieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl ResolveFieldError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        ResolveFieldError {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The message with the field written as the CLI flag.
+    pub fn as_flag(&self) -> String {
+        format!("--{}: {}", self.field.replace('_', "-"), self.reason)
+    }
+}
+
+fn amount_field(s: Option<&str>) -> Result<Amount, ResolveFieldError> {
+    let s = s.ok_or_else(|| ResolveFieldError::new("amount", "required for this action"))?;
+    let (negative, minor) =
+        parse_decimal_minor(s).map_err(|e| ResolveFieldError::new("amount", e))?;
+    if negative {
+        return Err(ResolveFieldError::new("amount", "must not be negative"));
+    }
+    Amount::new(minor).map_err(|e| ResolveFieldError::new("amount", e.to_string()))
+}
+
+/// Checks the fields of `resolve-exception` and makes the command: the one path of the CLI
+/// and the HTTP API. The ledger then checks it against the statement and its exceptions.
+pub fn resolve_command(f: &ResolveFields) -> Result<Command, ResolveFieldError> {
+    match (f.line, f.entry) {
+        (Some(_), Some(_)) => {
+            return Err(ResolveFieldError::new(
+                "entry",
+                "give the line or the entry, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ResolveFieldError::new(
+                "line",
+                "give the statement line or the ledger entry the exception is about",
+            ))
+        }
+        _ => {}
+    }
+    let resolution =
+        match f.action {
+            ResolutionAction::Explained => Resolution::Explained,
+            ResolutionAction::Linked => Resolution::Linked {
+                entry_seq: f
+                    .link_to
+                    .ok_or_else(|| ResolveFieldError::new("link_to", "required for linked"))?,
+            },
+            ResolutionAction::Settlement => {
+                let name = f
+                    .channel
+                    .as_deref()
+                    .ok_or_else(|| ResolveFieldError::new("channel", "required for settlement"))?;
+                let channel = Channel::ALL
+                    .into_iter()
+                    .find(|c| c.as_str() == name)
+                    .ok_or_else(|| {
+                        ResolveFieldError::new("channel", format!("unknown channel {name:?}"))
+                    })?;
+                Resolution::Settlement {
+                    channel,
+                    amount_minor: amount_field(f.amount.as_deref())?,
+                }
+            }
+            ResolutionAction::MatchingReceived => Resolution::MatchingReceived {
+                pool: Id::new(f.pool.as_deref().ok_or_else(|| {
+                    ResolveFieldError::new("pool", "required for matching-received")
+                })?)
+                .map_err(|e| ResolveFieldError::new("pool", e.to_string()))?,
+                amount_minor: amount_field(f.amount.as_deref())?,
+            },
+        };
+    Ok(Command::ResolveException(ExceptionResolved {
+        statement_seq: f.statement,
+        line_no: f.line,
+        entry_seq: f.entry,
+        resolution,
+        note: Text::new(&f.note).map_err(|e| ResolveFieldError::new("note", e.to_string()))?,
+    }))
 }
 
 pub async fn resolve_exception(args: ResolveArgs) -> anyhow::Result<ExitCode> {
-    let resolution = match args.action {
-        ResolutionAction::Explained => Resolution::Explained,
-        ResolutionAction::Linked => Resolution::Linked {
-            entry_seq: args.link_to.context("--link-to is required for linked")?,
-        },
-        ResolutionAction::Settlement => {
-            let name = args
-                .channel
-                .as_deref()
-                .context("--channel is required for settlement")?;
-            let channel = Channel::ALL
-                .into_iter()
-                .find(|c| c.as_str() == name)
-                .with_context(|| format!("--channel: unknown channel {name:?}"))?;
-            Resolution::Settlement {
-                channel,
-                amount_minor: amount_arg(args.amount.as_deref())?,
-            }
-        }
-        ResolutionAction::MatchingReceived => Resolution::MatchingReceived {
-            pool: Id::new(args.pool.as_deref().context("--pool is required")?).context("--pool")?,
-            amount_minor: amount_arg(args.amount.as_deref())?,
-        },
+    let fields = ResolveFields {
+        statement: args.statement,
+        line: args.line,
+        entry: args.entry,
+        action: args.action,
+        link_to: args.link_to,
+        channel: args.channel.clone(),
+        pool: args.pool.clone(),
+        amount: args.amount.clone(),
+        note: args.note.clone(),
     };
-    let command = Command::ResolveException(ExceptionResolved {
-        statement_seq: args.statement,
-        line_no: args.line,
-        entry_seq: args.entry,
-        resolution,
-        note: Text::new(&args.note).context("--note")?,
-    });
+    let command = resolve_command(&fields).map_err(|e| anyhow::anyhow!(e.as_flag()))?;
     let node = open_node(&args.data.data).await?;
     let actor = Id::new(&args.actor).context("--actor")?;
     let outcome = node.writer.submit(Submission::one(actor, command)).await;

@@ -32,6 +32,12 @@ pub struct ErrorDetail {
     /// Per-item errors of a batch request, in item order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<ItemError>,
+    /// Where in an uploaded statement file the first error is: 1-based line and column
+    /// (`malformed_statement` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
 }
 
 /// What was wrong with one item of a batch.
@@ -51,6 +57,8 @@ pub struct ApiError {
     pub message: String,
     pub items: Vec<ItemError>,
     pub retry_after_s: Option<u64>,
+    /// (line, column) of the first error in an uploaded file.
+    pub position: Option<(u64, u64)>,
 }
 
 impl ApiError {
@@ -61,6 +69,7 @@ impl ApiError {
             message: message.into(),
             items: Vec::new(),
             retry_after_s: None,
+            position: None,
         }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -110,6 +119,8 @@ impl ApiError {
                 code: self.code.to_owned(),
                 message: self.message.clone(),
                 items: self.items.clone(),
+                line: self.position.map(|p| p.0),
+                column: self.position.map(|p| p.1),
             },
         }
     }
@@ -193,6 +204,19 @@ where
 pub struct OptionalJson<T>(pub T);
 
 async fn read_body(req: Request, max: usize, allow_empty: bool) -> Result<Vec<u8>, ApiError> {
+    Ok(read_body_as(req, max, allow_empty, &["application/json"])
+        .await?
+        .to_vec())
+}
+
+/// Reads a body of at most `max` bytes (413 naming the limit beyond) whose content type is
+/// one of `accepted` (415 otherwise).
+pub(crate) async fn read_body_as(
+    req: Request,
+    max: usize,
+    allow_empty: bool,
+    accepted: &[&str],
+) -> Result<axum::body::Bytes, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -218,23 +242,50 @@ async fn read_body(req: Request, max: usize, allow_empty: bool) -> Result<Vec<u8
             }
         })?;
     if bytes.is_empty() && allow_empty {
-        return Ok(Vec::new());
+        return Ok(bytes);
     }
-    let is_json = content_type.as_deref().is_some_and(|ct| {
+    let accepted_type = content_type.as_deref().is_some_and(|ct| {
         let mime = ct.split(';').next().unwrap_or("").trim();
-        mime.eq_ignore_ascii_case("application/json")
+        accepted.iter().any(|a| mime.eq_ignore_ascii_case(a))
     });
-    if !is_json {
+    if !accepted_type {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "content-type: expected application/json (got {:?})",
+                "content-type: expected {} (got {:?})",
+                accepted.join(" or "),
                 content_type.as_deref().unwrap_or("none")
             ),
         ));
     }
-    Ok(bytes.to_vec())
+    Ok(bytes)
+}
+
+/// The outer body limit of every request: [`super::limits::STATEMENT_BODY_BYTES_MAX`] for a
+/// statement upload, [`super::limits::BATCH_BODY_BYTES_MAX`] for anything else. Each
+/// extractor then applies its own, smaller limit. Over the limit is a 413 naming it.
+pub async fn body_limit(req: Request, next: axum::middleware::Next) -> Response {
+    let max = if req.method() == axum::http::Method::POST
+        && req.uri().path() == "/api/v1/staff/statements"
+    {
+        super::limits::STATEMENT_BODY_BYTES_MAX
+    } else {
+        super::limits::BATCH_BODY_BYTES_MAX
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared {
+        if len > max as u64 {
+            return too_large_body(len, max).into_response();
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, max));
+    next.run(Request::from_parts(parts, body)).await
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -248,7 +299,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-fn too_large_body(given: u64, max: usize) -> ApiError {
+pub(crate) fn too_large_body(given: u64, max: usize) -> ApiError {
     ApiError::too_large(
         "payload_too_large",
         format!("body: {given} bytes or more; the limit is {max} bytes"),

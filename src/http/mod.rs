@@ -12,7 +12,6 @@ use axum::Router;
 use projections::LedgerState;
 use tokio::sync::{watch, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
@@ -23,6 +22,7 @@ pub mod error;
 pub mod openapi;
 pub mod public;
 pub mod staff;
+pub mod statements;
 pub mod tokens;
 
 pub use auth::{Principal, Role};
@@ -49,6 +49,11 @@ pub mod limits {
     /// Items per page of other lists (projects, payouts, pledges, moves), by default and at most.
     pub const PAGE_ITEMS_DEFAULT: usize = 100;
     pub const PAGE_ITEMS_MAX: usize = 500;
+    /// The largest statement file uploaded to `POST /api/v1/staff/statements` (64 MiB).
+    pub const STATEMENT_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+    /// Exceptions per page of a statement's reconciliation, by default and at most.
+    pub const PAGE_EXCEPTIONS_DEFAULT: usize = 100;
+    pub const PAGE_EXCEPTIONS_MAX: usize = 1000;
     /// Server-Sent Events streams open at once; more are answered 503.
     pub const SSE_STREAMS_MAX: usize = 256;
     /// How often an idle SSE stream sends a keep-alive comment.
@@ -65,6 +70,8 @@ pub struct AppState {
     shutdown_tx: Arc<watch::Sender<bool>>,
     pub shutdown: watch::Receiver<bool>,
     pub sse_streams: Arc<Semaphore>,
+    /// Statement uploads record one at a time (lines must be recorded in order).
+    pub statement_imports: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -76,6 +83,7 @@ impl AppState {
             shutdown_tx: Arc::new(tx),
             shutdown: rx,
             sse_streams: Arc::new(Semaphore::new(limits::SSE_STREAMS_MAX)),
+            statement_imports: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -138,7 +146,7 @@ pub fn app(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             limits::REQUEST_TIMEOUT,
         ))
-        .layer(RequestBodyLimitLayer::new(limits::BATCH_BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(error::body_limit))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::ErrorBody;
-use super::{public, staff, AppState};
+use super::{public, staff, statements, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -71,6 +71,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(staff::revoke_token))
         .routes(routes!(staff::whoami))
         .routes(routes!(staff::staff_events))
+        .routes(routes!(statements::import_statement))
+        .routes(routes!(statements::reconciliation))
+        .routes(routes!(statements::resolve_exception))
         .routes(routes!(public::projects))
         .routes(routes!(public::project))
         .routes(routes!(public::receipt))

@@ -550,7 +550,7 @@ fn write_response(outcome: &Outcome) -> Result<WriteResponse, ApiError> {
 }
 
 /// 201 for a new write, 200 with `Idempotent-Replayed: true` for a replay.
-fn written<T: Serialize>(replayed: bool, body: T) -> Response {
+pub(crate) fn written<T: Serialize>(replayed: bool, body: T) -> Response {
     let status = if replayed {
         StatusCode::OK
     } else {
@@ -565,7 +565,7 @@ fn written<T: Serialize>(replayed: bool, body: T) -> Response {
     response
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -578,7 +578,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// The one write path: role check, `Idempotency-Key`, the writer, the response.
-async fn write(
+pub(crate) async fn write(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,

@@ -1,0 +1,488 @@
+//! Statements over HTTP: upload a channel's bill or a bank statement, read its
+//! reconciliation, resolve its exceptions. The same code paths as the CLI's
+//! `import-statement`, `reconcile` and `resolve-exception` ([`crate::finance_cli`]): the
+//! file is checked whole by [`parse_statement`] before anything is recorded, then
+//! [`record_statement`] records it and [`reconcile_statement`] reconciles it.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use projections::reconcile::{Exception, MatchConfig, Reconciliation};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
+
+use super::auth::{Principal, Role};
+use super::error::{read_body_as, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::limits::*;
+use super::staff::{page_limit, write, ReadErrors, WriteResponse};
+use super::AppState;
+use crate::finance_cli::{
+    reconcile_recorded, reconcile_statement, record_statement, resolve_command, ResolutionAction,
+    ResolveFields, StatementFormat, StatementInput,
+};
+use crate::statement::{parse_statement, StatementError, StatementOptions};
+use crate::writer::WriteError;
+
+/// The content types a statement upload may have.
+pub const STATEMENT_CONTENT_TYPES: &[&str] = &[
+    "text/csv",
+    "application/xml",
+    "text/xml",
+    "text/plain",
+    "application/octet-stream",
+];
+
+/// How the CLI's `--date-window-hours` and `--timing-window-minutes` default.
+const DATE_WINDOW_HOURS_DEFAULT: u64 = 48;
+const TIMING_WINDOW_MINUTES_DEFAULT: u64 = 60;
+
+fn match_config(date_window_hours: Option<u64>, timing_window_minutes: Option<u64>) -> MatchConfig {
+    MatchConfig {
+        date_window_ms: date_window_hours
+            .unwrap_or(DATE_WINDOW_HOURS_DEFAULT)
+            .saturating_mul(3_600_000),
+        timing_window_ms: timing_window_minutes
+            .unwrap_or(TIMING_WINDOW_MINUTES_DEFAULT)
+            .saturating_mul(60_000),
+    }
+}
+
+/// How to read an uploaded statement.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// The statement's format: `wechat`, `alipay`, `bank-csv` or `camt053`.
+    #[param(value_type = String, example = "wechat")]
+    pub format: StatementFormat,
+    /// The account the statement must be for (merchant number, Alipay account, IBAN); a
+    /// file for another account is refused (`account_mismatch`) and nothing is recorded.
+    pub account: Option<String>,
+    /// Minutes east of UTC of times without a zone in the file (default 480, China);
+    /// within ±840.
+    pub utc_offset_minutes: Option<i32>,
+    /// Match by amount when booked within this many hours of the ledger entry (default 48).
+    pub date_window_hours: Option<u64>,
+    /// Entries this many minutes before the period's end that the statement lacks are timing
+    /// differences (default 60).
+    pub timing_window_minutes: Option<u64>,
+}
+
+/// The raw bytes of a statement upload: at most [`STATEMENT_BODY_BYTES_MAX`], one of
+/// [`STATEMENT_CONTENT_TYPES`].
+pub struct StatementBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for StatementBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes =
+            read_body_as(req, STATEMENT_BODY_BYTES_MAX, true, STATEMENT_CONTENT_TYPES).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request(
+                "empty_body",
+                "body: the statement file is empty",
+            ));
+        }
+        Ok(StatementBody(bytes))
+    }
+}
+
+/// Matched pairs and exceptions of a statement, counted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReconciliationSummary {
+    /// Statement lines paired with a ledger entry.
+    pub matched: u64,
+    /// Matched pairs per rule (`reference`, `amount_and_date`, `linked`).
+    pub matched_by_rule: BTreeMap<String, u64>,
+    /// Exceptions, resolved or not.
+    pub exceptions: u64,
+    /// Exceptions not yet resolved.
+    pub open_exceptions: u64,
+    /// Exceptions per reason code (`line_not_in_ledger`, `missing_from_statement`, …).
+    pub exceptions_by_reason: BTreeMap<String, u64>,
+    /// The statement's gross amount and fees, in minor units.
+    pub statement_gross_minor: u64,
+    pub statement_fees_minor: u64,
+}
+
+impl ReconciliationSummary {
+    fn of(rec: &Reconciliation) -> ReconciliationSummary {
+        let open = rec.open_exceptions().count() as u64;
+        ReconciliationSummary {
+            matched: rec.matched.len() as u64,
+            matched_by_rule: rec
+                .matched_counts()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            exceptions: rec.exceptions.len() as u64,
+            open_exceptions: open,
+            exceptions_by_reason: rec
+                .counts()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            statement_gross_minor: u64::try_from(rec.statement_gross_minor).unwrap_or(u64::MAX),
+            statement_fees_minor: u64::try_from(rec.statement_fees_minor).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImportResponse {
+    /// The seq of the statement's `StatementImported` event: its id.
+    pub statement_seq: u64,
+    /// True when the same file had been imported before: nothing changed.
+    pub already_imported: bool,
+    /// Lines in the file.
+    pub line_count: u64,
+    /// Lines recorded by this upload (all of them, the rest of an interrupted import, or 0).
+    pub lines_recorded_now: u64,
+    pub source: String,
+    pub account: String,
+    pub currency: String,
+    pub period_start_ms: u64,
+    pub period_end_ms: u64,
+    /// SHA-256 of the file, 64 hex digits.
+    pub sha256: String,
+    pub reconciliation: ReconciliationSummary,
+}
+
+/// The errors an upload can answer with.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ImportErrors {
+    /// A bad query (`invalid_query`) or an empty body (`empty_body`).
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorBody),
+    /// No, unknown or revoked bearer token (`unauthorized`).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Not the recorder role (`forbidden`).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The ledger refused a line (`statement_line_order`, …).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The file is over 64 MiB (`payload_too_large`, naming the limit).
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not `text/csv`, `application/xml`, `text/xml`, `text/plain` or
+    /// `application/octet-stream` (`unsupported_media_type`).
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// The file is malformed (`malformed_statement`, with `line` and `column` of the first
+    /// error) or for another account (`account_mismatch`); nothing was recorded.
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+    /// The ledger is shutting down (`shutting_down`); upload the same file again.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+fn statement_error(e: StatementError) -> ApiError {
+    let mut err = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "malformed_statement",
+        format!("{e}; nothing was recorded"),
+    );
+    if let StatementError::Malformed { line, column, .. } = e {
+        err.position = Some((line, column));
+    }
+    err
+}
+
+fn recording_error(e: anyhow::Error) -> ApiError {
+    match e.downcast::<WriteError>() {
+        Ok(w) => w.into(),
+        Err(e) => ApiError::internal(format!("{e:#}")),
+    }
+}
+
+/// Import a statement (recorder): the file is the body. The whole file is checked first: a
+/// malformed one is refused with the line and column of its first error and nothing is
+/// recorded. Uploading the same file again changes nothing (200, `already_imported`); an
+/// interrupted import resumes. Answers the statement seq and its reconciliation summary.
+#[utoipa::path(post, path = "/api/v1/staff/statements", tag = "staff",
+    params(ImportQuery),
+    request_body(description = "The statement file (UTF-8), at most 64 MiB",
+        content((String = "text/csv"), (String = "application/xml"))),
+    responses(
+        (status = 201, description = "Imported", body = ImportResponse),
+        (status = 200, description = "The same file was imported before; nothing changed", body = ImportResponse),
+        ImportErrors),
+    security(("bearer" = [])))]
+pub async fn import_statement(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    StatementBody(bytes): StatementBody,
+) -> Result<Response, ApiError> {
+    p.require(Role::Recorder, "import_statement")?;
+    let utc_offset_minutes = q.utc_offset_minutes.unwrap_or(480);
+    if !(-840..=840).contains(&utc_offset_minutes) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("utc_offset_minutes: must be within ±840 (got {utc_offset_minutes})"),
+        ));
+    }
+    let options = StatementOptions { utc_offset_minutes };
+    let source = q.format.source();
+    // Pass 1: the whole file is checked before anything is recorded.
+    let input = StatementInput::Bytes(bytes);
+    let check = input.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        let reader = check
+            .open()
+            .map_err(|e| StatementError::Io(e.to_string()))?;
+        parse_statement(source, reader, &options, &mut |_| Ok(()))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(statement_error)?;
+    if let Some(account) = &q.account {
+        if account != &summary.account {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "account_mismatch",
+                format!(
+                    "account: the statement is for account {:?}, not {account:?}; nothing was recorded",
+                    summary.account
+                ),
+            ));
+        }
+    }
+    // Lines are recorded in order: one upload at a time.
+    let _one_at_a_time = s.statement_imports.lock().await;
+    let recorded = record_statement(&s.node, &input, &summary, &p.actor, &options)
+        .await
+        .map_err(recording_error)?;
+    let rec = reconcile_recorded(
+        &s.node,
+        recorded.statement_seq,
+        match_config(q.date_window_hours, q.timing_window_minutes),
+    )
+    .await
+    .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let body = ImportResponse {
+        statement_seq: recorded.statement_seq,
+        already_imported: !recorded.changed(),
+        line_count: summary.line_count,
+        lines_recorded_now: recorded.lines_recorded_now,
+        source: summary.source.as_str().to_owned(),
+        account: summary.account.clone(),
+        currency: summary.currency.to_string(),
+        period_start_ms: summary.period_start_ms,
+        period_end_ms: summary.period_end_ms,
+        sha256: summary.sha256.to_hex(),
+        reconciliation: ReconciliationSummary::of(&rec),
+    };
+    let status = if recorded.changed() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+/// Which exceptions to list.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExceptionFilter {
+    /// Not yet resolved (the default).
+    #[default]
+    Open,
+    Resolved,
+    All,
+}
+
+/// Paging, filter and matching tolerances of a reconciliation.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReconciliationQuery {
+    /// `open` (default), `resolved` or `all`.
+    pub status: Option<ExceptionFilter>,
+    /// Skip this many exceptions of the list (paging; `next_offset` of the previous page).
+    pub offset: Option<usize>,
+    /// At most this many exceptions (default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// Match by amount when booked within this many hours of the ledger entry (default 48).
+    pub date_window_hours: Option<u64>,
+    /// Timing window before the period's end, in minutes (default 60).
+    pub timing_window_minutes: Option<u64>,
+    /// Wait (at most 5 s) until the read models include this seq.
+    pub min_seq: Option<u64>,
+}
+
+/// Something that did not reconcile.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExceptionItem {
+    /// `line_not_in_ledger`, `missing_from_statement`, `timing_difference`,
+    /// `amount_difference`, `fee_difference`, `currency_difference`, `refund_not_in_ledger`,
+    /// `duplicate_line`.
+    pub reason: String,
+    /// The statement line (1-based), when the exception is about a line: resolve it with `line`.
+    pub line_no: Option<u64>,
+    /// The ledger entry (donation, refund or payout seq), when there is one; resolve an
+    /// exception without a line with `entry`.
+    pub entry_seq: Option<u64>,
+    pub reference: String,
+    pub statement_amount_minor: Option<u64>,
+    pub ledger_amount_minor: Option<u64>,
+    pub statement_fee_minor: Option<u64>,
+    pub ledger_fee_minor: Option<u64>,
+    /// The `ExceptionResolved` event, once resolved.
+    pub resolved_seq: Option<u64>,
+    pub resolution: Option<String>,
+}
+
+impl From<&Exception> for ExceptionItem {
+    fn from(e: &Exception) -> ExceptionItem {
+        ExceptionItem {
+            reason: e.reason.as_str().to_owned(),
+            line_no: e.line_no,
+            entry_seq: e.entry_seq,
+            reference: e.reference.clone(),
+            statement_amount_minor: e.statement_amount_minor,
+            ledger_amount_minor: e.ledger_amount_minor,
+            statement_fee_minor: e.statement_fee_minor,
+            ledger_fee_minor: e.ledger_fee_minor,
+            resolved_seq: e.resolved_seq,
+            resolution: e.resolution.map(str::to_owned),
+        }
+    }
+}
+
+/// A statement's reconciliation: the summary and one page of its exceptions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReconciliationPage {
+    pub statement_seq: u64,
+    pub source: String,
+    pub account: String,
+    pub currency: String,
+    pub period_start_ms: u64,
+    pub period_end_ms: u64,
+    pub line_count: u64,
+    pub lines_recorded: u64,
+    pub summary: ReconciliationSummary,
+    /// The page of exceptions (filtered by `status`), in the reconciler's order.
+    pub exceptions: Vec<ExceptionItem>,
+    /// Pass as `offset` for the next page; absent on the last page.
+    pub next_offset: Option<usize>,
+}
+
+/// A statement's reconciliation (any staff role): matched pairs counted, exceptions listed
+/// (open ones by default), paged. Recomputed from the log on every call, like the CLI's
+/// `reconcile`.
+#[utoipa::path(get, path = "/api/v1/staff/statements/{seq}/reconciliation", tag = "staff",
+    params(("seq" = u64, Path, description = "The statement's seq"), ReconciliationQuery),
+    responses((status = 200, body = ReconciliationPage), ReadErrors),
+    security(("bearer" = [])))]
+pub async fn reconciliation(
+    State(s): State<AppState>,
+    _p: Principal,
+    ApiPath(seq): ApiPath<u64>,
+    ApiQuery(q): ApiQuery<ReconciliationQuery>,
+) -> Result<Json<ReconciliationPage>, ApiError> {
+    let limit = page_limit(q.limit, PAGE_EXCEPTIONS_DEFAULT, PAGE_EXCEPTIONS_MAX)?;
+    let state = s.read_state(q.min_seq).await?;
+    let statement = state
+        .statements
+        .get(&seq)
+        .ok_or_else(|| ApiError::not_found(format!("statement: no statement at seq {seq}")))?;
+    let config = match_config(q.date_window_hours, q.timing_window_minutes);
+    let rec = reconcile_statement(s.node.log.as_ref(), &state, seq, config)
+        .await
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let filter = q.status.unwrap_or_default();
+    let offset = q.offset.unwrap_or(0);
+    let mut selected = rec.exceptions.iter().filter(|e| match filter {
+        ExceptionFilter::Open => e.resolved_seq.is_none(),
+        ExceptionFilter::Resolved => e.resolved_seq.is_some(),
+        ExceptionFilter::All => true,
+    });
+    let exceptions: Vec<ExceptionItem> = selected
+        .by_ref()
+        .skip(offset)
+        .take(limit)
+        .map(ExceptionItem::from)
+        .collect();
+    let next_offset = selected
+        .next()
+        .map(|_| offset.saturating_add(exceptions.len()));
+    Ok(Json(ReconciliationPage {
+        statement_seq: seq,
+        source: statement.source.as_str().to_owned(),
+        account: statement.account.clone(),
+        currency: statement.currency.to_string(),
+        period_start_ms: statement.period_start_ms,
+        period_end_ms: statement.period_end_ms,
+        line_count: statement.line_count,
+        lines_recorded: statement.lines_recorded,
+        summary: ReconciliationSummary::of(&rec),
+        exceptions,
+        next_offset,
+    }))
+}
+
+/// Resolve one exception: the fields of the CLI's `resolve-exception`. Give `line` or
+/// `entry`; `link_to` for `linked`; `channel` and `amount` for `settlement`; `pool` and
+/// `amount` for `matching_received`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// The statement line the exception is about.
+    pub line: Option<u64>,
+    /// The ledger entry (donation or payout seq) the exception is about.
+    pub entry: Option<u64>,
+    pub action: ResolutionAction,
+    /// For `linked`: the donation, refund or payout seq the line belongs to.
+    pub link_to: Option<u64>,
+    /// For `settlement`: the channel that paid out (`wechat`, `alipay`, `cash`, `charity_mall`).
+    pub channel: Option<String>,
+    /// For `matching_received`: the pool whose sponsor paid.
+    pub pool: Option<String>,
+    /// For `settlement` and `matching_received`: the amount in yuan, e.g. `"1234.50"`.
+    pub amount: Option<String>,
+    /// Why: shown in the history (1–500 characters).
+    pub note: String,
+}
+
+/// Resolve a reconciliation exception (approver). Records `ExceptionResolved`; the
+/// exception then leaves the open list. `Idempotency-Key` is honoured like other writes.
+#[utoipa::path(post, path = "/api/v1/staff/statements/{seq}/exceptions/resolve", tag = "staff",
+    request_body = ResolveBody,
+    params(("seq" = u64, Path, description = "The statement's seq"),
+        ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = WriteResponse), (status = 200, description = "Replayed", body = WriteResponse),
+        super::staff::WriteErrors),
+    security(("bearer" = [])))]
+pub async fn resolve_exception(
+    State(s): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    ApiPath(seq): ApiPath<u64>,
+    ApiJson(b): ApiJson<ResolveBody>,
+) -> Result<Response, ApiError> {
+    p.require(Role::Approver, "resolve_exception")?;
+    let fields = ResolveFields {
+        statement: seq,
+        line: b.line,
+        entry: b.entry,
+        action: b.action,
+        link_to: b.link_to,
+        channel: b.channel,
+        pool: b.pool,
+        amount: b.amount,
+        note: b.note,
+    };
+    let command = resolve_command(&fields)
+        .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
+    write(&s, &p, &h, command).await
+}
