@@ -82,9 +82,13 @@
   async function run() {
     // 1. The verifier key: <name>+<key id>+base64(0x01 || 32-byte key).
     const keyText = (await get("/log/key", "text")).trim();
-    const parts = keyText.split("+");
-    if (parts.length !== 3) fail("malformed verifier key");
-    const [name, keyId, keyB64] = parts;
+    // The name has no '+', the key id is 8 hex digits; the base64 may itself contain '+'.
+    const first = keyText.indexOf("+");
+    const second = keyText.indexOf("+", first + 1);
+    if (first <= 0 || second !== first + 9) fail("malformed verifier key");
+    const name = keyText.slice(0, first);
+    const keyId = keyText.slice(first + 1, second);
+    const keyB64 = keyText.slice(second + 1);
     const keyBytes = unb64(keyB64);
     if (keyBytes.length !== 33 || keyBytes[0] !== 1) fail("not an Ed25519 verifier key");
     const pub = keyBytes.slice(1);
