@@ -1096,3 +1096,33 @@ async fn feed_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respon
     page.scripts.push("/assets/feed.js");
     page.render()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_every_markup_character() {
+        assert_eq!(
+            esc(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn money_groups_thousands_with_two_decimals() {
+        assert_eq!(money(0, "CNY"), "¥0.00");
+        assert_eq!(money(5, "CNY"), "¥0.05");
+        assert_eq!(money(123_456_789, "CNY"), "¥1,234,567.89");
+        assert_eq!(money(100_000, "USD"), "1,000.00 USD");
+    }
+
+    #[test]
+    fn the_language_switch_keeps_the_rest_of_the_query() {
+        let q = Query::parse(Some("kind=micro_wish&lang=en".into()));
+        assert_eq!(q.lang(), Lang::En);
+        assert_eq!(q.switched(), "kind=micro_wish");
+        let q = Query::parse(Some("code=A%26B".into()));
+        assert_eq!(q.switched(), "code=A%26B&lang=en");
+    }
+}
