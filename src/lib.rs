@@ -18,4 +18,5 @@ pub mod statement;
 pub mod store;
 pub mod tlog;
 pub mod views;
+pub mod web;
 pub mod writer;

@@ -119,6 +119,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     // The transparency log's public routes (checkpoints, tiles, proofs, receipt bundles).
     let tlog = crate::tlog::routes(crate::tlog::TlogState::from_node(&state.node));
+    let state_for_web = state.clone();
     let (router, doc) = openapi::router().split_for_parts();
     let doc_json = Arc::new(doc.to_pretty_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "the OpenAPI document does not serialize");
@@ -140,6 +141,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
         .merge(tlog)
+        .merge(crate::web::routes(state_for_web))
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::with_status_code(

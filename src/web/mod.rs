@@ -1,0 +1,1128 @@
+//! The public web site: server-rendered HTML pages over the same read models as the public
+//! API, in Chinese (the default) and English (`?lang=en`). Everything but the in-browser
+//! verification works without JavaScript; the two small scripts and the stylesheet are built
+//! into the binary. `docs/WEB.md` is the guide.
+//!
+//! Privacy (invariant 6): pages are built field by field from public data only; a donor is
+//! shown by the public name they chose, or as anonymous. Never `donor_ref`, never a channel
+//! transaction id. Every value put into HTML goes through [`esc`].
+
+use std::fmt::Write as _;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use events::{is_receipt_code, Id, ProjectKind};
+use projections::{Donation, LedgerState, Project, RequestStatus};
+
+use crate::http::public::public_event;
+use crate::http::AppState;
+use crate::views::project_figures;
+
+pub mod trace;
+
+use trace::{Source, Use};
+
+/// How many events the feed page shows.
+pub const FEED_EVENTS_MAX: u64 = 50;
+/// The disclosure window of the "last 3 months" summary, in days.
+pub const DISCLOSURE_DAYS: u64 = 91;
+/// How many points the chart keeps at most (older points are merged by the step line).
+pub const CHART_POINTS_MAX: usize = 2000;
+
+const STYLE_CSS: &str = include_str!("assets/style.css");
+const VERIFY_JS: &str = include_str!("assets/verify.js");
+const FEED_JS: &str = include_str!("assets/feed.js");
+
+/// The site's routes, to be merged into the app router.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(projects_page))
+        .route("/projects/{id}", get(project_page))
+        .route("/receipt", get(receipt_page))
+        .route("/verify", get(verify_page))
+        .route("/feed", get(feed_page))
+        .route("/assets/style.css", get(|| asset("text/css", STYLE_CSS)))
+        .route("/assets/verify.js", get(|| asset(JS, VERIFY_JS)))
+        .route("/assets/feed.js", get(|| asset(JS, FEED_JS)))
+        .with_state(state)
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Language, escaping, formatting
+
+/// The page language: Chinese unless `lang=en`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    fn t(self, zh: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+    fn code(self) -> &'static str {
+        self.t("zh-CN", "en")
+    }
+}
+
+/// The query string as ordered pairs; a malformed one counts as empty.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<String>) -> Query {
+        Query(serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).unwrap_or_default())
+    }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    fn lang(&self) -> Lang {
+        if self.get("lang") == Some("en") {
+            Lang::En
+        } else {
+            Lang::Zh
+        }
+    }
+    /// The same query in the other language.
+    fn switched(&self) -> String {
+        let mut pairs: Vec<(String, String)> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k != "lang")
+            .cloned()
+            .collect();
+        if self.lang() == Lang::Zh {
+            pairs.push(("lang".into(), "en".into()));
+        }
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
+    }
+}
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A link to `path` in `lang` (`path` may carry a query already). Escaped.
+fn href(lang: Lang, path: &str) -> String {
+    let url = match (lang, path.contains('?')) {
+        (Lang::Zh, _) => path.to_owned(),
+        (Lang::En, false) => format!("{path}?lang=en"),
+        (Lang::En, true) => format!("{path}&lang=en"),
+    };
+    esc(&url)
+}
+
+/// Percent-encodes a path segment or query value.
+fn enc(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|q| q.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}
+
+/// Minor units (fen) as `¥1,234.56` for CNY, `1,234.56 XXX` otherwise. Two decimals.
+pub fn money(minor: u64, currency: &str) -> String {
+    let whole = (minor / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    let amount = format!("{grouped}.{:02}", minor % 100);
+    if currency == "CNY" {
+        format!("¥{amount}")
+    } else {
+        format!("{amount} {}", esc(currency))
+    }
+}
+
+/// A timestamp as a date in China Standard Time (UTC+8), the platform's zone.
+pub fn date(ts_ms: u64) -> String {
+    datetime_fmt(ts_ms, "%Y-%m-%d")
+}
+
+fn datetime(ts_ms: u64) -> String {
+    datetime_fmt(ts_ms, "%Y-%m-%d %H:%M")
+}
+
+fn datetime_fmt(ts_ms: u64, fmt: &str) -> String {
+    let tz = chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset");
+    chrono::DateTime::from_timestamp_millis(ts_ms as i64)
+        .map(|t| t.with_timezone(&tz).format(fmt).to_string())
+        .unwrap_or_default()
+}
+
+fn kind_name(lang: Lang, kind: ProjectKind) -> &'static str {
+    match kind {
+        ProjectKind::CommunityProject => lang.t("社区项目", "Community project"),
+        ProjectKind::HelpRequest => lang.t("求助", "Help request"),
+        ProjectKind::MicroWish => lang.t("微心愿", "Micro-wish"),
+        ProjectKind::GeneralFund => lang.t("综合基金", "General fund"),
+    }
+}
+
+const KINDS: [ProjectKind; 4] = [
+    ProjectKind::CommunityProject,
+    ProjectKind::HelpRequest,
+    ProjectKind::MicroWish,
+    ProjectKind::GeneralFund,
+];
+
+fn status_name(lang: Lang, s: RequestStatus) -> &'static str {
+    match s {
+        RequestStatus::Requested => lang.t("待审批", "requested"),
+        RequestStatus::Approved => lang.t("已批准", "approved"),
+        RequestStatus::Rejected => lang.t("已驳回", "rejected"),
+        RequestStatus::Disbursed => lang.t("已拨付", "disbursed"),
+    }
+}
+
+/// How a donor appears in public: their chosen public name, or anonymous.
+fn donor_shown(lang: Lang, d: &Donation) -> String {
+    match (&d.public_name, d.anonymous) {
+        (Some(name), false) => esc(name.as_str()),
+        _ => lang.t("匿名", "Anonymous").to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page frame
+
+struct Page {
+    lang: Lang,
+    status: StatusCode,
+    title: String,
+    /// The path of this page, for the language switch.
+    path: String,
+    query: String,
+    body: String,
+    scripts: Vec<&'static str>,
+}
+
+impl Page {
+    fn new(q: &Query, path: &str, title: String) -> Page {
+        Page {
+            lang: q.lang(),
+            status: StatusCode::OK,
+            title,
+            path: path.to_owned(),
+            query: q.switched(),
+            body: String::new(),
+            scripts: Vec::new(),
+        }
+    }
+
+    fn render(self) -> Response {
+        let l = self.lang;
+        let switch = if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        };
+        let mut html = String::with_capacity(self.body.len() + 2048);
+        let _ = write!(
+            html,
+            r##"<!DOCTYPE html>
+<html lang="{lang}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · {site}</title>
+<link rel="stylesheet" href="/assets/style.css">
+</head>
+<body>
+<a class="skip" href="#main">{skip}</a>
+<header>
+<span class="site">{site}</span>
+<nav aria-label="{navlabel}"><ul>
+<li><a href="{home}">{projects}</a></li>
+<li><a href="{receipt}">{where}</a></li>
+<li><a href="{feed}">{feedname}</a></li>
+<li><a href="{switch}" lang="{other_code}" hreflang="{other_code}">{other}</a></li>
+</ul></nav>
+</header>
+<main id="main">
+<h1>{title}</h1>
+{body}
+</main>
+<footer class="muted">{footer}</footer>
+"##,
+            lang = l.code(),
+            title = esc(&self.title),
+            site = l.t("温暖二七 · 公开账本", "Warm Erqi · public ledger"),
+            skip = l.t("跳到正文", "Skip to content"),
+            navlabel = l.t("主导航", "Main"),
+            home = href(l, "/"),
+            projects = l.t("项目", "Projects"),
+            receipt = href(l, "/receipt"),
+            where = l.t("我的善款去向", "Where my money went"),
+            feed = href(l, "/feed"),
+            feedname = l.t("账本动态", "Ledger feed"),
+            switch = esc(&switch),
+            other_code = l.t("en", "zh-CN"),
+            other = l.t("English", "中文"),
+            body = self.body,
+            footer = l.t(
+                "每一笔记录都在签名的透明日志中，可独立验证。页面不显示捐赠人的个人信息。",
+                "Every record is in a signed transparency log that anyone can verify. No donor's personal data is shown."
+            ),
+        );
+        for s in self.scripts {
+            let _ = writeln!(html, r#"<script src="{s}" defer></script>"#);
+        }
+        html.push_str("</body>\n</html>\n");
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response()
+    }
+}
+
+fn not_found(q: &Query, path: &str, message: String) -> Response {
+    let l = q.lang();
+    let mut page = Page::new(q, path, l.t("未找到", "Not found").to_owned());
+    page.status = StatusCode::NOT_FOUND;
+    let _ = write!(
+        page.body,
+        r#"<p class="error" role="alert">{}</p><p><a href="{}">{}</a></p>"#,
+        esc(&message),
+        href(l, "/"),
+        l.t("返回项目列表", "Back to the projects")
+    );
+    page.render()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projects
+
+fn progress(l: Lang, p: &Project) -> String {
+    let b = &p.balances;
+    let got = b.raised + b.matched;
+    match p.goal_minor.map(|g| g.minor()).filter(|g| *g > 0) {
+        Some(goal) => {
+            let pct = (u128::from(got) * 100 / u128::from(goal)).min(100) as u64;
+            format!(
+                r#"<progress max="100" value="{pct}" aria-label="{label}">{pct}%</progress><span class="muted">{pct}% {of} {goal}</span>"#,
+                label = l.t("筹款进度", "Fundraising progress"),
+                of = l.t("，目标", "of"),
+                goal = money(goal, p.currency.as_str()),
+            )
+        }
+        None => format!(
+            r#"<span class="muted">{}</span>"#,
+            l.t("无目标金额", "No goal")
+        ),
+    }
+}
+
+fn figures(l: Lang, p: &Project) -> String {
+    let f = project_figures(p);
+    let c = f.currency.as_str();
+    let goal = f
+        .goal_minor
+        .map(|g| money(g, c))
+        .unwrap_or_else(|| l.t("无", "none").to_owned());
+    format!(
+        r#"<dl class="figures">
+<dt>{raised_l}</dt><dd data-figure="raised">{raised}</dd>
+<dt>{matched_l}</dt><dd data-figure="matched">{matched}</dd>
+<dt>{paid_l}</dt><dd data-figure="paid_out">{paid}</dd>
+<dt>{avail_l}</dt><dd data-figure="available">{avail}</dd>
+<dt>{goal_l}</dt><dd data-figure="goal">{goal}</dd>
+<dt>{donors_l}</dt><dd>{donations} / {donors}</dd>
+</dl>"#,
+        raised_l = l.t("已筹（扣除手续费）", "Raised (net of fees)"),
+        raised = money(f.raised_minor, c),
+        matched_l = l.t("配捐", "Matched"),
+        matched = money(f.matched_minor, c),
+        paid_l = l.t("已拨付", "Paid out"),
+        paid = money(f.paid_out_minor, c),
+        avail_l = l.t("可用余额", "Available"),
+        avail = money(f.available_minor, c),
+        goal_l = l.t("目标", "Goal"),
+        donors_l = l.t("捐赠笔数 / 捐赠人数", "Gifts / donors"),
+        donations = f.donation_count,
+        donors = f.donor_count,
+    )
+}
+
+async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = Query::parse(raw);
+    let l = q.lang();
+    let state = s.node.state();
+    let kind = q
+        .get("kind")
+        .and_then(|k| KINDS.iter().copied().find(|x| x.as_str() == k));
+    let mut page = Page::new(&q, "/", l.t("公益项目", "Projects").to_owned());
+    let b = &mut page.body;
+    // The filter: a plain GET form (works without JavaScript) and links.
+    let _ = write!(
+        b,
+        r#"<form class="inline" method="get" action="/">
+<label for="kind">{label}</label>
+<select id="kind" name="kind"><option value="">{all}</option>"#,
+        label = l.t("项目类型", "Kind"),
+        all = l.t("全部", "All"),
+    );
+    for k in KINDS {
+        let _ = write!(
+            b,
+            r#"<option value="{v}"{sel}>{name}</option>"#,
+            v = k.as_str(),
+            sel = if Some(k) == kind { " selected" } else { "" },
+            name = kind_name(l, k)
+        );
+    }
+    if l == Lang::En {
+        b.push_str(r#"<input type="hidden" name="lang" value="en">"#);
+    }
+    let _ = write!(
+        b,
+        r#"</select><button type="submit">{}</button></form>"#,
+        l.t("筛选", "Filter")
+    );
+    let mut shown = 0usize;
+    b.push_str(r#"<ul class="cards">"#);
+    for p in state.projects.values() {
+        if !p.open || kind.is_some_and(|k| k != p.kind) {
+            continue;
+        }
+        shown += 1;
+        let _ = write!(
+            b,
+            r#"<li><h2><a href="{link}">{name}</a></h2><p class="muted">{kind} · <code>{id}</code></p>{figures}{progress}</li>"#,
+            link = href(l, &format!("/projects/{}", enc(p.id.as_str()))),
+            name = esc(p.name.as_str()),
+            kind = kind_name(l, p.kind),
+            id = esc(p.id.as_str()),
+            figures = figures(l, p),
+            progress = progress(l, p),
+        );
+    }
+    b.push_str("</ul>");
+    if shown == 0 {
+        let _ = write!(
+            b,
+            "<p>{}</p>",
+            l.t("没有符合条件的项目。", "No projects match.")
+        );
+    }
+    page.render()
+}
+
+// ---------------------------------------------------------------------------------------------
+// One project
+
+/// A point where money came in or went out, for the chart and the disclosure summary.
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    ts_ms: u64,
+    in_minor: u64,
+    out_minor: u64,
+}
+
+fn project_flows(state: &LedgerState, id: &Id) -> Vec<Flow> {
+    let mut flows = Vec::new();
+    let mut push = |ts_ms, in_minor, out_minor| {
+        flows.push(Flow {
+            ts_ms,
+            in_minor,
+            out_minor,
+        })
+    };
+    for d in state.donations.values().filter(|d| &d.project == id) {
+        let matched = d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
+        push(
+            d.ts_ms,
+            d.amount_minor.saturating_sub(d.fee_minor) + matched,
+            0,
+        );
+        if let Some(ts) = d.refunded_ts_ms {
+            push(ts, 0, d.amount_minor + matched);
+        }
+    }
+    for p in state.payouts.values().filter(|p| &p.project == id) {
+        if let Some(ts) = p.disbursed_ts_ms {
+            push(ts, 0, p.amount_minor);
+        }
+    }
+    for m in state.moves.values() {
+        if m.status != RequestStatus::Approved {
+            continue;
+        }
+        let ts = m.decided_ts_ms.unwrap_or(m.ts_ms);
+        if &m.project == id {
+            push(ts, 0, m.amount_minor);
+        }
+        if m.to_project.as_ref() == Some(id) {
+            push(ts, m.amount_minor, 0);
+        }
+    }
+    flows.sort_by_key(|f| f.ts_ms);
+    flows
+}
+
+/// An SVG step chart of cumulative money in and out, rendered here so it needs no script.
+fn chart(l: Lang, flows: &[Flow], currency: &str) -> String {
+    let (w, h, pad) = (600.0f64, 240.0f64, 40.0f64);
+    if flows.is_empty() {
+        return format!(
+            "<p class=\"muted\">{}</p>",
+            l.t("暂无资金流动。", "No money has moved yet.")
+        );
+    }
+    let t0 = flows[0].ts_ms;
+    let t1 = flows[flows.len() - 1].ts_ms.max(t0 + 1);
+    let total_in: u64 = flows.iter().map(|f| f.in_minor).sum();
+    let total_out: u64 = flows.iter().map(|f| f.out_minor).sum();
+    let top = total_in.max(total_out).max(1) as f64;
+    let x = |ts: u64| pad + (ts - t0) as f64 / (t1 - t0) as f64 * (w - 2.0 * pad);
+    let y = |v: u64| h - pad - v as f64 / top * (h - 2.0 * pad);
+    let step = flows.len().div_ceil(CHART_POINTS_MAX).max(1);
+    let (mut cin, mut cout) = (0u64, 0u64);
+    let (mut pin, mut pout) = (
+        format!("{:.1},{:.1}", x(t0), y(0)),
+        format!("{:.1},{:.1}", x(t0), y(0)),
+    );
+    for (i, f) in flows.iter().enumerate() {
+        cin += f.in_minor;
+        cout += f.out_minor;
+        if i % step == 0 || i == flows.len() - 1 {
+            let _ = write!(pin, " {:.1},{:.1}", x(f.ts_ms), y(cin));
+            let _ = write!(pout, " {:.1},{:.1}", x(f.ts_ms), y(cout));
+        }
+    }
+    let title = l.t("资金流入与流出（累计）", "Money in and out (cumulative)");
+    format!(
+        r##"<figure><svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-labelledby="chart-title chart-desc">
+<title id="chart-title">{title}</title>
+<desc id="chart-desc">{desc}</desc>
+<line x1="{pad}" y1="{base}" x2="{right}" y2="{base}" stroke="#444"/>
+<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{base}" stroke="#444"/>
+<polyline fill="none" stroke="#1e7d32" stroke-width="2.5" points="{pin}"/>
+<polyline fill="none" stroke="#a40000" stroke-width="2.5" stroke-dasharray="6 3" points="{pout}"/>
+<text x="{pad}" y="{below}" font-size="12">{d0}</text>
+<text x="{right}" y="{below}" font-size="12" text-anchor="end">{d1}</text>
+<text x="{pad}" y="{above}" font-size="12">{topv}</text>
+</svg>
+<figcaption><span class="ok">━ {inl} {tin}</span> · <span class="bad">┅ {outl} {tout}</span></figcaption></figure>"##,
+        desc = esc(&format!(
+            "{} {} – {}: {} {}, {} {}",
+            title,
+            date(t0),
+            date(t1),
+            l.t("流入", "in"),
+            money(total_in, currency),
+            l.t("流出", "out"),
+            money(total_out, currency)
+        )),
+        base = h - pad,
+        right = w - pad,
+        below = h - pad + 18.0,
+        above = pad - 8.0,
+        d0 = date(t0),
+        d1 = date(t1),
+        topv = money(top as u64, currency),
+        inl = l.t("流入", "In"),
+        outl = l.t("流出", "Out"),
+        tin = money(total_in, currency),
+        tout = money(total_out, currency),
+    )
+}
+
+async fn project_page(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = Query::parse(raw);
+    let l = q.lang();
+    let path = format!("/projects/{}", enc(&id));
+    let state = s.node.state();
+    let Some(p) = Id::new(&id).ok().and_then(|id| state.projects.get(&id)) else {
+        return not_found(
+            &q,
+            &path,
+            format!("{}{id}", l.t("没有这个项目：", "No such project: ")),
+        );
+    };
+    let c = p.currency.as_str();
+    let mut page = Page::new(&q, &path, p.name.to_string());
+    let b = &mut page.body;
+    let _ = write!(
+        b,
+        r#"<p class="muted">{kind} · <code>{id}</code>{closed}</p>{figures}{progress}"#,
+        kind = kind_name(l, p.kind),
+        id = esc(p.id.as_str()),
+        closed = if p.open {
+            ""
+        } else {
+            l.t(" · 已结束", " · closed")
+        },
+        figures = figures(l, p),
+        progress = progress(l, p),
+    );
+    let flows = project_flows(&state, &p.id);
+    let _ = write!(
+        b,
+        "<h2>{}</h2>{}",
+        l.t("资金走势", "Money over time"),
+        chart(l, &flows, c)
+    );
+
+    // Last 3 months, counted back from the ledger's latest event.
+    let now = state.last_ts_ms;
+    let since = now.saturating_sub(DISCLOSURE_DAYS * 86_400_000);
+    let (mut gifts, mut gifts_minor, mut matched_minor, mut refunds_minor) = (0u64, 0, 0, 0);
+    for d in state.donations.values().filter(|d| d.project == p.id) {
+        if d.ts_ms >= since {
+            gifts += 1;
+            gifts_minor += d.amount_minor;
+            matched_minor += d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
+        }
+        if d.refunded_ts_ms.is_some_and(|t| t >= since) {
+            refunds_minor += d.amount_minor;
+        }
+    }
+    let (mut payouts, mut payouts_minor) = (0u64, 0u64);
+    for r in p.payouts.iter().filter_map(|seq| state.payouts.get(seq)) {
+        if r.disbursed_ts_ms.is_some_and(|t| t >= since) {
+            payouts += 1;
+            payouts_minor += r.amount_minor;
+        }
+    }
+    let _ = write!(
+        b,
+        r#"<section aria-labelledby="disclosure"><h2 id="disclosure">{title}</h2>
+<p class="muted">{from} {since} {to} {now}</p>
+<dl class="figures">
+<dt>{gl}</dt><dd>{gifts} · {gm}</dd>
+<dt>{ml}</dt><dd>{mm}</dd>
+<dt>{rl}</dt><dd>{rm}</dd>
+<dt>{pl}</dt><dd>{payouts} · {pm}</dd>
+<dt>{al}</dt><dd>{avail}</dd>
+</dl></section>"#,
+        title = l.t("近三个月信息公开", "Last 3 months disclosure"),
+        from = l.t("统计期间：", "Period:"),
+        since = date(since),
+        to = l.t("至", "to"),
+        now = date(now),
+        gl = l.t("收到捐赠（笔数 · 金额）", "Gifts received (count · amount)"),
+        gm = money(gifts_minor, c),
+        ml = l.t("配捐", "Matched"),
+        mm = money(matched_minor, c),
+        rl = l.t("退款", "Refunded"),
+        rm = money(refunds_minor, c),
+        pl = l.t("拨付（笔数 · 金额）", "Payouts disbursed (count · amount)"),
+        pm = money(payouts_minor, c),
+        al = l.t("期末可用余额", "Available at the end"),
+        avail = money(p.balances.available().unwrap_or(0), c),
+    );
+
+    // Payouts.
+    let _ = write!(b, "<h2>{}</h2>", l.t("拨付记录", "Payouts"));
+    if p.payouts.is_empty() {
+        let _ = write!(b, "<p>{}</p>", l.t("暂无拨付。", "No payouts yet."));
+    } else {
+        let _ = write!(
+            b,
+            r#"<div class="scroll"><table><caption class="muted">{cap}</caption><thead><tr><th scope="col">{date}</th><th scope="col">{purpose}</th><th scope="col">{payee}</th><th scope="col" class="num">{amount}</th><th scope="col">{status}</th><th scope="col">{doc}</th></tr></thead><tbody>"#,
+            cap = l.t(
+                "凭证哈希为支撑文件的 SHA-256。",
+                "The document hash is the SHA-256 of the supporting document."
+            ),
+            date = l.t("日期", "Date"),
+            purpose = l.t("用途", "Purpose"),
+            payee = l.t("收款方", "Payee"),
+            amount = l.t("金额", "Amount"),
+            status = l.t("状态", "Status"),
+            doc = l.t("凭证哈希", "Document hash"),
+        );
+        for r in p.payouts.iter().filter_map(|seq| state.payouts.get(seq)) {
+            let _ = write!(
+                b,
+                r#"<tr><td>{date}</td><td>{purpose}</td><td>{payee}</td><td class="num">{amount}</td><td>{status}</td><td class="hash">{doc}</td></tr>"#,
+                date = date(r.disbursed_ts_ms.unwrap_or(r.ts_ms)),
+                purpose = esc(r.purpose.as_ref().map(|t| t.as_str()).unwrap_or("")),
+                payee = esc(r.payee.as_ref().map(|t| t.as_str()).unwrap_or("")),
+                amount = money(r.amount_minor, c),
+                status = status_name(l, r.status),
+                doc = r.document_sha256.map(|h| h.to_hex()).unwrap_or_default(),
+            );
+        }
+        b.push_str("</tbody></table></div>");
+    }
+
+    // Matching sponsors and pools.
+    let pools: Vec<_> = state
+        .pools
+        .values()
+        .filter(|pool| pool.projects.contains(&p.id))
+        .collect();
+    let _ = write!(b, "<h2>{}</h2>", l.t("配捐企业", "Matching sponsors"));
+    if pools.is_empty() {
+        let _ = write!(
+            b,
+            "<p>{}</p>",
+            l.t("本项目没有配捐。", "No matching for this project.")
+        );
+    } else {
+        let _ = write!(
+            b,
+            r#"<div class="scroll"><table><thead><tr><th scope="col">{sponsor}</th><th scope="col">{ratio}</th><th scope="col" class="num">{used}</th><th scope="col" class="num">{cap}</th><th scope="col">{usage}</th></tr></thead><tbody>"#,
+            sponsor = l.t("配捐方", "Sponsor"),
+            ratio = l.t("配比", "Ratio"),
+            used = l.t("已使用", "Used"),
+            cap = l.t("总额", "Total"),
+            usage = l.t("使用率", "Usage"),
+        );
+        for pool in pools {
+            let pct = (u128::from(pool.used()) * 100 / u128::from(pool.total_cap_minor.max(1)))
+                .min(100) as u64;
+            let _ = write!(
+                b,
+                r#"<tr><td>{sponsor}</td><td>{n}:{d}</td><td class="num">{used}</td><td class="num">{cap}</td><td><progress max="100" value="{pct}" aria-label="{label}">{pct}%</progress> {pct}%</td></tr>"#,
+                sponsor = esc(pool.sponsor.as_str()),
+                n = pool.ratio_numerator,
+                d = pool.ratio_denominator,
+                used = money(pool.used(), pool.currency.as_str()),
+                cap = money(pool.total_cap_minor, pool.currency.as_str()),
+                label = l.t("配捐池使用率", "Pool usage"),
+            );
+        }
+        b.push_str("</tbody></table></div>");
+    }
+
+    // Recent donations.
+    let _ = write!(b, "<h2>{}</h2>", l.t("最近的捐赠", "Recent donations"));
+    if p.recent_donations.is_empty() {
+        let _ = write!(b, "<p>{}</p>", l.t("暂无捐赠。", "No donations yet."));
+    } else {
+        let _ = write!(
+            b,
+            r#"<div class="scroll"><table><thead><tr><th scope="col">{date}</th><th scope="col">{donor}</th><th scope="col" class="num">{amount}</th><th scope="col" class="num">{matched}</th></tr></thead><tbody>"#,
+            date = l.t("时间", "Time"),
+            donor = l.t("捐赠人", "Donor"),
+            amount = l.t("金额", "Amount"),
+            matched = l.t("配捐", "Matched"),
+        );
+        for d in p
+            .recent_donations
+            .iter()
+            .rev()
+            .filter_map(|seq| state.donations.get(seq))
+        {
+            let _ = write!(
+                b,
+                r#"<tr><td>{time}</td><td>{donor}{refunded}</td><td class="num">{amount}</td><td class="num">{matched}</td></tr>"#,
+                time = datetime(d.ts_ms),
+                donor = donor_shown(l, d),
+                refunded = if d.refunded_seq.is_some() {
+                    l.t("（已退款）", " (refunded)")
+                } else {
+                    ""
+                },
+                amount = money(d.amount_minor, c),
+                matched = money(d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0), c),
+            );
+        }
+        b.push_str("</tbody></table></div>");
+    }
+    page.render()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where my money went
+
+fn receipt_form(l: Lang, code: &str) -> String {
+    format!(
+        r#"<form class="inline" method="get" action="/receipt">
+<label for="code">{label}</label>
+<input id="code" name="code" value="{code}" inputmode="latin" autocomplete="off" spellcheck="false" pattern="[0-9A-Fa-f]{{4}}(-[0-9A-Fa-f]{{4}}){{3}}" placeholder="3F2A-91C0-5B7E-D4A8" aria-describedby="code-help">{lang}
+<button type="submit">{go}</button>
+</form>
+<p id="code-help" class="muted">{help}</p>"#,
+        label = l.t("收据码", "Receipt code"),
+        code = esc(code),
+        lang = if l == Lang::En {
+            r#"<input type="hidden" name="lang" value="en">"#
+        } else {
+            ""
+        },
+        go = l.t("查询", "Look up"),
+        help = l.t(
+            "收据码是 16 位十六进制数字，每 4 位一组，例如 3F2A-91C0-5B7E-D4A8。",
+            "A receipt code is 16 hex digits in groups of four, such as 3F2A-91C0-5B7E-D4A8."
+        ),
+    )
+}
+
+fn use_row(l: Lang, state: &LedgerState, used: Use, amount: u64, c: &str) -> String {
+    let what = match used {
+        Use::Payout { payout_seq } => match state.payouts.get(&payout_seq) {
+            Some(r) => format!(
+                r#"{label} {date}: {purpose} → {payee} <span class="muted">({doc} <span class="hash">{hash}</span>)</span>"#,
+                label = l.t("拨付", "Payout"),
+                date = date(r.disbursed_ts_ms.unwrap_or(r.ts_ms)),
+                purpose = esc(r.purpose.as_ref().map(|t| t.as_str()).unwrap_or("")),
+                payee = esc(r.payee.as_ref().map(|t| t.as_str()).unwrap_or("")),
+                doc = l.t("凭证", "document"),
+                hash = r.document_sha256.map(|h| h.to_hex()).unwrap_or_default(),
+            ),
+            None => format!("{} #{payout_seq}", l.t("拨付", "Payout")),
+        },
+        Use::MoveOut { move_seq } => {
+            let to = state
+                .moves
+                .get(&move_seq)
+                .and_then(|m| m.to_project.clone());
+            match to {
+                Some(to) => format!(
+                    r#"{} <a href="{}">{}</a>"#,
+                    l.t("转入项目", "Moved to project"),
+                    href(l, &format!("/projects/{}", enc(to.as_str()))),
+                    esc(to.as_str())
+                ),
+                None => format!("{} #{move_seq}", l.t("转出", "Moved out")),
+            }
+        }
+        Use::Refund { .. } => l.t("退还给捐赠人", "Refunded to the donor").to_owned(),
+        Use::MatchReleased { .. } => l.t("退回配捐池", "Released back to the pool").to_owned(),
+    };
+    format!(
+        r#"<tr><td>{what}</td><td class="num">{}</td></tr>"#,
+        money(amount, c)
+    )
+}
+
+async fn receipt_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = Query::parse(raw);
+    let l = q.lang();
+    let code = q.get("code").unwrap_or("").trim().to_ascii_uppercase();
+    let mut page = Page::new(
+        &q,
+        "/receipt",
+        l.t("我的善款去向", "Where my money went").to_owned(),
+    );
+    page.body.push_str(&receipt_form(l, &code));
+    if code.is_empty() {
+        return page.render();
+    }
+    if !is_receipt_code(&code) {
+        page.status = StatusCode::BAD_REQUEST;
+        let _ = write!(
+            page.body,
+            r#"<p class="error" role="alert">{}</p>"#,
+            l.t("收据码格式不正确。", "That is not a receipt code.")
+        );
+        return page.render();
+    }
+    let state = s.node.state();
+    let Some(d) = state.donation_by_receipt(&code) else {
+        page.status = StatusCode::NOT_FOUND;
+        let _ = write!(
+            page.body,
+            r#"<p class="error" role="alert">{}</p>"#,
+            l.t(
+                "没有找到这个收据码的捐赠。刚捐赠的话请稍候再试。",
+                "No donation has this receipt code. If you just gave, try again in a moment."
+            )
+        );
+        return page.render();
+    };
+    let Some(p) = state.projects.get(&d.project) else {
+        return not_found(&q, "/receipt", "project".into());
+    };
+    let c = d.currency.as_str();
+    let trace = trace::trace_project(&state, &d.project);
+    let b = &mut page.body;
+    let matched = d.matched.as_ref();
+    let _ = write!(
+        b,
+        r#"<h2>{title}</h2><dl class="figures">
+<dt>{code_l}</dt><dd><code>{code}</code></dd>
+<dt>{proj_l}</dt><dd><a href="{plink}">{pname}</a></dd>
+<dt>{time_l}</dt><dd>{time}</dd>
+<dt>{gross_l}</dt><dd data-figure="gross">{gross}</dd>
+<dt>{fee_l}</dt><dd>{fee}</dd>
+<dt>{net_l}</dt><dd data-figure="net">{net}</dd>
+<dt>{match_l}</dt><dd data-figure="match">{matched}</dd>
+<dt>{seq_l}</dt><dd>#{seq}</dd>
+</dl>
+<p><a href="{verify}">{verify_l}</a></p>"#,
+        title = l.t("您的捐赠", "Your donation"),
+        code_l = l.t("收据码", "Receipt code"),
+        code = esc(&code),
+        proj_l = l.t("项目", "Project"),
+        plink = href(l, &format!("/projects/{}", enc(p.id.as_str()))),
+        pname = esc(p.name.as_str()),
+        time_l = l.t("时间", "Time"),
+        time = datetime(d.ts_ms),
+        gross_l = l.t("捐赠金额", "Amount given"),
+        gross = money(d.amount_minor, c),
+        fee_l = l.t("支付渠道手续费", "Channel fee"),
+        fee = money(d.fee_minor, c),
+        net_l = l.t("到账金额", "Received net"),
+        net = money(d.amount_minor.saturating_sub(d.fee_minor), c),
+        match_l = l.t("触发的配捐", "Match it triggered"),
+        matched = match matched {
+            Some((pool, m)) => format!(
+                "{} ({})",
+                money(*m, c),
+                esc(&state
+                    .pools
+                    .get(pool)
+                    .map(|p| p.sponsor.to_string())
+                    .unwrap_or_else(|| pool.to_string()))
+            ),
+            None => l.t("无", "none").to_owned(),
+        },
+        seq_l = l.t("账本序号", "Ledger entry"),
+        seq = d.seq,
+        verify = href(l, &format!("/verify?code={}", enc(&code))),
+        verify_l = l.t(
+            "在浏览器中独立验证这笔捐赠 →",
+            "Verify this donation yourself, in your browser →"
+        ),
+    );
+    let _ = write!(
+        b,
+        r#"<h2>{}</h2><p class="muted">{}</p>"#,
+        l.t("钱去了哪里", "Where it went"),
+        l.t(
+            "规则：每个项目的支出先使用该项目最早未用完的钱（先进先出），捐款与配捐一视同仁；退款先退回该笔捐款本身剩余的部分。",
+            "Rule: each project's payouts use its oldest unspent money first (first in, first out), gifts and matches alike; a refund first takes back what is left of that gift itself."
+        )
+    );
+    let lots = [
+        (
+            l.t("您的捐款（到账金额）", "Your gift (net)"),
+            trace.lot(Source::Gift {
+                donation_seq: d.seq,
+            }),
+        ),
+        (
+            l.t("配捐", "The match"),
+            trace.lot(Source::Match {
+                donation_seq: d.seq,
+            }),
+        ),
+    ];
+    for (label, lot) in lots {
+        let Some(lot) = lot else { continue };
+        let _ = write!(
+            b,
+            r#"<div class="scroll"><table><caption>{label}: {amount}</caption><thead><tr><th scope="col">{to}</th><th scope="col" class="num">{amt}</th></tr></thead><tbody>"#,
+            amount = money(lot.amount_minor, c),
+            to = l.t("去向", "Went to"),
+            amt = l.t("金额", "Amount"),
+        );
+        for (used, amount) in &lot.uses {
+            b.push_str(&use_row(l, &state, *used, *amount, c));
+        }
+        if lot.held_minor > 0 || lot.uses.is_empty() {
+            let _ = write!(
+                b,
+                r#"<tr><td>{}</td><td class="num" data-figure="held">{}</td></tr>"#,
+                l.t("仍由项目持有", "Still held by the project"),
+                money(lot.held_minor, c)
+            );
+        }
+        b.push_str("</tbody></table></div>");
+    }
+    page.render()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verify
+
+async fn verify_page(RawQuery(raw): RawQuery) -> Response {
+    let q = Query::parse(raw);
+    let l = q.lang();
+    let code = q.get("code").unwrap_or("").trim().to_ascii_uppercase();
+    let mut page = Page::new(&q, "/verify", l.t("独立验证", "Verify").to_owned());
+    if !is_receipt_code(&code) {
+        page.body.push_str(
+            &receipt_form(l, &code).replace(r#"action="/receipt""#, r#"action="/verify""#),
+        );
+        if !code.is_empty() {
+            page.status = StatusCode::BAD_REQUEST;
+            let _ = write!(
+                page.body,
+                r#"<p class="error" role="alert">{}</p>"#,
+                l.t("收据码格式不正确。", "That is not a receipt code.")
+            );
+        }
+        return page.render();
+    }
+    let _ = write!(
+        page.body,
+        r#"<div id="verify" data-code="{code}">
+<p>{intro}</p>
+<p>{code_l}: <code>{code}</code></p>
+<noscript><p class="error">{nojs}</p></noscript>
+<ol id="steps" class="steps" aria-live="polite"></ol>
+<p>{result_l}: <output id="result" aria-live="polite">{waiting}</output></p>
+<p id="verdict" role="status"></p>
+</div>"#,
+        code = esc(&code),
+        intro = l.t(
+            "本页在您的浏览器中取得最新的签名检查点、验证公钥和这笔捐赠的包含证明，并用 WebCrypto（SHA-256、Ed25519）逐步检查，不依赖服务器的结论。",
+            "This page fetches the latest signed checkpoint, the verifier key and this donation's inclusion proof, and checks them in your browser with WebCrypto (SHA-256, Ed25519), step by step. It does not take the server's word for it."
+        ),
+        code_l = l.t("收据码", "Receipt code"),
+        nojs = l.t(
+            "验证需要启用 JavaScript。也可以用命令行：ledger verify。",
+            "Verification needs JavaScript. You can also use the command line: ledger verify."
+        ),
+        result_l = l.t("结果", "Result"),
+        waiting = l.t("等待脚本", "waiting for the script"),
+    );
+    page.scripts.push("/assets/verify.js");
+    page.render()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feed
+
+fn event_type_name(l: Lang, t: &str) -> &str {
+    match t {
+        "project_opened" => l.t("项目开启", "Project opened"),
+        "project_closed" => l.t("项目结束", "Project closed"),
+        "donation_received" => l.t("收到捐赠", "Donation received"),
+        "donation_refunded" => l.t("捐赠退款", "Donation refunded"),
+        "match_allocated" => l.t("配捐", "Match allocated"),
+        "match_released" => l.t("配捐退回", "Match released"),
+        "payout_requested" => l.t("申请拨付", "Payout requested"),
+        "payout_approved" => l.t("批准拨付", "Payout approved"),
+        "payout_disbursed" => l.t("完成拨付", "Payout disbursed"),
+        "matching_pool_committed" => l.t("配捐池设立", "Matching pool committed"),
+        other => other,
+    }
+}
+
+async fn feed_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = Query::parse(raw);
+    let l = q.lang();
+    let mut page = Page::new(&q, "/feed", l.t("账本动态", "Ledger feed").to_owned());
+    let events = match s.node.log.head().await {
+        Ok(head) => {
+            let from = head.len.saturating_sub(FEED_EVENTS_MAX);
+            s.node
+                .log
+                .read(from, FEED_EVENTS_MAX as usize)
+                .await
+                .unwrap_or_default()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the feed page cannot read the log head");
+            Vec::new()
+        }
+    };
+    let _ = write!(
+        page.body,
+        r#"<p class="muted">{intro} <span id="live" aria-live="polite"></span></p><ol id="feed" reversed>"#,
+        intro = l.t(
+            "最新的账本事件，新的在上。启用 JavaScript 时自动更新。",
+            "The latest ledger events, newest first. Updates live when JavaScript is on."
+        ),
+    );
+    for e in events.iter().rev() {
+        let v = public_event(e);
+        let d = &v.data;
+        let _ = write!(
+            page.body,
+            r#"<li>#{seq} {time} <strong>{ty}</strong>"#,
+            seq = v.seq,
+            time = datetime(v.ts_ms),
+            ty = esc(event_type_name(l, &v.event_type)),
+        );
+        if let Some(project) = d.get("project").and_then(|p| p.as_str()) {
+            let _ = write!(
+                page.body,
+                r#" · <a href="{}">{}</a>"#,
+                href(l, &format!("/projects/{}", enc(project))),
+                esc(project)
+            );
+        }
+        if let Some(amount) = d.get("amount_minor").and_then(|a| a.as_u64()) {
+            let cur = d.get("currency").and_then(|c| c.as_str()).unwrap_or("");
+            let _ = write!(page.body, " · {}", money(amount, cur));
+        }
+        let _ = write!(
+            page.body,
+            r#" <span class="hash muted">{}</span></li>"#,
+            esc(&v.hash[..v.hash.len().min(12)])
+        );
+    }
+    page.body.push_str("</ol>");
+    page.scripts.push("/assets/feed.js");
+    page.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_every_markup_character() {
+        assert_eq!(
+            esc(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn money_groups_thousands_with_two_decimals() {
+        assert_eq!(money(0, "CNY"), "¥0.00");
+        assert_eq!(money(5, "CNY"), "¥0.05");
+        assert_eq!(money(123_456_789, "CNY"), "¥1,234,567.89");
+        assert_eq!(money(100_000, "USD"), "1,000.00 USD");
+    }
+
+    #[test]
+    fn the_language_switch_keeps_the_rest_of_the_query() {
+        let q = Query::parse(Some("kind=micro_wish&lang=en".into()));
+        assert_eq!(q.lang(), Lang::En);
+        assert_eq!(q.switched(), "kind=micro_wish");
+        let q = Query::parse(Some("code=A%26B".into()));
+        assert_eq!(q.switched(), "code=A%26B&lang=en");
+    }
+}

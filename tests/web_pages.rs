@@ -1,0 +1,378 @@
+//! The web site's pages, driven through the router with `tower::ServiceExt::oneshot` over a
+//! small demo ledger: status codes, key figures, the language switch, 404s, escaping of a
+//! hostile project name, no donor data on any page; and the FIFO tracing rule on a ledger
+//! small enough to work out by hand.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use events::{Amount, Channel, Currency, Id, PayoutRequested, ProjectKind, Text};
+use http_body_util::BodyExt;
+use ledger::command::{Command, DonationInput};
+use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
+use ledger::http::{app, AppState, TokenStore};
+use ledger::node::{Node, NodeConfig};
+use ledger::web::money;
+use ledger::web::trace::{trace_project, Source, Use};
+use ledger::writer::Submission;
+use tower::ServiceExt;
+
+struct Quiet;
+impl Progress for Quiet {
+    fn set_total(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+async fn open_node(dir: &std::path::Path) -> (Node, sled::Db, DemoClock) {
+    let clock = DemoClock::new();
+    let (node, db) = Node::open_with_db(NodeConfig {
+        data_dir: dir.to_owned(),
+        ledger: Some(Id::new("erqi").unwrap()),
+        clock: clock.clock(),
+    })
+    .await
+    .unwrap();
+    (node, db, clock)
+}
+
+fn small_demo() -> DemoSize {
+    DemoSize {
+        community_projects: 4,
+        help_requests: 3,
+        micro_wishes: 3,
+        general_funds: 1,
+        sponsors: 3,
+        donations: 600,
+        seed: 11,
+    }
+}
+
+async fn submit(node: &Node, actor: &str, commands: Vec<Command>) -> Vec<u64> {
+    let o = node
+        .writer
+        .submit(Submission {
+            actor: Id::new(actor).unwrap(),
+            idempotency_key: None,
+            commands,
+        })
+        .await
+        .unwrap();
+    o.events.iter().map(|e| e.seq()).collect()
+}
+
+async fn caught_up(node: &Node) -> Arc<projections::LedgerState> {
+    let head = node.log.head().await.unwrap().len;
+    node.state_at(head, std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String) {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+const HOSTILE: &str = r#"<script>alert("x")</script> & 'quotes'"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_over_demo_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, db, clock) = open_node(dir.path()).await;
+    run_demo(&node.writer, &clock, &small_demo(), &Quiet)
+        .await
+        .unwrap();
+    submit(
+        &node,
+        "admin-zhao",
+        vec![Command::OpenProject {
+            project: Id::new("evil").unwrap(),
+            kind: ProjectKind::GeneralFund,
+            name: Text::new(HOSTILE).unwrap(),
+            currency: Currency::CNY,
+            goal_minor: None,
+        }],
+    )
+    .await;
+    let state = caught_up(&node).await;
+    let mut personal = HashSet::new();
+    for d in state.donations.values() {
+        personal.insert(d.donor_ref.to_string());
+        personal.insert(d.channel_txn_id.to_string());
+    }
+    let node = Arc::new(node);
+    let app_state = AppState::new(node.clone(), TokenStore::open(&db).unwrap());
+    let router = app(app_state.clone());
+    let mut pages: Vec<(String, String)> = Vec::new();
+    let mut ok = |uri: String, body: String| pages.push((uri, body));
+
+    // Projects, both languages, and the language switch.
+    let (status, zh) = get(&router, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(zh.contains(r#"<html lang="zh-CN">"#));
+    assert!(zh.contains("公益项目"));
+    assert!(zh.contains(r#"href="/?lang=en""#), "a switch to English");
+    let (status, en) = get(&router, "/?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(en.contains(r#"<html lang="en">"#));
+    assert!(en.contains("Projects") && en.contains("Raised (net of fees)"));
+    assert!(
+        en.contains(r#"<a href="/" lang="zh-CN" hreflang="zh-CN">中文</a>"#),
+        "a switch back to Chinese"
+    );
+    let open: Vec<_> = state.projects.values().filter(|p| p.open).collect();
+    for p in &open {
+        if p.id.as_str() == "evil" {
+            continue;
+        }
+        assert!(zh.contains(p.name.as_str()), "{} listed", p.id);
+        assert!(zh.contains(&money(p.balances.raised, "CNY")));
+    }
+    // The hostile name is escaped, never markup.
+    assert!(!zh.contains("<script>alert"));
+    assert!(zh.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quotes&#39;"));
+    ok("/".into(), zh);
+    ok("/?lang=en".into(), en);
+
+    // The kind filter.
+    let (status, wishes) = get(&router, "/?kind=micro_wish&lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    for p in &open {
+        let shown = wishes.contains(&format!("<code>{}</code>", p.id));
+        assert_eq!(shown, p.kind == ProjectKind::MicroWish, "{}", p.id);
+    }
+    assert!(wishes.contains(r#"<a href="/?kind=micro_wish" lang="zh-CN""#));
+    ok("/?kind=micro_wish".into(), wishes);
+
+    // Every project's page.
+    for p in state.projects.values() {
+        let uri = format!("/projects/{}?lang=en", p.id);
+        let (status, body) = get(&router, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(body.contains(&money(p.balances.paid_out, "CNY")));
+        assert!(body.contains("Last 3 months disclosure"));
+        for seq in &p.payouts {
+            let r = &state.payouts[seq];
+            assert!(body.contains(&r.document_sha256.unwrap().to_hex()), "{uri}");
+        }
+        if p.donation_count > 0 {
+            assert!(body.contains("<svg"), "{uri}: a chart");
+        }
+        ok(uri, body);
+    }
+    let (_, evil) = get(&router, "/projects/evil").await;
+    assert!(!evil.contains("<script>alert") && evil.contains("&lt;script&gt;"));
+
+    // 404s are HTML pages.
+    let (status, body) = get(&router, "/projects/no-such-project").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("<!DOCTYPE html>") && body.contains("no-such-project"));
+    let (status, body) = get(&router, "/projects/%3Cb%3E").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!body.contains("<b>"));
+    // The JSON API still answers JSON errors.
+    let (status, body) = get(&router, "/api/v1/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.starts_with('{'));
+
+    // Receipts: the donation, its match, where it went; every fen traced or held.
+    let (status, form) = get(&router, "/receipt").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains(r#"<label for="code">"#));
+    let (status, _) = get(&router, "/receipt?code=0000-0000-0000-0000").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&router, "/receipt?code=%3Cscript%3E").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let mut traced_to_payout = 0;
+    for d in state.donations.values().step_by(7) {
+        let uri = format!("/receipt?code={}&lang=en", d.receipt_code);
+        let (status, body) = get(&router, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(body.contains(&*d.receipt_code));
+        assert!(body.contains(&money(d.amount_minor, "CNY")));
+        if let Some((_, m)) = &d.matched {
+            assert!(body.contains(&money(*m, "CNY")), "{uri}: the match");
+        }
+        if body.contains("Payout 20") {
+            traced_to_payout += 1;
+        }
+        ok(uri, body);
+    }
+    assert!(traced_to_payout > 0, "some gifts are traced to payouts");
+
+    // Verify and feed.
+    let code = state
+        .donations
+        .values()
+        .next()
+        .unwrap()
+        .receipt_code
+        .clone();
+    let (status, body) = get(&router, &format!("/verify?code={code}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(r#"<output id="result""#));
+    assert!(body.contains(r#"<script src="/assets/verify.js" defer>"#));
+    ok("/verify".into(), body);
+    let (status, body) = get(&router, "/verify?code=nonsense").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!body.contains("verify.js"));
+    let (status, body) = get(&router, "/feed?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    let head = node.log.head().await.unwrap().len;
+    assert!(
+        body.contains(&format!("#{} ", head - 1)),
+        "the newest event"
+    );
+    ok("/feed".into(), body);
+    for asset in ["/assets/style.css", "/assets/verify.js", "/assets/feed.js"] {
+        assert_eq!(get(&router, asset).await.0, StatusCode::OK, "{asset}");
+    }
+
+    // No donor data on any page.
+    for (uri, body) in &pages {
+        assert!(body.contains("<meta name=\"viewport\""), "{uri}");
+        assert!(
+            !body.contains("donor_ref") && !body.contains("donor-"),
+            "{uri}"
+        );
+        for value in &personal {
+            assert!(!body.contains(value.as_str()), "{uri} shows {value}");
+        }
+    }
+    assert!(pages.len() > 20);
+
+    drop(router);
+    app_state.begin_shutdown();
+    drop(app_state);
+    ledger::cli::shutdown_node(node).await.unwrap();
+}
+
+/// The FIFO rule on the demo: every lot is fully accounted for, nothing is uncovered, and
+/// what the lots still hold is each project's balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_trace_accounts_for_every_fen_of_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _db, clock) = open_node(dir.path()).await;
+    run_demo(&node.writer, &clock, &small_demo(), &Quiet)
+        .await
+        .unwrap();
+    let state = caught_up(&node).await;
+    let mut refunds = 0;
+    for p in state.projects.values() {
+        let t = trace_project(&state, &p.id);
+        assert_eq!(t.uncovered_minor, 0, "{}", p.id);
+        assert_eq!(Some(t.held_minor()), p.balances.balance(), "{}", p.id);
+        for lot in &t.lots {
+            let used: u64 = lot.uses.iter().map(|(_, a)| a).sum();
+            assert_eq!(used + lot.held_minor, lot.amount_minor);
+            if lot
+                .uses
+                .iter()
+                .any(|(u, _)| matches!(u, Use::Refund { .. }))
+            {
+                refunds += 1;
+            }
+        }
+        let paid: u64 = t
+            .lots
+            .iter()
+            .flat_map(|l| &l.uses)
+            .filter(|(u, _)| matches!(u, Use::Payout { .. }))
+            .map(|(_, a)| a)
+            .sum();
+        assert_eq!(paid, p.balances.paid_out, "{}", p.id);
+    }
+    assert!(refunds > 0, "the demo has refunds");
+    node.shutdown().await.unwrap();
+}
+
+/// A ledger small enough to trace by hand: gifts A (100.00, fee 1.00) and B (50.00), then a
+/// payout of 120.00. A's net 99.00 goes wholly to the payout, then 21.00 of B; B keeps 29.00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_trace_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _db, _clock) = open_node(dir.path()).await;
+    let project = Id::new("fifo").unwrap();
+    submit(
+        &node,
+        "admin-zhao",
+        vec![Command::OpenProject {
+            project: project.clone(),
+            kind: ProjectKind::GeneralFund,
+            name: Text::new("FIFO").unwrap(),
+            currency: Currency::CNY,
+            goal_minor: None,
+        }],
+    )
+    .await;
+    let gift = |txn: &str, minor: u64, fee_minor: u64| {
+        Command::RecordDonation(DonationInput {
+            project: project.clone(),
+            amount_minor: Amount::new(minor).unwrap(),
+            currency: Currency::CNY,
+            channel: Channel::Wechat,
+            channel_txn_id: txn.into(),
+            fee_minor,
+            pledge_seq: None,
+            anonymous: true,
+            public_name: None,
+            donor_ref: Id::new("donor-x").unwrap(),
+        })
+    };
+    let a = submit(&node, "recorder-liu", vec![gift("t-a", 10_000, 100)]).await[0];
+    let b = submit(&node, "recorder-liu", vec![gift("t-b", 5_000, 0)]).await[0];
+    let payout = submit(
+        &node,
+        "finance-li",
+        vec![Command::RequestPayout(PayoutRequested {
+            project: project.clone(),
+            amount_minor: Amount::new(12_000).unwrap(),
+            currency: Currency::CNY,
+            payee: Text::new("Clinic").unwrap(),
+            purpose: Text::new("Treatment").unwrap(),
+            document_sha256: events::sha256(b"invoice"),
+        })],
+    )
+    .await[0];
+    // Before the money leaves, everything is held.
+    let state = caught_up(&node).await;
+    let t = trace_project(&state, &project);
+    assert_eq!(t.held_minor(), 14_900);
+    assert!(t.lots.iter().all(|l| l.uses.is_empty()));
+    submit(
+        &node,
+        "director-wang",
+        vec![Command::ApprovePayout { payout_seq: payout }],
+    )
+    .await;
+    submit(
+        &node,
+        "finance-li",
+        vec![Command::DisbursePayout {
+            payout_seq: payout,
+            bank_reference: "REF-1".into(),
+        }],
+    )
+    .await;
+    let state = caught_up(&node).await;
+    let t = trace_project(&state, &project);
+    let lot_a = t.lot(Source::Gift { donation_seq: a }).unwrap();
+    assert_eq!(lot_a.amount_minor, 9_900);
+    assert_eq!(
+        lot_a.uses,
+        vec![(Use::Payout { payout_seq: payout }, 9_900)]
+    );
+    assert_eq!(lot_a.held_minor, 0);
+    let lot_b = t.lot(Source::Gift { donation_seq: b }).unwrap();
+    assert_eq!(
+        lot_b.uses,
+        vec![(Use::Payout { payout_seq: payout }, 2_100)]
+    );
+    assert_eq!(lot_b.held_minor, 2_900);
+    assert_eq!(t.uncovered_minor, 0);
+    node.shutdown().await.unwrap();
+}
