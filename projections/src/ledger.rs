@@ -659,12 +659,14 @@ impl LedgerState {
                 sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
                 add(&mut b.committed, req.amount_minor, seq)?;
             }
-            EventBody::PayoutRejected(d) => {
+            // A rejected payout or move frees the money its request reserved.
+            EventBody::PayoutRejected(d) | EventBody::MoveRejected(d) => {
+                let payout = matches!(r.body, EventBody::PayoutRejected(_));
                 let req = self.decide(
                     &r.actor,
                     (seq, r.ts_ms),
                     d.request_seq,
-                    true,
+                    payout,
                     RequestStatus::Rejected,
                 )?;
                 let b = &mut self.project_mut(&req.project, seq)?.balances;
@@ -712,17 +714,6 @@ impl LedgerState {
                     req.amount_minor,
                     seq,
                 )?;
-            }
-            EventBody::MoveRejected(d) => {
-                let req = self.decide(
-                    &r.actor,
-                    (seq, r.ts_ms),
-                    d.request_seq,
-                    false,
-                    RequestStatus::Rejected,
-                )?;
-                let b = &mut self.project_mut(&req.project, seq)?.balances;
-                sub(&mut b.requested, req.amount_minor, seq, "requested money")?;
             }
             EventBody::StatementImported(e) => {
                 if self.statement_digests.contains_key(&e.statement_sha256) {
