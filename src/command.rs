@@ -831,7 +831,12 @@ pub fn match_for(state: &LedgerState, ts_ms: u64, input: &DonationInput) -> Opti
 /// The digest an idempotency key is bound to: SHA-256 of the RFC 8785 bytes of the actor
 /// and the submission's commands.
 pub fn commands_digest(actor: &Id, commands: &[Command]) -> Hash {
-    let value = serde_json::json!({ "actor": actor, "commands": commands });
-    let bytes = serde_json_canonicalizer::to_vec(&value).expect("commands serialize");
+    #[derive(serde::Serialize)]
+    struct Digested<'a> {
+        actor: &'a Id,
+        commands: &'a [Command],
+    }
+    // Commands hold no floats.
+    let bytes = events::jcs::to_vec(&Digested { actor, commands }).expect("commands serialize");
     events::sha256(&bytes)
 }

@@ -162,8 +162,13 @@ impl Node {
             },
         );
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (state_rx, projector_task) =
-            spawn_projector(log.clone(), state, snapshots, shutdown_rx.clone());
+        let (state_rx, projector_task) = spawn_projector(
+            log.clone(),
+            state,
+            snapshots,
+            Some(writer.committed()),
+            shutdown_rx.clone(),
+        );
         let db = match tlog.db {
             Some(db) => db,
             None => sled::Config::new().temporary(true).open()?,
@@ -191,8 +196,11 @@ impl Node {
                 .context("checking the published checkpoints against the log")?;
             tlog_tasks.push(signer.spawn(CHECKPOINT_INTERVAL, shutdown_rx.clone()));
         }
-        let event_hashes = EventHashIndex::open(&db)?;
-        tlog_tasks.push(event_hashes.spawn_follow(log.clone(), shutdown_rx)?);
+        // Earlier versions kept the hash index in sled; it now lives in memory.
+        db.drop_tree(crate::tlog::index::LEGACY_TREE_NAME)
+            .map_err(StoreError::io)?;
+        let event_hashes = EventHashIndex::new(log.clone());
+        tlog_tasks.push(event_hashes.spawn_follow(shutdown_rx));
         Ok(Node {
             ledger,
             log,

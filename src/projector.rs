@@ -90,12 +90,18 @@ pub async fn load_state(
 }
 
 /// Starts the runner from `state`. It publishes every new state on the returned receiver and
-/// persists (if given a store) at most every [`SNAPSHOT_INTERVAL`] and when `shutdown`
-/// turns true.
+/// persists (if given a store) when [`snapshot_due`] says so and when `shutdown` turns true.
+///
+/// With `committed` (the local writer's state after each durable append, see
+/// [`crate::writer::WriterHandle::committed`]), events that writer has already folded are not
+/// folded again: the runner adopts its state, which shares its structure, and only folds
+/// what it has not seen (events of other writers on a shared log, or a page that arrived
+/// before the writer published).
 pub fn spawn_projector(
     log: Arc<dyn EventLog>,
     state: LedgerState,
     snapshots: Option<SnapshotStore>,
+    committed: Option<watch::Receiver<Arc<LedgerState>>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (
     watch::Receiver<Arc<LedgerState>>,
@@ -106,25 +112,25 @@ pub fn spawn_projector(
         let mut state = state;
         let mut events = subscribe(log.clone(), state.position);
         let head_rx = log.watch_head();
-        let mut saved_position = state.position;
-        let mut saved_at = Instant::now();
-        let save = |state: &LedgerState, saved_position: &mut u64, saved_at: &mut Instant| {
-            if let Some(store) = &snapshots {
-                if state.position != *saved_position {
-                    if let Err(e) = store.save(state) {
-                        tracing::warn!(error = %e, "could not persist the projections");
-                    }
-                    *saved_position = state.position;
-                }
-            }
-            *saved_at = Instant::now();
+        let mut saved = Saved {
+            position: state.position,
+            at: Instant::now(),
         };
         loop {
             tokio::select! {
                 page = events.recv_page(READ_EVENTS_MAX) => {
                     let Some(page) = page else { break };
-                    for event in page? {
-                        state.apply(&event).map_err(|e| {
+                    let page = page?;
+                    let Some(end) = page.last().map(|e| e.seq() + 1) else { continue };
+                    if let Some(committed) = &committed {
+                        let theirs = committed.borrow().clone();
+                        if theirs.position >= end && theirs.position > state.position {
+                            state = LedgerState::clone(&theirs);
+                        }
+                    }
+                    let folded = state.position;
+                    for event in page.iter().filter(|e| e.seq() >= folded) {
+                        state.apply(event).map_err(|e| {
                             StoreError::Corrupt(events::ChainError::Malformed {
                                 seq: Some(event.seq()),
                                 reason: e.to_string(),
@@ -133,8 +139,8 @@ pub fn spawn_projector(
                     }
                     tx.send_replace(Arc::new(state.clone()));
                     crate::metrics::record_positions(state.position, head_rx.borrow().len);
-                    if saved_at.elapsed() >= SNAPSHOT_INTERVAL {
-                        save(&state, &mut saved_position, &mut saved_at);
+                    if snapshot_due(&saved, state.position) {
+                        saved = save(snapshots.as_ref(), &state).await;
                     }
                 }
                 changed = shutdown.changed() => {
@@ -145,8 +151,46 @@ pub fn spawn_projector(
             }
         }
         events.close().await;
-        save(&state, &mut saved_position, &mut saved_at);
+        if state.position != saved.position {
+            save(snapshots.as_ref(), &state).await;
+        }
         Ok(())
     });
     (rx, task)
+}
+
+/// When the last snapshot was written.
+struct Saved {
+    position: u64,
+    at: Instant,
+}
+
+/// Whether to persist the state at `position` now: at most every [`SNAPSHOT_INTERVAL`], and
+/// only once the log has grown by an eighth since the last snapshot (at least
+/// [`SNAPSHOT_EVENTS_MIN`] events). Writing a snapshot costs time proportional to the
+/// state, so this keeps its cost per event constant however large the ledger grows, while a
+/// restart refolds at most about an eighth of the log.
+fn snapshot_due(saved: &Saved, position: u64) -> bool {
+    let grown = position.saturating_sub(saved.position);
+    saved.at.elapsed() >= SNAPSHOT_INTERVAL && grown >= SNAPSHOT_EVENTS_MIN.max(saved.position / 8)
+}
+
+/// The fewest new events worth a snapshot.
+pub const SNAPSHOT_EVENTS_MIN: u64 = 1000;
+
+/// Persists `state` off the async threads (encoding a large state takes a while). A failure
+/// is logged: the snapshot is only a shortcut, rebuilt from the log.
+async fn save(store: Option<&SnapshotStore>, state: &LedgerState) -> Saved {
+    if let Some(store) = store {
+        let (store, copy) = (store.clone(), state.clone());
+        match tokio::task::spawn_blocking(move || store.save(&copy)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not persist the projections"),
+            Err(e) => tracing::warn!(error = %e, "could not persist the projections"),
+        }
+    }
+    Saved {
+        position: state.position,
+        at: Instant::now(),
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use events::{EventRecord, Hash, Id, Idempotency, SealedEvent};
 use projections::LedgerState;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{decide, Command, CommandError, Context};
 use crate::store::{EventLog, StoreError, READ_EVENTS_MAX};
@@ -100,9 +100,17 @@ struct Job {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Job>,
+    committed: watch::Receiver<Arc<LedgerState>>,
 }
 
 impl WriterHandle {
+    /// The writer's state after each durable append: the fold of exactly the events the log
+    /// holds at `position`. The projection runner adopts it instead of folding those events
+    /// a second time.
+    pub fn committed(&self) -> watch::Receiver<Arc<LedgerState>> {
+        self.committed.clone()
+    }
+
     /// Submits and waits until the events are durable (or the submission is refused).
     pub async fn submit(&self, submission: Submission) -> Result<Outcome, WriteError> {
         if submission.commands.is_empty() {
@@ -137,14 +145,16 @@ pub fn spawn_writer(
     config: WriterConfig,
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_SUBMISSIONS_MAX);
+    let (committed_tx, committed) = watch::channel(Arc::new(state.clone()));
     let writer = Writer {
         log,
         state,
         config,
         poisoned: false,
+        committed: committed_tx,
     };
     let task = tokio::spawn(writer.run(rx));
-    (WriterHandle { tx }, task)
+    (WriterHandle { tx, committed }, task)
 }
 
 struct Writer {
@@ -153,6 +163,8 @@ struct Writer {
     config: WriterConfig,
     /// Set when the fold refused an event decide() accepted (a bug): the batch is dropped.
     poisoned: bool,
+    /// Where the state goes after every durable append.
+    committed: watch::Sender<Arc<LedgerState>>,
 }
 
 type Reply = Result<Outcome, WriteError>;
@@ -210,6 +222,7 @@ impl Writer {
                         "batch appended"
                     );
                     crate::metrics::record_batch(count as u64);
+                    self.committed.send_replace(Arc::new(self.state.clone()));
                     return self.fill_replays(replies, &pending).await;
                 }
                 Err(StoreError::Conflict { expected, actual })

@@ -33,6 +33,7 @@
 
 mod error;
 mod event;
+pub mod jcs;
 pub mod merkle;
 pub mod note;
 mod receipt;

@@ -68,19 +68,12 @@ pub struct EventRecord {
 impl EventRecord {
     /// The RFC 8785 canonical bytes of this record (the object without `hash`).
     ///
-    /// A record holds only integers, strings, booleans, arrays and objects whose member names
-    /// are ASCII. For such values RFC 8785 is exactly serde_json's output of the value tree
-    /// (members in a `BTreeMap`, so sorted by bytes, which for ASCII is UTF-16 order; strings
-    /// escaped as ECMAScript does; integers in decimal), which is several times faster than
-    /// the general canonicalizer. Debug builds (all tests) check every record against
+    /// Written in one pass by [`crate::jcs`] (a record holds no floats). Debug builds (all
+    /// tests) check every record against the general canonicalizer
     /// `serde_json_canonicalizer`, and `tests/jcs.rs` checks random records with proptest.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        // Serializing plain integers, strings, booleans and arrays cannot fail.
-        let mut value = serde_json::to_value(self).expect("event records serialize");
-        if !maps_are_sorted() {
-            sort_members(&mut value);
-        }
-        let bytes = serde_json::to_vec(&value).expect("event records serialize");
+        // A record holds only integers, strings, booleans, arrays and objects.
+        let bytes = crate::jcs::to_vec(self).expect("event records canonicalize");
         debug_assert_eq!(
             bytes,
             serde_json_canonicalizer::to_vec(self).expect("event records serialize"),
@@ -100,34 +93,6 @@ impl EventRecord {
         }
         let hash = sha256(&canonical);
         Ok(SealedEvent::new(self, hash, canonical))
-    }
-}
-
-/// Whether `serde_json::Map` keeps members sorted (it does unless some crate in the build
-/// turns on serde_json's `preserve_order` feature, which keeps insertion order instead).
-fn maps_are_sorted() -> bool {
-    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SORTED.get_or_init(|| {
-        let mut map = serde_json::Map::new();
-        map.insert("b".into(), serde_json::Value::Null);
-        map.insert("a".into(), serde_json::Value::Null);
-        map.keys().next().map(String::as_str) == Some("a")
-    })
-}
-
-/// Re-inserts every object's members in sorted order (for insertion-ordered maps).
-fn sort_members(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            let mut members: Vec<_> = std::mem::take(map).into_iter().collect();
-            members.sort_by(|a, b| a.0.cmp(&b.0));
-            for (key, mut member) in members {
-                sort_members(&mut member);
-                map.insert(key, member);
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_members),
-        _ => {}
     }
 }
 
@@ -192,15 +157,17 @@ impl SealedEvent {
 
     /// The exported form: RFC 8785 bytes of the record with its `hash` member added.
     pub fn export_line(&self) -> Vec<u8> {
-        let mut value = serde_json::to_value(self.record()).expect("event records serialize");
-        value
-            .as_object_mut()
-            .expect("a record is a JSON object")
-            .insert(
-                "hash".into(),
-                serde_json::Value::String(self.hash().to_hex()),
-            );
-        serde_json_canonicalizer::to_vec(&value).expect("event records serialize")
+        #[derive(Serialize)]
+        struct Exported<'a> {
+            #[serde(flatten)]
+            record: &'a EventRecord,
+            hash: Hash,
+        }
+        crate::jcs::to_vec(&Exported {
+            record: self.record(),
+            hash: self.hash(),
+        })
+        .expect("event records canonicalize")
     }
 }
 
@@ -251,7 +218,7 @@ fn canonicalize(
     object: &serde_json::Map<String, serde_json::Value>,
     seq: u64,
 ) -> Result<Vec<u8>, ChainError> {
-    serde_json_canonicalizer::to_vec(object).map_err(|e| ChainError::Malformed {
+    crate::jcs::to_vec(object).map_err(|e| ChainError::Malformed {
         seq: Some(seq),
         reason: e.to_string(),
     })

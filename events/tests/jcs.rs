@@ -9,6 +9,12 @@ fn canonical(input: &str) -> String {
     String::from_utf8(serde_json_canonicalizer::to_vec(&value).expect("canonicalizes")).unwrap()
 }
 
+/// The same through the ledger's one-pass canonicalizer, which refuses floats.
+fn fast(input: &str) -> Result<String, events::jcs::JcsError> {
+    let value: serde_json::Value = serde_json::from_str(input).expect("vector input is JSON");
+    events::jcs::to_vec(&value).map(|bytes| String::from_utf8(bytes).unwrap())
+}
+
 #[test]
 fn rfc8785_structures() {
     let input = r#"{
@@ -33,6 +39,17 @@ fn rfc8785_values() {
 }"#;
     let output = r#"{"escaping":"€$\u000f\nA'B\"\\\\\"/","literals":[null,true,false],"numbers":[1e+30,4.5,333333333.3333333,0.002,1e-27]}"#;
     assert_eq!(canonical(input), output);
+    // The ledger has no floats: its canonicalizer refuses them rather than guess.
+    assert!(fast(input).is_err());
+    // Without the numbers, the same escaping and literals.
+    let no_numbers = input.replace(
+        "\"numbers\": [1E30, 4.50, 333333333.33333329, 2e-3, 0.000000000000000000000000001],",
+        "",
+    );
+    assert_eq!(
+        fast(&no_numbers).unwrap(),
+        output.replace(",\"numbers\":[1e+30,4.5,333333333.3333333,0.002,1e-27]", "")
+    );
 }
 
 #[test]
@@ -40,6 +57,7 @@ fn rfc8785_french_sorting_ignores_locale() {
     let input = "{\n  \"peach\": \"This sorting order\",\n  \"péché\": \"is wrong according to French\",\n  \"pêche\": \"but canonicalization MUST\",\n  \"sin\":   \"ingnore locale\"\n}\n";
     let output = r#"{"peach":"This sorting order","péché":"is wrong according to French","pêche":"but canonicalization MUST","sin":"ingnore locale"}"#;
     assert_eq!(canonical(input), output);
+    assert_eq!(fast(input).unwrap(), output);
 }
 
 #[test]
@@ -56,6 +74,7 @@ fn rfc8785_weird_keys_sort_by_utf16_code_units() {
 "#;
     let output = "{\"1\":\"One\",\"</script>\":\"Browser Challenge\",\"\u{80}\":\"Control\u{7f}\",\"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",\"\u{1f602}\":\"Smiley\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}";
     assert_eq!(canonical(input), output);
+    assert_eq!(fast(input).unwrap(), output);
 }
 
 fn sample_record() -> EventRecord {
@@ -183,7 +202,34 @@ mod random {
             .prop_filter_map("text", |s| Text::new(&s).ok())
     }
 
+    /// Any JSON value without floats: integers within ±(2^53 − 1) (I-JSON), any strings and
+    /// member names (controls, quotes, backslashes, non-BMP characters), nesting up to 4 deep.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let any_text = "[\\PC\\pC\"\\\\/\u{7f}\u{80}\u{e000}\u{ffff}\u{1f602}]{0,8}";
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            (-(AMOUNT_MINOR_MAX as i64)..=AMOUNT_MINOR_MAX as i64)
+                .prop_map(serde_json::Value::from),
+            any_text.prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(any_text, inner, 0..8)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
+        /// The one-pass canonicalizer equals the reference on any float-free JSON value.
+        #[test]
+        fn one_pass_canonical_form_equals_rfc8785_on_any_value(value in json()) {
+            let reference = serde_json_canonicalizer::to_vec(&value).unwrap();
+            prop_assert_eq!(events::jcs::to_vec(&value).unwrap(), reference);
+        }
+
         /// The fast canonical form equals the reference RFC 8785 canonicalizer on random events.
         #[test]
         fn fast_canonical_bytes_equal_rfc8785(

@@ -21,6 +21,8 @@ pub use sled_log::{SledLog, SledLogConfig};
 
 /// The most events one `read` returns.
 pub const READ_EVENTS_MAX: usize = 4096;
+/// The most hashes one [`EventLog::read_hashes`] returns.
+pub const READ_HASHES_MAX: usize = 65_536;
 
 /// The log's length (the next seq) and the hash of its last event (zeros when empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +76,24 @@ pub trait EventLog: Send + Sync + 'static {
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError>;
     /// A receiver that sees the head every time the log grows.
     fn watch_head(&self) -> watch::Receiver<Head>;
+    /// The hashes of up to `limit` (at most [`READ_HASHES_MAX`]) events from `from` on, as
+    /// the backend stores them: for building derived indexes fast. Unlike [`EventLog::read`]
+    /// a backend may skip re-hashing here (sled does); whoever serves an event found through
+    /// one of these hashes reads it with `read`, which checks it.
+    async fn read_hashes(&self, from: u64, limit: usize) -> Result<Vec<Hash>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(READ_HASHES_MAX));
+        while out.len() < limit.min(READ_HASHES_MAX) {
+            let at = from + out.len() as u64;
+            let page = self
+                .read(at, limit.min(READ_HASHES_MAX) - out.len())
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            out.extend(page.iter().map(SealedEvent::hash));
+        }
+        Ok(out)
+    }
     /// The persisted Merkle tree, when the backend maintains it atomically with its appends
     /// (sled does). `None` (the default) means the node keeps one itself with
     /// [`merkle::TreeStore`], fed from [`subscribe`].

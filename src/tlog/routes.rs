@@ -30,6 +30,7 @@ use events::tiles::TILE_HEIGHT;
 use events::{entry_bundle, is_receipt_code, Hash, Tile, TileKind};
 use serde_json::json;
 
+use super::index::LookupError;
 use super::wire::{hashes_to_hex, ConsistencyProof, InclusionProof, ReceiptProof};
 use super::TlogState;
 use crate::store::merkle::TILE_NODES;
@@ -66,6 +67,8 @@ pub enum ApiError {
     },
     /// 404: nothing at this address (yet).
     NotFound { code: &'static str, message: String },
+    /// 503: the answer needs an index that is still being built.
+    Unavailable(String),
     /// 500: a bug or a storage failure.
     Internal(String),
 }
@@ -97,6 +100,9 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, "bad_parameter", message)
             }
             ApiError::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message),
+            ApiError::Unavailable(message) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "index_building", message)
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "tlog route failed");
                 (
@@ -362,8 +368,15 @@ async fn inclusion(
                     ),
                 )
             })?;
-            let index = state.hashes.clone();
-            let found = blocking(move || index.seq(&hash).map_err(ApiError::internal)).await?;
+            let found = match state.hashes.seq(&hash).await {
+                Ok(found) => found,
+                Err(LookupError::Building { indexed, total }) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "hash: the event hash index is being built ({indexed} of {total} events); ask by seq, or again in a moment"
+                    )))
+                }
+                Err(LookupError::Store(e)) => return Err(ApiError::internal(e)),
+            };
             found.ok_or_else(|| {
                 ApiError::not_found(
                     "no_such_event",

@@ -1,0 +1,287 @@
+//! RFC 8785 (JCS) canonical JSON for values without floating-point numbers, written straight
+//! from `Serialize` in one pass.
+//!
+//! A [`serde_json::ser::Formatter`] that writes serde_json's compact output into one buffer and
+//! puts each object's members in RFC 8785 order when the object ends: members are recorded
+//! as byte ranges of that buffer, and only an object whose members arrived out of order is
+//! rewritten (one copy of that object). Strings are escaped by serde_json's compact
+//! formatter, which escapes exactly as RFC 8785 (ECMAScript `JSON.stringify`) does:
+//! `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other controls as `\u00xx` in lowercase hex,
+//! everything else (including `/` and non-ASCII) as is. Integers are written in decimal.
+//! Floating-point numbers are refused: the ledger has none, and RFC 8785's number
+//! formatting is not needed without them.
+//!
+//! Member names are sorted by their UTF-16 code units, as RFC 8785 §3.2.3 asks. Names made of
+//! ASCII without escapes (every name the ledger's own types use) compare as bytes, which is
+//! the same order; any other name is decoded and compared as UTF-16.
+//!
+//! `tests/jcs.rs` checks this against the RFC 8785 vectors (those without floats) and, with
+//! proptest, against `serde_json_canonicalizer` on random events and random JSON values.
+
+use std::cmp::Ordering;
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
+
+/// An error from [`to_vec`]: the value holds a float (or does not serialize).
+#[derive(Debug, thiserror::Error)]
+#[error("not canonicalizable: {0}")]
+pub struct JcsError(String);
+
+/// The RFC 8785 canonical bytes of `value`, which must hold no floating-point number.
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JcsError> {
+    let mut out = Vec::with_capacity(512);
+    write(value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the RFC 8785 canonical bytes of `value` to `out`.
+pub fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), JcsError> {
+    let start = out.len();
+    let formatter = JcsFormatter {
+        out: &mut *out,
+        objects: Vec::new(),
+        members: Vec::new(),
+        scratch: Vec::new(),
+        key_start: 0,
+    };
+    let result = value.serialize(&mut serde_json::Serializer::with_formatter(
+        io::sink(),
+        formatter,
+    ));
+    result.map_err(|e| {
+        out.truncate(start);
+        JcsError(e.to_string())
+    })
+}
+
+struct JcsFormatter<'a> {
+    /// Everything written so far; objects in progress hold their members unsorted.
+    out: &'a mut Vec<u8>,
+    /// Open objects, innermost last.
+    objects: Vec<OpenObject>,
+    /// The members of every open object, each object's after those of the objects around it.
+    members: Vec<Member>,
+    /// Where an out-of-order object is put in order before it is copied back.
+    scratch: Vec<u8>,
+    /// Where the member being written starts (after its comma).
+    key_start: usize,
+}
+
+struct OpenObject {
+    /// Where the object's `{` is in `out`.
+    start: usize,
+    /// Where its members start in `members`.
+    first_member: usize,
+}
+
+/// One member of an open object: `out[key_start..key_end]` is its name as a JSON string,
+/// then `:` and the value up to `end`.
+#[derive(Clone, Copy)]
+struct Member {
+    key_start: usize,
+    key_end: usize,
+    end: usize,
+}
+
+/// Orders two member names, each a JSON string with its quotes, by UTF-16 code units.
+fn compare_names(a: &[u8], b: &[u8]) -> Ordering {
+    let plain = |s: &[u8]| s.iter().all(|&c| c.is_ascii() && c != b'\\');
+    if plain(a) && plain(b) {
+        // Without their quotes, so that a name sorts after its prefixes.
+        return unquote(a).cmp(unquote(b));
+    }
+    let decode = |s: &[u8]| serde_json::from_slice::<String>(s).unwrap_or_default();
+    decode(a).encode_utf16().cmp(decode(b).encode_utf16())
+}
+
+fn unquote(name: &[u8]) -> &[u8] {
+    name.strip_prefix(b"\"")
+        .and_then(|n| n.strip_suffix(b"\""))
+        .unwrap_or(name)
+}
+
+impl JcsFormatter<'_> {
+    fn end_object_in_order(&mut self) -> io::Result<()> {
+        let object = self
+            .objects
+            .pop()
+            .ok_or_else(|| io::Error::other("an object ended that was not begun"))?;
+        let members = &mut self.members[object.first_member..];
+        let out = &*self.out;
+        let name = |m: &Member| &out[m.key_start..m.key_end];
+        let sorted = members
+            .windows(2)
+            .all(|w| compare_names(name(&w[0]), name(&w[1])) != Ordering::Greater);
+        if !sorted {
+            members.sort_unstable_by(|a, b| compare_names(name(a), name(b)));
+            self.scratch.clear();
+            self.scratch.push(b'{');
+            for (i, m) in members.iter().enumerate() {
+                if i > 0 {
+                    self.scratch.push(b',');
+                }
+                self.scratch.extend_from_slice(&out[m.key_start..m.end]);
+            }
+            self.out.truncate(object.start);
+            self.out.extend_from_slice(&self.scratch);
+        }
+        self.members.truncate(object.first_member);
+        self.out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Every write goes to `self.out`; the serializer's own writer is a sink.
+macro_rules! to_out {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $name<W: ?Sized + io::Write>(&mut self, _: &mut W $(, $arg: $ty)*) -> io::Result<()> {
+            CompactFormatter.$name(&mut *self.out $(, $arg)*)
+        })*
+    };
+}
+
+impl Formatter for JcsFormatter<'_> {
+    to_out! {
+        write_null();
+        write_bool(value: bool);
+        write_i8(value: i8);
+        write_i16(value: i16);
+        write_i32(value: i32);
+        write_i64(value: i64);
+        write_i128(value: i128);
+        write_u8(value: u8);
+        write_u16(value: u16);
+        write_u32(value: u32);
+        write_u64(value: u64);
+        write_u128(value: u128);
+        begin_string();
+        end_string();
+        write_string_fragment(fragment: &str);
+        write_char_escape(char_escape: CharEscape);
+        begin_array();
+        end_array();
+        begin_array_value(first: bool);
+        end_array_value();
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, _: &mut W, _: f32) -> io::Result<()> {
+        Err(io::Error::other("floating-point numbers are not allowed"))
+    }
+
+    fn write_f64<W: ?Sized + io::Write>(&mut self, _: &mut W, _: f64) -> io::Result<()> {
+        Err(io::Error::other("floating-point numbers are not allowed"))
+    }
+
+    fn write_number_str<W: ?Sized + io::Write>(&mut self, _: &mut W, _: &str) -> io::Result<()> {
+        Err(io::Error::other(
+            "arbitrary-precision numbers are not allowed",
+        ))
+    }
+
+    fn write_raw_fragment<W: ?Sized + io::Write>(&mut self, _: &mut W, _: &str) -> io::Result<()> {
+        Err(io::Error::other("raw JSON fragments are not allowed"))
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        self.objects.push(OpenObject {
+            start: self.out.len(),
+            first_member: self.members.len(),
+        });
+        self.out.push(b'{');
+        Ok(())
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        self.end_object_in_order()
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        _: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        if !first {
+            self.out.push(b',');
+        }
+        self.key_start = self.out.len();
+        Ok(())
+    }
+
+    fn end_object_key<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        // The name's end is recorded now; the member's end when its value is written.
+        self.members.push(Member {
+            key_start: self.key_start,
+            key_end: self.out.len(),
+            end: 0,
+        });
+        Ok(())
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        self.out.push(b':');
+        Ok(())
+    }
+
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        let end = self.out.len();
+        let member = self
+            .members
+            .last_mut()
+            .ok_or_else(|| io::Error::other("a member value without a name"))?;
+        member.end = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jcs(json: &str) -> String {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        String::from_utf8(to_vec(&value).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sorts_members_at_every_depth() {
+        #[derive(Serialize)]
+        struct Inner {
+            z: u8,
+            a: Vec<u8>,
+        }
+        #[derive(Serialize)]
+        struct Outer {
+            b: Inner,
+            a: &'static str,
+        }
+        let value = Outer {
+            b: Inner {
+                z: 1,
+                a: vec![2, 3],
+            },
+            a: "x\n\"é",
+        };
+        assert_eq!(
+            String::from_utf8(to_vec(&value).unwrap()).unwrap(),
+            r#"{"a":"x\n\"é","b":{"a":[2,3],"z":1}}"#
+        );
+    }
+
+    #[test]
+    fn a_name_sorts_after_its_prefix() {
+        assert_eq!(
+            jcs(r#"{"ab":1,"a":2,"a b":3}"#),
+            r#"{"a":2,"a b":3,"ab":1}"#
+        );
+    }
+
+    #[test]
+    fn refuses_floats_and_leaves_the_buffer_as_it_was() {
+        let mut out = b"kept".to_vec();
+        let err = write(&serde_json::json!({"a": [1, 2.5]}), &mut out).unwrap_err();
+        assert!(err.to_string().contains("floating-point"), "{err}");
+        assert_eq!(out, b"kept");
+    }
+}
