@@ -154,5 +154,56 @@ fn execute_only(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, writer_batches, raw_sled, execute_only);
+/// The storage side alone: appends of 1024 gifts sealed beforehand (untimed) through the
+/// sled log (chunks, Merkle tiles, flush, fdatasync), to set beside `raw_sled_per_record`.
+fn log_append(c: &mut Criterion) {
+    use events::Id;
+    use ledger::store::{EventLog, SledLog};
+    use ledger::writer::{execute, Stamp};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = rt.block_on(common::open_ledger(dir.path()));
+    let mut state = (*rt
+        .block_on(node.state_at(1, Duration::from_secs(10)))
+        .unwrap())
+    .clone();
+    rt.block_on(node.shutdown()).unwrap();
+    // The same log, now without the node: only the appends below touch it.
+    let log = SledLog::open(dir.path()).unwrap();
+    let ledger = Id::new("bench").unwrap();
+    let actor = common::recorder();
+    let mut group = c.benchmark_group("log_append");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(6));
+    group.throughput(Throughput::Elements(1024));
+    group.bench_function("presealed/1024", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let expected = state.position;
+                let at = Stamp {
+                    ledger: &ledger,
+                    actor: &actor,
+                    ts_ms: u64::MAX / 2,
+                    idempotency: None,
+                };
+                let batch: Vec<_> = (0..1024)
+                    .flat_map(|_| execute(&mut state, &at, &common::gift()).unwrap())
+                    .collect();
+                let start = Instant::now();
+                rt.block_on(log.append(expected, batch)).unwrap();
+                total += start.elapsed();
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, writer_batches, raw_sled, execute_only, log_append);
 criterion_main!(benches);

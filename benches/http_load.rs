@@ -139,6 +139,14 @@ where
 }
 
 fn main() {
+    // The server's errors and warnings (RUST_LOG overrides) go to standard error.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let seconds = env_u64("LOAD_SECONDS", 10);
     // Which phases to run: any of "single", "batch", "read" (default all).
     let phases_wanted = std::env::var("LOAD_PHASES").unwrap_or_else(|_| "single,batch,read".into());
