@@ -2,6 +2,7 @@
 //! in batches (group commit: one durable flush for every command waiting at that moment).
 //! A caller is answered only after its events are durable.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use events::{EventRecord, Hash, Id, Idempotency, SealedEvent};
@@ -9,7 +10,7 @@ use projections::LedgerState;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{decide, Command, CommandError, Context};
-use crate::store::{EventLog, StoreError, READ_EVENTS_MAX};
+use crate::store::{EventLog, Head, StoreError, READ_EVENTS_MAX};
 
 /// The most submissions the writer takes into one batch.
 pub const BATCH_SUBMISSIONS_MAX: usize = 1024;
@@ -169,96 +170,184 @@ struct Writer {
 
 type Reply = Result<Outcome, WriteError>;
 
+/// A batch decided against the writer's state: its jobs, a pending reply for each, its new
+/// events, and the state before and after it.
+struct Decided {
+    jobs: Vec<Job>,
+    replies: Vec<Pending>,
+    events: Vec<SealedEvent>,
+    before: LedgerState,
+    after: LedgerState,
+}
+
+/// A decided batch whose append is running.
+struct InFlight {
+    batch: Decided,
+    append: tokio::task::JoinHandle<Result<Head, StoreError>>,
+}
+
 impl Writer {
+    /// The loop. Pipelined: while one batch is being appended (flush and fdatasync), the
+    /// next is decided and sealed on top of it, so the CPU work of one batch overlaps the
+    /// storage work of the other. At most one append runs at a time, in order. Until its
+    /// append returns a batch is speculative: if the append fails, the state goes back to
+    /// before it and the batch decided on top of it is decided again (after catching up,
+    /// for a conflict) or refused with the store's error.
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        let mut jobs = Vec::with_capacity(BATCH_SUBMISSIONS_MAX);
-        while let Some(first) = rx.recv().await {
-            let mut commands = first.submission.commands.len();
-            jobs.push(first);
-            while jobs.len() < BATCH_SUBMISSIONS_MAX && commands < BATCH_COMMANDS_MAX {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        commands += job.submission.commands.len();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
+        let mut queue: VecDeque<Job> = VecDeque::new();
+        let mut in_flight: Option<InFlight> = None;
+        let mut open = true;
+        let mut conflicts = 0usize;
+        loop {
+            if queue.is_empty() && open {
+                // Nothing to decide: wait for a submission, or for the append in flight.
+                let job = match &mut in_flight {
+                    None => rx.recv().await,
+                    Some(f) => tokio::select! {
+                        job = rx.recv() => job,
+                        done = &mut f.append => {
+                            let f = in_flight.take().expect("an append is in flight");
+                            self.settle(f.batch, joined(done), &mut queue, &mut conflicts).await;
+                            continue;
+                        }
+                    },
+                };
+                match job {
+                    Some(job) => queue.push_back(job),
+                    None => open = false,
                 }
             }
-            let submissions: Vec<&Submission> = jobs.iter().map(|j| &j.submission).collect();
-            let replies = self.commit(&submissions).await;
-            for (job, reply) in jobs.drain(..).zip(replies) {
-                let _ = job.reply.send(reply);
+            if queue.is_empty() && in_flight.is_none() {
+                break;
             }
+            // Take what else is waiting, then decide the next batch.
+            while open && !batch_full(&queue) {
+                match rx.try_recv() {
+                    Ok(job) => queue.push_back(job),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
+            }
+            let mut next = (!queue.is_empty()).then(|| self.decide_batch(take_batch(&mut queue)));
+            if let Some(f) = in_flight.take() {
+                let done = joined(f.append.await);
+                let failed = done.is_err();
+                if failed {
+                    // `next` was decided on top of a batch that is not in the log: its
+                    // submissions go back to the queue, behind those of the failed batch
+                    // if they are retried (settle puts the state back before both).
+                    if let Some(next) = next.take() {
+                        for job in next.jobs.into_iter().rev() {
+                            queue.push_front(job);
+                        }
+                    }
+                }
+                // Replays in `next` are answered only after this, so their original events
+                // are durable by then.
+                self.settle(f.batch, done, &mut queue, &mut conflicts).await;
+                if failed {
+                    continue;
+                }
+            }
+            let Some(next) = next else { continue };
+            if next.events.is_empty() {
+                // Only refusals and replays: nothing to append.
+                let replies = self.fill_replays(next.replies, &[]).await;
+                answer(next.jobs, replies);
+                continue;
+            }
+            let log = self.log.clone();
+            let (expected, events) = (next.before.position, next.events.clone());
+            in_flight = Some(InFlight {
+                batch: next,
+                append: tokio::spawn(async move { log.append(expected, events).await }),
+            });
         }
         tracing::info!(ledger = %self.config.ledger, "writer stopped");
     }
 
-    /// Decides and appends one batch, retrying after catching up when another writer got
-    /// there first.
-    async fn commit(&mut self, submissions: &[&Submission]) -> Vec<Reply> {
-        let mut attempt = 0;
-        loop {
-            let before = self.state.clone();
-            let (replies, pending) = self.decide_batch(submissions);
-            if self.poisoned {
-                self.poisoned = false;
-                self.state = before;
-                tracing::error!("a batch was dropped after an internal invariant failure");
-                return replies
-                    .iter()
-                    .map(|_| Err(WriteError::Internal("the batch was dropped".into())))
-                    .collect();
+    /// Answers the submissions of a batch whose append has returned. On success, publishes
+    /// the state after it. On a conflict (another writer appended first) the state goes back
+    /// to before the batch, catches up with the log, and the batch's submissions are queued
+    /// to be decided again, at most [`CONFLICT_RETRIES_MAX`] times in a row; any other
+    /// failure refuses them.
+    async fn settle(
+        &mut self,
+        batch: Decided,
+        done: Result<Head, StoreError>,
+        queue: &mut VecDeque<Job>,
+        conflicts: &mut usize,
+    ) {
+        match done {
+            Ok(head) => {
+                *conflicts = 0;
+                debug_assert_eq!(head.len, batch.after.position);
+                tracing::debug!(
+                    events = batch.events.len(),
+                    submissions = batch.jobs.len(),
+                    "batch appended"
+                );
+                crate::metrics::record_batch(batch.events.len() as u64);
+                self.committed.send_replace(Arc::new(batch.after));
+                let replies = self.fill_replays(batch.replies, &batch.events).await;
+                answer(batch.jobs, replies);
             }
-            if pending.is_empty() {
-                return self.fill_replays(replies, &[]).await;
+            Err(StoreError::Conflict { expected, actual }) if *conflicts < CONFLICT_RETRIES_MAX => {
+                *conflicts += 1;
+                tracing::warn!(
+                    expected,
+                    actual,
+                    attempt = *conflicts,
+                    "another writer appended first; catching up"
+                );
+                self.state = batch.before;
+                if let Err(e) = catch_up(self.log.as_ref(), &mut self.state).await {
+                    let replies = fail_all(&batch.replies, e);
+                    answer(batch.jobs, replies);
+                    return;
+                }
+                for job in batch.jobs.into_iter().rev() {
+                    queue.push_front(job);
+                }
             }
-            let count = pending.len();
-            match self.log.append(before.position, pending.clone()).await {
-                Ok(head) => {
-                    debug_assert_eq!(head.len, self.state.position);
-                    tracing::debug!(
-                        events = count,
-                        submissions = submissions.len(),
-                        "batch appended"
-                    );
-                    crate::metrics::record_batch(count as u64);
-                    self.committed.send_replace(Arc::new(self.state.clone()));
-                    return self.fill_replays(replies, &pending).await;
-                }
-                Err(StoreError::Conflict { expected, actual })
-                    if attempt < CONFLICT_RETRIES_MAX =>
-                {
-                    attempt += 1;
-                    tracing::warn!(
-                        expected,
-                        actual,
-                        attempt,
-                        "another writer appended first; catching up"
-                    );
-                    self.state = before;
-                    if let Err(e) = catch_up(self.log.as_ref(), &mut self.state).await {
-                        return fail_all(&replies, e);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "append failed; the batch is refused");
-                    self.state = before;
-                    return fail_all(&replies, e);
-                }
+            Err(e) => {
+                *conflicts = 0;
+                tracing::error!(error = %e, "append failed; the batch is refused");
+                self.state = batch.before;
+                let replies = fail_all(&batch.replies, e);
+                answer(batch.jobs, replies);
             }
         }
     }
 
     /// Decides every submission against the state, applying the events of those accepted.
-    /// Returns a reply per submission (events filled in later) and all new events in order.
-    fn decide_batch(&mut self, submissions: &[&Submission]) -> (Vec<Pending>, Vec<SealedEvent>) {
+    /// A batch in which the fold refused an event the rules accepted (a bug) is dropped
+    /// whole: the state goes back and every submission gets an internal error.
+    fn decide_batch(&mut self, jobs: Vec<Job>) -> Decided {
+        let before = self.state.clone();
         let ts_ms = (self.config.clock)().max(self.state.last_ts_ms);
-        let mut replies = Vec::with_capacity(submissions.len());
-        let mut pending = Vec::new();
-        for s in submissions {
-            replies.push(self.decide_one(s, ts_ms, &mut pending));
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut events = Vec::new();
+        for job in &jobs {
+            replies.push(self.decide_one(&job.submission, ts_ms, &mut events));
         }
-        (replies, pending)
+        if self.poisoned {
+            self.poisoned = false;
+            self.state = before.clone();
+            tracing::error!("a batch was dropped after an internal invariant failure");
+            replies = jobs
+                .iter()
+                .map(|_| Pending::Failed(WriteError::Internal("the batch was dropped".into())))
+                .collect();
+            events.clear();
+        }
+        Decided {
+            jobs,
+            replies,
+            events,
+            after: self.state.clone(),
+            before,
+        }
     }
 
     fn decide_one(
@@ -421,6 +510,43 @@ enum Pending {
     Failed(WriteError),
     New { range: std::ops::Range<usize> },
     Replay { first_seq: u64, last_seq: u64 },
+}
+
+/// Whether the queue holds a full batch.
+fn batch_full(queue: &VecDeque<Job>) -> bool {
+    queue.len() >= BATCH_SUBMISSIONS_MAX
+        || queue
+            .iter()
+            .map(|j| j.submission.commands.len())
+            .sum::<usize>()
+            >= BATCH_COMMANDS_MAX
+}
+
+/// Takes the next batch off the front of the queue: at most [`BATCH_SUBMISSIONS_MAX`]
+/// submissions, and no more once it holds [`BATCH_COMMANDS_MAX`] commands.
+fn take_batch(queue: &mut VecDeque<Job>) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let mut commands = 0;
+    while jobs.len() < BATCH_SUBMISSIONS_MAX && commands < BATCH_COMMANDS_MAX {
+        let Some(job) = queue.pop_front() else { break };
+        commands += job.submission.commands.len();
+        jobs.push(job);
+    }
+    jobs
+}
+
+/// Sends each submission its reply (a caller that stopped waiting is no error).
+fn answer(jobs: Vec<Job>, replies: Vec<Reply>) {
+    for (job, reply) in jobs.into_iter().zip(replies) {
+        let _ = job.reply.send(reply);
+    }
+}
+
+/// An append task's result, a panic in it being a store failure.
+fn joined(
+    done: Result<Result<Head, StoreError>, tokio::task::JoinError>,
+) -> Result<Head, StoreError> {
+    done.map_err(StoreError::io)?
 }
 
 fn fail_all(replies: &[Pending], e: StoreError) -> Vec<Reply> {

@@ -274,3 +274,182 @@ async fn opening_a_store_with_a_broken_tail_names_the_first_bad_seq() {
         other => panic!("expected corruption, got {other}"),
     }
 }
+
+/// A log that holds every append until the test lets it go, and fails the appends it is
+/// told to: for driving the writer's pipeline (a batch decided while the one before it is
+/// being appended) through its failure paths.
+struct GatedLog {
+    inner: ledger::store::MemoryLog,
+    gate: tokio::sync::Semaphore,
+    /// Appends begun (waiting at the gate or past it).
+    entered: std::sync::atomic::AtomicUsize,
+    appends: std::sync::atomic::AtomicUsize,
+    fail_append: usize,
+}
+
+#[async_trait::async_trait]
+impl EventLog for GatedLog {
+    async fn head(&self) -> Result<ledger::store::Head, StoreError> {
+        self.inner.head().await
+    }
+    async fn append(
+        &self,
+        expected_len: u64,
+        events: Vec<SealedEvent>,
+    ) -> Result<ledger::store::Head, StoreError> {
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.gate.acquire().await.unwrap().forget();
+        let n = self
+            .appends
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n == self.fail_append {
+            return Err(StoreError::Io("the disk is on fire".into()));
+        }
+        self.inner.append(expected_len, events).await
+    }
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
+        self.inner.read(from, limit).await
+    }
+    fn watch_head(&self) -> tokio::sync::watch::Receiver<ledger::store::Head> {
+        self.inner.watch_head()
+    }
+}
+
+/// Waits until the writer has begun `n` appends.
+async fn appends_begun(log: &GatedLog, n: usize) {
+    for _ in 0..1000 {
+        if log.entered.load(std::sync::atomic::Ordering::SeqCst) >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("the writer did not begin append {n}");
+}
+
+fn config() -> ledger::writer::WriterConfig {
+    ledger::writer::WriterConfig {
+        ledger: id("test"),
+        clock: Arc::new(|| T0),
+    }
+}
+
+/// While batch A is being appended, batch B is decided on top of it. A's append fails: A's
+/// callers get the store's error; B's submissions are decided again on the state without A
+/// and succeed; a replay of a key first used in A is no replay at all (A never happened),
+/// and the log holds exactly B's events, chained from the start.
+#[tokio::test]
+async fn a_failed_append_refuses_its_batch_and_redecides_the_one_decided_on_top() {
+    let log = Arc::new(GatedLog {
+        inner: ledger::store::MemoryLog::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        entered: Default::default(),
+        appends: Default::default(),
+        fail_append: 1,
+    });
+    let (writer, task) =
+        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config());
+    // Append 0: the project (let through at once).
+    log.gate.add_permits(1);
+    writer
+        .submit(Submission::one(id("admin"), open_project("cp")))
+        .await
+        .unwrap();
+    // Batch A (append 1, to fail): one keyed gift. It waits at the gate.
+    let a = {
+        let w = writer.clone();
+        tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })
+    };
+    appends_begun(&log, 2).await;
+    // Batch B, decided while A waits: another gift, and a retry of A's key.
+    let b = {
+        let w = writer.clone();
+        tokio::spawn(async move {
+            w.submit(Submission::one(id("recorder"), gift("txn-b", 200)))
+                .await
+        })
+    };
+    let retry = {
+        let w = writer.clone();
+        tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    log.gate.add_permits(100);
+    let a = a.await.unwrap();
+    assert!(
+        matches!(a, Err(WriteError::Store(StoreError::Io(_)))),
+        "A's caller gets the store error: {a:?}"
+    );
+    let b = b.await.unwrap().expect("B is decided again and written");
+    let retry = retry.await.unwrap().expect("the retry is written anew");
+    assert!(
+        !retry.replayed,
+        "A never reached the log, so the retry is no replay"
+    );
+    let head = log.head().await.unwrap();
+    assert_eq!(head.len, 3, "the project, B's gift and the retried gift");
+    let events = ledger::writer::read_range(log.as_ref(), 0, 2)
+        .await
+        .unwrap();
+    let mut chain = ChainVerifier::new();
+    for e in &events {
+        chain.push_sealed(e).unwrap();
+    }
+    let seqs: Vec<u64> = b
+        .events
+        .iter()
+        .chain(&retry.events)
+        .map(|e| e.seq())
+        .collect();
+    seqs.iter().for_each(|s| assert!(*s == 1 || *s == 2));
+    // The writer's state is the fold of the log.
+    let mut folded = projections::LedgerState::default();
+    ledger::writer::catch_up(log.as_ref(), &mut folded)
+        .await
+        .unwrap();
+    assert_eq!(**writer.committed().borrow(), folded);
+    drop(writer);
+    task.await.unwrap();
+}
+
+/// A retry that arrives while its original is still being appended is answered with the
+/// original events, once they are durable, and writes nothing.
+#[tokio::test]
+async fn a_retry_while_the_original_is_in_flight_replays_it_once_durable() {
+    let log = Arc::new(GatedLog {
+        inner: ledger::store::MemoryLog::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        entered: Default::default(),
+        appends: Default::default(),
+        fail_append: usize::MAX,
+    });
+    let (writer, task) =
+        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config());
+    log.gate.add_permits(1);
+    writer
+        .submit(Submission::one(id("admin"), open_project("cp")))
+        .await
+        .unwrap();
+    let first = {
+        let w = writer.clone();
+        tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })
+    };
+    appends_begun(&log, 2).await;
+    let retry = {
+        let w = writer.clone();
+        tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !retry.is_finished(),
+        "the replay waits for the original to be durable"
+    );
+    log.gate.add_permits(100);
+    let first = first.await.unwrap().unwrap();
+    let retry = retry.await.unwrap().unwrap();
+    assert!(retry.replayed);
+    assert_eq!(retry.events, first.events);
+    assert_eq!(log.head().await.unwrap().len, 2);
+    drop(writer);
+    task.await.unwrap();
+}
