@@ -33,6 +33,7 @@ pub const DISCLOSURE_DAYS: u64 = 91;
 pub const CHART_POINTS_MAX: usize = 2000;
 
 const STYLE_CSS: &str = include_str!("assets/style.css");
+const TLOG_JS: &str = include_str!("assets/tlog.js");
 const VERIFY_JS: &str = include_str!("assets/verify.js");
 const FEED_JS: &str = include_str!("assets/feed.js");
 
@@ -45,6 +46,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/verify", get(verify_page))
         .route("/feed", get(feed_page))
         .route("/assets/style.css", get(|| asset("text/css", STYLE_CSS)))
+        .route("/assets/tlog.js", get(|| asset(JS, TLOG_JS)))
         .route("/assets/verify.js", get(|| asset(JS, VERIFY_JS)))
         .route("/assets/feed.js", get(|| asset(JS, FEED_JS)))
         .with_state(state)
@@ -1015,6 +1017,7 @@ async fn verify_page(RawQuery(raw): RawQuery) -> Response {
         result_l = l.t("结果", "Result"),
         waiting = l.t("等待脚本", "waiting for the script"),
     );
+    page.scripts.push("/assets/tlog.js");
     page.scripts.push("/assets/verify.js");
     page.render()
 }
