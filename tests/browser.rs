@@ -1,21 +1,35 @@
 //! Browser tests: a real server on 127.0.0.1:0 with demo data and a signed checkpoint, driven
-//! by headless Chromium (Debian's `chromium` package). Each page is loaded with `--dump-dom`
-//! (after its scripts ran, `--virtual-time-budget`) and captured with `--screenshot` into
-//! `target/browser-artifacts/`. The verification page must say `verified` for a real receipt
-//! and `failed` when its test hook tampers with one byte of the fetched proof.
+//! by headless Chromium (Debian's `chromium` package). The pages without checking scripts are
+//! loaded with `--dump-dom` and captured with `--screenshot` into `target/browser-artifacts/`.
+//!
+//! The pages that check the log with WebCrypto need real time (and the audit page a click),
+//! so they are driven over the DevTools protocol ([`Browser`]). The verification page must
+//! say `verified` for a real receipt and `failed` when its test hook tampers with one byte of
+//! the fetched proof. The audit page must verify the whole ledger, and fail at the right seq
+//! with one entry bundle altered on its way to the page (`Fetch` interception); the page's
+//! RFC 8785 function is also compared with the Rust canonicalization there.
 //!
 //! Without a `chromium` binary (or `CHROMIUM=/path/to/chrome`) the test prints one line and
 //! passes; `.ci/run` installs the package.
 
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use events::Id;
+use base64::Engine;
+use events::{Currency, Id, ProjectKind, Text};
+use ledger::command::Command;
 use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
 use ledger::http::{AppState, TokenStore};
 use ledger::node::{Node, NodeConfig};
+use ledger::writer::Submission;
+use serde_json::{json, Value};
 
 struct Quiet;
 impl Progress for Quiet {
@@ -25,6 +39,13 @@ impl Progress for Quiet {
 
 /// How long one Chromium run may take.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long one DevTools command may take to be answered.
+const CDP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest DevTools message read (a phone-sized screenshot is well under this).
+const CDP_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// A project name with what RFC 8785 escapes or sorts specially: quotes, a backslash,
+/// U+2028, a character outside the BMP (a surrogate pair in JavaScript) and markup.
+const AWKWARD_NAME: &str = "\"引号\" \\ 反斜杠 \u{2028} 😀 </script>";
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM") {
@@ -130,6 +151,338 @@ fn result_of(dom: &str) -> &str {
     &rest[open..close]
 }
 
+/// Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
+/// it reads commands on fd 3 and writes answers and events on fd 4, each message a JSON
+/// object ended by a NUL byte). Enough of the protocol to open a page, run script in it,
+/// intercept responses and take a screenshot; no WebSocket needed.
+struct Browser {
+    child: Child,
+    commands: File,
+    messages: mpsc::Receiver<Value>,
+    /// Events that arrived while waiting for an answer.
+    events: VecDeque<Value>,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+/// One page, attached with a flat session.
+struct Tab {
+    session: String,
+}
+
+/// A pipe whose ends are closed on exec (the child gets copies at fixed numbers).
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+impl Browser {
+    fn launch(bin: &Path) -> Browser {
+        use std::os::fd::AsRawFd;
+        let profile = tempfile::tempdir().unwrap();
+        let (child_reads, commands) = pipe();
+        let (messages, child_writes) = pipe();
+        let (r, w) = (child_reads.as_raw_fd(), child_writes.as_raw_fd());
+        let mut cmd = Process::new(bin);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--remote-debugging-pipe",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec. The ends
+        // are first copied above 10 so that moving one to 3 cannot clobber the other.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r_high = libc::fcntl(r, libc::F_DUPFD_CLOEXEC, 10);
+                let w_high = libc::fcntl(w, libc::F_DUPFD_CLOEXEC, 10);
+                if r_high < 0
+                    || w_high < 0
+                    || libc::dup2(r_high, 3) < 0
+                    || libc::dup2(w_high, 4) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start chromium");
+        drop((child_reads, child_writes));
+        let (tx, rx) = mpsc::channel();
+        let mut reader = BufReader::new(File::from(messages));
+        std::thread::spawn(move || loop {
+            let mut buf = Vec::new();
+            let read = (&mut reader)
+                .take(CDP_MESSAGE_BYTES_MAX as u64)
+                .read_until(0, &mut buf);
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) if buf.last() != Some(&0) => panic!("a DevTools message over the limit"),
+                Ok(_) => {
+                    buf.pop();
+                    let message: Value = serde_json::from_slice(&buf).expect("DevTools JSON");
+                    if tx.send(message).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Browser {
+            child,
+            commands: File::from(commands),
+            messages: rx,
+            events: VecDeque::new(),
+            next_id: 1,
+            _profile: profile,
+        }
+    }
+
+    /// Sends a command (to a page when `session` is given) and waits for its answer; events
+    /// that arrive meanwhile are kept for [`Browser::take_events`].
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut message = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = session {
+            message["sessionId"] = json!(s);
+        }
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        self.commands.write_all(&bytes).expect("write to chromium");
+        let deadline = Instant::now() + CDP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self
+                .messages
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("{method}: no answer from chromium ({e})"));
+            if message["id"] == json!(id) {
+                if let Some(error) = message.get("error") {
+                    panic!("{method}: {error}");
+                }
+                return message["result"].clone();
+            }
+            if message.get("method").is_some() {
+                self.events.push_back(message);
+            }
+        }
+    }
+
+    /// The events received so far with this method, removed from the queue.
+    fn take_events(&mut self, method: &str) -> Vec<Value> {
+        while let Ok(message) = self.messages.try_recv() {
+            if message.get("method").is_some() {
+                self.events.push_back(message);
+            }
+        }
+        let (taken, kept): (Vec<Value>, Vec<Value>) =
+            self.events.drain(..).partition(|e| e["method"] == method);
+        self.events = kept.into();
+        taken
+    }
+
+    /// A new blank page at phone size (412 × 1400), attached.
+    fn open(&mut self) -> Tab {
+        let target = self.call(None, "Target.createTarget", json!({ "url": "about:blank" }));
+        let attached = self.call(
+            None,
+            "Target.attachToTarget",
+            json!({ "targetId": target["targetId"], "flatten": true }),
+        );
+        let tab = Tab {
+            session: attached["sessionId"].as_str().unwrap().to_owned(),
+        };
+        let metrics =
+            json!({ "width": 412, "height": 1400, "deviceScaleFactor": 1, "mobile": true });
+        self.call(
+            Some(&tab.session),
+            "Emulation.setDeviceMetricsOverride",
+            metrics,
+        );
+        tab
+    }
+
+    fn navigate(&mut self, tab: &Tab, url: &str) {
+        self.call(Some(&tab.session), "Page.navigate", json!({ "url": url }));
+        self.wait_for(tab, "document.readyState === 'complete'", |_| ());
+    }
+
+    /// Runs `expression` in the page (awaiting a promise) and returns its value as JSON.
+    fn eval(&mut self, tab: &Tab, expression: &str) -> Value {
+        let answer = self.call(
+            Some(&tab.session),
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+        );
+        if let Some(e) = answer.get("exceptionDetails") {
+            panic!("{expression}: {e}");
+        }
+        answer["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until it is truthy, calling `between` after each poll (to answer
+    /// intercepted requests, which the page waits for).
+    fn wait_for(&mut self, tab: &Tab, expression: &str, mut between: impl FnMut(&mut Browser)) {
+        let deadline = Instant::now() + CHROMIUM_TIMEOUT;
+        loop {
+            let value = self.eval(tab, &format!("Boolean({expression})"));
+            if value == json!(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expression} still false after {CHROMIUM_TIMEOUT:?}"
+            );
+            between(self);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A PNG of the page's viewport into the artifacts directory.
+    fn screenshot(&mut self, tab: &Tab, name: &str) {
+        let shot = self.call(
+            Some(&tab.session),
+            "Page.captureScreenshot",
+            json!({ "format": "png" }),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(artifacts_dir().join(format!("{name}.png")), png).unwrap();
+    }
+
+    fn close(mut self) {
+        // Chromium may exit before it answers, so the answer is not waited for.
+        let message = json!({ "id": self.next_id, "method": "Browser.close", "params": {} });
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        let _ = self.commands.write_all(&bytes);
+        let deadline = Instant::now() + CDP_TIMEOUT;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // After close() this finds the child gone; after a failed assertion it stops it.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What the audit page reported: its result, the first bad seq on failure, the number of
+/// events and the time it took on success, and the verdict text.
+#[derive(Debug)]
+struct AuditOutcome {
+    result: String,
+    seq: Option<u64>,
+    events: Option<u64>,
+    ms: Option<u64>,
+    verdict: String,
+}
+
+/// Opens `url` and waits until its `<output id="result">` says `verified` or `failed`;
+/// returns the DOM then.
+fn finished_page(browser: &mut Browser, tab: &Tab, url: &str) -> String {
+    browser.navigate(tab, url);
+    browser.wait_for(tab, RESULT_IS_FINAL, |_| ());
+    let dom = browser.eval(tab, "document.documentElement.outerHTML");
+    dom.as_str().unwrap().to_owned()
+}
+
+const RESULT_IS_FINAL: &str =
+    "['verified', 'failed'].includes(document.getElementById('result').textContent)";
+
+/// Alters the body of an intercepted response, given its URL.
+type AlterBody<'a> = dyn Fn(&str, &mut Vec<u8>) + 'a;
+
+/// Opens the audit page, clicks Start and waits for the result. `intercept` may alter the
+/// body of each entry bundle the page fetches (given its URL); requests are intercepted only
+/// when it is given.
+fn run_audit(
+    browser: &mut Browser,
+    tab: &Tab,
+    url: &str,
+    intercept: Option<&AlterBody<'_>>,
+) -> AuditOutcome {
+    if intercept.is_some() {
+        let patterns = json!({ "patterns": [
+            { "urlPattern": "*/log/tile/entries/*", "requestStage": "Response" }
+        ] });
+        browser.call(Some(&tab.session), "Fetch.enable", patterns);
+    }
+    browser.navigate(tab, url);
+    browser.wait_for(tab, "!document.getElementById('start').disabled", |_| ());
+    browser.eval(tab, "document.getElementById('start').click()");
+    let session = tab.session.clone();
+    browser.wait_for(tab, RESULT_IS_FINAL, |b| {
+        let Some(alter) = intercept else { return };
+        for paused in b.take_events("Fetch.requestPaused") {
+            let p = &paused["params"];
+            let id = p["requestId"].clone();
+            let body = b.call(
+                Some(&session),
+                "Fetch.getResponseBody",
+                json!({ "requestId": id }),
+            );
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut bytes = if body["base64Encoded"] == json!(true) {
+                b64.decode(body["body"].as_str().unwrap()).unwrap()
+            } else {
+                body["body"].as_str().unwrap().as_bytes().to_vec()
+            };
+            alter(p["request"]["url"].as_str().unwrap(), &mut bytes);
+            let fulfil = json!({
+                "requestId": id,
+                "responseCode": p["responseStatusCode"],
+                "responseHeaders": p["responseHeaders"],
+                "body": b64.encode(&bytes),
+            });
+            b.call(Some(&session), "Fetch.fulfillRequest", fulfil);
+        }
+    });
+    let r = browser.eval(
+        tab,
+        "(() => { const r = document.getElementById('result'); return { result: r.textContent, \
+         seq: r.dataset.seq || null, events: r.dataset.events || null, ms: r.dataset.ms || null, \
+         verdict: document.getElementById('verdict').textContent }; })()",
+    );
+    let number = |v: &Value| v.as_str().map(|s| s.parse::<u64>().unwrap());
+    AuditOutcome {
+        result: r["result"].as_str().unwrap().to_owned(),
+        seq: number(&r["seq"]),
+        events: number(&r["events"]),
+        ms: number(&r["ms"]),
+        verdict: r["verdict"].as_str().unwrap().to_owned(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_and_in_browser_verification_in_headless_chromium() {
     let Some(bin) = chromium() else {
@@ -139,7 +492,9 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    ledger::tlog::checkpoints::keygen(dir.path(), "example.org/ledger/erqi").unwrap();
+    let verifier_key = ledger::tlog::checkpoints::keygen(dir.path(), "example.org/ledger/erqi")
+        .unwrap()
+        .to_text();
     let clock = DemoClock::new();
     let (node, db) = Node::open_with_db(NodeConfig {
         data_dir: dir.path().to_owned(),
@@ -158,6 +513,20 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
         seed: 5,
     };
     run_demo(&node.writer, &clock, &size, &Quiet).await.unwrap();
+    node.writer
+        .submit(Submission {
+            actor: Id::new("admin-zhao").unwrap(),
+            idempotency_key: None,
+            commands: vec![Command::OpenProject {
+                project: Id::new("awkward").unwrap(),
+                kind: ProjectKind::GeneralFund,
+                name: Text::new(AWKWARD_NAME).unwrap(),
+                currency: Currency::CNY,
+                goal_minor: None,
+            }],
+        })
+        .await
+        .unwrap();
     let head = node.log.head().await.unwrap().len;
     let state = node.state_at(head, Duration::from_secs(30)).await.unwrap();
     // A checkpoint covering the whole demo, now (the background signer is rate limited).
@@ -224,31 +593,187 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
     let dom = visit(&bin, format!("{base}/feed"), "feed", false).await;
     assert!(dom.contains(&format!("#{} ", head - 1)));
 
-    // In-browser verification succeeds.
-    let dom = visit(
-        &bin,
-        format!("{base}/verify?code={code}&lang=en"),
-        "verify",
-        true,
-    )
-    .await;
-    assert_eq!(result_of(&dom), "verified", "{dom}");
-    assert!(dom.contains("Checkpoint signature valid"));
-    assert!(dom.contains("Inclusion proof valid"));
-
-    // A proof with one byte changed fails.
-    let dom = visit(
-        &bin,
-        format!("{base}/verify?code={code}&lang=en&tamper=1"),
-        "verify-tampered",
-        true,
-    )
-    .await;
-    assert_eq!(result_of(&dom), "failed", "{dom}");
-    assert!(dom.contains("root mismatch"), "{dom}");
+    // The pages that check the log with WebCrypto: one donation, then the whole ledger.
+    checks_in_the_browser(&bin, &base, &code, &verifier_key, &node, head).await;
 
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
     drop(app_state);
     ledger::cli::shutdown_node(node).await.unwrap();
+}
+
+/// The pages whose scripts check the log, driven over DevTools in real time (under
+/// `--virtual-time-budget`, Chromium may dump the page while WebCrypto is still working).
+///
+/// The verification page says `verified` for a real receipt, and `failed` with a root
+/// mismatch when its test hook changes one byte of the proof. The audit page verifies every
+/// event and the root of the whole demo ledger; with one digit of one event's amount changed
+/// in the entry bundle the page receives, it fails at the first broken link, naming the seq.
+/// Given the right key it verifies; given another key, the checkpoint does not verify. Its
+/// RFC 8785 function agrees with the Rust one.
+async fn checks_in_the_browser(
+    bin: &Path,
+    base: &str,
+    code: &str,
+    verifier_key: &str,
+    node: &Node,
+    head: u64,
+) {
+    let events = node.log.read(0, head as usize).await.unwrap();
+    assert_eq!(events.len() as u64, head);
+    // A donation in the second bundle, not the last event: altering it breaks the next link.
+    let altered = events
+        .iter()
+        .find(|e| {
+            (256..512).contains(&e.seq())
+                && e.seq() + 1 < head
+                && e.body().type_name() == "donation_received"
+        })
+        .expect("a donation in the second entry bundle");
+    let altered_seq = altered.seq();
+    let original = altered.canonical_bytes().to_vec();
+    // Some JSON values against serde_json_canonicalizer: escapes, U+2028, a surrogate pair,
+    // keys that sort differently by UTF-16 code unit than by code point, integers, nesting.
+    let samples = [
+        json!({ "b": "\"quote\" \\ \u{1}\u{8}\t\n\u{c}\r\u{1f}\u{7f} 中文 \u{2028}\u{2029} 😀", "a": [] }),
+        json!({ "\u{e000}": 1, "\u{1f600}": 2, "\u{7f}": 3, "a": {}, "A": [true, false, null] }),
+        json!({ "n": [0, -5, 9_007_199_254_740_991_u64], "deep": { "z": { "y": [[{ "x": "" }]] } } }),
+    ];
+    // A key of the same name that did not sign the checkpoints.
+    let other_key = events::SignerKey::from_seed("example.org/ledger/erqi", [7; 32])
+        .unwrap()
+        .verifier_key()
+        .to_text();
+    assert_ne!(other_key, verifier_key);
+    let pin = |key: &str| serde_urlencoded::to_string([("key", key)]).unwrap();
+    let (right_key, wrong_key) = (pin(verifier_key), pin(&other_key));
+    let bin = bin.to_owned();
+    let base = base.to_owned();
+    let code = code.to_owned();
+    let (outcome, tampered, pinned, wrong) = tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::launch(&bin);
+
+        // One donation, verified; then with the test hook's tampered proof.
+        let tab = browser.open();
+        let dom = finished_page(
+            &mut browser,
+            &tab,
+            &format!("{base}/verify?code={code}&lang=en"),
+        );
+        browser.screenshot(&tab, "verify");
+        assert_eq!(result_of(&dom), "verified", "{dom}");
+        assert!(dom.contains("Checkpoint signature valid"));
+        assert!(dom.contains("Inclusion proof valid"));
+        // A fresh page each time, so the last page's result is never read as the next one's.
+        let tab = browser.open();
+        let url = format!("{base}/verify?code={code}&lang=en&tamper=1");
+        let dom = finished_page(&mut browser, &tab, &url);
+        browser.screenshot(&tab, "verify-tampered");
+        assert_eq!(result_of(&dom), "failed", "{dom}");
+        assert!(dom.contains("root mismatch"), "{dom}");
+
+        // The whole ledger.
+        let tab = browser.open();
+        let outcome = run_audit(&mut browser, &tab, &format!("{base}/audit"), None);
+        browser.screenshot(&tab, "audit");
+
+        // The page's canonicalizer, over the samples and over some real events (the last is
+        // the project with the awkward name).
+        let mut agree = 0;
+        let real = events
+            .iter()
+            .step_by(97)
+            .chain(events.last())
+            .map(|e| e.canonical_bytes().to_vec());
+        let expected = samples
+            .iter()
+            .map(|v| serde_json_canonicalizer::to_vec(v).unwrap())
+            .chain(real);
+        for bytes in expected {
+            let text = String::from_utf8(bytes).unwrap();
+            let js = format!(
+                "Tlog.canonicalize(JSON.parse({}))",
+                serde_json::to_string(&text).unwrap()
+            );
+            assert_eq!(browser.eval(&tab, &js), json!(text), "RFC 8785 of {text}");
+            agree += 1;
+        }
+
+        // One digit of the amount of one donation changed on its way to the page.
+        let tab = browser.open();
+        let altered_bundles = std::cell::Cell::new(0);
+        let alter = |url: &str, body: &mut Vec<u8>| {
+            let Some(at) = body.windows(original.len()).position(|w| w == original) else {
+                return;
+            };
+            let key = b"\"amount_minor\":";
+            let amount = original.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+            let digit = &mut body[at + amount];
+            *digit = if *digit == b'9' { b'8' } else { *digit + 1 };
+            println!("altered the amount of seq {altered_seq} in {url}");
+            altered_bundles.set(altered_bundles.get() + 1);
+        };
+        let tampered = run_audit(
+            &mut browser,
+            &tab,
+            &format!("{base}/audit?lang=en"),
+            Some(&alter),
+        );
+        browser.screenshot(&tab, "audit-tampered");
+        assert_eq!(altered_bundles.get(), 1, "the bundle was altered once");
+
+        // The key given by the auditor instead of the site's: the right one, another one.
+        let tab = browser.open();
+        let url = format!("{base}/audit?{right_key}&lang=en");
+        let pinned = run_audit(&mut browser, &tab, &url, None);
+        let tab = browser.open();
+        let url = format!("{base}/audit?{wrong_key}&lang=en");
+        let wrong = run_audit(&mut browser, &tab, &url, None);
+        browser.screenshot(&tab, "audit-wrong-key");
+        browser.close();
+        assert_eq!(agree, samples.len() + events.len().div_ceil(97) + 1);
+        println!("the page's RFC 8785 agrees with Rust on {agree} values");
+        (outcome, tampered, pinned, wrong)
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(outcome.result, "verified", "{outcome:?}");
+    assert_eq!(
+        outcome.events,
+        Some(head),
+        "every event up to the checkpoint"
+    );
+    assert!(
+        outcome.verdict.contains(&format!("{head} 个事件")),
+        "{outcome:?}"
+    );
+    let ms = outcome.ms.unwrap();
+    println!(
+        "in-browser audit: {head} events in {ms} ms ({:.0} events/s)",
+        head as f64 / (ms.max(1) as f64 / 1000.0)
+    );
+
+    assert_eq!(tampered.result, "failed", "{tampered:?}");
+    assert_eq!(tampered.seq, Some(altered_seq + 1), "{tampered:?}");
+    assert!(
+        tampered
+            .verdict
+            .starts_with(&format!("failed: seq {}: `prev`", altered_seq + 1))
+            && tampered
+                .verdict
+                .contains(&format!("is not the hash of seq {altered_seq}")),
+        "{tampered:?}"
+    );
+
+    assert_eq!(pinned.result, "verified", "{pinned:?}");
+    assert!(pinned.verdict.contains(&format!("verified: {head} events")));
+    assert_eq!(wrong.result, "failed", "{wrong:?}");
+    assert_eq!(wrong.seq, None);
+    assert!(
+        wrong
+            .verdict
+            .contains("the checkpoint carries no signature by the key"),
+        "{wrong:?}"
+    );
 }

@@ -228,8 +228,68 @@ async fn every_page_over_demo_data() {
         "the newest event"
     );
     ok("/feed".into(), body);
-    for asset in ["/assets/style.css", "/assets/verify.js", "/assets/feed.js"] {
-        assert_eq!(get(&router, asset).await.0, StatusCode::OK, "{asset}");
+    // Audit the whole ledger: the page, its controls and its scripts, in both languages.
+    let (status, zh) = get(&router, "/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(zh.contains(r#"<html lang="zh-CN">"#) && zh.contains("审计整个账本"));
+    assert!(zh.contains(r#"<a href="/audit?lang=en" lang="en" hreflang="en">English</a>"#));
+    let (status, en) = get(&router, "/audit?lang=en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(en.contains(r#"<html lang="en">"#) && en.contains("Audit the whole ledger"));
+    assert!(en.contains(r#"<a href="/audit" lang="zh-CN" hreflang="zh-CN">中文</a>"#));
+    // In the nav of every page, in the page's language.
+    assert!(zh.contains(r#"<li><a href="/audit">审计整个账本</a></li>"#));
+    assert!(en.contains(r#"<li><a href="/audit?lang=en">Audit the ledger</a></li>"#));
+    for body in [&zh, &en] {
+        // The shared checks load first; `defer` keeps the order.
+        let tlog = body.find(r#"<script src="/assets/tlog.js" defer></script>"#);
+        let audit = body.find(r#"<script src="/assets/audit.js" defer></script>"#);
+        assert!(tlog.is_some() && audit.is_some() && tlog < audit);
+        assert!(body.contains("<noscript>"));
+        // Disabled until the script enables it.
+        assert!(body.contains(r#"<button id="start" type="button" disabled>"#));
+        assert!(body.contains(r#"<label for="audit-progress">"#));
+        assert!(body.contains(r#"<label for="pinned-key">"#));
+        assert!(body.contains(r#"<input id="pinned-key" name="key" value="""#));
+        assert!(body.contains(r#"<progress id="audit-progress""#));
+        assert!(body.contains(r#"<p id="audit-status">"#));
+        assert!(body.contains(r#"<output id="result" aria-live="polite">"#));
+        assert!(body.contains(r#"<p id="verdict" role="status">"#));
+    }
+    assert!(en.contains("needs JavaScript"));
+    assert!(
+        en.contains("&lt;this site&gt;"),
+        "the noscript text is escaped"
+    );
+    assert!(zh.contains("需要启用 JavaScript"));
+    ok("/audit".into(), zh);
+    ok("/audit?lang=en".into(), en);
+    // A key in the query fills in the field, escaped, and is kept by the language switch; one
+    // over the limit is refused.
+    let (status, body) = get(&router, "/audit?key=%3Cb%3E%22x").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(r#"value="&lt;b&gt;&quot;x""#) && !body.contains("<b>"));
+    assert!(body.contains(r#"href="/audit?key=%3Cb%3E%22x&amp;lang=en""#));
+    let long = "k".repeat(ledger::web::PINNED_KEY_BYTES_MAX + 1);
+    let (status, body) = get(&router, &format!("/audit?key={long}&lang=en")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("the limit is 512") && !body.contains(&long));
+    let (_, verify) = get(&router, &format!("/verify?code={code}")).await;
+    assert!(verify.contains(r#"<script src="/assets/tlog.js" defer></script>"#));
+
+    for (asset, content_type) in [
+        ("/assets/style.css", "text/css"),
+        ("/assets/tlog.js", "text/javascript; charset=utf-8"),
+        ("/assets/verify.js", "text/javascript; charset=utf-8"),
+        ("/assets/audit.js", "text/javascript; charset=utf-8"),
+        ("/assets/feed.js", "text/javascript; charset=utf-8"),
+    ] {
+        let req = Request::builder().uri(asset).body(Body::empty()).unwrap();
+        let resp = router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+        assert_eq!(resp.headers()["content-type"], content_type, "{asset}");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(bytes.starts_with(b"/"), "{asset} starts with its comment");
     }
 
     // No donor data on any page.

@@ -1,7 +1,7 @@
 //! The public web site: server-rendered HTML pages over the same read models as the public
 //! API, in Chinese (the default) and English (`?lang=en`). Everything but the in-browser
-//! verification works without JavaScript; the two small scripts and the stylesheet are built
-//! into the binary. `docs/WEB.md` is the guide.
+//! verification and audit works without JavaScript; the small scripts and the stylesheet are
+//! built into the binary. `docs/WEB.md` is the guide.
 //!
 //! Privacy (invariant 6): pages are built field by field from public data only; a donor is
 //! shown by the public name they chose, or as anonymous. Never `donor_ref`, never a channel
@@ -31,9 +31,13 @@ pub const FEED_EVENTS_MAX: u64 = 50;
 pub const DISCLOSURE_DAYS: u64 = 91;
 /// How many points the chart keeps at most (older points are merged by the step line).
 pub const CHART_POINTS_MAX: usize = 2000;
+/// The longest verifier key the audit page takes in its query (`?key=`) to fill in.
+pub const PINNED_KEY_BYTES_MAX: usize = 512;
 
 const STYLE_CSS: &str = include_str!("assets/style.css");
+const TLOG_JS: &str = include_str!("assets/tlog.js");
 const VERIFY_JS: &str = include_str!("assets/verify.js");
+const AUDIT_JS: &str = include_str!("assets/audit.js");
 const FEED_JS: &str = include_str!("assets/feed.js");
 
 /// The site's routes, to be merged into the app router.
@@ -43,9 +47,12 @@ pub fn routes(state: AppState) -> Router {
         .route("/projects/{id}", get(project_page))
         .route("/receipt", get(receipt_page))
         .route("/verify", get(verify_page))
+        .route("/audit", get(audit_page))
         .route("/feed", get(feed_page))
         .route("/assets/style.css", get(|| asset("text/css", STYLE_CSS)))
+        .route("/assets/tlog.js", get(|| asset(JS, TLOG_JS)))
         .route("/assets/verify.js", get(|| asset(JS, VERIFY_JS)))
+        .route("/assets/audit.js", get(|| asset(JS, AUDIT_JS)))
         .route("/assets/feed.js", get(|| asset(JS, FEED_JS)))
         .with_state(state)
 }
@@ -273,6 +280,7 @@ impl Page {
 <li><a href="{home}">{projects}</a></li>
 <li><a href="{receipt}">{where}</a></li>
 <li><a href="{feed}">{feedname}</a></li>
+<li><a href="{audit}">{auditname}</a></li>
 <li><a href="{switch}" lang="{other_code}" hreflang="{other_code}">{other}</a></li>
 </ul></nav>
 </header>
@@ -293,6 +301,8 @@ impl Page {
             where = l.t("我的善款去向", "Where my money went"),
             feed = href(l, "/feed"),
             feedname = l.t("账本动态", "Ledger feed"),
+            audit = href(l, "/audit"),
+            auditname = l.t("审计整个账本", "Audit the ledger"),
             switch = esc(&switch),
             other_code = l.t("en", "zh-CN"),
             other = l.t("English", "中文"),
@@ -1015,7 +1025,86 @@ async fn verify_page(RawQuery(raw): RawQuery) -> Response {
         result_l = l.t("结果", "Result"),
         waiting = l.t("等待脚本", "waiting for the script"),
     );
+    page.scripts.push("/assets/tlog.js");
     page.scripts.push("/assets/verify.js");
+    page.render()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit the whole ledger
+
+async fn audit_page(RawQuery(raw): RawQuery) -> Response {
+    let q = Query::parse(raw);
+    let l = q.lang();
+    let mut page = Page::new(
+        &q,
+        "/audit",
+        l.t("审计整个账本", "Audit the whole ledger").to_owned(),
+    );
+    // A key given in the query (a link published elsewhere can carry it) fills in the field;
+    // the script parses and checks it, this only bounds its length.
+    let mut key = q.get("key").unwrap_or("").trim();
+    if key.len() > PINNED_KEY_BYTES_MAX {
+        page.status = StatusCode::BAD_REQUEST;
+        let _ = write!(
+            page.body,
+            r#"<p class="error" role="alert">{} {PINNED_KEY_BYTES_MAX}.</p>"#,
+            l.t(
+                "验证公钥过长，上限为",
+                "That verifier key is too long; the limit is"
+            ),
+        );
+        key = "";
+        // Nor is it carried into the language switch.
+        let rest = q.0.iter().filter(|(k, _)| k != "key").cloned().collect();
+        page.query = Query(rest).switched();
+    }
+    // The status line changes with every bundle, so it is not a live region (a screen reader
+    // would read it hundreds of times); the steps and the result are.
+    let _ = write!(
+        page.body,
+        r#"<div id="audit">
+<p>{intro}</p>
+<p class="muted">{trust}</p>
+<noscript><p class="error">{nojs}</p></noscript>
+<p><label for="pinned-key">{key_l}</label>
+<input id="pinned-key" name="key" value="{key}" maxlength="{key_max}" autocomplete="off" spellcheck="false" aria-describedby="pinned-key-help">
+<span id="pinned-key-help" class="muted">{key_help}</span></p>
+<p><button id="start" type="button" disabled>{start}</button></p>
+<p><label for="audit-progress">{progress_l}</label>
+<progress id="audit-progress" max="1" value="0"></progress></p>
+<p id="audit-status">{not_started}</p>
+<ol id="steps" class="steps" aria-live="polite"></ol>
+<p>{result_l}: <output id="result" aria-live="polite">{waiting}</output></p>
+<p id="verdict" role="status"></p>
+</div>"#,
+        intro = l.t(
+            "本页把整个账本逐条下载到您的浏览器，并在浏览器中检查：每个事件的序号、它与前一事件的哈希链接、它的 SHA-256 哈希（按 RFC 8785 规范字节计算），以及由全部事件算出的默克尔根是否等于已签名检查点中的根。不依赖服务器的结论。",
+            "This page streams the whole ledger into your browser and checks it there: every event's position, its hash link to the event before it, its SHA-256 hash over its RFC 8785 canonical bytes, and that the Merkle root of all the events is the root of the signed checkpoint. It does not take the server's word for any of it."
+        ),
+        trust = l.t(
+            "信任的起点是验证公钥：请与平台在别处公布的公钥核对，或把那个公钥填在下面。",
+            "The trust anchor is the verifier key: compare it with the one the platform publishes elsewhere, or enter that one below."
+        ),
+        key_l = l.t("验证公钥（可选）", "Verifier key (optional)"),
+        key = esc(key),
+        key_max = PINNED_KEY_BYTES_MAX,
+        key_help = l.t(
+            "留空则使用本站 /log/key 提供的公钥。",
+            "Left empty, the page uses the key this site serves at /log/key."
+        ),
+        nojs = esc(l.t(
+            "审计在浏览器中进行，需要启用 JavaScript。也可以用命令行：ledger verify --url 本站地址 --key 验证公钥。",
+            "The audit runs in your browser and needs JavaScript. You can also use the command line: ledger verify --url <this site> --key <verifier key>."
+        )),
+        start = l.t("开始审计", "Start the audit"),
+        progress_l = l.t("进度", "Progress"),
+        not_started = l.t("尚未开始。", "Not started."),
+        result_l = l.t("结果", "Result"),
+        waiting = l.t("等待开始", "waiting to start"),
+    );
+    page.scripts.push("/assets/tlog.js");
+    page.scripts.push("/assets/audit.js");
     page.render()
 }
 

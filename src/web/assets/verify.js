@@ -1,7 +1,8 @@
 // In-browser verification of one receipt (docs/WEB.md, "Verification in the browser").
 // It trusts nothing the server says about validity: it fetches the verifier key, the latest
 // signed checkpoint, the receipt's event and an inclusion proof, and checks them here with
-// WebCrypto (SHA-256, Ed25519) following docs/FORMAT-merkle.md.
+// WebCrypto (SHA-256, Ed25519) following docs/FORMAT-merkle.md. The shared checks are in
+// tlog.js, loaded before this script.
 //
 // Test hook: with `tamper=1` in the page's query the script flips one byte of the fetched
 // proof before checking it. It can only turn a good proof into a bad one: a tampered proof
@@ -9,123 +10,27 @@
 "use strict";
 (function () {
   const root = document.getElementById("verify");
-  if (!root) return;
+  if (!root || !window.Tlog) return;
+  const { t, fail, hex, unhex, concat, sha256, leafHash, stepper, get, verifyInclusion, fetchKey, fetchCheckpoint } = window.Tlog;
   const code = root.dataset.code;
-  const zh = document.documentElement.lang !== "en";
-  const t = (z, e) => (zh ? z : e);
   const tamper = new URLSearchParams(location.search).get("tamper") === "1";
-  const steps = document.getElementById("steps");
+  const step = stepper(document.getElementById("steps"));
   const result = document.getElementById("result");
   const enc = new TextEncoder();
 
-  function step(text, ok) {
-    const li = document.createElement("li");
-    const mark = document.createElement("span");
-    mark.className = ok ? "ok" : "bad";
-    mark.textContent = ok ? "✓ " : "✗ ";
-    li.appendChild(mark);
-    li.appendChild(document.createTextNode(text));
-    steps.appendChild(li);
-  }
-  function fail(text) {
-    throw new Error(text);
-  }
-  const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
-  function unhex(s) {
-    if (!/^([0-9a-f]{2})*$/.test(s)) fail("not hex: " + s);
-    const out = new Uint8Array(s.length / 2);
-    for (let i = 0; i < out.length; i++) out[i] = parseInt(s.substr(2 * i, 2), 16);
-    return out;
-  }
-  function unb64(s) {
-    const bin = atob(s);
-    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  }
-  function concat(...parts) {
-    const n = parts.reduce((a, p) => a + p.length, 0);
-    const out = new Uint8Array(n);
-    let o = 0;
-    for (const p of parts) { out.set(p, o); o += p.length; }
-    return out;
-  }
-  const sha256 = async (bytes) => new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  const eq = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
-  const leafHash = (d) => sha256(concat(new Uint8Array([0]), d));
-  const nodeHash = (l, r) => sha256(concat(new Uint8Array([1]), l, r));
-
-  async function get(path, kind) {
-    const resp = await fetch(path, { cache: "no-store" });
-    if (!resp.ok) fail(t("获取失败 ", "fetch failed ") + path + " (" + resp.status + ")");
-    return kind === "json" ? resp.json() : resp.text();
-  }
-
-  // RFC 9162 section 2.1.3.2, as docs/FORMAT-merkle.md section 2 spells it.
-  async function verifyInclusion(leaf, m, n, proof, expectedRoot) {
-    if (m >= n) fail("leaf index " + m + " >= tree size " + n);
-    let fn = m, sn = n - 1, r = leaf;
-    for (const p of proof) {
-      if (sn === 0) fail(t("证明过长", "proof too long"));
-      if (fn % 2 === 1 || fn === sn) {
-        r = await nodeHash(p, r);
-        if (fn % 2 === 0) {
-          while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
-        }
-      } else {
-        r = await nodeHash(r, p);
-      }
-      fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
-    }
-    if (sn !== 0) fail(t("证明过短", "proof too short"));
-    if (!eq(r, expectedRoot)) fail(t("根哈希不符：计算得 ", "root mismatch: computed ") + hex(r));
-  }
-
   async function run() {
     // 1. The verifier key: <name>+<key id>+base64(0x01 || 32-byte key).
-    const keyText = (await get("/log/key", "text")).trim();
-    // The name has no '+', the key id is 8 hex digits; the base64 may itself contain '+'.
-    const first = keyText.indexOf("+");
-    const second = keyText.indexOf("+", first + 1);
-    if (first <= 0 || second !== first + 9) fail("malformed verifier key");
-    const name = keyText.slice(0, first);
-    const keyId = keyText.slice(first + 1, second);
-    const keyB64 = keyText.slice(second + 1);
-    const keyBytes = unb64(keyB64);
-    if (keyBytes.length !== 33 || keyBytes[0] !== 1) fail("not an Ed25519 verifier key");
-    const pub = keyBytes.slice(1);
-    const idHash = await sha256(concat(enc.encode(name), new Uint8Array([0x0a, 0x01]), pub));
-    if (hex(idHash.slice(0, 4)) !== keyId) fail("key id does not match the key");
-    const key = await crypto.subtle.importKey("raw", pub, { name: "Ed25519" }, false, ["verify"]);
-    step(t("验证公钥：", "Verifier key: ") + name + " (" + keyId + ")", true);
+    const key = await fetchKey();
+    step(t("验证公钥：", "Verifier key: ") + key.text, true);
 
     // 2. The latest checkpoint: a signed note; the signature covers the text up to the blank line.
-    const note = await get("/log/checkpoint", "text");
-    const split = note.lastIndexOf("\n\n");
-    if (split < 0 || !note.endsWith("\n")) fail("malformed checkpoint note");
-    const text = note.slice(0, split + 1);
-    const sigLines = note.slice(split + 2).split("\n").filter((l) => l.length > 0);
-    let signed = false;
-    for (const line of sigLines) {
-      const prefix = "\u2014 " + name + " ";
-      if (!line.startsWith(prefix)) continue;
-      const sig = unb64(line.slice(prefix.length));
-      if (sig.length !== 68 || hex(sig.slice(0, 4)) !== keyId) continue;
-      if (!(await crypto.subtle.verify({ name: "Ed25519" }, key, sig.slice(4), enc.encode(text)))) {
-        fail(t("检查点签名无效", "the checkpoint's signature does not verify"));
-      }
-      signed = true;
-    }
-    if (!signed) fail(t("检查点没有该公钥的签名", "the checkpoint carries no signature by the key"));
-    const lines = text.split("\n");
-    if (lines[0] !== name) fail("checkpoint origin " + lines[0] + " is not the key's name");
-    if (!/^(0|[1-9][0-9]*)$/.test(lines[1])) fail("malformed tree size");
-    const size = Number(lines[1]);
-    const rootHash = unb64(lines[2]);
-    if (rootHash.length !== 32) fail("malformed root hash");
+    const { size, root: rootHash } = await fetchCheckpoint(key);
     step(t("检查点签名有效：", "Checkpoint signature valid: ") + t("树大小 ", "tree size ") + size +
       t("，根 ", ", root ") + hex(rootHash), true);
 
     // 3. The donation's event: its bytes hash to the event hash and carry this receipt code.
     const bundle = await get("/api/v1/public/receipts/" + encodeURIComponent(code) + "/proof", "json");
+    if (typeof bundle.event !== "string") fail(t("收据证明格式错误", "malformed receipt bundle"));
     const eventBytes = enc.encode(bundle.event);
     const eventHash = hex(await sha256(eventBytes));
     if (eventHash !== bundle.event_hash) fail("the event hashes to " + eventHash);
@@ -139,6 +44,7 @@
     // 4. The inclusion proof at the checkpoint's size, computed and compared here.
     if (ev.seq >= size) fail(t("该捐赠尚未被检查点覆盖，请稍后再试", "the donation is not covered by a checkpoint yet; try again in a minute"));
     const proof = await get("/api/v1/public/proofs/inclusion?seq=" + ev.seq + "&tree_size=" + size, "json");
+    if (!Array.isArray(proof.hashes)) fail(t("包含证明格式错误", "malformed inclusion proof"));
     const hashes = proof.hashes.map(unhex);
     let leafInput = eventBytes;
     if (tamper) {
