@@ -125,12 +125,7 @@ fn execute_only(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let node = rt.block_on(common::open_ledger(dir.path()));
-    let mut state = (*rt
-        .block_on(node.state_at(1, Duration::from_secs(10)))
-        .unwrap())
-    .clone();
-    rt.block_on(node.shutdown()).unwrap();
+    let mut state = common::opened_state(&rt, dir.path());
     let ledger = Id::new("bench").unwrap();
     let actor = common::recorder();
     let at = Stamp {
@@ -166,12 +161,7 @@ fn log_append(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let node = rt.block_on(common::open_ledger(dir.path()));
-    let mut state = (*rt
-        .block_on(node.state_at(1, Duration::from_secs(10)))
-        .unwrap())
-    .clone();
-    rt.block_on(node.shutdown()).unwrap();
+    let mut state = common::opened_state(&rt, dir.path());
     // The same log, now without the node: only the appends below touch it.
     let log = SledLog::open(dir.path()).unwrap();
     let ledger = Id::new("bench").unwrap();

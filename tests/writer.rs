@@ -327,11 +327,34 @@ async fn appends_begun(log: &GatedLog, n: usize) {
     panic!("the writer did not begin append {n}");
 }
 
-fn config() -> ledger::writer::WriterConfig {
-    ledger::writer::WriterConfig {
+/// A writer on a gated log that fails append number `fail_append` (0-based), with the
+/// project `cp` already written (append 0, let through).
+async fn gated_writer(
+    fail_append: usize,
+) -> (
+    Arc<GatedLog>,
+    ledger::writer::WriterHandle,
+    tokio::task::JoinHandle<()>,
+) {
+    let log = Arc::new(GatedLog {
+        inner: ledger::store::MemoryLog::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        entered: Default::default(),
+        appends: Default::default(),
+        fail_append,
+    });
+    let config = ledger::writer::WriterConfig {
         ledger: id("test"),
         clock: Arc::new(|| T0),
-    }
+    };
+    let (writer, task) =
+        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config);
+    log.gate.add_permits(1);
+    writer
+        .submit(Submission::one(id("admin"), open_project("cp")))
+        .await
+        .unwrap();
+    (log, writer, task)
 }
 
 /// While batch A is being appended, batch B is decided on top of it. A's append fails: A's
@@ -340,21 +363,8 @@ fn config() -> ledger::writer::WriterConfig {
 /// and the log holds exactly B's events, chained from the start.
 #[tokio::test]
 async fn a_failed_append_refuses_its_batch_and_redecides_the_one_decided_on_top() {
-    let log = Arc::new(GatedLog {
-        inner: ledger::store::MemoryLog::new(),
-        gate: tokio::sync::Semaphore::new(0),
-        entered: Default::default(),
-        appends: Default::default(),
-        fail_append: 1,
-    });
-    let (writer, task) =
-        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config());
-    // Append 0: the project (let through at once).
-    log.gate.add_permits(1);
-    writer
-        .submit(Submission::one(id("admin"), open_project("cp")))
-        .await
-        .unwrap();
+    // Append 0 (the project) goes through; append 1 will fail.
+    let (log, writer, task) = gated_writer(1).await;
     // Batch A (append 1, to fail): one keyed gift. It waits at the gate.
     let a = {
         let w = writer.clone();
@@ -416,20 +426,7 @@ async fn a_failed_append_refuses_its_batch_and_redecides_the_one_decided_on_top(
 /// original events, once they are durable, and writes nothing.
 #[tokio::test]
 async fn a_retry_while_the_original_is_in_flight_replays_it_once_durable() {
-    let log = Arc::new(GatedLog {
-        inner: ledger::store::MemoryLog::new(),
-        gate: tokio::sync::Semaphore::new(0),
-        entered: Default::default(),
-        appends: Default::default(),
-        fail_append: usize::MAX,
-    });
-    let (writer, task) =
-        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config());
-    log.gate.add_permits(1);
-    writer
-        .submit(Submission::one(id("admin"), open_project("cp")))
-        .await
-        .unwrap();
+    let (log, writer, task) = gated_writer(usize::MAX).await;
     let first = {
         let w = writer.clone();
         tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })

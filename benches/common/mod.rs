@@ -29,6 +29,21 @@ pub async fn open_ledger(dir: &std::path::Path) -> Node {
     node
 }
 
+/// A ledger in `dir` with its project opened, closed again; returns its state, for benches
+/// that drive `execute` or the log directly.
+#[allow(dead_code)] // not every bench uses it
+pub fn opened_state(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) -> projections::LedgerState {
+    let node = rt.block_on(open_ledger(dir));
+    let state = rt
+        .block_on(node.state_at(1, std::time::Duration::from_secs(10)))
+        .unwrap();
+    rt.block_on(node.shutdown()).unwrap();
+    (*state).clone()
+}
+
 static TXN: AtomicU64 = AtomicU64::new(0);
 
 /// A one-yuan gift with a fresh channel transaction id: a ~400-byte sealed event.
