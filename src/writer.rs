@@ -176,8 +176,16 @@ struct Decided {
     jobs: Vec<Job>,
     replies: Vec<Pending>,
     events: Vec<SealedEvent>,
+    commands: usize,
     before: LedgerState,
     after: LedgerState,
+}
+
+impl Decided {
+    /// Whether it can take more submissions.
+    fn has_room(&self) -> bool {
+        self.jobs.len() < BATCH_SUBMISSIONS_MAX && self.commands < BATCH_COMMANDS_MAX
+    }
 }
 
 /// A decided batch whose append is running.
@@ -188,82 +196,94 @@ struct InFlight {
 
 impl Writer {
     /// The loop. Pipelined: while one batch is being appended (flush and fdatasync), the
-    /// next is decided and sealed on top of it, so the CPU work of one batch overlaps the
-    /// storage work of the other. At most one append runs at a time, in order. Until its
-    /// append returns a batch is speculative: if the append fails, the state goes back to
-    /// before it and the batch decided on top of it is decided again (after catching up,
-    /// for a conflict) or refused with the store's error.
+    /// submissions that arrive meanwhile are decided and sealed into the next batch, on top
+    /// of the one in flight; when the append returns, the next batch's append starts at once.
+    /// So sealing overlaps storing, and a batch still gathers everything that arrived during
+    /// the append before it. At most one append runs at a time, in order. Until its append
+    /// returns a batch is speculative: if the append fails, the state goes back to before it
+    /// and the batch decided on top of it is decided again (after catching up, for a
+    /// conflict) or refused with the store's error.
     async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        // Submissions to decide: new ones, or ones back from a batch that was not appended.
         let mut queue: VecDeque<Job> = VecDeque::new();
+        let mut next: Option<Decided> = None;
         let mut in_flight: Option<InFlight> = None;
         let mut open = true;
         let mut conflicts = 0usize;
         loop {
-            if queue.is_empty() && open {
-                // Nothing to decide: wait for a submission, or for the append in flight.
-                let job = match &mut in_flight {
-                    None => rx.recv().await,
-                    Some(f) => tokio::select! {
-                        job = rx.recv() => job,
-                        done = &mut f.append => {
-                            let f = in_flight.take().expect("an append is in flight");
-                            self.settle(f.batch, joined(done), &mut queue, &mut conflicts).await;
-                            continue;
-                        }
-                    },
-                };
-                match job {
-                    Some(job) => queue.push_back(job),
-                    None => open = false,
-                }
-            }
-            if queue.is_empty() && in_flight.is_none() {
-                break;
-            }
-            // Take what else is waiting, then decide the next batch.
-            while open && !batch_full(&queue) {
+            // Decide what is queued and whatever else is waiting, into the next batch.
+            while open && queue.len() < BATCH_SUBMISSIONS_MAX {
                 match rx.try_recv() {
                     Ok(job) => queue.push_back(job),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
-            let mut next = (!queue.is_empty()).then(|| self.decide_batch(take_batch(&mut queue)));
-            if let Some(f) = in_flight.take() {
-                let done = joined(f.append.await);
-                let failed = done.is_err();
-                if failed {
-                    // `next` was decided on top of a batch that is not in the log: its
-                    // submissions go back to the queue, behind those of the failed batch
-                    // if they are retried (settle puts the state back before both).
-                    if let Some(next) = next.take() {
-                        for job in next.jobs.into_iter().rev() {
-                            queue.push_front(job);
-                        }
-                    }
-                }
-                // Replays in `next` are answered only after this, so their original events
-                // are durable by then.
-                self.settle(f.batch, done, &mut queue, &mut conflicts).await;
-                if failed {
+            if !queue.is_empty() && next.as_ref().is_none_or(Decided::has_room) {
+                let mut batch = next.take().unwrap_or_else(|| self.new_batch());
+                self.decide_into(&mut batch, &mut queue);
+                next = Some(batch);
+            }
+            let Some(flight) = &mut in_flight else {
+                if let Some(batch) = next.take() {
+                    self.start(batch, &mut in_flight).await;
                     continue;
                 }
-            }
-            let Some(next) = next else { continue };
-            if next.events.is_empty() {
-                // Only refusals and replays: nothing to append.
-                let replies = self.fill_replays(next.replies, &[]).await;
-                answer(next.jobs, replies);
+                if !queue.is_empty() {
+                    continue;
+                }
+                if !open {
+                    break;
+                }
+                match rx.recv().await {
+                    Some(job) => queue.push_back(job),
+                    None => open = false,
+                }
                 continue;
+            };
+            // An append is in flight: decide what arrives meanwhile, until it returns.
+            let room = next.as_ref().is_none_or(Decided::has_room);
+            tokio::select! {
+                job = rx.recv(), if open && room => match job {
+                    Some(job) => queue.push_back(job),
+                    None => open = false,
+                },
+                done = &mut flight.append => {
+                    let flight = in_flight.take().expect("an append is in flight");
+                    let done = joined(done);
+                    if done.is_err() {
+                        // The next batch was decided on top of one that is not in the log:
+                        // its submissions go back to the queue, behind those of the failed
+                        // batch if those are retried (settle puts the state back before both).
+                        if let Some(batch) = next.take() {
+                            for job in batch.jobs.into_iter().rev() {
+                                queue.push_front(job);
+                            }
+                        }
+                    }
+                    self.settle(flight.batch, done, &mut queue, &mut conflicts).await;
+                }
             }
-            let log = self.log.clone();
-            let (expected, events) = (next.before.position, next.events.clone());
-            in_flight = Some(InFlight {
-                batch: next,
-                append: tokio::spawn(async move { log.append(expected, events).await }),
-            });
         }
         tracing::info!(ledger = %self.config.ledger, "writer stopped");
+    }
+
+    /// Starts appending a decided batch; a batch with nothing to append (refusals and
+    /// replays only) is answered now, which is safe because no append is in flight, so the
+    /// events it replays are durable.
+    async fn start(&mut self, batch: Decided, in_flight: &mut Option<InFlight>) {
+        debug_assert!(in_flight.is_none());
+        if batch.events.is_empty() {
+            let replies = self.fill_replays(batch.replies, &[]).await;
+            answer(batch.jobs, replies);
+            return;
+        }
+        let log = self.log.clone();
+        let (expected, events) = (batch.before.position, batch.events.clone());
+        *in_flight = Some(InFlight {
+            batch,
+            append: tokio::spawn(async move { log.append(expected, events).await }),
+        });
     }
 
     /// Answers the submissions of a batch whose append has returned. On success, publishes
@@ -320,34 +340,49 @@ impl Writer {
         }
     }
 
-    /// Decides every submission against the state, applying the events of those accepted.
-    /// A batch in which the fold refused an event the rules accepted (a bug) is dropped
-    /// whole: the state goes back and every submission gets an internal error.
-    fn decide_batch(&mut self, jobs: Vec<Job>) -> Decided {
+    /// An empty batch that starts at the current state.
+    fn new_batch(&self) -> Decided {
+        Decided {
+            jobs: Vec::new(),
+            replies: Vec::new(),
+            events: Vec::new(),
+            commands: 0,
+            before: self.state.clone(),
+            after: self.state.clone(),
+        }
+    }
+
+    /// Decides submissions off the front of `queue` into `batch` while it has room, applying
+    /// the events of those accepted. If the fold refuses an event the rules accepted (a bug),
+    /// the submissions decided in this call are dropped: the state goes back and each gets an
+    /// internal error.
+    fn decide_into(&mut self, batch: &mut Decided, queue: &mut VecDeque<Job>) {
         let before = self.state.clone();
         let ts_ms = (self.config.clock)().max(self.state.last_ts_ms);
-        let mut replies = Vec::with_capacity(jobs.len());
-        let mut events = Vec::new();
-        for job in &jobs {
-            replies.push(self.decide_one(&job.submission, ts_ms, &mut events));
+        let (first_job, first_event, commands) =
+            (batch.jobs.len(), batch.events.len(), batch.commands);
+        while batch.has_room() {
+            let Some(job) = queue.pop_front() else { break };
+            let reply = self.decide_one(&job.submission, ts_ms, &mut batch.events);
+            batch.commands += job.submission.commands.len();
+            batch.replies.push(reply);
+            batch.jobs.push(job);
         }
         if self.poisoned {
             self.poisoned = false;
-            self.state = before.clone();
-            tracing::error!("a batch was dropped after an internal invariant failure");
-            replies = jobs
+            self.state = before;
+            tracing::error!("submissions were dropped after an internal invariant failure");
+            batch.events.truncate(first_event);
+            batch.replies.truncate(first_job);
+            batch.commands = commands;
+            let dropped: Vec<Job> = batch.jobs.drain(first_job..).collect();
+            let replies = dropped
                 .iter()
-                .map(|_| Pending::Failed(WriteError::Internal("the batch was dropped".into())))
+                .map(|_| Err(WriteError::Internal("the batch was dropped".into())))
                 .collect();
-            events.clear();
+            answer(dropped, replies);
         }
-        Decided {
-            jobs,
-            replies,
-            events,
-            after: self.state.clone(),
-            before,
-        }
+        batch.after = self.state.clone();
     }
 
     fn decide_one(
@@ -510,29 +545,6 @@ enum Pending {
     Failed(WriteError),
     New { range: std::ops::Range<usize> },
     Replay { first_seq: u64, last_seq: u64 },
-}
-
-/// Whether the queue holds a full batch.
-fn batch_full(queue: &VecDeque<Job>) -> bool {
-    queue.len() >= BATCH_SUBMISSIONS_MAX
-        || queue
-            .iter()
-            .map(|j| j.submission.commands.len())
-            .sum::<usize>()
-            >= BATCH_COMMANDS_MAX
-}
-
-/// Takes the next batch off the front of the queue: at most [`BATCH_SUBMISSIONS_MAX`]
-/// submissions, and no more once it holds [`BATCH_COMMANDS_MAX`] commands.
-fn take_batch(queue: &mut VecDeque<Job>) -> Vec<Job> {
-    let mut jobs = Vec::new();
-    let mut commands = 0;
-    while jobs.len() < BATCH_SUBMISSIONS_MAX && commands < BATCH_COMMANDS_MAX {
-        let Some(job) = queue.pop_front() else { break };
-        commands += job.submission.commands.len();
-        jobs.push(job);
-    }
-    jobs
 }
 
 /// Sends each submission its reply (a caller that stopped waiting is no error).
