@@ -41,8 +41,9 @@ pub fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), 
     let start = out.len();
     let formatter = JcsFormatter {
         out: &mut *out,
-        objects: Vec::new(),
-        members: Vec::new(),
+        // Room for an event (an envelope and its `data`) without growing.
+        objects: Vec::with_capacity(4),
+        members: Vec::with_capacity(32),
         scratch: Vec::new(),
         key_start: 0,
     };
