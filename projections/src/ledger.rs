@@ -349,8 +349,8 @@ impl LedgerState {
             }
             entry.last_seq = seq;
         }
-        for project in self.touched_projects(&r.body) {
-            let p = &self.projects[&project];
+        for project in self.touched_projects(&r.body).into_iter().flatten() {
+            let p = &self.projects[project];
             if p.balances.available().is_none() {
                 return Err(invariant(
                     seq,
@@ -364,19 +364,19 @@ impl LedgerState {
         Ok(())
     }
 
-    fn touched_projects(&self, body: &EventBody) -> Vec<Id> {
+    /// The projects whose money an event changes: at most two (a move's).
+    fn touched_projects<'a>(&'a self, body: &'a EventBody) -> [Option<&'a Id>; 2] {
         match body {
-            EventBody::ProjectOpened(e) => vec![e.project.clone()],
-            EventBody::DonationReceived(e) => vec![e.project.clone()],
-            EventBody::MatchAllocated(e) => vec![e.project.clone()],
-            EventBody::MatchReleased(e) => vec![e.project.clone()],
-            EventBody::DonationRefunded(e) => self
-                .donations
-                .get(&e.donation_seq)
-                .map(|d| vec![d.project.clone()])
-                .unwrap_or_default(),
-            EventBody::PayoutRequested(e) => vec![e.project.clone()],
-            EventBody::MoveRequested(e) => vec![e.from_project.clone(), e.to_project.clone()],
+            EventBody::ProjectOpened(e) => [Some(&e.project), None],
+            EventBody::DonationReceived(e) => [Some(&e.project), None],
+            EventBody::MatchAllocated(e) => [Some(&e.project), None],
+            EventBody::MatchReleased(e) => [Some(&e.project), None],
+            EventBody::DonationRefunded(e) => [
+                self.donations.get(&e.donation_seq).map(|d| &d.project),
+                None,
+            ],
+            EventBody::PayoutRequested(e) => [Some(&e.project), None],
+            EventBody::MoveRequested(e) => [Some(&e.from_project), Some(&e.to_project)],
             EventBody::PayoutApproved(d) | EventBody::MoveApproved(d) => {
                 self.request_projects(d.request_seq)
             }
@@ -384,18 +384,15 @@ impl LedgerState {
                 self.request_projects(d.request_seq)
             }
             EventBody::PayoutDisbursed(e) => self.request_projects(e.payout_seq),
-            _ => vec![],
+            _ => [None, None],
         }
     }
 
-    fn request_projects(&self, seq: u64) -> Vec<Id> {
-        let r = self.payouts.get(&seq).or_else(|| self.moves.get(&seq));
-        r.map(|r| {
-            std::iter::once(r.project.clone())
-                .chain(r.to_project.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+    fn request_projects(&self, seq: u64) -> [Option<&Id>; 2] {
+        match self.payouts.get(&seq).or_else(|| self.moves.get(&seq)) {
+            Some(r) => [Some(&r.project), r.to_project.as_ref()],
+            None => [None, None],
+        }
     }
 
     fn project_mut(&mut self, id: &Id, seq: u64) -> Result<&mut Project, ProjectionError> {
@@ -453,7 +450,11 @@ impl LedgerState {
                 add(&mut p.balances.fees, e.fee_minor, seq)?;
                 add(&mut p.balances.raised, e.net_minor(), seq)?;
                 p.donation_count += 1;
-                p.donors.insert(e.donor_ref.clone());
+                // Most gifts come from known donors: look first, so that a shared set (the
+                // writer works on a copy of the state) is not copied to re-insert one.
+                if !p.donors.contains(&e.donor_ref) {
+                    p.donors.insert(e.donor_ref.clone());
+                }
                 p.recent_donations.insert(seq);
                 if p.recent_donations.len() > RECENT_DONATIONS_MAX {
                     p.recent_donations.remove_min();
