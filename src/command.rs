@@ -722,7 +722,7 @@ fn decide_donation(
         anonymous: input.anonymous,
         public_name: input.public_name.clone(),
         donor_ref: input.donor_ref.clone(),
-        receipt_code: events::receipt_code_of(number),
+        receipt_code: events::ReceiptCode::of_number(number).as_str().to_owned(),
     });
     // Field rules first, so a malformed gift is named as such.
     donation.validate()?;
@@ -740,7 +740,7 @@ fn decide_donation(
             });
         }
         return Err(CommandError::ReceiptCollision {
-            receipt_code: events::receipt_code_of(number),
+            receipt_code: events::ReceiptCode::of_number(number).as_str().to_owned(),
         });
     }
     if p.kind.goal_is_cap() {

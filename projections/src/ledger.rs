@@ -6,8 +6,8 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 
 use events::{
-    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, Resolution,
-    SealedEvent, StatementSource, Text,
+    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ReceiptCode,
+    Resolution, SealedEvent, StatementSource, Text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -90,7 +90,7 @@ pub struct Donation {
     pub public_name: Option<Text>,
     pub anonymous: bool,
     pub pledge_seq: Option<u64>,
-    pub receipt_code: Arc<str>,
+    pub receipt_code: ReceiptCode,
     /// The match this donation triggered: pool and amount.
     pub matched: Option<(Id, u64)>,
     pub refunded_seq: Option<u64>,
@@ -301,7 +301,7 @@ impl LedgerState {
         self.donations
             .get(seq)
             .map(|d| &**d)
-            .filter(|d| &*d.receipt_code == code)
+            .filter(|d| d.receipt_code.as_str() == code)
     }
 
     /// The donation recorded for a channel's transaction id: found through its receipt code,
@@ -466,9 +466,9 @@ impl LedgerState {
                         .ok_or_else(|| invariant(seq, format!("unknown pledge {pledge_seq}")))?;
                     add(&mut pledge.fulfilled, e.amount_minor.minor(), seq)?;
                 }
-                let number = events::receipt_number(&e.receipt_code)
+                let receipt_code = ReceiptCode::parse(&e.receipt_code)
                     .ok_or_else(|| invariant(seq, "a malformed receipt code"))?;
-                if self.receipts.insert(number, seq).is_some() {
+                if self.receipts.insert(receipt_code.number(), seq).is_some() {
                     return Err(invariant(seq, "a receipt code was issued twice"));
                 }
                 self.donations.insert(
@@ -486,7 +486,7 @@ impl LedgerState {
                         anonymous: e.anonymous,
                         pledge_seq: e.pledge_seq,
                         channel_txn_id: Arc::from(e.channel_txn_id.as_str()),
-                        receipt_code: Arc::from(e.receipt_code.as_str()),
+                        receipt_code,
                         matched: None,
                         refunded_seq: None,
                         refunded_ts_ms: None,
