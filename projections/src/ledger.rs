@@ -450,11 +450,19 @@ impl LedgerState {
                 add(&mut p.balances.fees, e.fee_minor, seq)?;
                 add(&mut p.balances.raised, e.net_minor(), seq)?;
                 p.donation_count += 1;
-                // Most gifts come from known donors: look first, so that a shared set (the
-                // writer works on a copy of the state) is not copied to re-insert one.
-                if !p.donors.contains(&e.donor_ref) {
-                    p.donors.insert(e.donor_ref.clone());
-                }
+                // The donation shares the project's id and the donor's from the project's set
+                // rather than keep the event's copies (allocated for one command each), so
+                // the state holds one copy of every id. Most gifts come from known donors:
+                // looking first also spares a shared set (the writer works on a copy of the
+                // state) a copy to re-insert one.
+                let project = p.id.clone();
+                let donor_ref = match p.donors.get(&e.donor_ref) {
+                    Some(known) => known.clone(),
+                    None => {
+                        p.donors.insert(e.donor_ref.clone());
+                        e.donor_ref.clone()
+                    }
+                };
                 p.recent_donations.insert(seq);
                 if p.recent_donations.len() > RECENT_DONATIONS_MAX {
                     p.recent_donations.remove_min();
@@ -476,12 +484,12 @@ impl LedgerState {
                     Arc::new(Donation {
                         seq,
                         ts_ms: r.ts_ms,
-                        project: e.project.clone(),
+                        project,
                         amount_minor: e.amount_minor.minor(),
                         fee_minor: e.fee_minor,
                         currency: e.currency,
                         channel: e.channel,
-                        donor_ref: e.donor_ref.clone(),
+                        donor_ref,
                         public_name: e.public_name.clone(),
                         anonymous: e.anonymous,
                         pledge_seq: e.pledge_seq,
