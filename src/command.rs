@@ -3,8 +3,8 @@
 //! rejection, and writes nothing.
 
 use events::{
-    receipt_code, Amount, Channel, Currency, Decision, DonationReceived, DonationRefunded,
-    EventBody, ExceptionResolved, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed,
+    Amount, Channel, Currency, Decision, DonationReceived, DonationRefunded, EventBody,
+    ExceptionResolved, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed,
     MatchingPoolCommitted, MoveRequested, PayoutDisbursed, PayoutRequested, PledgeCancelled,
     PledgeMade, ProjectClosed, ProjectKind, ProjectOpened, Rejection, Resolution,
     StatementImported, StatementLineRecorded, Text, ValueError,
@@ -709,7 +709,9 @@ fn decide_donation(
     let p = open_project(state, &input.project)?;
     same_currency(p, input.currency)?;
     let amount = input.amount_minor.minor();
-    let donation = DonationReceived {
+    // The receipt number is derived once: the code is spelled from it, the index keyed by it.
+    let number = events::receipt_number_of(ctx.ledger, input.channel, &input.channel_txn_id);
+    let donation = EventBody::DonationReceived(DonationReceived {
         project: input.project.clone(),
         amount_minor: input.amount_minor,
         currency: input.currency,
@@ -720,13 +722,12 @@ fn decide_donation(
         anonymous: input.anonymous,
         public_name: input.public_name.clone(),
         donor_ref: input.donor_ref.clone(),
-        receipt_code: receipt_code(ctx.ledger, input.channel, &input.channel_txn_id),
-    };
+        receipt_code: events::ReceiptCode::of_number(number).as_str().to_owned(),
+    });
     // Field rules first, so a malformed gift is named as such.
-    EventBody::DonationReceived(donation.clone()).validate()?;
+    donation.validate()?;
     // A channel transaction is recorded once. Its receipt code is derived from it, so the
     // receipt index finds an earlier one; the stored id tells a repeat from a (2^-64) collision.
-    let number = events::receipt_number(&donation.receipt_code).expect("derived codes parse");
     if let Some(earlier) = state
         .receipts
         .get(&number)
@@ -739,7 +740,7 @@ fn decide_donation(
             });
         }
         return Err(CommandError::ReceiptCollision {
-            receipt_code: donation.receipt_code.clone(),
+            receipt_code: events::ReceiptCode::of_number(number).as_str().to_owned(),
         });
     }
     if p.kind.goal_is_cap() {
@@ -779,7 +780,7 @@ fn decide_donation(
             });
         }
     }
-    let mut out = vec![EventBody::DonationReceived(donation)];
+    let mut out = vec![donation];
     if let Some((pool, matched)) = match_for(state, ctx.ts_ms, input) {
         out.push(EventBody::MatchAllocated(MatchAllocated {
             pool,

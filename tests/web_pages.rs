@@ -192,7 +192,7 @@ async fn every_page_over_demo_data() {
         let uri = format!("/receipt?code={}&lang=en", d.receipt_code);
         let (status, body) = get(&router, &uri).await;
         assert_eq!(status, StatusCode::OK, "{uri}");
-        assert!(body.contains(&*d.receipt_code));
+        assert!(body.contains(d.receipt_code.as_str()));
         assert!(body.contains(&money(d.amount_minor, "CNY")));
         if let Some((_, m)) = &d.matched {
             assert!(body.contains(&money(*m, "CNY")), "{uri}: the match");

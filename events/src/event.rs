@@ -19,6 +19,11 @@ pub const STATEMENT_LINES_MAX: u64 = 10_000_000;
 pub const POOL_PROJECTS_MAX: usize = 64;
 
 /// What happened. Serialized as `"type": "<snake_case name>", "data": {...}`.
+///
+/// The fields of every event struct are declared in RFC 8785 order (sorted by name), so
+/// they serialize in canonical order and [`crate::jcs`] only has to check it. (Not
+/// [`Resolution`]'s: it is part of the persisted `LedgerState`, whose bincode encoding
+/// follows declaration order.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum EventBody {
@@ -69,6 +74,12 @@ impl EventBody {
             EventBody::StatementLineRecorded(_) => "statement_line_recorded",
             EventBody::ExceptionResolved(_) => "exception_resolved",
         }
+    }
+
+    /// The body's `data` member alone (the event struct), for serializers that place it
+    /// themselves, such as [`crate::EventRecord`]'s.
+    pub(crate) fn data(&self) -> BodyData<'_> {
+        BodyData(self)
     }
 
     /// Checks the rules that concern this event alone (a fee within the amount, a sane
@@ -245,6 +256,34 @@ impl EventBody {
     }
 }
 
+/// The struct an [`EventBody`] holds, serialized as is: the `data` member of an event.
+pub(crate) struct BodyData<'a>(&'a EventBody);
+
+impl Serialize for BodyData<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            EventBody::ProjectOpened(e) => e.serialize(serializer),
+            EventBody::ProjectClosed(e) => e.serialize(serializer),
+            EventBody::DonationReceived(e) => e.serialize(serializer),
+            EventBody::DonationRefunded(e) => e.serialize(serializer),
+            EventBody::PledgeMade(e) => e.serialize(serializer),
+            EventBody::PledgeCancelled(e) => e.serialize(serializer),
+            EventBody::MatchingPoolCommitted(e) => e.serialize(serializer),
+            EventBody::MatchingPoolClosed(e) => e.serialize(serializer),
+            EventBody::MatchAllocated(e) => e.serialize(serializer),
+            EventBody::MatchReleased(e) => e.serialize(serializer),
+            EventBody::PayoutRequested(e) => e.serialize(serializer),
+            EventBody::PayoutApproved(e) | EventBody::MoveApproved(e) => e.serialize(serializer),
+            EventBody::PayoutRejected(e) | EventBody::MoveRejected(e) => e.serialize(serializer),
+            EventBody::PayoutDisbursed(e) => e.serialize(serializer),
+            EventBody::MoveRequested(e) => e.serialize(serializer),
+            EventBody::StatementImported(e) => e.serialize(serializer),
+            EventBody::StatementLineRecorded(e) => e.serialize(serializer),
+            EventBody::ExceptionResolved(e) => e.serialize(serializer),
+        }
+    }
+}
+
 fn check_reference(field: &'static str, value: &str) -> Result<(), ValueError> {
     let ok = !value.is_empty()
         && value.len() <= REFERENCE_LEN_MAX
@@ -265,12 +304,12 @@ fn check_reference(field: &'static str, value: &str) -> Result<(), ValueError> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectOpened {
-    pub project: Id,
-    pub kind: ProjectKind,
-    pub name: Text,
     pub currency: Currency,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal_minor: Option<Amount>,
+    pub kind: ProjectKind,
+    pub name: Text,
+    pub project: Id,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,18 +328,18 @@ pub struct ProjectClosed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DonationReceived {
-    pub project: Id,
     pub amount_minor: Amount,
-    pub currency: Currency,
+    pub anonymous: bool,
     pub channel: Channel,
     pub channel_txn_id: String,
+    pub currency: Currency,
+    pub donor_ref: Id,
     pub fee_minor: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pledge_seq: Option<u64>,
-    pub anonymous: bool,
+    pub project: Id,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_name: Option<Text>,
-    pub donor_ref: Id,
     pub receipt_code: String,
 }
 
@@ -325,10 +364,10 @@ pub struct DonationRefunded {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PledgeMade {
-    pub project: Id,
-    pub sponsor: Text,
     pub amount_minor: Amount,
     pub currency: Currency,
+    pub project: Id,
+    pub sponsor: Text,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -344,18 +383,18 @@ pub struct PledgeCancelled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchingPoolCommitted {
-    pub pool: Id,
-    pub sponsor: Text,
-    pub projects: Vec<Id>,
-    pub currency: Currency,
-    pub ratio_numerator: u32,
-    pub ratio_denominator: u32,
     pub cap_per_donation_minor: Amount,
     pub cap_per_donor_per_day_minor: Amount,
+    pub currency: Currency,
+    pub day_utc_offset_minutes: i32,
+    pub pool: Id,
+    pub projects: Vec<Id>,
+    pub ratio_denominator: u32,
+    pub ratio_numerator: u32,
+    pub sponsor: Text,
     pub total_cap_minor: Amount,
     pub valid_from_ms: u64,
     pub valid_until_ms: u64,
-    pub day_utc_offset_minutes: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,31 +409,31 @@ pub struct MatchingPoolClosed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchAllocated {
-    pub pool: Id,
-    pub donation_seq: u64,
-    pub project: Id,
     pub amount_minor: Amount,
+    pub donation_seq: u64,
+    pub pool: Id,
+    pub project: Id,
 }
 
 /// A match given back to its pool because the donation that triggered it was refunded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchReleased {
-    pub pool: Id,
-    pub donation_seq: u64,
-    pub project: Id,
     pub amount_minor: Amount,
+    pub donation_seq: u64,
+    pub pool: Id,
+    pub project: Id,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutRequested {
-    pub project: Id,
     pub amount_minor: Amount,
     pub currency: Currency,
-    pub payee: Text,
-    pub purpose: Text,
     pub document_sha256: Hash,
+    pub payee: Text,
+    pub project: Id,
+    pub purpose: Text,
 }
 
 /// Approval of a payout or move; the actor (in the envelope) differs from the requester.
@@ -407,26 +446,26 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rejection {
-    pub request_seq: u64,
     pub reason: Text,
+    pub request_seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayoutDisbursed {
-    pub payout_seq: u64,
     pub bank_reference: String,
+    pub payout_seq: u64,
 }
 
 /// Restricted money moved from one project to another; approved like a payout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MoveRequested {
-    pub from_project: Id,
-    pub to_project: Id,
     pub amount_minor: Amount,
     pub currency: Currency,
+    pub from_project: Id,
     pub reason: Text,
+    pub to_project: Id,
 }
 
 /// Where an imported statement came from.
@@ -474,15 +513,15 @@ impl StatementSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatementImported {
-    pub statement_sha256: Hash,
-    pub source: StatementSource,
     /// The merchant number or bank account the statement is for.
     pub account: String,
     pub currency: Currency,
+    pub line_count: u64,
+    pub period_end_ms: u64,
     /// The period covered, `[start, end)` in milliseconds since the Unix epoch.
     pub period_start_ms: u64,
-    pub period_end_ms: u64,
-    pub line_count: u64,
+    pub source: StatementSource,
+    pub statement_sha256: Hash,
 }
 
 /// What a statement line says happened.
@@ -514,24 +553,24 @@ impl StatementLineKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatementLineRecorded {
-    /// The seq of the `StatementImported` event.
-    pub statement_seq: u64,
+    /// The gross amount (for a refund: the amount returned).
+    pub amount_minor: Amount,
+    /// When the channel or bank booked it, milliseconds since the Unix epoch.
+    pub booked_ms: u64,
+    pub currency: Currency,
+    /// The fee the channel took on this line.
+    pub fee_minor: u64,
+    pub kind: StatementLineKind,
     /// 1-based number of the entry within the statement.
     pub line_no: u64,
-    pub kind: StatementLineKind,
-    /// The channel transaction id (merchant order number) or bank reference.
-    pub reference: String,
     /// For refunds: the payment's reference. For channel payments: the channel's own
     /// order number, tried when `reference` matches nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_reference: Option<String>,
-    /// When the channel or bank booked it, milliseconds since the Unix epoch.
-    pub booked_ms: u64,
-    /// The gross amount (for a refund: the amount returned).
-    pub amount_minor: Amount,
-    /// The fee the channel took on this line.
-    pub fee_minor: u64,
-    pub currency: Currency,
+    /// The channel transaction id (merchant order number) or bank reference.
+    pub reference: String,
+    /// The seq of the `StatementImported` event.
+    pub statement_seq: u64,
 }
 
 /// How staff settled a reconciliation exception.
@@ -579,11 +618,11 @@ impl Resolution {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExceptionResolved {
-    pub statement_seq: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line_no: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry_seq: Option<u64>,
-    pub resolution: Resolution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_no: Option<u64>,
     pub note: Text,
+    pub resolution: Resolution,
+    pub statement_seq: u64,
 }

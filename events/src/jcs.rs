@@ -41,10 +41,12 @@ pub fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), 
     let start = out.len();
     let formatter = JcsFormatter {
         out: &mut *out,
-        objects: Vec::new(),
-        members: Vec::new(),
+        // Room for an event (an envelope and its `data`) without growing.
+        objects: Vec::with_capacity(4),
+        members: Vec::with_capacity(32),
         scratch: Vec::new(),
         key_start: 0,
+        key_plain: true,
     };
     let result = value.serialize(&mut serde_json::Serializer::with_formatter(
         io::sink(),
@@ -67,6 +69,8 @@ struct JcsFormatter<'a> {
     scratch: Vec<u8>,
     /// Where the member being written starts (after its comma).
     key_start: usize,
+    /// Whether the name being written is ASCII without escapes so far.
+    key_plain: bool,
 }
 
 struct OpenObject {
@@ -77,23 +81,27 @@ struct OpenObject {
 }
 
 /// One member of an open object: `out[key_start..key_end]` is its name as a JSON string,
-/// then `:` and the value up to `end`.
+/// then `:` and the value up to `end`. `plain`: the name is ASCII without escapes.
 #[derive(Clone, Copy)]
 struct Member {
     key_start: usize,
     key_end: usize,
     end: usize,
+    plain: bool,
 }
 
-/// Orders two member names, each a JSON string with its quotes, by UTF-16 code units.
-fn compare_names(a: &[u8], b: &[u8]) -> Ordering {
-    let plain = |s: &[u8]| s.iter().all(|&c| c.is_ascii() && c != b'\\');
-    if plain(a) && plain(b) {
+/// Orders two members by their names (JSON strings with their quotes in `out`), by UTF-16
+/// code units.
+fn compare_names(out: &[u8], a: &Member, b: &Member) -> Ordering {
+    let (name_a, name_b) = (&out[a.key_start..a.key_end], &out[b.key_start..b.key_end]);
+    if a.plain && b.plain {
         // Without their quotes, so that a name sorts after its prefixes.
-        return unquote(a).cmp(unquote(b));
+        return unquote(name_a).cmp(unquote(name_b));
     }
     let decode = |s: &[u8]| serde_json::from_slice::<String>(s).unwrap_or_default();
-    decode(a).encode_utf16().cmp(decode(b).encode_utf16())
+    decode(name_a)
+        .encode_utf16()
+        .cmp(decode(name_b).encode_utf16())
 }
 
 fn unquote(name: &[u8]) -> &[u8] {
@@ -110,12 +118,11 @@ impl JcsFormatter<'_> {
             .ok_or_else(|| io::Error::other("an object ended that was not begun"))?;
         let members = &mut self.members[object.first_member..];
         let out = &*self.out;
-        let name = |m: &Member| &out[m.key_start..m.key_end];
         let sorted = members
             .windows(2)
-            .all(|w| compare_names(name(&w[0]), name(&w[1])) != Ordering::Greater);
+            .all(|w| compare_names(out, &w[0], &w[1]) != Ordering::Greater);
         if !sorted {
-            members.sort_unstable_by(|a, b| compare_names(name(a), name(b)));
+            members.sort_unstable_by(|a, b| compare_names(out, a, b));
             self.scratch.clear();
             self.scratch.push(b'{');
             for (i, m) in members.iter().enumerate() {
@@ -158,12 +165,28 @@ impl Formatter for JcsFormatter<'_> {
         write_u128(value: u128);
         begin_string();
         end_string();
-        write_string_fragment(fragment: &str);
-        write_char_escape(char_escape: CharEscape);
         begin_array();
         end_array();
         begin_array_value(first: bool);
         end_array_value();
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        _: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        self.key_plain &= fragment.is_ascii();
+        CompactFormatter.write_string_fragment(&mut *self.out, fragment)
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        _: &mut W,
+        char_escape: CharEscape,
+    ) -> io::Result<()> {
+        self.key_plain = false;
+        CompactFormatter.write_char_escape(&mut *self.out, char_escape)
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, _: &mut W, _: f32) -> io::Result<()> {
@@ -206,15 +229,19 @@ impl Formatter for JcsFormatter<'_> {
             self.out.push(b',');
         }
         self.key_start = self.out.len();
+        self.key_plain = true;
         Ok(())
     }
 
     fn end_object_key<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
         // The name's end is recorded now; the member's end when its value is written.
+        // Whether the name compares as bytes was found as it was written (ASCII fragments,
+        // no escapes), not at every comparison.
         self.members.push(Member {
             key_start: self.key_start,
             key_end: self.out.len(),
             end: 0,
+            plain: self.key_plain,
         });
         Ok(())
     }

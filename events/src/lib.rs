@@ -51,7 +51,7 @@ pub use note::{
     is_valid_key_name, key_id, open_note, sign_note, Checkpoint, CheckpointError, Note, NoteError,
     NoteSignature, OpenedNote, SignerKey, VerifierKey,
 };
-pub use receipt::{is_receipt_code, receipt_code, receipt_number};
+pub use receipt::{is_receipt_code, receipt_code, receipt_number, receipt_number_of, ReceiptCode};
 pub use seal::*;
 pub use tiles::{
     decode_tile_index, encode_tile_index, entry_bundle, parse_entry_bundle, parse_hash_tile, Tile,

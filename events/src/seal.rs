@@ -21,8 +21,8 @@ pub const EVENT_BYTES_MAX: usize = 8 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Idempotency {
-    pub key: String,
     pub command_sha256: Hash,
+    pub key: String,
 }
 
 /// The longest idempotency key in bytes.
@@ -47,7 +47,10 @@ impl Idempotency {
 }
 
 /// An event as hashed: the envelope (position, link, ledger, time, actor) and the body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialized (by hand, below) as one object: the envelope's members with the body's
+/// `type` and `data` among them, in RFC 8785 order.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct EventRecord {
     /// 0-based position in the ledger's log.
     pub seq: u64,
@@ -59,10 +62,32 @@ pub struct EventRecord {
     pub ts_ms: u64,
     /// The staff member (or system actor) who caused the event.
     pub actor: Id,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub idempotency: Option<Idempotency>,
     #[serde(flatten)]
     pub body: EventBody,
+}
+
+// The members in RFC 8785 order (names sorted), so that the canonicalizer finds every object
+// in order and copies nothing; the bytes are those of the flattened derive, sorted.
+impl Serialize for EventRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let members = 7 + usize::from(self.idempotency.is_some());
+        let mut record = serializer.serialize_struct("EventRecord", members)?;
+        record.serialize_field("actor", &self.actor)?;
+        record.serialize_field("data", &self.body.data())?;
+        match &self.idempotency {
+            Some(idempotency) => record.serialize_field("idempotency", idempotency)?,
+            None => record.skip_field("idempotency")?,
+        }
+        record.serialize_field("ledger", &self.ledger)?;
+        record.serialize_field("prev", &self.prev)?;
+        record.serialize_field("seq", &self.seq)?;
+        record.serialize_field("ts_ms", &self.ts_ms)?;
+        record.serialize_field("type", self.body.type_name())?;
+        record.end()
+    }
 }
 
 impl EventRecord {

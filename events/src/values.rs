@@ -49,8 +49,8 @@ impl fmt::Display for Amount {
 }
 
 /// An ISO 4217 alphabetic currency code: three ASCII capital letters, such as `CNY`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Currency([u8; 3]);
 
 impl Currency {
@@ -82,6 +82,13 @@ impl TryFrom<String> for Currency {
 impl From<Currency> for String {
     fn from(c: Currency) -> String {
         c.as_str().to_owned()
+    }
+}
+
+// Serialized as its code, written from the bytes it holds (no `String` in between).
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -202,8 +209,8 @@ impl fmt::Display for Text {
 }
 
 /// A SHA-256 digest; serialized as 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Default)]
+#[serde(try_from = "String")]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
@@ -224,6 +231,12 @@ impl Hash {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+    /// The 64 lowercase hex digits, written into a buffer on the stack.
+    fn hex_digits(&self) -> [u8; 64] {
+        let mut digits = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut digits).expect("64 digits for 32 bytes");
+        digits
+    }
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -242,15 +255,24 @@ impl From<Hash> for String {
     }
 }
 
+// Serialized as its hex digits, with no `String` in between: every event carries one (`prev`).
+impl Serialize for Hash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let digits = self.hex_digits();
+        serializer.serialize_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
+    }
+}
+
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        let digits = self.hex_digits();
+        f.write_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
     }
 }
 
 impl fmt::Debug for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({})", self.to_hex())
+        write!(f, "Hash({self})")
     }
 }
 

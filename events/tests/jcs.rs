@@ -120,6 +120,81 @@ fn event_canonical_bytes_are_a_fixed_point() {
     assert!(text.contains(r#""public_name":"热心市民\"小王\"""#));
     // Absent optionals are omitted, not null.
     assert!(!text.contains("pledge_seq"));
+    // A record serializes in canonical order already: the canonicalizer has nothing to sort.
+    assert_eq!(serde_json::to_vec(&sample_record()).unwrap(), bytes);
+}
+
+/// The names of a struct's fields in declaration order, as its derived `Deserialize` lists
+/// them.
+fn declared_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe;
+    #[derive(Debug)]
+    struct Fields(&'static [&'static str]);
+    impl std::fmt::Display for Fields {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{:?}", self.0)
+        }
+    }
+    impl std::error::Error for Fields {}
+    impl serde::de::Error for Fields {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Fields(&[])
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for Probe {
+        type Error = Fields;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+            Err(Fields(&[]))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Fields> {
+            Err(Fields(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    match T::deserialize(Probe) {
+        Err(Fields(fields)) => fields,
+        Ok(_) => unreachable!("the probe deserializes nothing"),
+    }
+}
+
+/// Every event struct declares its fields in RFC 8785 order (ASCII names, so byte order), so
+/// events serialize in canonical order and the canonicalizer only checks it (fast path).
+#[test]
+fn event_structs_declare_their_fields_in_canonical_order() {
+    let structs = [
+        declared_fields::<ProjectOpened>(),
+        declared_fields::<ProjectClosed>(),
+        declared_fields::<DonationReceived>(),
+        declared_fields::<DonationRefunded>(),
+        declared_fields::<PledgeMade>(),
+        declared_fields::<PledgeCancelled>(),
+        declared_fields::<MatchingPoolCommitted>(),
+        declared_fields::<MatchingPoolClosed>(),
+        declared_fields::<MatchAllocated>(),
+        declared_fields::<MatchReleased>(),
+        declared_fields::<PayoutRequested>(),
+        declared_fields::<Decision>(),
+        declared_fields::<Rejection>(),
+        declared_fields::<PayoutDisbursed>(),
+        declared_fields::<MoveRequested>(),
+        declared_fields::<StatementImported>(),
+        declared_fields::<StatementLineRecorded>(),
+        declared_fields::<ExceptionResolved>(),
+        declared_fields::<Idempotency>(),
+    ];
+    for fields in structs {
+        assert!(!fields.is_empty(), "{fields:?}");
+        assert!(fields.is_sorted(), "not in canonical order: {fields:?}");
+    }
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 
 use events::{
-    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, Resolution,
-    SealedEvent, StatementSource, Text,
+    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ReceiptCode,
+    Resolution, SealedEvent, StatementSource, Text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -90,7 +90,7 @@ pub struct Donation {
     pub public_name: Option<Text>,
     pub anonymous: bool,
     pub pledge_seq: Option<u64>,
-    pub receipt_code: Arc<str>,
+    pub receipt_code: ReceiptCode,
     /// The match this donation triggered: pool and amount.
     pub matched: Option<(Id, u64)>,
     pub refunded_seq: Option<u64>,
@@ -252,7 +252,11 @@ pub struct LedgerState {
     pub projects: OrdMap<Id, Project>,
     pub pools: OrdMap<Id, Pool>,
     pub pledges: OrdMap<u64, Pledge>,
-    pub donations: OrdMap<u64, Donation>,
+    /// Each donation behind its own `Arc`: a map node then holds 16 pointers rather than 16
+    /// donations, so appending (which leaves nodes half full) and copying a node on write
+    /// (the writer works on a copy of the state) move pointers, not records. Serialized as
+    /// the donations themselves.
+    pub donations: OrdMap<u64, Arc<Donation>>,
     /// Receipt number (the 64 bits a receipt code spells) → donation seq.
     pub receipts: OrdMap<u64, u64>,
     /// The ledger's id, from its first event (receipt codes are derived from it).
@@ -294,7 +298,10 @@ impl LedgerState {
     /// The donation a receipt code names.
     pub fn donation_by_receipt(&self, code: &str) -> Option<&Donation> {
         let seq = self.receipts.get(&events::receipt_number(code)?)?;
-        self.donations.get(seq).filter(|d| &*d.receipt_code == code)
+        self.donations
+            .get(seq)
+            .map(|d| &**d)
+            .filter(|d| d.receipt_code.as_str() == code)
     }
 
     /// The donation recorded for a channel's transaction id: found through its receipt code,
@@ -342,8 +349,8 @@ impl LedgerState {
             }
             entry.last_seq = seq;
         }
-        for project in self.touched_projects(&r.body) {
-            let p = &self.projects[&project];
+        for project in self.touched_projects(&r.body).into_iter().flatten() {
+            let p = &self.projects[project];
             if p.balances.available().is_none() {
                 return Err(invariant(
                     seq,
@@ -357,19 +364,19 @@ impl LedgerState {
         Ok(())
     }
 
-    fn touched_projects(&self, body: &EventBody) -> Vec<Id> {
+    /// The projects whose money an event changes: at most two (a move's).
+    fn touched_projects<'a>(&'a self, body: &'a EventBody) -> [Option<&'a Id>; 2] {
         match body {
-            EventBody::ProjectOpened(e) => vec![e.project.clone()],
-            EventBody::DonationReceived(e) => vec![e.project.clone()],
-            EventBody::MatchAllocated(e) => vec![e.project.clone()],
-            EventBody::MatchReleased(e) => vec![e.project.clone()],
-            EventBody::DonationRefunded(e) => self
-                .donations
-                .get(&e.donation_seq)
-                .map(|d| vec![d.project.clone()])
-                .unwrap_or_default(),
-            EventBody::PayoutRequested(e) => vec![e.project.clone()],
-            EventBody::MoveRequested(e) => vec![e.from_project.clone(), e.to_project.clone()],
+            EventBody::ProjectOpened(e) => [Some(&e.project), None],
+            EventBody::DonationReceived(e) => [Some(&e.project), None],
+            EventBody::MatchAllocated(e) => [Some(&e.project), None],
+            EventBody::MatchReleased(e) => [Some(&e.project), None],
+            EventBody::DonationRefunded(e) => [
+                self.donations.get(&e.donation_seq).map(|d| &d.project),
+                None,
+            ],
+            EventBody::PayoutRequested(e) => [Some(&e.project), None],
+            EventBody::MoveRequested(e) => [Some(&e.from_project), Some(&e.to_project)],
             EventBody::PayoutApproved(d) | EventBody::MoveApproved(d) => {
                 self.request_projects(d.request_seq)
             }
@@ -377,24 +384,33 @@ impl LedgerState {
                 self.request_projects(d.request_seq)
             }
             EventBody::PayoutDisbursed(e) => self.request_projects(e.payout_seq),
-            _ => vec![],
+            _ => [None, None],
         }
     }
 
-    fn request_projects(&self, seq: u64) -> Vec<Id> {
-        let r = self.payouts.get(&seq).or_else(|| self.moves.get(&seq));
-        r.map(|r| {
-            std::iter::once(r.project.clone())
-                .chain(r.to_project.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+    fn request_projects(&self, seq: u64) -> [Option<&Id>; 2] {
+        match self.payouts.get(&seq).or_else(|| self.moves.get(&seq)) {
+            Some(r) => [Some(&r.project), r.to_project.as_ref()],
+            None => [None, None],
+        }
     }
 
     fn project_mut(&mut self, id: &Id, seq: u64) -> Result<&mut Project, ProjectionError> {
         self.projects
             .get_mut(id)
             .ok_or_else(|| invariant(seq, format!("unknown project {id}")))
+    }
+
+    fn donation_mut(
+        &mut self,
+        donation_seq: u64,
+        seq: u64,
+    ) -> Result<&mut Donation, ProjectionError> {
+        let d = self
+            .donations
+            .get_mut(&donation_seq)
+            .ok_or_else(|| invariant(seq, format!("unknown donation {donation_seq}")))?;
+        Ok(Arc::make_mut(d))
     }
 
     fn apply_body(&mut self, r: &EventRecord) -> Result<(), ProjectionError> {
@@ -434,7 +450,19 @@ impl LedgerState {
                 add(&mut p.balances.fees, e.fee_minor, seq)?;
                 add(&mut p.balances.raised, e.net_minor(), seq)?;
                 p.donation_count += 1;
-                p.donors.insert(e.donor_ref.clone());
+                // The donation shares the project's id and the donor's from the project's set
+                // rather than keep the event's copies (allocated for one command each), so
+                // the state holds one copy of every id. Most gifts come from known donors:
+                // looking first also spares a shared set (the writer works on a copy of the
+                // state) a copy to re-insert one.
+                let project = p.id.clone();
+                let donor_ref = match p.donors.get(&e.donor_ref) {
+                    Some(known) => known.clone(),
+                    None => {
+                        p.donors.insert(e.donor_ref.clone());
+                        e.donor_ref.clone()
+                    }
+                };
                 p.recent_donations.insert(seq);
                 if p.recent_donations.len() > RECENT_DONATIONS_MAX {
                     p.recent_donations.remove_min();
@@ -446,37 +474,35 @@ impl LedgerState {
                         .ok_or_else(|| invariant(seq, format!("unknown pledge {pledge_seq}")))?;
                     add(&mut pledge.fulfilled, e.amount_minor.minor(), seq)?;
                 }
-                let number = events::receipt_number(&e.receipt_code)
+                let receipt_code = ReceiptCode::parse(&e.receipt_code)
                     .ok_or_else(|| invariant(seq, "a malformed receipt code"))?;
-                if self.receipts.insert(number, seq).is_some() {
+                if self.receipts.insert(receipt_code.number(), seq).is_some() {
                     return Err(invariant(seq, "a receipt code was issued twice"));
                 }
                 self.donations.insert(
                     seq,
-                    Donation {
+                    Arc::new(Donation {
                         seq,
                         ts_ms: r.ts_ms,
-                        project: e.project.clone(),
+                        project,
                         amount_minor: e.amount_minor.minor(),
                         fee_minor: e.fee_minor,
                         currency: e.currency,
                         channel: e.channel,
-                        donor_ref: e.donor_ref.clone(),
+                        donor_ref,
                         public_name: e.public_name.clone(),
                         anonymous: e.anonymous,
                         pledge_seq: e.pledge_seq,
                         channel_txn_id: Arc::from(e.channel_txn_id.as_str()),
-                        receipt_code: Arc::from(e.receipt_code.as_str()),
+                        receipt_code,
                         matched: None,
                         refunded_seq: None,
                         refunded_ts_ms: None,
-                    },
+                    }),
                 );
             }
             EventBody::DonationRefunded(e) => {
-                let d = self.donations.get_mut(&e.donation_seq).ok_or_else(|| {
-                    invariant(seq, format!("unknown donation {}", e.donation_seq))
-                })?;
+                let d = self.donation_mut(e.donation_seq, seq)?;
                 if d.refunded_seq.is_some() {
                     return Err(invariant(seq, "donation refunded twice"));
                 }
@@ -545,9 +571,7 @@ impl LedgerState {
             }
             EventBody::MatchAllocated(e) => {
                 let amount = e.amount_minor.minor();
-                let d = self.donations.get_mut(&e.donation_seq).ok_or_else(|| {
-                    invariant(seq, format!("unknown donation {}", e.donation_seq))
-                })?;
+                let d = self.donation_mut(e.donation_seq, seq)?;
                 d.matched = Some((e.pool.clone(), amount));
                 let (donor, donation_ts) = (d.donor_ref.clone(), d.ts_ms);
                 let pool = self

@@ -517,7 +517,7 @@ fn project_detail_of(state: &LedgerState, id: &Id) -> Option<ProjectDetail> {
         .iter()
         .rev()
         .filter_map(|seq| state.donations.get(seq))
-        .map(public_donation)
+        .map(|d| public_donation(d))
         .collect();
     let payouts = p
         .payouts
