@@ -205,13 +205,7 @@ async fn every_page_over_demo_data() {
     assert!(traced_to_payout > 0, "some gifts are traced to payouts");
 
     // Verify and feed.
-    let code = state
-        .donations
-        .values()
-        .next()
-        .unwrap()
-        .receipt_code
-        .clone();
+    let code = state.donations.values().next().unwrap().receipt_code;
     let (status, body) = get(&router, &format!("/verify?code={code}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains(r#"<output id="result""#));
