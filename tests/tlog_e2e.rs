@@ -150,14 +150,7 @@ async fn verify_a_served_ledger_by_url_with_saved_checkpoints() {
     assert!(!ok, "{out}");
 
     // A receipt bundle, saved and checked offline; a changed bundle fails.
-    let code = node
-        .state()
-        .donations
-        .values()
-        .next()
-        .unwrap()
-        .receipt_code
-        .clone();
+    let code = node.state().donations.values().next().unwrap().receipt_code;
     let client = ledger::tlog::verify::LogClient::new(&url).unwrap();
     let bundle = tokio::task::spawn_blocking(move || {
         client

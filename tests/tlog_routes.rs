@@ -379,7 +379,7 @@ async fn routes_answer_and_refuse() {
         .donations
         .values()
         .next()
-        .map(|d| (d.receipt_code.clone(), d.seq))
+        .map(|d| (d.receipt_code, d.seq))
         .unwrap();
     let a = get(app, &format!("/api/v1/public/receipts/{code}/proof")).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
@@ -433,14 +433,7 @@ async fn a_ledger_without_a_key_says_so() {
     assert_eq!(a.status, StatusCode::OK);
     // A receipt not yet covered by any checkpoint.
     common::caught_up(&node).await;
-    let code = node
-        .state()
-        .donations
-        .values()
-        .next()
-        .unwrap()
-        .receipt_code
-        .clone();
+    let code = node.state().donations.values().next().unwrap().receipt_code;
     rejected(
         &app,
         &format!("/api/v1/public/receipts/{code}/proof"),
