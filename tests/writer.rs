@@ -35,6 +35,14 @@ fn open_project(p: &str) -> Command {
     }
 }
 
+/// Writes the project `cp` every test records gifts to.
+async fn write_project(writer: &ledger::writer::WriterHandle) {
+    writer
+        .submit(Submission::one(id("admin"), open_project("cp")))
+        .await
+        .unwrap();
+}
+
 fn gift(txn: &str, minor: u64) -> Command {
     Command::RecordDonation(DonationInput {
         project: id("cp"),
@@ -62,10 +70,7 @@ fn keyed(key: &str, command: Command) -> Submission {
 async fn an_idempotency_key_replays_the_original_and_never_writes_twice() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
-    node.writer
-        .submit(Submission::one(id("admin"), open_project("cp")))
-        .await
-        .unwrap();
+    write_project(&node.writer).await;
     let first = node
         .writer
         .submit(keyed("wx-notify-1", gift("wx-1", 100)))
@@ -121,10 +126,7 @@ async fn an_idempotency_key_replays_the_original_and_never_writes_twice() {
 async fn a_submission_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
-    node.writer
-        .submit(Submission::one(id("admin"), open_project("cp")))
-        .await
-        .unwrap();
+    write_project(&node.writer).await;
     let before = node.log.head().await.unwrap();
     let batch = Submission {
         actor: id("recorder"),
@@ -161,10 +163,7 @@ async fn a_submission_is_all_or_nothing() {
 async fn concurrent_callers_each_get_their_own_durable_events() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
-    node.writer
-        .submit(Submission::one(id("admin"), open_project("cp")))
-        .await
-        .unwrap();
+    write_project(&node.writer).await;
     let mut tasks = Vec::new();
     for i in 0..64 {
         let writer = node.writer.clone();
@@ -202,10 +201,7 @@ async fn concurrent_callers_each_get_their_own_durable_events() {
 async fn the_log_refuses_what_does_not_continue_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
-    node.writer
-        .submit(Submission::one(id("admin"), open_project("cp")))
-        .await
-        .unwrap();
+    write_project(&node.writer).await;
     let e0 = node.log.read(0, 1).await.unwrap().remove(0);
     // Wrong expected length: a conflict, nothing written.
     let err = node.log.append(0, vec![e0.clone()]).await.unwrap_err();
@@ -230,10 +226,7 @@ async fn the_log_refuses_what_does_not_continue_the_chain() {
 async fn opening_a_store_with_a_broken_tail_names_the_first_bad_seq() {
     let dir = tempfile::tempdir().unwrap();
     let node = open(dir.path()).await;
-    node.writer
-        .submit(Submission::one(id("admin"), open_project("cp")))
-        .await
-        .unwrap();
+    write_project(&node.writer).await;
     for i in 0..5 {
         node.writer
             .submit(Submission::one(id("recorder"), gift(&format!("t{i}"), 100)))
@@ -350,10 +343,7 @@ async fn gated_writer(
     let (writer, task) =
         ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config);
     log.gate.add_permits(1);
-    writer
-        .submit(Submission::one(id("admin"), open_project("cp")))
-        .await
-        .unwrap();
+    write_project(&writer).await;
     (log, writer, task)
 }
 
