@@ -256,9 +256,7 @@ impl Writer {
                         // its submissions go back to the queue, behind those of the failed
                         // batch if those are retried (settle puts the state back before both).
                         if let Some(batch) = next.take() {
-                            for job in batch.jobs.into_iter().rev() {
-                                queue.push_front(job);
-                            }
+                            requeue(&mut queue, batch.jobs);
                         }
                     }
                     self.settle(flight.batch, done, &mut queue, &mut conflicts).await;
@@ -326,9 +324,7 @@ impl Writer {
                     answer(batch.jobs, replies);
                     return;
                 }
-                for job in batch.jobs.into_iter().rev() {
-                    queue.push_front(job);
-                }
+                requeue(queue, batch.jobs);
             }
             Err(e) => {
                 *conflicts = 0;
@@ -545,6 +541,13 @@ enum Pending {
     Failed(WriteError),
     New { range: std::ops::Range<usize> },
     Replay { first_seq: u64, last_seq: u64 },
+}
+
+/// Puts submissions back at the front of the queue, in their order, to be decided again.
+fn requeue(queue: &mut VecDeque<Job>, jobs: Vec<Job>) {
+    for job in jobs.into_iter().rev() {
+        queue.push_front(job);
+    }
 }
 
 /// Sends each submission its reply (a caller that stopped waiting is no error).
