@@ -95,8 +95,14 @@ struct Member {
 fn compare_names(out: &[u8], a: &Member, b: &Member) -> Ordering {
     let (name_a, name_b) = (&out[a.key_start..a.key_end], &out[b.key_start..b.key_end]);
     if a.plain && b.plain {
-        // Without their quotes, so that a name sorts after its prefixes.
-        return unquote(name_a).cmp(unquote(name_b));
+        // Without their quotes, so that a name sorts after its prefixes. Names are short and
+        // mostly differ in their first bytes: a loop beats a call to memcmp.
+        let (name_a, name_b) = (unquote(name_a), unquote(name_b));
+        let first_difference = name_a.iter().zip(name_b).find(|(x, y)| x != y);
+        return match first_difference {
+            Some((x, y)) => x.cmp(y),
+            None => name_a.len().cmp(&name_b.len()),
+        };
     }
     let decode = |s: &[u8]| serde_json::from_slice::<String>(s).unwrap_or_default();
     decode(name_a)

@@ -2,9 +2,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::seal::sha256;
 use crate::values::{truncate_for_message, Channel, Id};
 use crate::ValueError;
+use sha2::{Digest, Sha256};
 
 /// The receipt code a donor is given: derived from the ledger, the channel and the channel's
 /// transaction id, so a retried webhook yields the same code and anyone holding the
@@ -20,16 +20,16 @@ pub fn receipt_code(ledger: &Id, channel: Channel, channel_txn_id: &str) -> Stri
 /// `SHA-256("donation-ledger receipt v1\n" || ledger || "\n" || channel || "\n" || channel_txn_id)`
 /// read big-endian.
 pub fn receipt_number_of(ledger: &Id, channel: Channel, channel_txn_id: &str) -> u64 {
-    let mut input = Vec::with_capacity(64 + channel_txn_id.len());
-    input.extend_from_slice(b"donation-ledger receipt v1\n");
-    input.extend_from_slice(ledger.as_str().as_bytes());
-    input.push(b'\n');
-    input.extend_from_slice(channel.as_str().as_bytes());
-    input.push(b'\n');
-    input.extend_from_slice(channel_txn_id.as_bytes());
-    let digest = sha256(&input);
+    let digest = Sha256::new()
+        .chain_update(b"donation-ledger receipt v1\n")
+        .chain_update(ledger.as_str())
+        .chain_update(b"\n")
+        .chain_update(channel.as_str())
+        .chain_update(b"\n")
+        .chain_update(channel_txn_id)
+        .finalize();
     let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.0[..8]);
+    first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first)
 }
 
