@@ -12,7 +12,9 @@ use super::{
     Partial, PeriodTracker, StatementError, StatementOptions, FIELD_BYTES_MAX,
 };
 
-type OnLine<'a> = &'a mut dyn FnMut(ParsedLine) -> Result<(), StatementError>;
+type Result<T> = std::result::Result<T, StatementError>;
+
+type OnLine<'a> = &'a mut dyn FnMut(ParsedLine) -> Result<()>;
 
 fn reader<R: Read>(input: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
@@ -68,7 +70,7 @@ impl Columns {
             .find_map(|n| self.index.get(&normalize_header(n)).copied())
     }
 
-    fn require(&self, names: &[&str]) -> Result<usize, StatementError> {
+    fn require(&self, names: &[&str]) -> Result<usize> {
         self.find(names).ok_or_else(|| {
             StatementError::at(
                 self.line,
@@ -87,7 +89,7 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn get(&self, index: usize, name: &str) -> Result<&str, StatementError> {
+    fn get(&self, index: usize, name: &str) -> Result<&str> {
         let value = self.record.get(index).ok_or_else(|| {
             StatementError::at(
                 self.line,
@@ -112,29 +114,29 @@ impl Row<'_> {
     fn bad(&self, index: usize, name: &str, reason: impl Into<String>) -> StatementError {
         StatementError::at(self.line, index as u64 + 1, name, reason)
     }
-    fn decimal(&self, index: usize, name: &str) -> Result<(bool, u64), StatementError> {
+    fn decimal(&self, index: usize, name: &str) -> Result<(bool, u64)> {
         let v = self.get(index, name)?;
         parse_decimal_minor(v).map_err(|r| self.bad(index, name, r))
     }
-    fn amount(&self, index: usize, name: &str) -> Result<(bool, Amount), StatementError> {
+    fn amount(&self, index: usize, name: &str) -> Result<(bool, Amount)> {
         let (negative, minor) = self.decimal(index, name)?;
         let amount = Amount::new(minor)
             .map_err(|_| self.bad(index, name, "the amount must be more than 0"))?;
         Ok((negative, amount))
     }
-    fn reference(&self, index: usize, name: &str) -> Result<String, StatementError> {
+    fn reference(&self, index: usize, name: &str) -> Result<String> {
         let v = self.get(index, name)?;
         clean_reference(v).map_err(|r| self.bad(index, name, r))
     }
-    fn datetime(&self, index: usize, name: &str, offset: i32) -> Result<u64, StatementError> {
+    fn datetime(&self, index: usize, name: &str, offset: i32) -> Result<u64> {
         let v = self.get(index, name)?;
         parse_local_datetime(v, offset).map_err(|r| self.bad(index, name, r))
     }
-    fn date(&self, index: usize, name: &str, offset: i32) -> Result<u64, StatementError> {
+    fn date(&self, index: usize, name: &str, offset: i32) -> Result<u64> {
         let v = self.get(index, name)?;
         parse_local_date(v, offset).map_err(|r| self.bad(index, name, r))
     }
-    fn currency(&self, index: usize, name: &str) -> Result<Currency, StatementError> {
+    fn currency(&self, index: usize, name: &str) -> Result<Currency> {
         let v = self.get(index, name)?;
         Currency::new(v).map_err(|e| self.bad(index, name, e.to_string()))
     }
@@ -142,6 +144,39 @@ impl Row<'_> {
 
 fn is_blank(record: &csv::StringRecord) -> bool {
     record.iter().all(|f| f.trim().is_empty())
+}
+
+/// What a payment channel's row (WeChat Pay, Alipay) is: a payment or a refund, its amount,
+/// and the columns (index and name) of its own reference and of the one it answers to (the
+/// channel's order number, or the payment refunded).
+struct ChannelRow<'n> {
+    kind: StatementLineKind,
+    amount: Amount,
+    reference: (usize, &'n str),
+    original: (usize, &'n str),
+}
+
+impl ChannelRow<'_> {
+    fn line(
+        self,
+        row: &Row<'_>,
+        line_no: u64,
+        booked_ms: u64,
+        fee_minor: u64,
+        currency: Currency,
+    ) -> Result<ParsedLine> {
+        Ok(ParsedLine {
+            line_no,
+            file_line: row.line,
+            kind: self.kind,
+            reference: row.reference(self.reference.0, self.reference.1)?,
+            original_reference: Some(row.reference(self.original.0, self.original.1)?),
+            booked_ms,
+            amount_minor: self.amount,
+            fee_minor,
+            currency,
+        })
+    }
 }
 
 /// Keeps the values every line of a statement must agree on (merchant, currency).
@@ -153,13 +188,7 @@ impl<T: PartialEq + std::fmt::Debug + Clone> Same<T> {
     fn new() -> Self {
         Same { value: None }
     }
-    fn check(
-        &mut self,
-        v: T,
-        row: &Row<'_>,
-        index: usize,
-        name: &str,
-    ) -> Result<(), StatementError> {
+    fn check(&mut self, v: T, row: &Row<'_>, index: usize, name: &str) -> Result<()> {
         match &self.value {
             None => {
                 self.value = Some(v);
@@ -188,20 +217,15 @@ trait Bill<const N: usize> {
         _record: &csv::StringRecord,
         _line: u64,
         _line_count: u64,
-    ) -> Result<bool, StatementError> {
+    ) -> Result<bool> {
         Ok(false)
     }
     /// One data row as the statement line numbered `line_no`; `columns` are the indexes of
     /// [`Bill::COLUMNS`] in the header row.
-    fn line(
-        &mut self,
-        columns: &[usize; N],
-        row: &Row<'_>,
-        line_no: u64,
-    ) -> Result<ParsedLine, StatementError>;
+    fn line(&mut self, columns: &[usize; N], row: &Row<'_>, line_no: u64) -> Result<ParsedLine>;
     /// The checks after the last row, once a header was found; then the statement's
     /// account and currency.
-    fn end(self, last_line: u64) -> Result<(Option<String>, Option<Currency>), StatementError>;
+    fn end(self, last_line: u64) -> Result<(Option<String>, Option<Currency>)>;
 }
 
 /// The loop every CSV bill shares: blank rows skipped, the format's other rows handed to
@@ -211,7 +235,7 @@ fn parse_bill<R: Read, B: Bill<N>, const N: usize>(
     options: &StatementOptions,
     mut bill: B,
     on_line: OnLine<'_>,
-) -> Result<Partial, StatementError> {
+) -> Result<Partial> {
     let mut rdr = reader(input);
     let mut record = csv::StringRecord::new();
     let mut columns: Option<[usize; N]> = None;
@@ -260,7 +284,7 @@ pub(super) fn parse_wechat<R: Read>(
     input: R,
     options: &StatementOptions,
     on_line: OnLine<'_>,
-) -> Result<Partial, StatementError> {
+) -> Result<Partial> {
     parse_bill(input, options, Wechat::new(options), on_line)
 }
 
@@ -310,7 +334,7 @@ impl Bill<10> for Wechat {
         record: &csv::StringRecord,
         line: u64,
         line_count: u64,
-    ) -> Result<bool, StatementError> {
+    ) -> Result<bool> {
         if self.totals_checked {
             return Err(StatementError::at(
                 line,
@@ -339,12 +363,7 @@ impl Bill<10> for Wechat {
         Ok(false)
     }
 
-    fn line(
-        &mut self,
-        c: &[usize; 10],
-        row: &Row<'_>,
-        line_no: u64,
-    ) -> Result<ParsedLine, StatementError> {
+    fn line(&mut self, c: &[usize; 10], row: &Row<'_>, line_no: u64) -> Result<ParsedLine> {
         let [t_time, t_mch, t_wx, t_order, t_status, t_ccy, t_amount, t_refund, t_refund_no, t_fee] =
             *c;
         let booked_ms = row.datetime(t_time, "交易时间", self.offset)?;
@@ -359,30 +378,29 @@ impl Bill<10> for Wechat {
             fee as i128
         };
         let status = row.get(t_status, "交易状态")?;
-        // The columns of the line's own reference and of the one it answers to.
-        let (kind, amount, (ref_ix, ref_name), (orig_ix, orig_name)) = match status {
+        let channel_row = match status {
             "SUCCESS" => {
                 let (negative, amount) = row.amount(t_amount, "应结订单金额")?;
                 if negative || fee_negative {
                     return Err(row.bad(t_amount, "应结订单金额", "a payment is not negative"));
                 }
                 self.sum_amount += u128::from(amount.minor());
-                (
-                    StatementLineKind::Payment,
+                ChannelRow {
+                    kind: StatementLineKind::Payment,
                     amount,
-                    (t_order, "商户订单号"),
-                    (t_wx, "微信订单号"),
-                )
+                    reference: (t_order, "商户订单号"),
+                    original: (t_wx, "微信订单号"),
+                }
             }
             "REFUND" => {
                 let (_, amount) = row.amount(t_refund, "退款金额")?;
                 self.sum_refund += u128::from(amount.minor());
-                (
-                    StatementLineKind::Refund,
+                ChannelRow {
+                    kind: StatementLineKind::Refund,
                     amount,
-                    (t_refund_no, "商户退款单号"),
-                    (t_order, "商户订单号"),
-                )
+                    reference: (t_refund_no, "商户退款单号"),
+                    original: (t_order, "商户订单号"),
+                }
             }
             other => {
                 return Err(row.bad(
@@ -392,20 +410,10 @@ impl Bill<10> for Wechat {
                 ))
             }
         };
-        Ok(ParsedLine {
-            line_no,
-            file_line: row.line,
-            kind,
-            reference: row.reference(ref_ix, ref_name)?,
-            original_reference: Some(row.reference(orig_ix, orig_name)?),
-            booked_ms,
-            amount_minor: amount,
-            fee_minor: fee,
-            currency: ccy,
-        })
+        channel_row.line(row, line_no, booked_ms, fee, ccy)
     }
 
-    fn end(self, last_line: u64) -> Result<(Option<String>, Option<Currency>), StatementError> {
+    fn end(self, last_line: u64) -> Result<(Option<String>, Option<Currency>)> {
         if self.totals.is_some() && !self.totals_checked {
             return Err(StatementError::at(
                 last_line,
@@ -426,7 +434,7 @@ fn check_wechat_totals(
     sum_amount: u128,
     sum_refund: u128,
     sum_fee: i128,
-) -> Result<(), StatementError> {
+) -> Result<()> {
     let row = Row { record, line };
     let count_ix = t.require(&["总交易单数"])?;
     let count = row.get(count_ix, "总交易单数")?;
@@ -470,7 +478,7 @@ pub(super) fn parse_alipay<R: Read>(
     input: R,
     options: &StatementOptions,
     on_line: OnLine<'_>,
-) -> Result<Partial, StatementError> {
+) -> Result<Partial> {
     let alipay = Alipay {
         offset: options.utc_offset_minutes,
         account: None,
@@ -500,7 +508,7 @@ impl Bill<7> for Alipay {
         record: &csv::StringRecord,
         line: u64,
         _line_count: u64,
-    ) -> Result<bool, StatementError> {
+    ) -> Result<bool> {
         let first = record
             .get(0)
             .unwrap_or("")
@@ -524,34 +532,29 @@ impl Bill<7> for Alipay {
         Ok(true)
     }
 
-    fn line(
-        &mut self,
-        c: &[usize; 7],
-        row: &Row<'_>,
-        line_no: u64,
-    ) -> Result<ParsedLine, StatementError> {
+    fn line(&mut self, c: &[usize; 7], row: &Row<'_>, line_no: u64) -> Result<ParsedLine> {
         let [t_trade, t_order, t_type, t_time, t_amount, t_fee, t_refund_no] = *c;
         let booked_ms = row.datetime(t_time, "完成时间", self.offset)?;
         let (negative, amount) = row.amount(t_amount, "订单金额(元)")?;
         let (_, fee) = row.decimal(t_fee, "服务费(元)")?;
-        // The columns of the line's own reference and of the one it answers to.
-        let (kind, (ref_ix, ref_name), (orig_ix, orig_name)) = match row.get(t_type, "业务类型")?
-        {
+        let channel_row = match row.get(t_type, "业务类型")? {
             "交易" => {
                 if negative {
                     return Err(row.bad(t_amount, "订单金额(元)", "a payment is not negative"));
                 }
-                (
-                    StatementLineKind::Payment,
-                    (t_order, "商户订单号"),
-                    (t_trade, "支付宝交易号"),
-                )
+                ChannelRow {
+                    kind: StatementLineKind::Payment,
+                    amount,
+                    reference: (t_order, "商户订单号"),
+                    original: (t_trade, "支付宝交易号"),
+                }
             }
-            "退款" => (
-                StatementLineKind::Refund,
-                (t_refund_no, "退款批次号/请求号"),
-                (t_order, "商户订单号"),
-            ),
+            "退款" => ChannelRow {
+                kind: StatementLineKind::Refund,
+                amount,
+                reference: (t_refund_no, "退款批次号/请求号"),
+                original: (t_order, "商户订单号"),
+            },
             other => {
                 return Err(row.bad(
                     t_type,
@@ -560,20 +563,10 @@ impl Bill<7> for Alipay {
                 ))
             }
         };
-        Ok(ParsedLine {
-            line_no,
-            file_line: row.line,
-            kind,
-            reference: row.reference(ref_ix, ref_name)?,
-            original_reference: Some(row.reference(orig_ix, orig_name)?),
-            booked_ms,
-            amount_minor: amount,
-            fee_minor: fee,
-            currency: Currency::CNY,
-        })
+        channel_row.line(row, line_no, booked_ms, fee, Currency::CNY)
     }
 
-    fn end(self, _last_line: u64) -> Result<(Option<String>, Option<Currency>), StatementError> {
+    fn end(self, _last_line: u64) -> Result<(Option<String>, Option<Currency>)> {
         Ok((self.account, Some(Currency::CNY)))
     }
 }
@@ -583,7 +576,7 @@ pub(super) fn parse_bank<R: Read>(
     input: R,
     options: &StatementOptions,
     on_line: OnLine<'_>,
-) -> Result<Partial, StatementError> {
+) -> Result<Partial> {
     let bank = Bank {
         offset: options.utc_offset_minutes,
         account: Same::new(),
@@ -608,12 +601,7 @@ impl Bill<6> for Bank {
         &["currency", "币种"],
     ];
 
-    fn line(
-        &mut self,
-        c: &[usize; 6],
-        row: &Row<'_>,
-        line_no: u64,
-    ) -> Result<ParsedLine, StatementError> {
+    fn line(&mut self, c: &[usize; 6], row: &Row<'_>, line_no: u64) -> Result<ParsedLine> {
         let [t_account, t_date, t_ref, t_debit, t_credit, t_ccy] = *c;
         self.account.check(
             row.reference(t_account, "account")?,
@@ -654,7 +642,7 @@ impl Bill<6> for Bank {
         })
     }
 
-    fn end(self, _last_line: u64) -> Result<(Option<String>, Option<Currency>), StatementError> {
+    fn end(self, _last_line: u64) -> Result<(Option<String>, Option<Currency>)> {
         Ok((self.account.value, self.currency.value))
     }
 }
