@@ -7,10 +7,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+mod common;
+
+use common::{amount, id, text};
 use events::{
-    Amount, Channel, Currency, ExceptionResolved, Id, MatchingPoolCommitted, MoveRequested,
-    PayoutRequested, ProjectKind, Resolution, StatementImported, StatementLineKind,
-    StatementLineRecorded, StatementSource, Text,
+    Channel, Currency, ExceptionResolved, MatchingPoolCommitted, MoveRequested, PayoutRequested,
+    ProjectKind, Resolution, StatementImported, StatementLineKind, StatementLineRecorded,
+    StatementSource,
 };
 use ledger::command::{Command, DonationInput};
 use ledger::store::{EventLog, SledLog};
@@ -94,16 +97,6 @@ const PROJECTS: [(&str, &str); 4] = [
 ];
 const T0: u64 = 1_539_046_800_000;
 
-fn id(s: &str) -> Id {
-    Id::new(s).unwrap()
-}
-fn text(s: &str) -> Text {
-    Text::new(s).unwrap()
-}
-fn amount(v: u64) -> Amount {
-    Amount::new(v).unwrap()
-}
-
 struct Harness {
     dir: tempfile::TempDir,
     log: Arc<SledLog>,
@@ -131,6 +124,13 @@ impl Harness {
             txn: 0,
         };
         h.start(LedgerState::default());
+        h
+    }
+
+    /// A new harness with the projects and the matching pool of [`setup`].
+    async fn set_up() -> Harness {
+        let mut h = Harness::new().await;
+        setup(&mut h).await;
         h
     }
 
@@ -245,12 +245,27 @@ fn check_books(books: &Books) {
     }
 }
 
-fn pick<T: Clone>(items: Vec<T>, n: usize) -> Option<T> {
-    if items.is_empty() {
-        None
-    } else {
-        Some(items[n % items.len()].clone())
+/// Submits, as `actor`, the command for one of `seqs` (the `n`th, wrapping around), when
+/// there is one.
+async fn for_one_of(
+    h: &Harness,
+    seqs: Vec<u64>,
+    n: usize,
+    actor: &str,
+    command: impl FnOnce(u64) -> Command,
+) {
+    if !seqs.is_empty() {
+        h.submit(actor, vec![command(seqs[n % seqs.len()])]).await;
     }
+}
+
+/// Runs `test` on a new single-threaded runtime.
+fn block_on(test: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test)
 }
 
 async fn setup(h: &mut Harness) {
@@ -331,16 +346,11 @@ async fn run(h: &mut Harness, op: Op) {
                 .filter(|d| d.refunded_seq.is_none())
                 .map(|d| d.seq)
                 .collect();
-            if let Some(seq) = pick(live, n) {
-                h.submit(
-                    "admin",
-                    vec![Command::RefundDonation {
-                        donation_seq: seq,
-                        reason: text("duplicate"),
-                    }],
-                )
-                .await;
-            }
+            for_one_of(h, live, n, "admin", |seq| Command::RefundDonation {
+                donation_seq: seq,
+                reason: text("duplicate"),
+            })
+            .await;
         }
         Op::Pledge { project, amount: a } => {
             let (p, currency) = PROJECTS[project];
@@ -362,16 +372,11 @@ async fn run(h: &mut Harness, op: Op) {
                 .filter(|p| !p.cancelled)
                 .map(|p| p.seq)
                 .collect();
-            if let Some(seq) = pick(open, n) {
-                h.submit(
-                    "admin",
-                    vec![Command::CancelPledge {
-                        pledge_seq: seq,
-                        reason: text("withdrawn"),
-                    }],
-                )
-                .await;
-            }
+            for_one_of(h, open, n, "admin", |seq| Command::CancelPledge {
+                pledge_seq: seq,
+                reason: text("withdrawn"),
+            })
+            .await;
         }
         Op::RequestPayout { project, amount: a } => {
             let (p, currency) = PROJECTS[project];
@@ -390,30 +395,27 @@ async fn run(h: &mut Harness, op: Op) {
         }
         Op::ApprovePayout(n) | Op::RejectPayout(n) => {
             let pending = requests(st.payouts.values(), RequestStatus::Requested);
-            if let Some(seq) = pick(pending, n) {
-                let command = if matches!(op, Op::ApprovePayout(_)) {
+            for_one_of(h, pending, n, "director-wang", |seq| {
+                if matches!(op, Op::ApprovePayout(_)) {
                     Command::ApprovePayout { payout_seq: seq }
                 } else {
                     Command::RejectPayout {
                         payout_seq: seq,
                         reason: text("no invoice"),
                     }
-                };
-                h.submit("director-wang", vec![command]).await;
-            }
+                }
+            })
+            .await;
         }
         Op::Disburse(n) => {
             let approved = requests(st.payouts.values(), RequestStatus::Approved);
-            if let Some(seq) = pick(approved, n) {
-                h.submit(
-                    "finance-li",
-                    vec![Command::DisbursePayout {
-                        payout_seq: seq,
-                        bank_reference: format!("ICBC-{seq}"),
-                    }],
-                )
-                .await;
-            }
+            for_one_of(h, approved, n, "finance-li", |seq| {
+                Command::DisbursePayout {
+                    payout_seq: seq,
+                    bank_reference: format!("ICBC-{seq}"),
+                }
+            })
+            .await;
         }
         Op::RequestMove {
             from,
@@ -435,17 +437,17 @@ async fn run(h: &mut Harness, op: Op) {
         }
         Op::ApproveMove(n) | Op::RejectMove(n) => {
             let pending = requests(st.moves.values(), RequestStatus::Requested);
-            if let Some(seq) = pick(pending, n) {
-                let command = if matches!(op, Op::ApproveMove(_)) {
+            for_one_of(h, pending, n, "director-wang", |seq| {
+                if matches!(op, Op::ApproveMove(_)) {
                     Command::ApproveMove { move_seq: seq }
                 } else {
                     Command::RejectMove {
                         move_seq: seq,
                         reason: text("no"),
                     }
-                };
-                h.submit("director-wang", vec![command]).await;
-            }
+                }
+            })
+            .await;
         }
         Op::Settle { channel, amount: a } => {
             let resolution = Resolution::Settlement {
@@ -531,10 +533,8 @@ proptest! {
 
     #[test]
     fn journal_balances_and_fund_statements_equal_balances(ops in proptest::collection::vec(op(), 1..60)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let mut h = Harness::new().await;
-            setup(&mut h).await;
+        block_on(async {
+            let mut h = Harness::set_up().await;
             h.check().await;
             for op in ops {
                 run(&mut h, op).await;
@@ -549,13 +549,8 @@ proptest! {
 /// A hand-checked example: a gift with a fee, its match, a refund, a payout and a move.
 #[test]
 fn worked_example_postings() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut h = Harness::new().await;
-        setup(&mut h).await;
+    block_on(async {
+        let mut h = Harness::set_up().await;
         run(
             &mut h,
             Op::Donate {
@@ -644,13 +639,8 @@ fn worked_example_postings() {
 fn posting_rules_per_event() {
     use projections::journal::{Posting, Side};
     use projections::Account as A;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut h = Harness::new().await;
-        setup(&mut h).await;
+    block_on(async {
+        let mut h = Harness::set_up().await;
         let cny = Currency::CNY;
         let p = || id("cp-b");
         let pledge = h

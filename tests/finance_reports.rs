@@ -5,9 +5,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+mod common;
+
+use common::{amount, id, text};
 use events::{
-    Amount, Channel, Currency, Id, MatchingPoolCommitted, MoveRequested, PayoutRequested,
-    ProjectKind, SealedEvent, Text,
+    Channel, Currency, MatchingPoolCommitted, MoveRequested, PayoutRequested, ProjectKind,
+    SealedEvent,
 };
 use ledger::command::{Command, DonationInput};
 use ledger::reports::{
@@ -20,16 +23,6 @@ use projections::{Books, LedgerState};
 /// 2018-10-09 09:00 China time.
 const T0: u64 = 1_539_046_800_000;
 const DAY: u64 = 86_400_000;
-
-fn id(s: &str) -> Id {
-    Id::new(s).unwrap()
-}
-fn text(s: &str) -> Text {
-    Text::new(s).unwrap()
-}
-fn amount(v: u64) -> Amount {
-    Amount::new(v).unwrap()
-}
 
 async fn submit(w: &WriterHandle, actor: &str, commands: Vec<Command>) -> Vec<u64> {
     w.submit(Submission {
@@ -209,6 +202,21 @@ async fn sample_events() -> Vec<SealedEvent> {
     read_range(log.as_ref(), 0, head.len - 1).await.unwrap()
 }
 
+/// Writes the IATI activities file of [`sample_events`] to `out`.
+async fn write_sample_iati(out: &mut dyn std::io::Write) {
+    let events = sample_events().await;
+    let mut iati = IatiBuilder::new();
+    for e in &events {
+        iati.push(e).unwrap();
+    }
+    let publisher = Publisher {
+        org_id: "CN-USCC-TEST".into(),
+        org_name: "二七区慈善总会".into(),
+        country: "CN".into(),
+    };
+    iati.write_xml(&publisher, out).unwrap();
+}
+
 fn books(events: &[SealedEvent], before_ms: u64) -> Books {
     let mut b = Books::default();
     for e in events.iter().take_while(|e| e.record().ts_ms < before_ms) {
@@ -385,18 +393,8 @@ const TRANSACTION_ORDER: &[&str] = &[
 /// so this test checks the rules the exporter relies on.)
 #[tokio::test]
 async fn iati_export_has_the_2_03_structure() {
-    let events = sample_events().await;
-    let mut iati = IatiBuilder::new();
-    for e in &events {
-        iati.push(e).unwrap();
-    }
-    let publisher = Publisher {
-        org_id: "CN-USCC-TEST".into(),
-        org_name: "二七区慈善总会".into(),
-        country: "CN".into(),
-    };
     let mut xml = Vec::new();
-    iati.write_xml(&publisher, &mut xml).unwrap();
+    write_sample_iati(&mut xml).await;
 
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(xml.as_slice());
@@ -571,20 +569,10 @@ async fn iati_export_validates_against_the_xsd_when_available() {
         eprintln!("SKIPPED: xmllint is not installed (apt-get install libxml2-utils)");
         return;
     }
-    let events = sample_events().await;
-    let mut iati = IatiBuilder::new();
-    for e in &events {
-        iati.push(e).unwrap();
-    }
-    let publisher = Publisher {
-        org_id: "CN-USCC-TEST".into(),
-        org_name: "二七区慈善总会".into(),
-        country: "CN".into(),
-    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("activities.xml");
     let mut file = std::fs::File::create(&path).unwrap();
-    iati.write_xml(&publisher, &mut file).unwrap();
+    write_sample_iati(&mut file).await;
     drop(file);
     let out = std::process::Command::new("xmllint")
         .args(["--noout", "--schema", &xsd])

@@ -7,6 +7,7 @@ use axum::http::{Method, StatusCode};
 use common::*;
 use serde_json::{json, Value};
 
+const BATCH: &str = "/api/v1/staff/donations/batch";
 const DOC: &str = "0000000000000000000000000000000000000000000000000000000000000abc";
 
 fn pool(id: &str, projects: &[&str]) -> Value {
@@ -18,6 +19,26 @@ fn pool(id: &str, projects: &[&str]) -> Value {
         "valid_from_ms": T0_MS - 1000, "valid_until_ms": T0_MS + 86_400_000,
         "day_utc_offset_minutes": 480
     })
+}
+
+/// `n` donations of `amount` to fund-1 from `donor`, with transaction ids `{txn}-0`,
+/// `{txn}-1`, ….
+fn fund_donations(n: usize, amount: u64, txn: &str, donor: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| donation("fund-1", amount, &format!("{txn}-{i}"), donor))
+        .collect()
+}
+
+/// `GET /api/v1/staff/whoami` with this `Authorization` header.
+async fn whoami(t: &TestApp, authorization: &str) -> Reply {
+    t.call_with(
+        Method::GET,
+        "/api/v1/staff/whoami",
+        None,
+        None,
+        &[("authorization", authorization)],
+    )
+    .await
 }
 
 fn payout(project: &str, amount: u64) -> Value {
@@ -42,15 +63,7 @@ async fn authentication_and_roles() {
     assert_eq!(r.code(), "unauthorized");
     // Wrong scheme, unknown token.
     for auth in ["Basic YWxhZGRpbjpvcGVuc2VzYW1l", "Bearer ldg_nope"] {
-        let r = t
-            .call_with(
-                Method::GET,
-                "/api/v1/staff/whoami",
-                None,
-                None,
-                &[("authorization", auth)],
-            )
-            .await;
+        let r = whoami(&t, auth).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth}: {r:?}");
     }
     // Wrong role: 403 naming the role needed, and nothing written.
@@ -101,15 +114,7 @@ async fn tokens_api() {
     let token = r.body["token"].as_str().unwrap().to_owned();
     let id = r.body["info"]["id"].as_str().unwrap().to_owned();
     // The new token works.
-    let who = t
-        .call_with(
-            Method::GET,
-            "/api/v1/staff/whoami",
-            None,
-            None,
-            &[("authorization", &format!("Bearer {token}"))],
-        )
-        .await;
+    let who = whoami(&t, &format!("Bearer {token}")).await;
     assert_eq!(who.body["actor"], "cashier-sun", "{who:?}");
     // Listing shows ids, never tokens.
     let list = t.get("/api/v1/staff/tokens", Some("admin")).await;
@@ -147,15 +152,7 @@ async fn tokens_api() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert!(r.body["revoked_ms"].is_u64());
-    let who = t
-        .call_with(
-            Method::GET,
-            "/api/v1/staff/whoami",
-            None,
-            None,
-            &[("authorization", &format!("Bearer {token}"))],
-        )
-        .await;
+    let who = whoami(&t, &format!("Bearer {token}")).await;
     assert_eq!(who.status, StatusCode::UNAUTHORIZED);
     let r = t
         .call(
@@ -481,29 +478,17 @@ async fn every_command_through_its_resource_endpoint() {
 async fn idempotency_replay_and_conflict() {
     let t = setup().await;
     t.funded_project("fund-1", 1_000).await;
-    let key = [("idempotency-key", "wechat-webhook-4200001")];
-    let body = donation("fund-1", 100, "wx-100", "donor-7").to_string();
+    let key = "wechat-webhook-4200001";
+    let body = donation("fund-1", 100, "wx-100", "donor-7");
     let first = t
-        .call_with(
-            Method::POST,
-            "/api/v1/staff/donations",
-            Some("recorder"),
-            Some(body.clone()),
-            &key,
-        )
+        .post_keyed("/api/v1/staff/donations", "recorder", &body, key)
         .await;
     assert_eq!(first.status, StatusCode::CREATED, "{first:?}");
     assert!(first.headers.get("idempotent-replayed").is_none());
     // A webhook retried ten times records one donation.
     for _ in 0..10 {
         let again = t
-            .call_with(
-                Method::POST,
-                "/api/v1/staff/donations",
-                Some("recorder"),
-                Some(body.clone()),
-                &key,
-            )
+            .post_keyed("/api/v1/staff/donations", "recorder", &body, key)
             .await;
         assert_eq!(again.status, StatusCode::OK, "{again:?}");
         assert_eq!(again.headers["idempotent-replayed"], "true");
@@ -514,15 +499,9 @@ async fn idempotency_replay_and_conflict() {
     let head = t.node.log.head().await.unwrap().len;
     assert_eq!(head, first.body["seq"].as_u64().unwrap() + 1);
     // Same key, different body: 409 that says so, nothing written.
-    let other = donation("fund-1", 200, "wx-101", "donor-7").to_string();
+    let other = donation("fund-1", 200, "wx-101", "donor-7");
     let r = t
-        .call_with(
-            Method::POST,
-            "/api/v1/staff/donations",
-            Some("recorder"),
-            Some(other),
-            &key,
-        )
+        .post_keyed("/api/v1/staff/donations", "recorder", &other, key)
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
     assert_eq!(r.code(), "idempotency_conflict");
@@ -531,52 +510,31 @@ async fn idempotency_replay_and_conflict() {
     // A bad key is a 400 naming the header and the limit.
     let long = "k".repeat(129);
     let r = t
-        .call_with(
-            Method::POST,
+        .post_keyed(
             "/api/v1/staff/donations",
-            Some("recorder"),
-            Some(donation("fund-1", 100, "wx-102", "d").to_string()),
-            &[("idempotency-key", &long)],
+            "recorder",
+            &donation("fund-1", 100, "wx-102", "d"),
+            &long,
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
     assert_eq!(r.code(), "invalid_header");
     assert!(r.message().contains("128"), "{r:?}");
     // Batches replay too.
-    let batch = json!({"donations": [donation("fund-1", 1, "b-1", "d1"), donation("fund-1", 2, "b-2", "d2")]}).to_string();
-    let key = [("idempotency-key", "settlement-2024-06-01")];
-    let a = t
-        .call_with(
-            Method::POST,
-            "/api/v1/staff/donations/batch",
-            Some("recorder"),
-            Some(batch.clone()),
-            &key,
-        )
-        .await;
+    let batch = json!({"donations": [donation("fund-1", 1, "b-1", "d1"), donation("fund-1", 2, "b-2", "d2")]});
+    let key = "settlement-2024-06-01";
+    let a = t.post_keyed(BATCH, "recorder", &batch, key).await;
     assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
-    let b = t
-        .call_with(
-            Method::POST,
-            "/api/v1/staff/donations/batch",
-            Some("recorder"),
-            Some(batch),
-            &key,
-        )
-        .await;
+    let b = t.post_keyed(BATCH, "recorder", &batch, key).await;
     assert_eq!(b.status, StatusCode::OK, "{b:?}");
     assert_eq!(a.body["donations"], b.body["donations"]);
     // The same key on another endpoint with another body conflicts.
     let r = t
-        .call_with(
-            Method::POST,
+        .post_keyed(
             "/api/v1/staff/pledges",
-            Some("recorder"),
-            Some(
-                json!({"project": "fund-1", "sponsor": "x", "amount_minor": 1, "currency": "CNY"})
-                    .to_string(),
-            ),
-            &key,
+            "recorder",
+            &json!({"project": "fund-1", "sponsor": "x", "amount_minor": 1, "currency": "CNY"}),
+            key,
         )
         .await;
     assert_eq!(r.code(), "idempotency_conflict", "{r:?}");
@@ -588,34 +546,19 @@ async fn malformed_requests_are_4xx_and_change_nothing() {
     let t = setup().await;
     t.funded_project("fund-1", 1_000).await;
     let head = t.node.log.head().await.unwrap().len;
+    // A donation whose amount_minor is written as `raw`.
+    let amount_as = |raw: &str| {
+        let body = donation("fund-1", 1, "m1", "d").to_string();
+        body.replace("\"amount_minor\":1", &format!("\"amount_minor\":{raw}"))
+    };
     let cases: Vec<(&str, String, &str, &str)> = vec![
         ("syntax", "{\"project\": ".into(), "malformed_json", "body"),
         ("trailing", format!("{} x", donation("fund-1", 1, "m1", "d")), "malformed_json", "body"),
         ("not an object", "[1,2]".into(), "invalid_field", "[0]"),
-        (
-            "wrong type",
-            donation("fund-1", 1, "m1", "d").to_string().replace("\"amount_minor\":1", "\"amount_minor\":\"1\""),
-            "invalid_field",
-            "amount_minor",
-        ),
-        (
-            "float money",
-            donation("fund-1", 1, "m1", "d").to_string().replace("\"amount_minor\":1", "\"amount_minor\":1.5"),
-            "invalid_field",
-            "amount_minor",
-        ),
-        (
-            "zero amount",
-            donation("fund-1", 1, "m1", "d").to_string().replace("\"amount_minor\":1", "\"amount_minor\":0"),
-            "invalid_field",
-            "amount_minor",
-        ),
-        (
-            "over 2^53",
-            donation("fund-1", 1, "m1", "d").to_string().replace("\"amount_minor\":1", "\"amount_minor\":9007199254740992"),
-            "invalid_field",
-            "9007199254740991",
-        ),
+        ("wrong type", amount_as("\"1\""), "invalid_field", "amount_minor"),
+        ("float money", amount_as("1.5"), "invalid_field", "amount_minor"),
+        ("zero amount", amount_as("0"), "invalid_field", "amount_minor"),
+        ("over 2^53", amount_as("9007199254740992"), "invalid_field", "9007199254740991"),
         (
             "unknown field",
             donation("fund-1", 1, "m1", "d").to_string().replace('}', ",\"donor_name\":\"x\"}"),
@@ -695,13 +638,7 @@ async fn malformed_requests_are_4xx_and_change_nothing() {
     assert!(r.message().contains("65536"), "{r:?}");
     let huge = "x".repeat(3 * 1024 * 1024);
     let r = t
-        .call_with(
-            Method::POST,
-            "/api/v1/staff/donations/batch",
-            Some("recorder"),
-            Some(huge),
-            &[],
-        )
+        .call_with(Method::POST, BATCH, Some("recorder"), Some(huge), &[])
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{r:?}");
     // Bad path and query parameters.
@@ -754,11 +691,7 @@ async fn batch_all_or_nothing_with_per_item_errors() {
         .map(|i| donation("fund-1", 100 + i, &format!("b-{i}"), &format!("donor-{i}")))
         .collect();
     let w = t
-        .created(
-            "/api/v1/staff/donations/batch",
-            "recorder",
-            json!({"donations": items}),
-        )
+        .created(BATCH, "recorder", json!({"donations": items}))
         .await;
     assert_eq!(w["count"], 3);
     assert_eq!(w["donations"][2]["index"], 2);
@@ -770,18 +703,10 @@ async fn batch_all_or_nothing_with_per_item_errors() {
     );
     let head = head + 3;
     // Malformed items: every one is reported, with its index, and nothing is written.
-    let mut items: Vec<Value> = (0..5)
-        .map(|i| donation("fund-1", 100, &format!("c-{i}"), "donor-1"))
-        .collect();
+    let mut items = fund_donations(5, 100, "c", "donor-1");
     items[1]["amount_minor"] = json!(-5);
     items[3]["surprise"] = json!(true);
-    let r = t
-        .post(
-            "/api/v1/staff/donations/batch",
-            "recorder",
-            json!({"donations": items}),
-        )
-        .await;
+    let r = t.post(BATCH, "recorder", json!({"donations": items})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
     assert_eq!(r.code(), "batch_rejected");
     let errs = r.body["error"]["items"].as_array().unwrap();
@@ -799,19 +724,11 @@ async fn batch_all_or_nothing_with_per_item_errors() {
     assert_eq!(errs[1]["code"], "unknown_field");
     // Refused by the ledger's rules: an unknown project, a duplicate inside the batch and a
     // transaction already recorded. All listed; nothing written.
-    let mut items: Vec<Value> = (0..6)
-        .map(|i| donation("fund-1", 100, &format!("d-{i}"), "donor-1"))
-        .collect();
+    let mut items = fund_donations(6, 100, "d", "donor-1");
     items[2]["project"] = json!("no-such-project");
     items[4]["channel_txn_id"] = json!("d-0");
     items[5]["channel_txn_id"] = json!("b-0");
-    let r = t
-        .post(
-            "/api/v1/staff/donations/batch",
-            "recorder",
-            json!({"donations": items}),
-        )
-        .await;
+    let r = t.post(BATCH, "recorder", json!({"donations": items})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
     assert_eq!(r.code(), "batch_rejected");
     let errs: Vec<(u64, String)> = r.body["error"]["items"]
@@ -836,53 +753,27 @@ async fn batch_all_or_nothing_with_per_item_errors() {
     );
     assert_eq!(t.node.log.head().await.unwrap().len, head);
     // Limits: empty, over 1000 items, the wrong role.
-    let r = t
-        .post(
-            "/api/v1/staff/donations/batch",
-            "recorder",
-            json!({"donations": []}),
-        )
-        .await;
+    let r = t.post(BATCH, "recorder", json!({"donations": []})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
-    let many: Vec<Value> = (0..1001)
-        .map(|i| donation("fund-1", 1, &format!("e-{i}"), "d"))
-        .collect();
-    let r = t
-        .post(
-            "/api/v1/staff/donations/batch",
-            "recorder",
-            json!({"donations": many}),
-        )
-        .await;
+    let many = fund_donations(1001, 1, "e", "d");
+    let r = t.post(BATCH, "recorder", json!({"donations": many})).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{r:?}");
     assert_eq!(r.code(), "too_many_items");
     assert!(r.message().contains("1000"), "{r:?}");
     let r = t
         .post(
-            "/api/v1/staff/donations/batch",
+            BATCH,
             "admin",
             json!({"donations": [donation("fund-1", 1, "f", "d")]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
-    let r = t
-        .post(
-            "/api/v1/staff/donations/batch",
-            "recorder",
-            json!({"items": []}),
-        )
-        .await;
+    let r = t.post(BATCH, "recorder", json!({"items": []})).await;
     assert_eq!(r.code(), "unknown_field", "{r:?}");
     // 1000 items is fine.
-    let full: Vec<Value> = (0..1000)
-        .map(|i| donation("fund-1", 1, &format!("g-{i}"), "d"))
-        .collect();
+    let full = fund_donations(1000, 1, "g", "d");
     let w = t
-        .created(
-            "/api/v1/staff/donations/batch",
-            "recorder",
-            json!({"donations": full}),
-        )
+        .created(BATCH, "recorder", json!({"donations": full}))
         .await;
     assert_eq!(w["count"], 1000);
     t.finish().await;

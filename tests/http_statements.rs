@@ -42,8 +42,10 @@ fn bill() -> String {
     String::from_utf8(bytes).expect("the bill is UTF-8")
 }
 
-/// A project with donations wx-1, wx-2 (on the bill) and wx-3 (missing from it).
-async fn ledger_with_donations(t: &TestApp) {
+/// The app, with a project with donations wx-1, wx-2 (on the bill) and wx-3 (missing from
+/// it).
+async fn setup_with_donations() -> TestApp {
+    let t = setup().await;
     t.created(
         "/api/v1/staff/projects",
         "admin",
@@ -58,6 +60,7 @@ async fn ledger_with_donations(t: &TestApp) {
         )
         .await;
     }
+    t
 }
 
 async fn upload(t: &TestApp, uri: &str, who: &str, body: &str) -> Reply {
@@ -92,8 +95,7 @@ fn reasons(page: &Value) -> Vec<(String, Option<u64>, Option<u64>)> {
 
 #[tokio::test]
 async fn upload_reupload_and_reconciliation_listing() {
-    let t = setup().await;
-    ledger_with_donations(&t).await;
+    let t = setup_with_donations().await;
     let text = bill();
 
     let r = upload(&t, UPLOAD, "recorder", &text).await;
@@ -186,8 +188,7 @@ async fn upload_reupload_and_reconciliation_listing() {
 
 #[tokio::test]
 async fn refused_uploads_record_nothing() {
-    let t = setup().await;
-    ledger_with_donations(&t).await;
+    let t = setup_with_donations().await;
     let text = bill();
     let before = head(&t).await;
 
@@ -295,8 +296,7 @@ async fn refused_uploads_record_nothing() {
 
 #[tokio::test]
 async fn resolving_an_exception_removes_it_and_replays() {
-    let t = setup().await;
-    ledger_with_donations(&t).await;
+    let t = setup_with_donations().await;
     let r = upload(&t, UPLOAD, "recorder", &bill()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let seq = r.body["statement_seq"].as_u64().expect("statement_seq");
@@ -350,16 +350,8 @@ async fn resolving_an_exception_removes_it_and_replays() {
     assert_eq!(head(&t).await, start, "a refused resolution wrote events");
 
     // Resolve line 3 with an Idempotency-Key.
-    let key = [("idempotency-key", "resolve-line-3")];
-    let first = t
-        .call_with(
-            Method::POST,
-            &resolve,
-            Some("approver"),
-            Some(body.to_string()),
-            &key,
-        )
-        .await;
+    let key = "resolve-line-3";
+    let first = t.post_keyed(&resolve, "approver", &body, key).await;
     assert_eq!(first.status, StatusCode::CREATED, "{first:?}");
     assert_eq!(
         first.body["events"][0]["type"], "exception_resolved",
@@ -368,15 +360,7 @@ async fn resolving_an_exception_removes_it_and_replays() {
     let resolved_seq = first.body["seq"].as_u64().expect("seq");
     // The retry replays it and writes nothing.
     let before = head(&t).await;
-    let replay = t
-        .call_with(
-            Method::POST,
-            &resolve,
-            Some("approver"),
-            Some(body.to_string()),
-            &key,
-        )
-        .await;
+    let replay = t.post_keyed(&resolve, "approver", &body, key).await;
     assert_eq!(replay.status, StatusCode::OK, "{replay:?}");
     assert_eq!(replay.headers["idempotent-replayed"], "true");
     assert_eq!(replay.body["seq"], resolved_seq);
@@ -384,15 +368,7 @@ async fn resolving_an_exception_removes_it_and_replays() {
     assert_eq!(head(&t).await, before);
     // The same key with another body is a conflict.
     let other = json!({"line": 3, "action": "explained", "note": "另一个理由"});
-    let r = t
-        .call_with(
-            Method::POST,
-            &resolve,
-            Some("approver"),
-            Some(other.to_string()),
-            &key,
-        )
-        .await;
+    let r = t.post_keyed(&resolve, "approver", &other, key).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
     // Resolving it again without the key is refused by the ledger.
     let r = t.post(&resolve, "approver", body.clone()).await;

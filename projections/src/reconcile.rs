@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use events::{Channel, Currency, Resolution, StatementLineKind, StatementLineRecorded};
 use serde::Serialize;
 
-use crate::{ExceptionKey, LedgerState, RequestStatus, Statement};
+use crate::{Donation, ExceptionKey, LedgerState, Request, RequestStatus, Statement};
 
 /// Matching tolerances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -191,6 +191,30 @@ struct Candidate {
     currency: Currency,
 }
 
+impl Candidate {
+    /// A donation, as the money in it was received.
+    fn donation(d: &Donation) -> Candidate {
+        Candidate {
+            seq: d.seq,
+            ts_ms: d.ts_ms,
+            amount_minor: d.amount_minor,
+            fee_minor: d.fee_minor,
+            currency: d.currency,
+        }
+    }
+
+    /// A payout, as it was disbursed.
+    fn payout(p: &Request) -> Candidate {
+        Candidate {
+            seq: p.seq,
+            ts_ms: p.disbursed_ts_ms.unwrap_or(p.ts_ms),
+            amount_minor: p.amount_minor,
+            fee_minor: 0,
+            currency: p.currency,
+        }
+    }
+}
+
 /// Reconciles one statement: feed it the statement's lines in order with [`push`], then
 /// [`finish`].
 ///
@@ -243,29 +267,14 @@ impl<'a> Reconciler<'a> {
     }
 
     fn donation(&self, reference: &str) -> Option<Candidate> {
-        let d = self
-            .state
-            .donation_by_channel_txn(self.channel, reference)?;
-        let seq = d.seq;
-        Some(Candidate {
-            seq,
-            ts_ms: d.ts_ms,
-            amount_minor: d.amount_minor,
-            fee_minor: d.fee_minor,
-            currency: d.currency,
-        })
+        self.state
+            .donation_by_channel_txn(self.channel, reference)
+            .map(Candidate::donation)
     }
 
     fn payout(&self, reference: &str) -> Option<Candidate> {
         let seq = *self.payouts_by_ref.get(reference)?;
-        let p = self.state.payouts.get(&seq)?;
-        Some(Candidate {
-            seq,
-            ts_ms: p.disbursed_ts_ms.unwrap_or(p.ts_ms),
-            amount_minor: p.amount_minor,
-            fee_minor: 0,
-            currency: p.currency,
-        })
+        self.state.payouts.get(&seq).map(Candidate::payout)
     }
 
     fn exception(
@@ -416,26 +425,14 @@ impl<'a> Reconciler<'a> {
                 .values()
                 .filter(|_| self.channel == Channel::Bank)
                 .filter(|p| p.status == RequestStatus::Disbursed)
-                .map(|p| Candidate {
-                    seq: p.seq,
-                    ts_ms: p.disbursed_ts_ms.unwrap_or(p.ts_ms),
-                    amount_minor: p.amount_minor,
-                    fee_minor: 0,
-                    currency: p.currency,
-                });
+                .map(Candidate::payout);
             return refunds.chain(payouts).collect();
         }
         self.state
             .donations
             .values()
             .filter(|d| d.channel == self.channel)
-            .map(|d| Candidate {
-                seq: d.seq,
-                ts_ms: d.ts_ms,
-                amount_minor: d.amount_minor,
-                fee_minor: d.fee_minor,
-                currency: d.currency,
-            })
+            .map(|d| Candidate::donation(d))
             .collect()
     }
 
@@ -550,6 +547,46 @@ mod tests {
     }
 
     impl Ledger {
+        /// A ledger with the general fund "p" open.
+        fn with_project() -> Ledger {
+            let mut l = Ledger {
+                state: LedgerState::default(),
+            };
+            l.apply(
+                "admin",
+                T0,
+                EventBody::ProjectOpened(ProjectOpened {
+                    project: id("p"),
+                    kind: ProjectKind::GeneralFund,
+                    name: Text::new("基金").unwrap(),
+                    currency: Currency::CNY,
+                    goal_minor: None,
+                }),
+            );
+            l
+        }
+        /// Imports a CNY statement of `line_count` lines over the day from T0; its seq.
+        fn statement(
+            &mut self,
+            sha: u8,
+            source: StatementSource,
+            account: &str,
+            line_count: u64,
+        ) -> u64 {
+            self.apply(
+                "recorder",
+                T0 + 30 * HOUR,
+                EventBody::StatementImported(StatementImported {
+                    statement_sha256: Hash([sha; 32]),
+                    source,
+                    account: account.into(),
+                    currency: Currency::CNY,
+                    period_start_ms: T0,
+                    period_end_ms: T0 + 24 * HOUR,
+                    line_count,
+                }),
+            )
+        }
         fn apply(&mut self, actor: &str, ts_ms: u64, body: EventBody) -> u64 {
             let seq = self.state.position;
             let r = EventRecord {
@@ -637,40 +674,23 @@ mod tests {
         }
     }
 
+    /// (reason, line, entry) of each exception, in order.
+    fn exceptions(rec: &Reconciliation) -> Vec<(ReasonCode, Option<u64>, Option<u64>)> {
+        rec.exceptions
+            .iter()
+            .map(|e| (e.reason, e.line_no, e.entry_seq))
+            .collect()
+    }
+
     #[test]
     fn bank_statement_matches_gifts_and_payouts() {
-        let mut l = Ledger {
-            state: LedgerState::default(),
-        };
-        l.apply(
-            "admin",
-            T0,
-            EventBody::ProjectOpened(ProjectOpened {
-                project: id("p"),
-                kind: ProjectKind::GeneralFund,
-                name: Text::new("基金").unwrap(),
-                currency: Currency::CNY,
-                goal_minor: None,
-            }),
-        );
+        let mut l = Ledger::with_project();
         let g1 = l.gift(T0 + HOUR, 500_000, "B-1");
         let g2 = l.gift(T0 + 2 * HOUR, 80_000, "B-2");
         let g3 = l.gift(T0 + 3 * HOUR, 1_000, "B-3");
         let p1 = l.payout(T0 + 4 * HOUR, 20_000, "ICBC-1");
         let p2 = l.payout(T0 + 5 * HOUR, 30_000, "ICBC-2");
-        let st = l.apply(
-            "recorder",
-            T0 + 30 * HOUR,
-            EventBody::StatementImported(StatementImported {
-                statement_sha256: Hash([9; 32]),
-                source: StatementSource::Camt053,
-                account: "6222".into(),
-                currency: Currency::CNY,
-                period_start_ms: T0,
-                period_end_ms: T0 + 24 * HOUR,
-                line_count: 5,
-            }),
-        );
+        let st = l.statement(9, StatementSource::Camt053, "6222", 5);
         let lines = vec![
             line(st, 1, StatementLineKind::Credit, "B-1", T0, 500_000),
             // The bank's own reference, but the gift's amount, the next day.
@@ -709,13 +729,8 @@ mod tests {
                 (3, p1, MatchRule::Reference),
             ]
         );
-        let exceptions: Vec<_> = rec
-            .exceptions
-            .iter()
-            .map(|e| (e.reason, e.line_no, e.entry_seq))
-            .collect();
         assert_eq!(
-            exceptions,
+            exceptions(&rec),
             vec![
                 (ReasonCode::LineNotInLedger, Some(4), None),
                 (ReasonCode::AmountDifference, Some(5), Some(p2)),
@@ -734,26 +749,9 @@ mod tests {
             .any(|e| e.line_no == Some(2) && e.reason == ReasonCode::LineNotInLedger));
     }
 
-    fn open_project(l: &mut Ledger) {
-        l.apply(
-            "admin",
-            T0,
-            EventBody::ProjectOpened(ProjectOpened {
-                project: id("p"),
-                kind: ProjectKind::GeneralFund,
-                name: Text::new("基金").unwrap(),
-                currency: Currency::CNY,
-                goal_minor: None,
-            }),
-        );
-    }
-
     #[test]
     fn channel_refunds_match_or_go_missing() {
-        let mut l = Ledger {
-            state: LedgerState::default(),
-        };
-        open_project(&mut l);
+        let mut l = Ledger::with_project();
         l.gift_via(Channel::Alipay, T0 + HOUR, 1_000_000, "big");
         let g1 = l.gift_via(Channel::Alipay, T0 + HOUR, 100, "a-1");
         let g2 = l.gift_via(Channel::Alipay, T0 + HOUR, 200, "a-2");
@@ -770,19 +768,7 @@ mod tests {
         };
         let r1 = refund(&mut l, g1);
         let r2 = refund(&mut l, g2);
-        let st = l.apply(
-            "recorder",
-            T0 + 30 * HOUR,
-            EventBody::StatementImported(StatementImported {
-                statement_sha256: Hash([7; 32]),
-                source: StatementSource::Alipay,
-                account: "2088".into(),
-                currency: Currency::CNY,
-                period_start_ms: T0,
-                period_end_ms: T0 + 24 * HOUR,
-                line_count: 6,
-            }),
-        );
+        let st = l.statement(7, StatementSource::Alipay, "2088", 6);
         let refund_line = |n: u64, of: &str, minor: u64| {
             let mut x = line(
                 st,
@@ -816,13 +802,8 @@ mod tests {
             .matched
             .iter()
             .any(|m| m.line_no == 5 && m.entry_seq == r1 && m.rule == MatchRule::Reference));
-        let exceptions: Vec<_> = rec
-            .exceptions
-            .iter()
-            .map(|e| (e.reason, e.line_no, e.entry_seq))
-            .collect();
         assert_eq!(
-            exceptions,
+            exceptions(&rec),
             vec![
                 (ReasonCode::RefundNotInLedger, Some(6), Some(g3)),
                 (ReasonCode::MissingFromStatement, None, Some(r2)),

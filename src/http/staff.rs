@@ -727,7 +727,8 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<DonationBody>, ApiError> {
     }
 }
 
-fn check_batch_len(items: Vec<DonationBody>) -> Result<Vec<DonationBody>, ApiError> {
+/// A batch's items, when there are 1 to [`BATCH_DONATIONS_MAX`] of them.
+fn check_batch_len<T>(items: Vec<T>) -> Result<Vec<T>, ApiError> {
     if items.is_empty() {
         return Err(ApiError::bad_request(
             "empty_batch",
@@ -765,21 +766,7 @@ fn diagnose_batch(raw: serde_json::Value) -> Result<Vec<DonationBody>, ApiError>
             "donations: an array of 1 to 1000 donations is required",
         ));
     };
-    if items.is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_batch",
-            "donations: no items; give 1 or more",
-        ));
-    }
-    if items.len() > BATCH_DONATIONS_MAX {
-        return Err(ApiError::too_large(
-            "too_many_items",
-            format!(
-                "donations: {} items; the limit is {BATCH_DONATIONS_MAX}",
-                items.len()
-            ),
-        ));
-    }
+    let items = check_batch_len(items)?;
     let mut out = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (index, item) in items.into_iter().enumerate() {

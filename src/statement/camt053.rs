@@ -262,7 +262,7 @@ pub(super) fn parse<R: BufRead>(
             "no BkToCstmrStmt/Stmt element",
         ));
     }
-    let (period_start_ms, period_end_ms) = match (from_ms, to_ms) {
+    let period = match (from_ms, to_ms) {
         (Some(f), Some(t)) if f < t => (f, t),
         _ => period.days(offset).ok_or_else(|| {
             StatementError::at(
@@ -273,13 +273,7 @@ pub(super) fn parse<R: BufRead>(
             )
         })?,
     };
-    Ok(Partial {
-        account: account.unwrap_or_else(|| "unknown".into()),
-        currency: currency.unwrap_or(Currency::CNY),
-        period_start_ms,
-        period_end_ms,
-        line_count,
-    })
+    Ok(Partial::new(account, currency, period, line_count))
 }
 
 fn finish_entry(en: Entry, line_no: u64) -> Result<Option<ParsedLine>, StatementError> {

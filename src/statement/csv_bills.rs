@@ -12,7 +12,9 @@ use super::{
     Partial, PeriodTracker, StatementError, StatementOptions, FIELD_BYTES_MAX,
 };
 
-type OnLine<'a> = &'a mut dyn FnMut(ParsedLine) -> Result<(), StatementError>;
+type Result<T> = std::result::Result<T, StatementError>;
+
+type OnLine<'a> = &'a mut dyn FnMut(ParsedLine) -> Result<()>;
 
 fn reader<R: Read>(input: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
@@ -68,7 +70,7 @@ impl Columns {
             .find_map(|n| self.index.get(&normalize_header(n)).copied())
     }
 
-    fn require(&self, names: &[&str]) -> Result<usize, StatementError> {
+    fn require(&self, names: &[&str]) -> Result<usize> {
         self.find(names).ok_or_else(|| {
             StatementError::at(
                 self.line,
@@ -87,7 +89,7 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn get(&self, index: usize, name: &str) -> Result<&str, StatementError> {
+    fn get(&self, index: usize, name: &str) -> Result<&str> {
         let value = self.record.get(index).ok_or_else(|| {
             StatementError::at(
                 self.line,
@@ -112,29 +114,29 @@ impl Row<'_> {
     fn bad(&self, index: usize, name: &str, reason: impl Into<String>) -> StatementError {
         StatementError::at(self.line, index as u64 + 1, name, reason)
     }
-    fn decimal(&self, index: usize, name: &str) -> Result<(bool, u64), StatementError> {
+    fn decimal(&self, index: usize, name: &str) -> Result<(bool, u64)> {
         let v = self.get(index, name)?;
         parse_decimal_minor(v).map_err(|r| self.bad(index, name, r))
     }
-    fn amount(&self, index: usize, name: &str) -> Result<(bool, Amount), StatementError> {
+    fn amount(&self, index: usize, name: &str) -> Result<(bool, Amount)> {
         let (negative, minor) = self.decimal(index, name)?;
         let amount = Amount::new(minor)
             .map_err(|_| self.bad(index, name, "the amount must be more than 0"))?;
         Ok((negative, amount))
     }
-    fn reference(&self, index: usize, name: &str) -> Result<String, StatementError> {
+    fn reference(&self, index: usize, name: &str) -> Result<String> {
         let v = self.get(index, name)?;
         clean_reference(v).map_err(|r| self.bad(index, name, r))
     }
-    fn datetime(&self, index: usize, name: &str, offset: i32) -> Result<u64, StatementError> {
+    fn datetime(&self, index: usize, name: &str, offset: i32) -> Result<u64> {
         let v = self.get(index, name)?;
         parse_local_datetime(v, offset).map_err(|r| self.bad(index, name, r))
     }
-    fn date(&self, index: usize, name: &str, offset: i32) -> Result<u64, StatementError> {
+    fn date(&self, index: usize, name: &str, offset: i32) -> Result<u64> {
         let v = self.get(index, name)?;
         parse_local_date(v, offset).map_err(|r| self.bad(index, name, r))
     }
-    fn currency(&self, index: usize, name: &str) -> Result<Currency, StatementError> {
+    fn currency(&self, index: usize, name: &str) -> Result<Currency> {
         let v = self.get(index, name)?;
         Currency::new(v).map_err(|e| self.bad(index, name, e.to_string()))
     }
@@ -142,6 +144,39 @@ impl Row<'_> {
 
 fn is_blank(record: &csv::StringRecord) -> bool {
     record.iter().all(|f| f.trim().is_empty())
+}
+
+/// What a payment channel's row (WeChat Pay, Alipay) is: a payment or a refund, its amount,
+/// and the columns (index and name) of its own reference and of the one it answers to (the
+/// channel's order number, or the payment refunded).
+struct ChannelRow<'n> {
+    kind: StatementLineKind,
+    amount: Amount,
+    reference: (usize, &'n str),
+    original: (usize, &'n str),
+}
+
+impl ChannelRow<'_> {
+    fn line(
+        self,
+        row: &Row<'_>,
+        line_no: u64,
+        booked_ms: u64,
+        fee_minor: u64,
+        currency: Currency,
+    ) -> Result<ParsedLine> {
+        Ok(ParsedLine {
+            line_no,
+            file_line: row.line,
+            kind: self.kind,
+            reference: row.reference(self.reference.0, self.reference.1)?,
+            original_reference: Some(row.reference(self.original.0, self.original.1)?),
+            booked_ms,
+            amount_minor: self.amount,
+            fee_minor,
+            currency,
+        })
+    }
 }
 
 /// Keeps the values every line of a statement must agree on (merchant, currency).
@@ -153,13 +188,7 @@ impl<T: PartialEq + std::fmt::Debug + Clone> Same<T> {
     fn new() -> Self {
         Same { value: None }
     }
-    fn check(
-        &mut self,
-        v: T,
-        row: &Row<'_>,
-        index: usize,
-        name: &str,
-    ) -> Result<(), StatementError> {
+    fn check(&mut self, v: T, row: &Row<'_>, index: usize, name: &str) -> Result<()> {
         match &self.value {
             None => {
                 self.value = Some(v);
@@ -175,44 +204,43 @@ impl<T: PartialEq + std::fmt::Debug + Clone> Same<T> {
     }
 }
 
-fn finish(
-    line_count: u64,
-    period: &PeriodTracker,
-    account: Option<String>,
-    currency: Option<Currency>,
-    options: &StatementOptions,
-    last_line: u64,
-) -> Result<Partial, StatementError> {
-    let (period_start_ms, period_end_ms) =
-        period.days(options.utc_offset_minutes).ok_or_else(|| {
-            StatementError::at(last_line, 1, "statement", "the statement has no lines")
-        })?;
-    Ok(Partial {
-        account: account.unwrap_or_else(|| "unknown".into()),
-        currency: currency.unwrap_or(Currency::CNY),
-        period_start_ms,
-        period_end_ms,
-        line_count,
-    })
+/// One CSV bill format: what the header-and-record loop in [`parse_bill`] asks of it.
+trait Bill<const N: usize> {
+    /// The `N` columns the format needs, each by its names: the first is the one an error
+    /// names, the others are aliases.
+    const COLUMNS: [&'static [&'static str]; N];
+    /// A non-blank row that is neither the header nor a data row (a comment, a totals
+    /// row): `Ok(true)` when `record` was one. `line_count` is the number of data rows so
+    /// far.
+    fn other_row(
+        &mut self,
+        _record: &csv::StringRecord,
+        _line: u64,
+        _line_count: u64,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+    /// One data row as the statement line numbered `line_no`; `columns` are the indexes of
+    /// [`Bill::COLUMNS`] in the header row.
+    fn line(&mut self, columns: &[usize; N], row: &Row<'_>, line_no: u64) -> Result<ParsedLine>;
+    /// The checks after the last row, once a header was found; then the statement's
+    /// account and currency.
+    fn end(self, last_line: u64) -> Result<(Option<String>, Option<Currency>)>;
 }
 
-/// A WeChat Pay style daily bill (交易账单, type ALL). See docs/FINANCE.md for the columns.
-pub(super) fn parse_wechat<R: Read>(
+/// The loop every CSV bill shares: blank rows skipped, the format's other rows handed to
+/// it, the first remaining row read as the header, each row after it as one line.
+fn parse_bill<R: Read, B: Bill<N>, const N: usize>(
     input: R,
     options: &StatementOptions,
+    mut bill: B,
     on_line: OnLine<'_>,
-) -> Result<Partial, StatementError> {
-    let offset = options.utc_offset_minutes;
+) -> Result<Partial> {
     let mut rdr = reader(input);
     let mut record = csv::StringRecord::new();
-    let mut columns: Option<(Columns, [usize; 10])> = None;
+    let mut columns: Option<[usize; N]> = None;
     let mut line_count = 0u64;
     let mut period = PeriodTracker::default();
-    let mut merchant = Same::new();
-    let mut currency = Same::new();
-    let (mut sum_amount, mut sum_refund, mut sum_fee) = (0u128, 0u128, 0i128);
-    let mut totals: Option<Columns> = None;
-    let mut totals_checked = false;
     let mut last_line = 1;
     while rdr.read_record(&mut record).map_err(csv_error)? {
         let line = record.position().map(|p| p.line()).unwrap_or(0);
@@ -220,8 +248,94 @@ pub(super) fn parse_wechat<R: Read>(
         if is_blank(&record) {
             continue;
         }
-        let first = normalize_header(record.get(0).unwrap_or(""));
-        if totals_checked {
+        if bill.other_row(&record, line, line_count)? {
+            continue;
+        }
+        let Some(c) = &columns else {
+            let header = Columns::new(&record, line);
+            let mut c = [0; N];
+            for (index, names) in c.iter_mut().zip(B::COLUMNS) {
+                *index = header.require(names)?;
+            }
+            columns = Some(c);
+            continue;
+        };
+        let row = Row {
+            record: &record,
+            line,
+        };
+        let parsed = bill.line(c, &row, line_count + 1)?;
+        period.see(parsed.booked_ms);
+        line_count += 1;
+        on_line(parsed)?;
+    }
+    if columns.is_none() {
+        return Err(StatementError::at(1, 1, "header", "no header row"));
+    }
+    let (account, currency) = bill.end(last_line)?;
+    let period = period.days(options.utc_offset_minutes).ok_or_else(|| {
+        StatementError::at(last_line, 1, "statement", "the statement has no lines")
+    })?;
+    Ok(Partial::new(account, currency, period, line_count))
+}
+
+/// A WeChat Pay style daily bill (交易账单, type ALL). See docs/FINANCE.md for the columns.
+pub(super) fn parse_wechat<R: Read>(
+    input: R,
+    options: &StatementOptions,
+    on_line: OnLine<'_>,
+) -> Result<Partial> {
+    parse_bill(input, options, Wechat::new(options), on_line)
+}
+
+struct Wechat {
+    offset: i32,
+    merchant: Same<String>,
+    currency: Same<Currency>,
+    sum_amount: u128,
+    sum_refund: u128,
+    sum_fee: i128,
+    /// The totals header (its first column 总交易单数), once seen.
+    totals: Option<Columns>,
+    totals_checked: bool,
+}
+
+impl Wechat {
+    fn new(options: &StatementOptions) -> Wechat {
+        Wechat {
+            offset: options.utc_offset_minutes,
+            merchant: Same::new(),
+            currency: Same::new(),
+            sum_amount: 0,
+            sum_refund: 0,
+            sum_fee: 0,
+            totals: None,
+            totals_checked: false,
+        }
+    }
+}
+
+impl Bill<10> for Wechat {
+    const COLUMNS: [&'static [&'static str]; 10] = [
+        &["交易时间"],
+        &["商户号"],
+        &["微信订单号"],
+        &["商户订单号"],
+        &["交易状态"],
+        &["货币种类"],
+        &["应结订单金额"],
+        &["退款金额"],
+        &["商户退款单号"],
+        &["手续费"],
+    ];
+
+    fn other_row(
+        &mut self,
+        record: &csv::StringRecord,
+        line: u64,
+        line_count: u64,
+    ) -> Result<bool> {
+        if self.totals_checked {
             return Err(StatementError::at(
                 line,
                 1,
@@ -229,83 +343,63 @@ pub(super) fn parse_wechat<R: Read>(
                 "nothing may follow the totals row",
             ));
         }
-        if let Some(t) = &totals {
+        if let Some(t) = &self.totals {
             check_wechat_totals(
-                t, &record, line, line_count, sum_amount, sum_refund, sum_fee,
+                t,
+                record,
+                line,
+                line_count,
+                self.sum_amount,
+                self.sum_refund,
+                self.sum_fee,
             )?;
-            totals_checked = true;
-            continue;
+            self.totals_checked = true;
+            return Ok(true);
         }
-        if first == "总交易单数" {
-            totals = Some(Columns::new(&record, line));
-            continue;
+        if normalize_header(record.get(0).unwrap_or("")) == "总交易单数" {
+            self.totals = Some(Columns::new(record, line));
+            return Ok(true);
         }
-        let Some((_, c)) = &columns else {
-            let cols = Columns::new(&record, line);
-            let c = [
-                cols.require(&["交易时间"])?,
-                cols.require(&["商户号"])?,
-                cols.require(&["微信订单号"])?,
-                cols.require(&["商户订单号"])?,
-                cols.require(&["交易状态"])?,
-                cols.require(&["货币种类"])?,
-                cols.require(&["应结订单金额"])?,
-                cols.require(&["退款金额"])?,
-                cols.require(&["商户退款单号"])?,
-                cols.require(&["手续费"])?,
-            ];
-            columns = Some((cols, c));
-            continue;
-        };
+        Ok(false)
+    }
+
+    fn line(&mut self, c: &[usize; 10], row: &Row<'_>, line_no: u64) -> Result<ParsedLine> {
         let [t_time, t_mch, t_wx, t_order, t_status, t_ccy, t_amount, t_refund, t_refund_no, t_fee] =
             *c;
-        let row = Row {
-            record: &record,
-            line,
-        };
-        let booked_ms = row.datetime(t_time, "交易时间", offset)?;
-        merchant.check(row.reference(t_mch, "商户号")?, &row, t_mch, "商户号")?;
+        let booked_ms = row.datetime(t_time, "交易时间", self.offset)?;
+        self.merchant
+            .check(row.reference(t_mch, "商户号")?, row, t_mch, "商户号")?;
         let ccy = row.currency(t_ccy, "货币种类")?;
-        currency.check(ccy, &row, t_ccy, "货币种类")?;
+        self.currency.check(ccy, row, t_ccy, "货币种类")?;
         let (fee_negative, fee) = row.decimal(t_fee, "手续费")?;
-        sum_fee += if fee_negative {
+        self.sum_fee += if fee_negative {
             -(fee as i128)
         } else {
             fee as i128
         };
         let status = row.get(t_status, "交易状态")?;
-        let parsed = match status {
+        let channel_row = match status {
             "SUCCESS" => {
                 let (negative, amount) = row.amount(t_amount, "应结订单金额")?;
                 if negative || fee_negative {
                     return Err(row.bad(t_amount, "应结订单金额", "a payment is not negative"));
                 }
-                sum_amount += u128::from(amount.minor());
-                ParsedLine {
-                    line_no: line_count + 1,
-                    file_line: line,
+                self.sum_amount += u128::from(amount.minor());
+                ChannelRow {
                     kind: StatementLineKind::Payment,
-                    reference: row.reference(t_order, "商户订单号")?,
-                    original_reference: Some(row.reference(t_wx, "微信订单号")?),
-                    booked_ms,
-                    amount_minor: amount,
-                    fee_minor: fee,
-                    currency: ccy,
+                    amount,
+                    reference: (t_order, "商户订单号"),
+                    original: (t_wx, "微信订单号"),
                 }
             }
             "REFUND" => {
                 let (_, amount) = row.amount(t_refund, "退款金额")?;
-                sum_refund += u128::from(amount.minor());
-                ParsedLine {
-                    line_no: line_count + 1,
-                    file_line: line,
+                self.sum_refund += u128::from(amount.minor());
+                ChannelRow {
                     kind: StatementLineKind::Refund,
-                    reference: row.reference(t_refund_no, "商户退款单号")?,
-                    original_reference: Some(row.reference(t_order, "商户订单号")?),
-                    booked_ms,
-                    amount_minor: amount,
-                    fee_minor: fee,
-                    currency: ccy,
+                    amount,
+                    reference: (t_refund_no, "商户退款单号"),
+                    original: (t_order, "商户订单号"),
                 }
             }
             other => {
@@ -316,29 +410,20 @@ pub(super) fn parse_wechat<R: Read>(
                 ))
             }
         };
-        period.see(booked_ms);
-        line_count += 1;
-        on_line(parsed)?;
+        channel_row.line(row, line_no, booked_ms, fee, ccy)
     }
-    if columns.is_none() {
-        return Err(StatementError::at(1, 1, "header", "no header row"));
+
+    fn end(self, last_line: u64) -> Result<(Option<String>, Option<Currency>)> {
+        if self.totals.is_some() && !self.totals_checked {
+            return Err(StatementError::at(
+                last_line,
+                1,
+                "总交易单数",
+                "the totals header has no totals row after it",
+            ));
+        }
+        Ok((self.merchant.value, self.currency.value))
     }
-    if totals.is_some() && !totals_checked {
-        return Err(StatementError::at(
-            last_line,
-            1,
-            "总交易单数",
-            "the totals header has no totals row after it",
-        ));
-    }
-    finish(
-        line_count,
-        &period,
-        merchant.value,
-        currency.value,
-        options,
-        last_line,
-    )
 }
 
 fn check_wechat_totals(
@@ -349,7 +434,7 @@ fn check_wechat_totals(
     sum_amount: u128,
     sum_refund: u128,
     sum_fee: i128,
-) -> Result<(), StatementError> {
+) -> Result<()> {
     let row = Row { record, line };
     let count_ix = t.require(&["总交易单数"])?;
     let count = row.get(count_ix, "总交易单数")?;
@@ -393,90 +478,82 @@ pub(super) fn parse_alipay<R: Read>(
     input: R,
     options: &StatementOptions,
     on_line: OnLine<'_>,
-) -> Result<Partial, StatementError> {
-    let offset = options.utc_offset_minutes;
-    let mut rdr = reader(input);
-    let mut record = csv::StringRecord::new();
-    let mut columns: Option<[usize; 7]> = None;
-    let mut account: Option<String> = None;
-    let mut line_count = 0u64;
-    let mut period = PeriodTracker::default();
-    let mut last_line = 1;
-    while rdr.read_record(&mut record).map_err(csv_error)? {
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        last_line = line;
-        if is_blank(&record) {
-            continue;
-        }
+) -> Result<Partial> {
+    let alipay = Alipay {
+        offset: options.utc_offset_minutes,
+        account: None,
+    };
+    parse_bill(input, options, alipay, on_line)
+}
+
+struct Alipay {
+    offset: i32,
+    /// From the comment row "#账号：[…]".
+    account: Option<String>,
+}
+
+impl Bill<7> for Alipay {
+    const COLUMNS: [&'static [&'static str]; 7] = [
+        &["支付宝交易号"],
+        &["商户订单号"],
+        &["业务类型"],
+        &["完成时间"],
+        &["订单金额(元)", "订单金额"],
+        &["服务费(元)", "服务费"],
+        &["退款批次号/请求号", "退款批次号"],
+    ];
+
+    fn other_row(
+        &mut self,
+        record: &csv::StringRecord,
+        line: u64,
+        _line_count: u64,
+    ) -> Result<bool> {
         let first = record
             .get(0)
             .unwrap_or("")
             .trim_start_matches('\u{feff}')
             .trim();
-        if first.starts_with('#') {
-            // "#账号：[20880xxxxxxxxxxx]" names the account; other comments are ignored.
-            let whole = record.iter().collect::<Vec<_>>().join(",");
-            if let Some(rest) = whole
-                .split_once("账号：[")
-                .or_else(|| whole.split_once("账号:["))
-            {
-                if let Some((acct, _)) = rest.1.split_once(']') {
-                    account = Some(
-                        clean_reference(acct)
-                            .map_err(|r| StatementError::at(line, 1, "账号", r))?,
-                    );
-                }
-            }
-            continue;
+        if !first.starts_with('#') {
+            return Ok(false);
         }
-        let Some(c) = &columns else {
-            let cols = Columns::new(&record, line);
-            columns = Some([
-                cols.require(&["支付宝交易号"])?,
-                cols.require(&["商户订单号"])?,
-                cols.require(&["业务类型"])?,
-                cols.require(&["完成时间"])?,
-                cols.require(&["订单金额(元)", "订单金额"])?,
-                cols.require(&["服务费(元)", "服务费"])?,
-                cols.require(&["退款批次号/请求号", "退款批次号"])?,
-            ]);
-            continue;
-        };
+        // "#账号：[20880xxxxxxxxxxx]" names the account; other comments are ignored.
+        let whole = record.iter().collect::<Vec<_>>().join(",");
+        if let Some(rest) = whole
+            .split_once("账号：[")
+            .or_else(|| whole.split_once("账号:["))
+        {
+            if let Some((acct, _)) = rest.1.split_once(']') {
+                self.account = Some(
+                    clean_reference(acct).map_err(|r| StatementError::at(line, 1, "账号", r))?,
+                );
+            }
+        }
+        Ok(true)
+    }
+
+    fn line(&mut self, c: &[usize; 7], row: &Row<'_>, line_no: u64) -> Result<ParsedLine> {
         let [t_trade, t_order, t_type, t_time, t_amount, t_fee, t_refund_no] = *c;
-        let row = Row {
-            record: &record,
-            line,
-        };
-        let booked_ms = row.datetime(t_time, "完成时间", offset)?;
+        let booked_ms = row.datetime(t_time, "完成时间", self.offset)?;
         let (negative, amount) = row.amount(t_amount, "订单金额(元)")?;
         let (_, fee) = row.decimal(t_fee, "服务费(元)")?;
-        let parsed = match row.get(t_type, "业务类型")? {
+        let channel_row = match row.get(t_type, "业务类型")? {
             "交易" => {
                 if negative {
                     return Err(row.bad(t_amount, "订单金额(元)", "a payment is not negative"));
                 }
-                ParsedLine {
-                    line_no: line_count + 1,
-                    file_line: line,
+                ChannelRow {
                     kind: StatementLineKind::Payment,
-                    reference: row.reference(t_order, "商户订单号")?,
-                    original_reference: Some(row.reference(t_trade, "支付宝交易号")?),
-                    booked_ms,
-                    amount_minor: amount,
-                    fee_minor: fee,
-                    currency: Currency::CNY,
+                    amount,
+                    reference: (t_order, "商户订单号"),
+                    original: (t_trade, "支付宝交易号"),
                 }
             }
-            "退款" => ParsedLine {
-                line_no: line_count + 1,
-                file_line: line,
+            "退款" => ChannelRow {
                 kind: StatementLineKind::Refund,
-                reference: row.reference(t_refund_no, "退款批次号/请求号")?,
-                original_reference: Some(row.reference(t_order, "商户订单号")?),
-                booked_ms,
-                amount_minor: amount,
-                fee_minor: fee,
-                currency: Currency::CNY,
+                amount,
+                reference: (t_refund_no, "退款批次号/请求号"),
+                original: (t_order, "商户订单号"),
             },
             other => {
                 return Err(row.bad(
@@ -486,21 +563,12 @@ pub(super) fn parse_alipay<R: Read>(
                 ))
             }
         };
-        period.see(booked_ms);
-        line_count += 1;
-        on_line(parsed)?;
+        channel_row.line(row, line_no, booked_ms, fee, Currency::CNY)
     }
-    if columns.is_none() {
-        return Err(StatementError::at(1, 1, "header", "no header row"));
+
+    fn end(self, _last_line: u64) -> Result<(Option<String>, Option<Currency>)> {
+        Ok((self.account, Some(Currency::CNY)))
     }
-    finish(
-        line_count,
-        &period,
-        account,
-        Some(Currency::CNY),
-        options,
-        last_line,
-    )
 }
 
 /// A bank statement CSV. See docs/FINANCE.md for the columns and their Chinese aliases.
@@ -508,48 +576,42 @@ pub(super) fn parse_bank<R: Read>(
     input: R,
     options: &StatementOptions,
     on_line: OnLine<'_>,
-) -> Result<Partial, StatementError> {
-    let offset = options.utc_offset_minutes;
-    let mut rdr = reader(input);
-    let mut record = csv::StringRecord::new();
-    let mut columns: Option<[usize; 6]> = None;
-    let mut line_count = 0u64;
-    let mut period = PeriodTracker::default();
-    let mut account = Same::new();
-    let mut currency = Same::new();
-    let mut last_line = 1;
-    while rdr.read_record(&mut record).map_err(csv_error)? {
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        last_line = line;
-        if is_blank(&record) {
-            continue;
-        }
-        let Some(c) = &columns else {
-            let cols = Columns::new(&record, line);
-            columns = Some([
-                cols.require(&["account", "账号"])?,
-                cols.require(&["booking_date", "交易日期"])?,
-                cols.require(&["reference", "流水号"])?,
-                cols.require(&["debit", "借方发生额"])?,
-                cols.require(&["credit", "贷方发生额"])?,
-                cols.require(&["currency", "币种"])?,
-            ]);
-            continue;
-        };
+) -> Result<Partial> {
+    let bank = Bank {
+        offset: options.utc_offset_minutes,
+        account: Same::new(),
+        currency: Same::new(),
+    };
+    parse_bill(input, options, bank, on_line)
+}
+
+struct Bank {
+    offset: i32,
+    account: Same<String>,
+    currency: Same<Currency>,
+}
+
+impl Bill<6> for Bank {
+    const COLUMNS: [&'static [&'static str]; 6] = [
+        &["account", "账号"],
+        &["booking_date", "交易日期"],
+        &["reference", "流水号"],
+        &["debit", "借方发生额"],
+        &["credit", "贷方发生额"],
+        &["currency", "币种"],
+    ];
+
+    fn line(&mut self, c: &[usize; 6], row: &Row<'_>, line_no: u64) -> Result<ParsedLine> {
         let [t_account, t_date, t_ref, t_debit, t_credit, t_ccy] = *c;
-        let row = Row {
-            record: &record,
-            line,
-        };
-        account.check(
+        self.account.check(
             row.reference(t_account, "account")?,
-            &row,
+            row,
             t_account,
             "account",
         )?;
         let ccy = row.currency(t_ccy, "currency")?;
-        currency.check(ccy, &row, t_ccy, "currency")?;
-        let booked_ms = row.date(t_date, "booking_date", offset)?;
+        self.currency.check(ccy, row, t_ccy, "currency")?;
+        let booked_ms = row.date(t_date, "booking_date", self.offset)?;
         let debit = row.get(t_debit, "debit")?;
         let credit = row.get(t_credit, "credit")?;
         let (kind, index, name) = match (debit.is_empty(), credit.is_empty()) {
@@ -567,11 +629,9 @@ pub(super) fn parse_bank<R: Read>(
         if negative {
             return Err(row.bad(index, name, "write the amount without a sign in its column"));
         }
-        period.see(booked_ms);
-        line_count += 1;
-        on_line(ParsedLine {
-            line_no: line_count,
-            file_line: line,
+        Ok(ParsedLine {
+            line_no,
+            file_line: row.line,
             kind,
             reference: row.reference(t_ref, "reference")?,
             original_reference: None,
@@ -579,17 +639,10 @@ pub(super) fn parse_bank<R: Read>(
             amount_minor: amount,
             fee_minor: 0,
             currency: ccy,
-        })?;
+        })
     }
-    if columns.is_none() {
-        return Err(StatementError::at(1, 1, "header", "no header row"));
+
+    fn end(self, _last_line: u64) -> Result<(Option<String>, Option<Currency>)> {
+        Ok((self.account.value, self.currency.value))
     }
-    finish(
-        line_count,
-        &period,
-        account.value,
-        currency.value,
-        options,
-        last_line,
-    )
 }

@@ -131,6 +131,25 @@ pub(crate) struct Partial {
     pub line_count: u64,
 }
 
+impl Partial {
+    /// The summary of `line_count` lines over `period` (start and end, ms); a statement
+    /// that names no account is "unknown", one that names no currency CNY.
+    pub(crate) fn new(
+        account: Option<String>,
+        currency: Option<Currency>,
+        (period_start_ms, period_end_ms): (u64, u64),
+        line_count: u64,
+    ) -> Partial {
+        Partial {
+            account: account.unwrap_or_else(|| "unknown".into()),
+            currency: currency.unwrap_or(Currency::CNY),
+            period_start_ms,
+            period_end_ms,
+            line_count,
+        }
+    }
+}
+
 /// A reader that hashes every byte consumed and knows the line and column it is at.
 pub(crate) struct TrackedReader<R> {
     inner: R,

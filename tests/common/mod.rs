@@ -1,14 +1,26 @@
-//! Helpers shared by the transparency-log integration tests.
+//! Helpers shared by the integration tests: value constructors, chained events and a
+//! demo ledger for the transparency-log tests.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::Arc;
 
 use events::{
-    Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ProjectOpened, SealedEvent, Text,
+    Amount, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ProjectOpened, SealedEvent,
+    Text,
 };
 use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
 use ledger::node::{Node, NodeConfig};
+
+pub fn id(s: &str) -> Id {
+    Id::new(s).unwrap()
+}
+pub fn text(s: &str) -> Text {
+    Text::new(s).unwrap()
+}
+pub fn amount(v: u64) -> Amount {
+    Amount::new(v).unwrap()
+}
 
 /// `n` chained events from `seq` on, after an event with hash `prev`. Each opens a project
 /// (the log checks only the chain, not the business rules).

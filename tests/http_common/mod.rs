@@ -171,6 +171,18 @@ impl TestApp {
         self.call(Method::POST, uri, Some(token), Some(body)).await
     }
 
+    /// Posts with an `Idempotency-Key`.
+    pub async fn post_keyed(&self, uri: &str, token: &str, body: &Value, key: &str) -> Reply {
+        self.call_with(
+            Method::POST,
+            uri,
+            Some(token),
+            Some(body.to_string()),
+            &[("idempotency-key", key)],
+        )
+        .await
+    }
+
     /// Posts and asserts 201.
     pub async fn created(&self, uri: &str, token: &str, body: Value) -> Value {
         let r = self.post(uri, token, body).await;
