@@ -239,6 +239,10 @@ impl Writer {
                     Some(job) => queue.push_back(job),
                     None => open = false,
                 }
+                // Woken by one submission: let others sent at the same moment (a caller's
+                // batch split in submissions, or concurrent callers) arrive before deciding,
+                // so they share one append rather than wait for a second.
+                tokio::task::yield_now().await;
                 continue;
             };
             // An append is in flight: decide what arrives meanwhile, until it returns.
