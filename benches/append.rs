@@ -38,32 +38,60 @@ fn writer_batches(c: &mut Criterion) {
                         // they come parsed from HTTP). A submission holds at most 1000
                         // commands, so 1024 gifts go as two submissions, sent together,
                         // which the writer seals and appends as one batch.
-                        let submissions: Vec<Submission> = (0..batch)
-                            .step_by(ledger::writer::SUBMISSION_COMMANDS_MAX)
-                            .map(|first| Submission {
-                                actor: common::recorder(),
-                                idempotency_key: None,
-                                commands: (first
-                                    ..(first + ledger::writer::SUBMISSION_COMMANDS_MAX).min(batch))
-                                    .map(|_| common::gift())
-                                    .collect(),
-                            })
-                            .collect();
+                        let submissions = gifts_in_submissions(batch);
                         let start = Instant::now();
-                        let outcomes = futures_util::future::join_all(
-                            submissions.into_iter().map(|s| writer.submit(s)),
-                        )
-                        .await;
+                        submit_together(&writer, submissions).await;
                         timed += start.elapsed();
-                        for outcome in outcomes {
-                            outcome.unwrap();
-                        }
                     }
                     timed
                 }
             });
         });
     }
+    // Two callers, each sending 1024 gifts and waiting for them: the pipelined writer decides
+    // one caller's batch while the other's is appended, and each append still holds one
+    // caller's 1024 gifts (the events per append are printed to check it). An iteration is
+    // one batch of 1024; both callers' commands are made before the clock starts.
+    group.throughput(Throughput::Elements(1024));
+    group.bench_function("batch/1024/two_callers", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let writer = node.writer.clone();
+            async move {
+                let per_caller = iters.div_ceil(2);
+                let work: Vec<Vec<Vec<Submission>>> = (0..2)
+                    .map(|_| {
+                        (0..per_caller)
+                            .map(|_| gifts_in_submissions(1024))
+                            .collect()
+                    })
+                    .collect();
+                let (events_before, appends_before) = ledger::metrics::appended();
+                let start = Instant::now();
+                let callers: Vec<_> = work
+                    .into_iter()
+                    .map(|batches| {
+                        let writer = writer.clone();
+                        tokio::spawn(async move {
+                            for submissions in batches {
+                                submit_together(&writer, submissions).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for caller in callers {
+                    caller.await.unwrap();
+                }
+                let elapsed = start.elapsed();
+                let (events, appends) = ledger::metrics::appended();
+                eprintln!(
+                    "two callers: {:.0} events per append",
+                    (events - events_before) as f64 / (appends - appends_before).max(1) as f64
+                );
+                // Time for `iters` batches (the callers ran 2 × ceil(iters / 2)).
+                elapsed.mul_f64(iters as f64 / (2 * per_caller) as f64)
+            }
+        });
+    });
     // 64 callers each submitting one gift at a time: group commit batches them.
     group.throughput(Throughput::Elements(64));
     group.bench_function("concurrent_callers/64", |b| {
@@ -96,6 +124,31 @@ fn writer_batches(c: &mut Criterion) {
     });
     group.finish();
     rt.block_on(node.shutdown()).unwrap();
+}
+
+/// `n` gifts as submissions of at most [`ledger::writer::SUBMISSION_COMMANDS_MAX`] commands.
+fn gifts_in_submissions(n: usize) -> Vec<Submission> {
+    let max = ledger::writer::SUBMISSION_COMMANDS_MAX;
+    (0..n)
+        .step_by(max)
+        .map(|first| Submission {
+            actor: common::recorder(),
+            idempotency_key: None,
+            commands: (first..(first + max).min(n))
+                .map(|_| common::gift())
+                .collect(),
+        })
+        .collect()
+}
+
+/// Sends submissions together (the writer decides and appends them as one batch) and waits
+/// until all are durable.
+async fn submit_together(writer: &ledger::writer::WriterHandle, submissions: Vec<Submission>) {
+    let outcomes =
+        futures_util::future::join_all(submissions.into_iter().map(|s| writer.submit(s))).await;
+    for outcome in outcomes {
+        outcome.unwrap();
+    }
 }
 
 /// The reference: one sled insert per record of the same size as a sealed gift, then one

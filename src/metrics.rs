@@ -22,6 +22,14 @@ pub fn record_batch(events: u64) {
     BATCH_SIZE_BUCKETS[bucket].fetch_add(1, Ordering::Relaxed);
 }
 
+/// Events and durable appends so far in this process.
+pub fn appended() -> (u64, u64) {
+    (
+        EVENTS_APPENDED.load(Ordering::Relaxed),
+        BATCHES_APPENDED.load(Ordering::Relaxed),
+    )
+}
+
 /// Records how far the read side has folded and how long the log is.
 pub fn record_positions(projection_position: u64, log_length: u64) {
     PROJECTION_POSITION.store(projection_position, Ordering::Relaxed);
