@@ -271,21 +271,6 @@ impl DisclosureBuilder {
     }
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl Disclosure {
     /// The figures as (label, amount) rows, in the order both formats show them.
     pub fn figure_rows(&self) -> Vec<(&'static str, i128)> {
@@ -311,7 +296,7 @@ impl Disclosure {
 
     /// The report as a self-contained HTML page.
     pub fn write_html(&self, out: &mut dyn Write) -> Result<(), ReportError> {
-        let e = html_escape;
+        let e = crate::web::esc;
         writeln!(
             out,
             "<!doctype html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">"
