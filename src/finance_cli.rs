@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use events::{
-    Amount, Channel, ExceptionResolved, Id, Resolution, SealedEvent, StatementImported,
-    StatementLineRecorded, StatementSource, Text,
+    Amount, Channel, ExceptionResolved, Id, Resolution, SealedEvent, StatementSource, Text,
 };
 use projections::journal::{Account, AccountLedger, Books, Cutoff};
 use projections::reconcile::{MatchConfig, Reconciler, Reconciliation};
@@ -480,15 +479,7 @@ pub async fn record_statement(
     let statement_seq = match state.statement_digests.get(&summary.sha256) {
         Some(seq) => *seq,
         None => {
-            let header = StatementImported {
-                statement_sha256: summary.sha256,
-                source: summary.source,
-                account: summary.account.clone(),
-                currency: summary.currency,
-                period_start_ms: summary.period_start_ms,
-                period_end_ms: summary.period_end_ms,
-                line_count: summary.line_count,
-            };
+            let header = summary.imported();
             let outcome = node
                 .writer
                 .submit(Submission {
@@ -557,19 +548,7 @@ pub async fn record_statement(
     while let Some(chunk) = rx.recv().await {
         let commands = chunk
             .into_iter()
-            .map(|l| {
-                Command::RecordStatementLine(StatementLineRecorded {
-                    statement_seq,
-                    line_no: l.line_no,
-                    kind: l.kind,
-                    reference: l.reference,
-                    original_reference: l.original_reference,
-                    booked_ms: l.booked_ms,
-                    amount_minor: l.amount_minor,
-                    fee_minor: l.fee_minor,
-                    currency: l.currency,
-                })
-            })
+            .map(|l| Command::RecordStatementLine(l.recorded(statement_seq)))
             .collect::<Vec<_>>();
         let n = commands.len() as u64;
         node.writer
