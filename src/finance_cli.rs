@@ -312,7 +312,8 @@ pub async fn open_node(dir: &Path) -> anyhow::Result<Node> {
     .await
 }
 
-fn sink(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
+/// `out`, or standard output when there is none, buffered.
+pub(crate) fn sink(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
     Ok(match out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -321,13 +322,14 @@ fn sink(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
     })
 }
 
-/// Feeds every event from `from` on to `f`, in order, until `f` returns `false`.
+/// Feeds every event from `from` on to `f`, in order, until `f` returns `false`. Returns the
+/// log's length when the walk began (the events it covers).
 pub async fn for_each_event(
     log: &dyn EventLog,
     from: u64,
     what: &str,
     mut f: impl FnMut(&SealedEvent) -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let head = log.head().await?;
     let bar = progress_bar(head.len.saturating_sub(from), what);
     let mut next = from;
@@ -341,14 +343,14 @@ pub async fn for_each_event(
         for e in &page {
             if !f(e)? {
                 bar.finish_and_clear();
-                return Ok(());
+                return Ok(head.len);
             }
         }
         next += page.len() as u64;
         bar.inc(page.len() as u64);
     }
     bar.finish_and_clear();
-    Ok(())
+    Ok(head.len)
 }
 
 /// Reads and checks a whole statement file without recording anything.
