@@ -1,19 +1,18 @@
 //! The writer and the sled log together: idempotency, group commit, atomic submissions,
 //! and refusing to open a broken chain.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::id;
 use events::*;
-use ledger::command::{Command, CommandError, DonationInput};
+use ledger::command::{Command, CommandError};
 use ledger::node::{Node, NodeConfig};
 use ledger::store::{EventLog, SledLog, StoreError};
 use ledger::writer::{Outcome, Submission, WriteError, WriterHandle};
 
 const T0: u64 = 1_539_046_800_000;
-
-fn id(s: &str) -> Id {
-    Id::new(s).unwrap()
-}
 
 async fn open(dir: &std::path::Path) -> Node {
     Node::open(NodeConfig {
@@ -52,18 +51,7 @@ async fn write_project(writer: &ledger::writer::WriterHandle) {
 }
 
 fn gift(txn: &str, minor: u64) -> Command {
-    Command::RecordDonation(DonationInput {
-        project: id("cp"),
-        amount_minor: Amount::new(minor).unwrap(),
-        currency: Currency::CNY,
-        channel: Channel::Wechat,
-        channel_txn_id: txn.into(),
-        fee_minor: 0,
-        pledge_seq: None,
-        anonymous: true,
-        public_name: None,
-        donor_ref: id("donor-1"),
-    })
+    Command::RecordDonation(common::donation("cp", minor, txn, "donor-1"))
 }
 
 fn keyed(key: &str, command: Command) -> Submission {

@@ -8,9 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use events::{
-    Amount, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ProjectOpened, SealedEvent,
-    Text,
+    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ProjectOpened,
+    SealedEvent, Text,
 };
+use ledger::command::DonationInput;
 use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
 use ledger::node::{Node, NodeConfig};
 
@@ -22,6 +23,22 @@ pub fn text(s: &str) -> Text {
 }
 pub fn amount(v: u64) -> Amount {
     Amount::new(v).unwrap()
+}
+
+/// An anonymous WeChat Pay gift of `minor` fen to `project`, without fee.
+pub fn donation(project: &str, minor: u64, txn: &str, donor: &str) -> DonationInput {
+    DonationInput {
+        project: id(project),
+        amount_minor: amount(minor),
+        currency: Currency::CNY,
+        channel: Channel::Wechat,
+        channel_txn_id: txn.into(),
+        fee_minor: 0,
+        pledge_seq: None,
+        anonymous: true,
+        public_name: None,
+        donor_ref: id(donor),
+    }
 }
 
 /// `n` chained events from `seq` on, after an event with hash `prev`. Each opens a project
