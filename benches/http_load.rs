@@ -12,13 +12,12 @@
 //! LOAD_SECONDS=5 LOAD_CONNECTIONS=64 cargo bench --bench http_load
 //! ```
 
+#[path = "../tests/common/server.rs"]
+mod server;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use events::Id;
-use ledger::http::{serve, AppState, Role, TokenStore};
-use ledger::node::{Node, NodeConfig};
 
 // The same allocator as the `ledger` binary (see src/main.rs).
 #[global_allocator]
@@ -72,6 +71,32 @@ fn donation(project: usize, txn: u64) -> String {
         r#"{{"project":"load-{project:03}","amount_minor":100,"currency":"CNY","channel":"wechat","channel_txn_id":"load-{txn}","fee_minor":0,"anonymous":true,"donor_ref":"donor-{:06}"}}"#,
         txn % 100_000
     )
+}
+
+/// POSTs the JSON `body` to `url` with `token`; any answer but 201 Created is an error.
+async fn post_created(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: String,
+) -> Result<(), String> {
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 201 {
+        return Err(format!(
+            "{}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        ));
+    }
+    r.bytes().await.map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// Runs `connections` tasks that each call `request` until `seconds` pass or `max_requests`
@@ -159,31 +184,15 @@ fn main() {
         .thread_name("server")
         .build()
         .expect("server runtime");
-    let (addr, admin, recorder, stop_tx, server, node) = server_rt.block_on(async {
-        let (node, db) = Node::open_with_db(NodeConfig {
-            data_dir: dir.path().to_owned(),
-            ledger: Some(Id::new("load").unwrap()),
-            clock: ledger::writer::system_clock(),
-        })
-        .await
-        .expect("open ledger");
-        let tokens = TokenStore::open(&db).unwrap();
-        let (admin, _) = tokens
-            .create(Id::new("admin").unwrap(), Role::Admin)
-            .unwrap();
-        let (recorder, _) = tokens
-            .create(Id::new("recorder").unwrap(), Role::Recorder)
-            .unwrap();
-        let node = Arc::new(node);
-        let state = AppState::new(node.clone(), tokens);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state, async {
-            let _ = stop_rx.await;
-        }));
-        (addr, admin, recorder, stop_tx, server, node)
-    });
+    let server::LiveServer {
+        addr,
+        admin,
+        recorder,
+        node,
+        stop: stop_tx,
+        server,
+        ..
+    } = server_rt.block_on(server::start(dir.path(), "load", "admin", "recorder"));
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -248,18 +257,8 @@ fn main() {
             run_phase("single donation", connections, seconds, 2_000_000, move |n| {
                 let (c, b, tok) = (c.clone(), b.clone(), tok.clone());
                 async move {
-                    let r = c
-                        .post(format!("{b}/api/v1/staff/donations"))
-                        .bearer_auth(&tok)
-                        .header("content-type", "application/json")
-                        .body(donation(n as usize % PROJECTS, n))
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if r.status() != 201 {
-                        return Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default()));
-                    }
-                    r.bytes().await.map_err(|e| e.to_string())?;
+                    let body = donation(n as usize % PROJECTS, n);
+                    post_created(&c, format!("{b}/api/v1/staff/donations"), &tok, body).await?;
                     Ok(1)
                 }
             })
@@ -282,18 +281,7 @@ fn main() {
                         body.push_str(&donation(i % PROJECTS, txn));
                     }
                     body.push_str("]}");
-                    let r = c
-                        .post(format!("{b}/api/v1/staff/donations/batch"))
-                        .bearer_auth(&tok)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if r.status() != 201 {
-                        return Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default()));
-                    }
-                    r.bytes().await.map_err(|e| e.to_string())?;
+                    post_created(&c, format!("{b}/api/v1/staff/donations/batch"), &tok, body).await?;
                     Ok(BATCH_DONATIONS as u64)
                 }
             })

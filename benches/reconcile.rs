@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use events::{
     Amount, Channel, Currency, DonationReceived, EventBody, EventRecord, Hash, Id, ProjectKind,
-    ProjectOpened, StatementImported, StatementLineRecorded, StatementSource, Text,
+    ProjectOpened, StatementSource, Text,
 };
 use ledger::statement::synth::{write_wechat_bill, BillLine};
 use ledger::statement::{parse_statement, StatementOptions};
@@ -178,15 +178,7 @@ fn main() {
         &mut state,
         &mut seq,
         DAY_START_MS + DAY_MS + 3_600_000,
-        EventBody::StatementImported(StatementImported {
-            statement_sha256: summary.sha256,
-            source: StatementSource::Wechat,
-            account: summary.account.clone(),
-            currency: summary.currency,
-            period_start_ms: summary.period_start_ms,
-            period_end_ms: summary.period_end_ms,
-            line_count: summary.line_count,
-        }),
+        EventBody::StatementImported(summary.imported()),
     );
     let statement = state.statements[&statement_seq].clone();
 
@@ -198,17 +190,7 @@ fn main() {
         std::fs::File::open(&path).unwrap(),
         &StatementOptions::default(),
         &mut |l| {
-            reconciler.push(&StatementLineRecorded {
-                statement_seq,
-                line_no: l.line_no,
-                kind: l.kind,
-                reference: l.reference,
-                original_reference: l.original_reference,
-                booked_ms: l.booked_ms,
-                amount_minor: l.amount_minor,
-                fee_minor: l.fee_minor,
-                currency: l.currency,
-            });
+            reconciler.push(&l.recorded(statement_seq));
             Ok(())
         },
     )

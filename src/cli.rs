@@ -638,33 +638,16 @@ fn keygen(dir: &Path, name: Option<&str>) -> anyhow::Result<ExitCode> {
 
 async fn export(store: &StoreArgs, dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let log = open_log(store, dir, None).await?.log;
-    let head = log.head().await?;
-    let mut sink: Box<dyn Write> = match out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    let bar = progress_bar(head.len, "export");
-    let mut next = 0;
-    while next < head.len {
-        let page = log.read(next, READ_EVENTS_MAX).await?;
-        anyhow::ensure!(
-            !page.is_empty(),
-            "the log ended at {next}, before its head {}",
-            head.len
-        );
-        for e in &page {
-            sink.write_all(&e.export_line())?;
-            sink.write_all(b"\n")?;
-        }
-        next += page.len() as u64;
-        bar.inc(page.len() as u64);
-    }
+    let mut sink = crate::finance_cli::sink(out)?;
+    let len = crate::finance_cli::for_each_event(log.as_ref(), 0, "export", |e| {
+        sink.write_all(&e.export_line())?;
+        sink.write_all(b"\n")?;
+        Ok(true)
+    })
+    .await?;
     sink.flush()?;
-    bar.finish_and_clear();
     if let Some(path) = out {
-        eprintln!("export: {} events to {}", head.len, path.display());
+        eprintln!("export: {len} events to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -349,15 +349,6 @@ fn ensure_available(p: &Project, amount: u64) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn status_name(s: RequestStatus) -> &'static str {
-    match s {
-        RequestStatus::Requested => "requested",
-        RequestStatus::Approved => "approved",
-        RequestStatus::Rejected => "rejected",
-        RequestStatus::Disbursed => "disbursed",
-    }
-}
-
 /// Checks a command against the state and returns the events it produces, in order.
 pub fn decide(
     state: &LedgerState,
@@ -507,7 +498,7 @@ pub fn decide(
                     field: "payout_seq",
                     what: "payout",
                     seq: *payout_seq,
-                    status: status_name(req.status),
+                    status: req.status.as_str(),
                     needed: "approved",
                 });
             }
@@ -687,7 +678,7 @@ fn check_decision(
             field,
             what,
             seq,
-            status: status_name(req.status),
+            status: req.status.as_str(),
             needed: "requested",
         });
     }

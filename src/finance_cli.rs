@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use events::{
-    Amount, Channel, ExceptionResolved, Id, Resolution, SealedEvent, StatementImported,
-    StatementLineRecorded, StatementSource, Text,
+    Amount, Channel, ExceptionResolved, Id, Resolution, SealedEvent, StatementSource, Text,
 };
 use projections::journal::{Account, AccountLedger, Books, Cutoff};
 use projections::reconcile::{MatchConfig, Reconciler, Reconciliation};
@@ -313,7 +312,8 @@ pub async fn open_node(dir: &Path) -> anyhow::Result<Node> {
     .await
 }
 
-fn sink(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
+/// `out`, or standard output when there is none, buffered.
+pub(crate) fn sink(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
     Ok(match out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -322,13 +322,14 @@ fn sink(out: Option<&Path>) -> anyhow::Result<Box<dyn Write>> {
     })
 }
 
-/// Feeds every event from `from` on to `f`, in order, until `f` returns `false`.
+/// Feeds every event from `from` on to `f`, in order, until `f` returns `false`. Returns the
+/// log's length when the walk began (the events it covers).
 pub async fn for_each_event(
     log: &dyn EventLog,
     from: u64,
     what: &str,
     mut f: impl FnMut(&SealedEvent) -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let head = log.head().await?;
     let bar = progress_bar(head.len.saturating_sub(from), what);
     let mut next = from;
@@ -342,14 +343,14 @@ pub async fn for_each_event(
         for e in &page {
             if !f(e)? {
                 bar.finish_and_clear();
-                return Ok(());
+                return Ok(head.len);
             }
         }
         next += page.len() as u64;
         bar.inc(page.len() as u64);
     }
     bar.finish_and_clear();
-    Ok(())
+    Ok(head.len)
 }
 
 /// Reads and checks a whole statement file without recording anything.
@@ -480,15 +481,7 @@ pub async fn record_statement(
     let statement_seq = match state.statement_digests.get(&summary.sha256) {
         Some(seq) => *seq,
         None => {
-            let header = StatementImported {
-                statement_sha256: summary.sha256,
-                source: summary.source,
-                account: summary.account.clone(),
-                currency: summary.currency,
-                period_start_ms: summary.period_start_ms,
-                period_end_ms: summary.period_end_ms,
-                line_count: summary.line_count,
-            };
+            let header = summary.imported();
             let outcome = node
                 .writer
                 .submit(Submission {
@@ -557,19 +550,7 @@ pub async fn record_statement(
     while let Some(chunk) = rx.recv().await {
         let commands = chunk
             .into_iter()
-            .map(|l| {
-                Command::RecordStatementLine(StatementLineRecorded {
-                    statement_seq,
-                    line_no: l.line_no,
-                    kind: l.kind,
-                    reference: l.reference,
-                    original_reference: l.original_reference,
-                    booked_ms: l.booked_ms,
-                    amount_minor: l.amount_minor,
-                    fee_minor: l.fee_minor,
-                    currency: l.currency,
-                })
-            })
+            .map(|l| Command::RecordStatementLine(l.recorded(statement_seq)))
             .collect::<Vec<_>>();
         let n = commands.len() as u64;
         node.writer

@@ -271,21 +271,6 @@ impl DisclosureBuilder {
     }
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl Disclosure {
     /// The figures as (label, amount) rows, in the order both formats show them.
     pub fn figure_rows(&self) -> Vec<(&'static str, i128)> {
@@ -311,7 +296,7 @@ impl Disclosure {
 
     /// The report as a self-contained HTML page.
     pub fn write_html(&self, out: &mut dyn Write) -> Result<(), ReportError> {
-        let e = html_escape;
+        let e = crate::web::esc;
         writeln!(
             out,
             "<!doctype html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">"
@@ -712,7 +697,7 @@ impl IatiBuilder {
 
     /// Writes the activity file.
     pub fn write_xml(&self, publisher: &Publisher, out: &mut dyn Write) -> Result<(), ReportError> {
-        use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+        use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, Event};
         let mut w = quick_xml::Writer::new_with_indent(out, b' ', 1);
         let x = |e: std::io::Error| ReportError::Xml(e.to_string());
         w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
@@ -730,50 +715,24 @@ impl IatiBuilder {
             act.push_attribute(("xml:lang", "zh"));
             act.push_attribute(("default-currency", a.currency.as_str()));
             w.write_event(Event::Start(act)).map_err(x)?;
-            let text_el = |w: &mut quick_xml::Writer<&mut dyn Write>,
-                           name: &str,
-                           attrs: &[(&str, &str)],
-                           text: &str|
-             -> std::io::Result<()> {
-                let mut s = BytesStart::new(name);
-                for kv in attrs {
-                    s.push_attribute(*kv);
-                }
-                w.write_event(Event::Start(s))?;
-                w.write_event(Event::Text(BytesText::new(text)))?;
-                w.write_event(Event::End(BytesEnd::new(name)))
-            };
-            let narrative = |w: &mut quick_xml::Writer<&mut dyn Write>,
-                             name: &str,
-                             attrs: &[(&str, &str)],
-                             text: &str|
-             -> std::io::Result<()> {
-                let mut s = BytesStart::new(name);
-                for kv in attrs {
-                    s.push_attribute(*kv);
-                }
-                w.write_event(Event::Start(s))?;
-                text_el(w, "narrative", &[], text)?;
-                w.write_event(Event::End(BytesEnd::new(name)))
-            };
             let identifier = format!("{}-{}", publisher.org_id, a.id);
-            text_el(&mut w, "iati-identifier", &[], &identifier).map_err(x)?;
-            narrative(
+            xml_text(&mut w, "iati-identifier", &[], &identifier).map_err(x)?;
+            xml_narrative(
                 &mut w,
                 "reporting-org",
                 &[("ref", publisher.org_id.as_str()), ("type", "21")],
                 &publisher.org_name,
             )
             .map_err(x)?;
-            narrative(&mut w, "title", &[], &a.name).map_err(x)?;
-            narrative(
+            xml_narrative(&mut w, "title", &[], &a.name).map_err(x)?;
+            xml_narrative(
                 &mut w,
                 "description",
                 &[],
                 &format!("{} ({})", a.name, a.kind.as_str()),
             )
             .map_err(x)?;
-            narrative(
+            xml_narrative(
                 &mut w,
                 "participating-org",
                 &[
@@ -887,7 +846,7 @@ fn write_transaction(
     w: &mut quick_xml::Writer<&mut dyn Write>,
     t: &IatiTransaction,
 ) -> std::io::Result<()> {
-    use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
+    use quick_xml::events::{BytesEnd, BytesStart, Event};
     let mut s = BytesStart::new("transaction");
     s.push_attribute(("ref", t.reference.as_str()));
     w.write_event(Event::Start(s))?;
@@ -897,29 +856,65 @@ fn write_transaction(
     let mut d = BytesStart::new("transaction-date");
     d.push_attribute(("iso-date", t.date.as_str()));
     w.write_event(Event::Empty(d))?;
-    let mut v = BytesStart::new("value");
-    v.push_attribute(("currency", t.currency.as_str()));
-    v.push_attribute(("value-date", t.date.as_str()));
-    w.write_event(Event::Start(v))?;
-    w.write_event(Event::Text(BytesText::new(&format_minor(t.value_minor))))?;
-    w.write_event(Event::End(BytesEnd::new("value")))?;
-    let narrative = |w: &mut quick_xml::Writer<&mut dyn Write>, name: &str, text: &str| {
-        w.write_event(Event::Start(BytesStart::new(name)))?;
-        w.write_event(Event::Start(BytesStart::new("narrative")))?;
-        w.write_event(Event::Text(BytesText::new(text)))?;
-        w.write_event(Event::End(BytesEnd::new("narrative")))?;
-        w.write_event(Event::End(BytesEnd::new(name)))
-    };
+    xml_text(
+        w,
+        "value",
+        &[
+            ("currency", t.currency.as_str()),
+            ("value-date", t.date.as_str()),
+        ],
+        &format_minor(t.value_minor),
+    )?;
     if !t.description.is_empty() {
-        narrative(w, "description", &t.description)?;
+        xml_narrative(w, "description", &[], &t.description)?;
     }
     if let Some(p) = &t.provider {
-        narrative(w, "provider-org", p)?;
+        xml_narrative(w, "provider-org", &[], p)?;
     }
     if let Some(r) = &t.receiver {
-        narrative(w, "receiver-org", r)?;
+        xml_narrative(w, "receiver-org", &[], r)?;
     }
     w.write_event(Event::End(BytesEnd::new("transaction")))
+}
+
+/// `<name attrs…>`, what `inner` writes, `</name>`.
+fn xml_element(
+    w: &mut quick_xml::Writer<&mut dyn Write>,
+    name: &str,
+    attrs: &[(&str, &str)],
+    inner: impl FnOnce(&mut quick_xml::Writer<&mut dyn Write>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use quick_xml::events::{BytesEnd, BytesStart, Event};
+    let mut s = BytesStart::new(name);
+    for kv in attrs {
+        s.push_attribute(*kv);
+    }
+    w.write_event(Event::Start(s))?;
+    inner(w)?;
+    w.write_event(Event::End(BytesEnd::new(name)))
+}
+
+/// `<name attrs…>text</name>`.
+fn xml_text(
+    w: &mut quick_xml::Writer<&mut dyn Write>,
+    name: &str,
+    attrs: &[(&str, &str)],
+    text: &str,
+) -> std::io::Result<()> {
+    use quick_xml::events::{BytesText, Event};
+    xml_element(w, name, attrs, |w| {
+        w.write_event(Event::Text(BytesText::new(text)))
+    })
+}
+
+/// `<name attrs…><narrative>text</narrative></name>`: how IATI gives a text.
+fn xml_narrative(
+    w: &mut quick_xml::Writer<&mut dyn Write>,
+    name: &str,
+    attrs: &[(&str, &str)],
+    text: &str,
+) -> std::io::Result<()> {
+    xml_element(w, name, attrs, |w| xml_text(w, "narrative", &[], text))
 }
 
 /// A 360Giving-style grants CSV: one row per approved payout (a grant from the project's

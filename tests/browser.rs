@@ -12,6 +12,8 @@
 //! Without a `chromium` binary (or `CHROMIUM=/path/to/chrome`) the test prints one line and
 //! passes; `.ci/run` installs the package.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,17 +27,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use events::{Currency, Id, ProjectKind, Text};
 use ledger::command::Command;
-use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
 use ledger::http::{AppState, TokenStore};
-use ledger::node::{Node, NodeConfig};
+use ledger::node::Node;
 use ledger::writer::Submission;
 use serde_json::{json, Value};
-
-struct Quiet;
-impl Progress for Quiet {
-    fn set_total(&self, _: u64) {}
-    fn advance(&self, _: u64) {}
-}
 
 /// How long one Chromium run may take.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
@@ -487,24 +482,7 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
     let verifier_key = ledger::tlog::checkpoints::keygen(dir.path(), "example.org/ledger/erqi")
         .unwrap()
         .to_text();
-    let clock = DemoClock::new();
-    let (node, db) = Node::open_with_db(NodeConfig {
-        data_dir: dir.path().to_owned(),
-        ledger: Some(Id::new("erqi").unwrap()),
-        clock: clock.clock(),
-    })
-    .await
-    .unwrap();
-    let size = DemoSize {
-        community_projects: 3,
-        help_requests: 2,
-        micro_wishes: 2,
-        general_funds: 1,
-        sponsors: 2,
-        donations: 300,
-        seed: 5,
-    };
-    run_demo(&node.writer, &clock, &size, &Quiet).await.unwrap();
+    let (node, db) = common::demo_with_db(dir.path(), &common::demo_size(300, 5)).await;
     node.writer
         .submit(Submission {
             actor: Id::new("admin-zhao").unwrap(),
@@ -522,24 +500,13 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
     let head = node.log.head().await.unwrap().len;
     let state = node.state_at(head, Duration::from_secs(30)).await.unwrap();
     // A checkpoint covering the whole demo, now (the background signer is rate limited).
-    let signer = ledger::tlog::checkpoints::load_signer(dir.path())
-        .unwrap()
-        .unwrap();
-    let size =
-        ledger::tlog::CheckpointSigner::new(node.tree.clone(), node.checkpoints.clone(), signer)
-            .unwrap()
-            .sign_current()
-            .unwrap();
+    let size = common::sign_current(&node, dir.path());
     assert_eq!(size, head);
 
     let node = Arc::new(node);
     let app_state = AppState::new(node.clone(), TokenStore::open(&db).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ledger::http::serve(listener, app_state.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let (addr, stop_tx, server) = common::server::serve_local(app_state.clone()).await;
+    let base = format!("http://{addr}");
 
     // The projects page.
     let dom = visit(&bin, format!("{base}/"), "projects", true).await;

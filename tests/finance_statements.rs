@@ -496,34 +496,14 @@ async fn an_interrupted_import_resumes() {
         .writer
         .submit(Submission::one(
             id("recorder"),
-            Command::ImportStatement(events::StatementImported {
-                statement_sha256: summary.sha256,
-                source: summary.source,
-                account: summary.account.clone(),
-                currency: summary.currency,
-                period_start_ms: summary.period_start_ms,
-                period_end_ms: summary.period_end_ms,
-                line_count: summary.line_count,
-            }),
+            Command::ImportStatement(summary.imported()),
         ))
         .await
         .unwrap();
     let statement_seq = o.events[0].seq();
     let first: Vec<Command> = parsed[..3]
         .iter()
-        .map(|l| {
-            Command::RecordStatementLine(events::StatementLineRecorded {
-                statement_seq,
-                line_no: l.line_no,
-                kind: l.kind,
-                reference: l.reference.clone(),
-                original_reference: l.original_reference.clone(),
-                booked_ms: l.booked_ms,
-                amount_minor: l.amount_minor,
-                fee_minor: l.fee_minor,
-                currency: l.currency,
-            })
-        })
+        .map(|l| Command::RecordStatementLine(l.clone().recorded(statement_seq)))
         .collect();
     node.writer
         .submit(Submission {

@@ -2,11 +2,12 @@
 //! with a graceful shutdown in the middle of concurrent writes; and the `ledger` binary
 //! itself (`token create`, `serve`, SIGTERM).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::Id;
-use ledger::http::{serve, AppState, Role, TokenStore};
+use common::server::{self, LiveServer};
 use ledger::node::{Node, NodeConfig};
 use serde_json::{json, Value};
 
@@ -18,28 +19,15 @@ fn donation(txn: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_server_with_graceful_shutdown_during_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, db) = Node::open_with_db(NodeConfig {
-        data_dir: dir.path().to_owned(),
-        ledger: Some(Id::new("e2e").unwrap()),
-        clock: ledger::writer::system_clock(),
-    })
-    .await
-    .unwrap();
-    let tokens = TokenStore::open(&db).unwrap();
-    let (admin, _) = tokens
-        .create(Id::new("admin-zhao").unwrap(), Role::Admin)
-        .unwrap();
-    let (recorder, _) = tokens
-        .create(Id::new("recorder-liu").unwrap(), Role::Recorder)
-        .unwrap();
-    let node = Arc::new(node);
-    let state = AppState::new(node.clone(), tokens);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, state, async {
-        let _ = stop_rx.await;
-    }));
+    let LiveServer {
+        addr,
+        admin,
+        recorder,
+        node,
+        db,
+        stop: stop_tx,
+        server,
+    } = server::start(dir.path(), "e2e", "admin-zhao", "recorder-liu").await;
     let base = format!("http://{addr}");
     let client = reqwest::Client::new();
 

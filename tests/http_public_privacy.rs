@@ -3,23 +3,18 @@
 //! the log, every receipt, the head, a sample of the live stream) for the `donor_ref` key,
 //! any donor reference and any channel transaction id.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
+use ledger::demo::DemoSize;
 use ledger::http::{app, AppState, TokenStore};
-use ledger::node::{Node, NodeConfig};
 use serde_json::Value;
 use tower::ServiceExt;
-
-struct Quiet;
-impl Progress for Quiet {
-    fn set_total(&self, _: u64) {}
-    fn advance(&self, _: u64) {}
-}
 
 struct Scanner {
     app: axum::Router,
@@ -75,19 +70,11 @@ impl Scanner {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_public_response_carries_donor_data() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = DemoClock::new();
-    let (node, db) = Node::open_with_db(NodeConfig {
-        data_dir: dir.path().to_owned(),
-        ledger: Some(events::Id::new("erqi").unwrap()),
-        clock: clock.clock(),
-    })
-    .await
-    .unwrap();
     let size = DemoSize {
         donations: 2000,
         ..DemoSize::default()
     };
-    run_demo(&node.writer, &clock, &size, &Quiet).await.unwrap();
+    let (node, db) = common::demo_with_db(dir.path(), &size).await;
     let head = node.log.head().await.unwrap().len;
     let state = node
         .state_at(head, std::time::Duration::from_secs(30))

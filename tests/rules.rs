@@ -1,8 +1,11 @@
 //! Every rejection rule of the write side, each with the typed error it gives, and the
 //! matching rules. Pure: commands go through `writer::execute` against an in-memory state.
 
+mod common;
+
+use common::{amount, donation, id, text};
 use events::*;
-use ledger::command::{Command, CommandError, DonationInput};
+use ledger::command::{Command, CommandError};
 use ledger::writer::{execute, ExecuteError, Stamp};
 use projections::LedgerState;
 
@@ -13,16 +16,6 @@ struct Ledger {
     state: LedgerState,
     ledger: Id,
     ts_ms: u64,
-}
-
-fn id(s: &str) -> Id {
-    Id::new(s).unwrap()
-}
-fn text(s: &str) -> Text {
-    Text::new(s).unwrap()
-}
-fn amount(m: u64) -> Amount {
-    Amount::new(m).unwrap()
 }
 
 impl Ledger {
@@ -84,21 +77,6 @@ impl Ledger {
             .balances
             .available()
             .unwrap()
-    }
-}
-
-fn donation(project: &str, minor: u64, txn: &str, donor: &str) -> DonationInput {
-    DonationInput {
-        project: id(project),
-        amount_minor: amount(minor),
-        currency: Currency::CNY,
-        channel: Channel::Wechat,
-        channel_txn_id: txn.into(),
-        fee_minor: 0,
-        pledge_seq: None,
-        anonymous: true,
-        public_name: None,
-        donor_ref: id(donor),
     }
 }
 

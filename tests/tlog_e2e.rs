@@ -161,27 +161,22 @@ async fn verify_a_served_ledger_by_url_with_saved_checkpoints() {
     .unwrap();
     let receipt = work.path().join("receipt.json");
     std::fs::write(&receipt, &bundle).unwrap();
-    let (ok, out) = run(vec![
-        "verify-receipt".into(),
-        "--receipt".into(),
-        s(&receipt),
-        "--key".into(),
-        s(&key_file),
-    ])
-    .await;
+    let verify_receipt = || {
+        run(vec![
+            "verify-receipt".into(),
+            "--receipt".into(),
+            s(&receipt),
+            "--key".into(),
+            s(&key_file),
+        ])
+    };
+    let (ok, out) = verify_receipt().await;
     assert!(ok && out.contains("verify-receipt: ok"), "{out}");
     let text = String::from_utf8(bundle).unwrap();
     let changed = text.replacen("\\\"fee_minor\\\":", "\\\"fee_minor\\\":9", 1);
     assert_ne!(changed, text);
     std::fs::write(&receipt, changed).unwrap();
-    let (ok, out) = run(vec![
-        "verify-receipt".into(),
-        "--receipt".into(),
-        s(&receipt),
-        "--key".into(),
-        s(&key_file),
-    ])
-    .await;
+    let (ok, out) = verify_receipt().await;
     assert!(!ok && out.contains("FAILED"), "{out}");
 
     server.abort();

@@ -3,6 +3,8 @@
 //! hostile project name, no donor data on any page; and the FIFO tracing rule on a ledger
 //! small enough to work out by hand.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -11,31 +13,13 @@ use axum::http::{Request, StatusCode};
 use events::{Amount, Channel, Currency, Id, PayoutRequested, ProjectKind, Text};
 use http_body_util::BodyExt;
 use ledger::command::{Command, DonationInput};
-use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
+use ledger::demo::DemoSize;
 use ledger::http::{app, AppState, TokenStore};
-use ledger::node::{Node, NodeConfig};
+use ledger::node::Node;
 use ledger::web::money;
 use ledger::web::trace::{trace_project, Source, Use};
 use ledger::writer::Submission;
 use tower::ServiceExt;
-
-struct Quiet;
-impl Progress for Quiet {
-    fn set_total(&self, _: u64) {}
-    fn advance(&self, _: u64) {}
-}
-
-async fn open_node(dir: &std::path::Path) -> (Node, sled::Db, DemoClock) {
-    let clock = DemoClock::new();
-    let (node, db) = Node::open_with_db(NodeConfig {
-        data_dir: dir.to_owned(),
-        ledger: Some(Id::new("erqi").unwrap()),
-        clock: clock.clock(),
-    })
-    .await
-    .unwrap();
-    (node, db, clock)
-}
 
 fn small_demo() -> DemoSize {
     DemoSize {
@@ -82,10 +66,7 @@ const HOSTILE: &str = r#"<script>alert("x")</script> & 'quotes'"#;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_over_demo_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, db, clock) = open_node(dir.path()).await;
-    run_demo(&node.writer, &clock, &small_demo(), &Quiet)
-        .await
-        .unwrap();
+    let (node, db) = common::demo_with_db(dir.path(), &small_demo()).await;
     submit(
         &node,
         "admin-zhao",
@@ -310,10 +291,7 @@ async fn every_page_over_demo_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_trace_accounts_for_every_fen_of_the_demo() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, _db, clock) = open_node(dir.path()).await;
-    run_demo(&node.writer, &clock, &small_demo(), &Quiet)
-        .await
-        .unwrap();
+    let (node, _db) = common::demo_with_db(dir.path(), &small_demo()).await;
     let state = caught_up(&node).await;
     let mut refunds = 0;
     for p in state.projects.values() {
@@ -349,7 +327,7 @@ async fn fifo_trace_accounts_for_every_fen_of_the_demo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_trace_by_hand() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, _db, _clock) = open_node(dir.path()).await;
+    let (node, _db, _clock) = common::open_erqi(dir.path()).await;
     let project = Id::new("fifo").unwrap();
     submit(
         &node,

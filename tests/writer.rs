@@ -1,19 +1,18 @@
 //! The writer and the sled log together: idempotency, group commit, atomic submissions,
 //! and refusing to open a broken chain.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::id;
 use events::*;
-use ledger::command::{Command, CommandError, DonationInput};
+use ledger::command::{Command, CommandError};
 use ledger::node::{Node, NodeConfig};
 use ledger::store::{EventLog, SledLog, StoreError};
-use ledger::writer::{Submission, WriteError};
+use ledger::writer::{Outcome, Submission, WriteError, WriterHandle};
 
 const T0: u64 = 1_539_046_800_000;
-
-fn id(s: &str) -> Id {
-    Id::new(s).unwrap()
-}
 
 async fn open(dir: &std::path::Path) -> Node {
     Node::open(NodeConfig {
@@ -23,6 +22,14 @@ async fn open(dir: &std::path::Path) -> Node {
     })
     .await
     .unwrap()
+}
+
+/// A ledger in a fresh temporary directory, with the project `cp` written.
+async fn open_with_project() -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path()).await;
+    write_project(&node.writer).await;
+    (dir, node)
 }
 
 fn open_project(p: &str) -> Command {
@@ -44,18 +51,7 @@ async fn write_project(writer: &ledger::writer::WriterHandle) {
 }
 
 fn gift(txn: &str, minor: u64) -> Command {
-    Command::RecordDonation(DonationInput {
-        project: id("cp"),
-        amount_minor: Amount::new(minor).unwrap(),
-        currency: Currency::CNY,
-        channel: Channel::Wechat,
-        channel_txn_id: txn.into(),
-        fee_minor: 0,
-        pledge_seq: None,
-        anonymous: true,
-        public_name: None,
-        donor_ref: id("donor-1"),
-    })
+    Command::RecordDonation(common::donation("cp", minor, txn, "donor-1"))
 }
 
 fn keyed(key: &str, command: Command) -> Submission {
@@ -66,11 +62,18 @@ fn keyed(key: &str, command: Command) -> Submission {
     }
 }
 
+/// Submits `submission` from a task of its own.
+fn spawn_submit(
+    writer: &WriterHandle,
+    submission: Submission,
+) -> tokio::task::JoinHandle<Result<Outcome, WriteError>> {
+    let w = writer.clone();
+    tokio::spawn(async move { w.submit(submission).await })
+}
+
 #[tokio::test]
 async fn an_idempotency_key_replays_the_original_and_never_writes_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = open(dir.path()).await;
-    write_project(&node.writer).await;
+    let (dir, node) = open_with_project().await;
     let first = node
         .writer
         .submit(keyed("wx-notify-1", gift("wx-1", 100)))
@@ -124,9 +127,7 @@ async fn an_idempotency_key_replays_the_original_and_never_writes_twice() {
 
 #[tokio::test]
 async fn a_submission_is_all_or_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = open(dir.path()).await;
-    write_project(&node.writer).await;
+    let (_dir, node) = open_with_project().await;
     let before = node.log.head().await.unwrap();
     let batch = Submission {
         actor: id("recorder"),
@@ -161,9 +162,7 @@ async fn a_submission_is_all_or_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_each_get_their_own_durable_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = open(dir.path()).await;
-    write_project(&node.writer).await;
+    let (dir, node) = open_with_project().await;
     let mut tasks = Vec::new();
     for i in 0..64 {
         let writer = node.writer.clone();
@@ -199,9 +198,7 @@ async fn concurrent_callers_each_get_their_own_durable_events() {
 
 #[tokio::test]
 async fn the_log_refuses_what_does_not_continue_the_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = open(dir.path()).await;
-    write_project(&node.writer).await;
+    let (_dir, node) = open_with_project().await;
     let e0 = node.log.read(0, 1).await.unwrap().remove(0);
     // Wrong expected length: a conflict, nothing written.
     let err = node.log.append(0, vec![e0.clone()]).await.unwrap_err();
@@ -224,9 +221,7 @@ async fn the_log_refuses_what_does_not_continue_the_chain() {
 
 #[tokio::test]
 async fn opening_a_store_with_a_broken_tail_names_the_first_bad_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = open(dir.path()).await;
-    write_project(&node.writer).await;
+    let (dir, node) = open_with_project().await;
     for i in 0..5 {
         node.writer
             .submit(Submission::one(id("recorder"), gift(&format!("t{i}"), 100)))
@@ -356,23 +351,11 @@ async fn a_failed_append_refuses_its_batch_and_redecides_the_one_decided_on_top(
     // Append 0 (the project) goes through; append 1 will fail.
     let (log, writer, task) = gated_writer(1).await;
     // Batch A (append 1, to fail): one keyed gift. It waits at the gate.
-    let a = {
-        let w = writer.clone();
-        tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })
-    };
+    let a = spawn_submit(&writer, keyed("wx-1", gift("txn-a", 100)));
     appends_begun(&log, 2).await;
     // Batch B, decided while A waits: another gift, and a retry of A's key.
-    let b = {
-        let w = writer.clone();
-        tokio::spawn(async move {
-            w.submit(Submission::one(id("recorder"), gift("txn-b", 200)))
-                .await
-        })
-    };
-    let retry = {
-        let w = writer.clone();
-        tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })
-    };
+    let b = spawn_submit(&writer, Submission::one(id("recorder"), gift("txn-b", 200)));
+    let retry = spawn_submit(&writer, keyed("wx-1", gift("txn-a", 100)));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     log.gate.add_permits(100);
     let a = a.await.unwrap();
@@ -417,15 +400,9 @@ async fn a_failed_append_refuses_its_batch_and_redecides_the_one_decided_on_top(
 #[tokio::test]
 async fn a_retry_while_the_original_is_in_flight_replays_it_once_durable() {
     let (log, writer, task) = gated_writer(usize::MAX).await;
-    let first = {
-        let w = writer.clone();
-        tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })
-    };
+    let first = spawn_submit(&writer, keyed("wx-1", gift("txn-a", 100)));
     appends_begun(&log, 2).await;
-    let retry = {
-        let w = writer.clone();
-        tokio::spawn(async move { w.submit(keyed("wx-1", gift("txn-a", 100))).await })
-    };
+    let retry = spawn_submit(&writer, keyed("wx-1", gift("txn-a", 100)));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(
         !retry.is_finished(),

@@ -312,6 +312,32 @@ fn shift_until_odd_or_zero(fn_: &mut u64, sn: &mut u64) {
     }
 }
 
+/// The walk up a proof's path that both checks share (RFC 9162 section 2.1.3.2 step 4 and
+/// section 2.1.4.2 step 6), from the bit pair `fn_`, `sn`: `step(hash, left)` for each hash
+/// of `path`, `left` when the path's hash is the left child. Returns whether the path had
+/// exactly the length the sizes call for.
+fn walk_path<'a>(
+    mut fn_: u64,
+    mut sn: u64,
+    path: impl IntoIterator<Item = &'a Hash>,
+    mut step: impl FnMut(&Hash, bool),
+) -> bool {
+    for p in path {
+        if sn == 0 {
+            return false;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            step(p, true);
+            shift_until_odd_or_zero(&mut fn_, &mut sn);
+        } else {
+            step(p, false);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    sn == 0
+}
+
 /// Checks an inclusion proof exactly as RFC 9162 section 2.1.3.2 describes: that the leaf
 /// with hash `leaf_hash` is at `leaf_index` in the tree of `tree_size` leaves whose root is
 /// `root`.
@@ -334,24 +360,18 @@ pub fn verify_inclusion(
         got: proof.len(),
     };
     // Steps 2 and 3.
-    let (mut fn_, mut sn) = (leaf_index, tree_size - 1);
+    let (fn_, sn) = (leaf_index, tree_size - 1);
     let mut r = *leaf_hash;
     // Step 4.
-    for p in proof {
-        if sn == 0 {
-            return Err(wrong_length());
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
-            shift_until_odd_or_zero(&mut fn_, &mut sn);
+    let fits = walk_path(fn_, sn, proof, |p, left| {
+        r = if left {
+            node_hash(p, &r)
         } else {
-            r = node_hash(&r, p);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
+            node_hash(&r, p)
+        };
+    });
     // Step 5.
-    if sn != 0 {
+    if !fits {
         return Err(wrong_length());
     }
     if r != *root {
@@ -419,22 +439,16 @@ pub fn verify_consistency(
     // Step 5.
     let (mut fr, mut sr) = (*first, *first);
     // Step 6.
-    for c in path {
-        if sn == 0 {
-            return Err(wrong_length());
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
+    let fits = walk_path(fn_, sn, path, |c, left| {
+        if left {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            shift_until_odd_or_zero(&mut fn_, &mut sn);
         } else {
             sr = node_hash(&sr, c);
         }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
+    });
     // Step 7.
-    if sn != 0 {
+    if !fits {
         return Err(wrong_length());
     }
     if fr != *old_root {

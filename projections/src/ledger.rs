@@ -166,6 +166,18 @@ pub enum RequestStatus {
     Disbursed,
 }
 
+impl RequestStatus {
+    /// The status as the events' readers (HTTP, reports) name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Requested => "requested",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Rejected => "rejected",
+            RequestStatus::Disbursed => "disbursed",
+        }
+    }
+}
+
 /// A payout or a move between projects: requested by one person, decided by another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {

@@ -16,7 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use events::{is_receipt_code, EventBody, Id, SealedEvent};
-use projections::{Donation, LedgerState, Request, RequestStatus};
+use projections::{Donation, LedgerState, Request};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -409,15 +409,6 @@ fn public_donation(d: &Donation) -> PublicDonation {
     }
 }
 
-fn status_name(s: RequestStatus) -> &'static str {
-    match s {
-        RequestStatus::Requested => "requested",
-        RequestStatus::Approved => "approved",
-        RequestStatus::Rejected => "rejected",
-        RequestStatus::Disbursed => "disbursed",
-    }
-}
-
 /// A payout: what the money was for, who got it, the document it rests on.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PublicPayout {
@@ -443,7 +434,7 @@ fn public_payout(r: &Request) -> PublicPayout {
         payee: r.payee.as_ref().map(|t| t.to_string()),
         purpose: r.purpose.as_ref().map(|t| t.to_string()),
         document_sha256: r.document_sha256.map(|h| h.to_hex()),
-        status: status_name(r.status).to_owned(),
+        status: r.status.as_str().to_owned(),
         decided_ts_ms: r.decided_ts_ms,
         disbursed_ts_ms: r.disbursed_ts_ms,
     }
@@ -541,7 +532,7 @@ fn project_detail_of(state: &LedgerState, id: &Id) -> Option<ProjectDetail> {
             amount_minor: m.amount_minor,
             currency: m.currency.to_string(),
             reason: m.reason.as_ref().map(|t| t.to_string()),
-            status: status_name(m.status).to_owned(),
+            status: m.status.as_str().to_owned(),
         })
         .collect();
     let matching = state

@@ -13,7 +13,7 @@ use events::{
     Amount, Channel, Currency, EventBody, Hash, Id, Idempotency, MatchingPoolCommitted,
     MoveRequested, PayoutRequested, ProjectKind, SealedEvent, Text,
 };
-use projections::{LedgerState, Request, RequestStatus};
+use projections::{LedgerState, Request};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoResponses, ToSchema};
 
@@ -1286,15 +1286,6 @@ pub enum StatusFilter {
     Disbursed,
 }
 
-fn status_name(s: RequestStatus) -> &'static str {
-    match s {
-        RequestStatus::Requested => "requested",
-        RequestStatus::Approved => "approved",
-        RequestStatus::Rejected => "rejected",
-        RequestStatus::Disbursed => "disbursed",
-    }
-}
-
 /// Paging and filters for payouts and moves.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -1365,7 +1356,7 @@ fn request_page<'a>(
     let mut next_after = None;
     for (_, r) in requests {
         if q.status
-            .is_some_and(|f| status_name(r.status) != status_filter_name(f))
+            .is_some_and(|f| r.status.as_str() != status_filter_name(f))
         {
             continue;
         }
@@ -1395,7 +1386,7 @@ fn staff_request(r: &Request) -> StaffRequest {
     StaffRequest {
         seq: r.seq,
         ts_ms: r.ts_ms,
-        status: status_name(r.status).to_owned(),
+        status: r.status.as_str().to_owned(),
         requested_by: r.requested_by.to_string(),
         project: r.project.to_string(),
         to_project: r.to_project.as_ref().map(|p| p.to_string()),

@@ -9,7 +9,10 @@
 
 use std::io::{BufRead, Read};
 
-use events::{Amount, Currency, Hash, StatementLineKind, StatementSource, AMOUNT_MINOR_MAX};
+use events::{
+    Amount, Currency, Hash, StatementImported, StatementLineKind, StatementLineRecorded,
+    StatementSource, AMOUNT_MINOR_MAX,
+};
 use sha2::{Digest, Sha256};
 
 mod camt053;
@@ -35,6 +38,23 @@ pub struct ParsedLine {
     pub currency: Currency,
 }
 
+impl ParsedLine {
+    /// The line as the ledger records it, in statement `statement_seq`.
+    pub fn recorded(self, statement_seq: u64) -> StatementLineRecorded {
+        StatementLineRecorded {
+            statement_seq,
+            line_no: self.line_no,
+            kind: self.kind,
+            reference: self.reference,
+            original_reference: self.original_reference,
+            booked_ms: self.booked_ms,
+            amount_minor: self.amount_minor,
+            fee_minor: self.fee_minor,
+            currency: self.currency,
+        }
+    }
+}
+
 /// What the whole file said: known once it has been read to the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementSummary {
@@ -46,6 +66,21 @@ pub struct StatementSummary {
     pub period_start_ms: u64,
     pub period_end_ms: u64,
     pub line_count: u64,
+}
+
+impl StatementSummary {
+    /// The statement's header event, as `import-statement` records it.
+    pub fn imported(&self) -> StatementImported {
+        StatementImported {
+            statement_sha256: self.sha256,
+            source: self.source,
+            account: self.account.clone(),
+            currency: self.currency,
+            period_start_ms: self.period_start_ms,
+            period_end_ms: self.period_end_ms,
+            line_count: self.line_count,
+        }
+    }
 }
 
 /// How to read times that carry no zone.

@@ -42,7 +42,7 @@ use eventstore::{
 };
 use tokio::sync::watch;
 
-use super::{check_continues, EventLog, Head, StoreError, READ_EVENTS_MAX};
+use super::{check_continues, check_limit, EventLog, Head, StoreError, READ_EVENTS_MAX};
 
 /// The prefix of a ledger's stream name.
 pub const STREAM_PREFIX: &str = "ledger-";
@@ -523,21 +523,9 @@ impl EventLog for EventStoreLog {
         expected_len: u64,
         events: Vec<SealedEvent>,
     ) -> Result<Head, StoreError> {
-        if events.len() > APPEND_EVENTS_MAX {
-            return Err(StoreError::Limit {
-                what: "events in one append",
-                value: events.len() as u64,
-                max: APPEND_EVENTS_MAX as u64,
-            });
-        }
+        check_limit("events in one append", events.len(), APPEND_EVENTS_MAX)?;
         let bytes: usize = events.iter().map(|e| e.canonical_bytes().len()).sum();
-        if bytes > APPEND_BYTES_MAX {
-            return Err(StoreError::Limit {
-                what: "bytes of event data in one append",
-                value: bytes as u64,
-                max: APPEND_BYTES_MAX as u64,
-            });
-        }
+        check_limit("bytes of event data in one append", bytes, APPEND_BYTES_MAX)?;
         for e in &events {
             if &e.record().ledger != self.ledger() {
                 return Err(StoreError::NotContinuing(ChainError::Malformed {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use events::{ChainError, ChainVerifier, Hash, SealedEvent};
 use tokio::sync::watch;
 
-use super::{check_continues, EventLog, Head, StoreError, READ_EVENTS_MAX};
+use super::{check_continues, check_limit, EventLog, Head, StoreError, READ_EVENTS_MAX};
 
 /// The most events one append takes (as in the sled backend).
 pub const APPEND_EVENTS_MAX: usize = 65_536;
@@ -123,13 +123,7 @@ impl EventLog for MemoryLog {
         expected_len: u64,
         events: Vec<SealedEvent>,
     ) -> Result<Head, StoreError> {
-        if events.len() > APPEND_EVENTS_MAX {
-            return Err(StoreError::Limit {
-                what: "events in one append",
-                value: events.len() as u64,
-                max: APPEND_EVENTS_MAX as u64,
-            });
-        }
+        check_limit("events in one append", events.len(), APPEND_EVENTS_MAX)?;
         // The lock is held from the length check to the publication of the new head, so two
         // writers on clones of one log can never both succeed at the same length.
         let mut stored = self.lock()?;

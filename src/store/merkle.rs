@@ -391,15 +391,7 @@ impl PersistedTree {
     }
 
     fn full_tile(&self, level: u8, tile: u64) -> Result<sled::IVec, TreeReadError> {
-        let bytes = self
-            .tiles
-            .get(tile_key(level, tile))
-            .map_err(|e| TreeReadError::Io(e.to_string()))?
-            .ok_or(TreeReadError::MissingTile { level, tile })?;
-        if bytes.len() != TILE_BYTES {
-            return Err(TreeReadError::MissingTile { level, tile });
-        }
-        Ok(bytes)
+        read_full_tile(&self.tiles, level, tile)
     }
 
     /// The first `width` hashes (1 to 256) of tile `tile` of tree level `level`, concatenated,
@@ -489,21 +481,24 @@ fn remove_tiles_beyond(tiles: &sled::Tree, size: u64) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Full tile `tile` of tree level `level` as stored: missing, or not full, is an error.
+fn read_full_tile(tiles: &sled::Tree, level: u8, tile: u64) -> Result<sled::IVec, TreeReadError> {
+    let bytes = tiles
+        .get(tile_key(level, tile))
+        .map_err(|e| TreeReadError::Io(e.to_string()))?
+        .ok_or(TreeReadError::MissingTile { level, tile })?;
+    if bytes.len() != TILE_BYTES {
+        return Err(TreeReadError::MissingTile { level, tile });
+    }
+    Ok(bytes)
+}
+
 /// Rebuilds the in-memory state of the tree of `size` leaves (a multiple of 256) from the
 /// stored full tiles: each level's partial tile from the level below, then the frontier.
 fn build_state(tiles: &sled::Tree, size: u64) -> Result<TreeState, TreeReadError> {
     debug_assert_eq!(size % TILE_NODES as u64, 0);
     let mut state = TreeState::empty();
-    let read_full = |level: u8, tile: u64| -> Result<sled::IVec, TreeReadError> {
-        let bytes = tiles
-            .get(tile_key(level, tile))
-            .map_err(|e| TreeReadError::Io(e.to_string()))?
-            .ok_or(TreeReadError::MissingTile { level, tile })?;
-        if bytes.len() != TILE_BYTES {
-            return Err(TreeReadError::MissingTile { level, tile });
-        }
-        Ok(bytes)
-    };
+    let read_full = |level: u8, tile: u64| read_full_tile(tiles, level, tile);
     // Level 0 has no partial tile at a multiple of 256. Level l's partial nodes are the pairs
     // of level l-1 nodes below them.
     for level in 1..LEVELS as u8 {

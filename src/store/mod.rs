@@ -173,6 +173,18 @@ pub fn subscribe(log: Arc<dyn EventLog>, from: u64) -> Subscription {
     Subscription { rx, task }
 }
 
+/// Refuses an append whose `what` is `value`, over the backend's limit `max`.
+pub(crate) fn check_limit(what: &'static str, value: usize, max: usize) -> Result<(), StoreError> {
+    if value > max {
+        return Err(StoreError::Limit {
+            what,
+            value: value as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
+}
+
 /// Checks that `events` continue a chain whose head is `head`: consecutive seqs from
 /// `head.len`, each `prev` the hash before it. Shared by every backend.
 pub fn check_continues(head: Head, events: &[SealedEvent]) -> Result<Head, StoreError> {

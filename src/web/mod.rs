@@ -254,6 +254,12 @@ impl Page {
         }
     }
 
+    /// Answers `status`, with `message` (HTML, escaped already) as the page's alert.
+    fn alert(&mut self, status: StatusCode, message: &str) {
+        self.status = status;
+        let _ = write!(self.body, r#"<p class="error" role="alert">{message}</p>"#);
+    }
+
     fn render(self) -> Response {
         let l = self.lang;
         let switch = if self.query.is_empty() {
@@ -328,11 +334,10 @@ impl Page {
 fn not_found(q: &Query, path: &str, message: String) -> Response {
     let l = q.lang();
     let mut page = Page::new(q, path, l.t("未找到", "Not found").to_owned());
-    page.status = StatusCode::NOT_FOUND;
+    page.alert(StatusCode::NOT_FOUND, &esc(&message));
     let _ = write!(
         page.body,
-        r#"<p class="error" role="alert">{}</p><p><a href="{}">{}</a></p>"#,
-        esc(&message),
+        r#"<p><a href="{}">{}</a></p>"#,
         href(l, "/"),
         l.t("返回项目列表", "Back to the projects")
     );
@@ -856,24 +861,20 @@ async fn receipt_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Res
         return page.render();
     }
     if !is_receipt_code(&code) {
-        page.status = StatusCode::BAD_REQUEST;
-        let _ = write!(
-            page.body,
-            r#"<p class="error" role="alert">{}</p>"#,
-            l.t("收据码格式不正确。", "That is not a receipt code.")
+        page.alert(
+            StatusCode::BAD_REQUEST,
+            l.t("收据码格式不正确。", "That is not a receipt code."),
         );
         return page.render();
     }
     let state = s.node.state();
     let Some(d) = state.donation_by_receipt(&code) else {
-        page.status = StatusCode::NOT_FOUND;
-        let _ = write!(
-            page.body,
-            r#"<p class="error" role="alert">{}</p>"#,
+        page.alert(
+            StatusCode::NOT_FOUND,
             l.t(
                 "没有找到这个收据码的捐赠。刚捐赠的话请稍候再试。",
-                "No donation has this receipt code. If you just gave, try again in a moment."
-            )
+                "No donation has this receipt code. If you just gave, try again in a moment.",
+            ),
         );
         return page.render();
     };
@@ -993,11 +994,9 @@ async fn verify_page(RawQuery(raw): RawQuery) -> Response {
             &receipt_form(l, &code).replace(r#"action="/receipt""#, r#"action="/verify""#),
         );
         if !code.is_empty() {
-            page.status = StatusCode::BAD_REQUEST;
-            let _ = write!(
-                page.body,
-                r#"<p class="error" role="alert">{}</p>"#,
-                l.t("收据码格式不正确。", "That is not a receipt code.")
+            page.alert(
+                StatusCode::BAD_REQUEST,
+                l.t("收据码格式不正确。", "That is not a receipt code."),
             );
         }
         return page.render();
@@ -1045,14 +1044,13 @@ async fn audit_page(RawQuery(raw): RawQuery) -> Response {
     // the script parses and checks it, this only bounds its length.
     let mut key = q.get("key").unwrap_or("").trim();
     if key.len() > PINNED_KEY_BYTES_MAX {
-        page.status = StatusCode::BAD_REQUEST;
-        let _ = write!(
-            page.body,
-            r#"<p class="error" role="alert">{} {PINNED_KEY_BYTES_MAX}.</p>"#,
-            l.t(
-                "验证公钥过长，上限为",
-                "That verifier key is too long; the limit is"
-            ),
+        let message = l.t(
+            "验证公钥过长，上限为",
+            "That verifier key is too long; the limit is",
+        );
+        page.alert(
+            StatusCode::BAD_REQUEST,
+            &format!("{message} {PINNED_KEY_BYTES_MAX}."),
         );
         key = "";
         // Nor is it carried into the language switch.

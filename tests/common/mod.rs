@@ -2,13 +2,16 @@
 //! demo ledger for the transparency-log tests.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use events::{
-    Amount, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ProjectOpened, SealedEvent,
-    Text,
+    Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ProjectOpened,
+    SealedEvent, Text,
 };
+use ledger::command::DonationInput;
 use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
 use ledger::node::{Node, NodeConfig};
 
@@ -20,6 +23,22 @@ pub fn text(s: &str) -> Text {
 }
 pub fn amount(v: u64) -> Amount {
     Amount::new(v).unwrap()
+}
+
+/// An anonymous WeChat Pay gift of `minor` fen to `project`, without fee.
+pub fn donation(project: &str, minor: u64, txn: &str, donor: &str) -> DonationInput {
+    DonationInput {
+        project: id(project),
+        amount_minor: amount(minor),
+        currency: Currency::CNY,
+        channel: Channel::Wechat,
+        channel_txn_id: txn.into(),
+        fee_minor: 0,
+        pledge_seq: None,
+        anonymous: true,
+        public_name: None,
+        donor_ref: id(donor),
+    }
 }
 
 /// `n` chained events from `seq` on, after an event with hash `prev`. Each opens a project
@@ -50,7 +69,7 @@ pub fn chained_events(seq: u64, n: u64, mut prev: Hash) -> Vec<SealedEvent> {
         .collect()
 }
 
-struct NoProgress;
+pub struct NoProgress;
 impl Progress for NoProgress {
     fn set_total(&self, _: u64) {}
     fn advance(&self, _: u64) {}
@@ -61,40 +80,62 @@ pub async fn demo_node(dir: &Path, donations: usize, key: bool) -> Node {
     if key {
         ledger::tlog::checkpoints::keygen(dir, "example.org/ledger/erqi").unwrap();
     }
-    let clock = DemoClock::new();
-    let node = Node::open(NodeConfig {
-        data_dir: dir.to_owned(),
-        ledger: Some(Id::new("erqi").unwrap()),
-        clock: clock.clock(),
-    })
-    .await
-    .unwrap();
-    let size = DemoSize {
+    demo_with_db(dir, &demo_size(donations, 7)).await.0
+}
+
+/// A small demo: three community projects, two help requests, two micro-wishes, a general
+/// fund, two sponsors, `donations` gifts, made from `seed`.
+pub fn demo_size(donations: usize, seed: u64) -> DemoSize {
+    DemoSize {
         community_projects: 3,
         help_requests: 2,
         micro_wishes: 2,
         general_funds: 1,
         sponsors: 2,
         donations,
-        seed: 7,
-    };
-    run_demo(&node.writer, &clock, &size, &NoProgress)
+        seed,
+    }
+}
+
+/// The demo ledger `size` describes, in `dir`, and its sled database (for the HTTP
+/// service's tokens).
+pub async fn demo_with_db(dir: &Path, size: &DemoSize) -> (Node, sled::Db) {
+    let (node, db, clock) = open_erqi(dir).await;
+    run_demo(&node.writer, &clock, size, &NoProgress)
         .await
         .unwrap();
-    node
+    (node, db)
+}
+
+/// Opens the ledger `erqi` in `dir` on a demo clock, with its sled database.
+pub async fn open_erqi(dir: &Path) -> (Node, sled::Db, DemoClock) {
+    let clock = DemoClock::new();
+    let (node, db) = Node::open_with_db(NodeConfig {
+        data_dir: dir.to_owned(),
+        ledger: Some(Id::new("erqi").unwrap()),
+        clock: clock.clock(),
+    })
+    .await
+    .unwrap();
+    (node, db, clock)
 }
 
 /// Signs a checkpoint at the node's current size now (the background signer is rate
 /// limited) and returns the note.
 pub fn sign_now(node: &Node, dir: &Path) -> String {
+    let size = sign_current(node, dir);
+    node.checkpoints.at(size).unwrap().unwrap()
+}
+
+/// Signs a checkpoint at the node's current size now and returns that size.
+pub fn sign_current(node: &Node, dir: &Path) -> u64 {
     let key = ledger::tlog::checkpoints::load_signer(dir)
         .unwrap()
         .unwrap();
-    let signer =
-        ledger::tlog::CheckpointSigner::new(node.tree.clone(), node.checkpoints.clone(), key)
-            .unwrap();
-    let size = signer.sign_current().unwrap();
-    node.checkpoints.at(size).unwrap().unwrap()
+    ledger::tlog::CheckpointSigner::new(node.tree.clone(), node.checkpoints.clone(), key)
+        .unwrap()
+        .sign_current()
+        .unwrap()
 }
 
 /// Waits until the read models have folded the whole log.
