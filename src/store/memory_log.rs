@@ -9,10 +9,12 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use events::{ChainError, ChainVerifier, Hash, SealedEvent};
+use events::{ChainVerifier, Hash, SealedEvent};
 use tokio::sync::watch;
 
-use super::{check_continues, check_limit, EventLog, Head, StoreError, READ_EVENTS_MAX};
+use super::{
+    check_continues, check_limit, decode_event, EventLog, Head, StoreError, READ_EVENTS_MAX,
+};
 
 /// The most events one append takes (as in the sled backend).
 pub const APPEND_EVENTS_MAX: usize = 65_536;
@@ -64,7 +66,7 @@ impl MemoryLog {
         let events = self.lock()?.clone();
         let mut chain = ChainVerifier::new();
         for (seq, stored) in events.iter().enumerate() {
-            let event = decode(seq as u64, stored)?;
+            let event = decode_event(seq as u64, stored.hash, &stored.canonical)?;
             chain.push_sealed(&event).map_err(StoreError::Corrupt)?;
         }
         let head = Head {
@@ -84,32 +86,6 @@ impl MemoryLog {
     fn head_now(&self) -> Head {
         *self.inner.head_tx.borrow()
     }
-}
-
-fn decode(seq: u64, stored: &Stored) -> Result<SealedEvent, StoreError> {
-    let event = SealedEvent::from_canonical(stored.canonical.to_vec()).map_err(|e| {
-        StoreError::Corrupt(match e {
-            ChainError::Malformed { reason, .. } => ChainError::Malformed {
-                seq: Some(seq),
-                reason,
-            },
-            other => other,
-        })
-    })?;
-    if event.hash() != stored.hash {
-        return Err(StoreError::Corrupt(ChainError::HashMismatch {
-            seq,
-            declared: stored.hash,
-            computed: event.hash(),
-        }));
-    }
-    if event.seq() != seq {
-        return Err(StoreError::Corrupt(ChainError::SeqGap {
-            expected: seq,
-            found: event.seq(),
-        }));
-    }
-    Ok(event)
 }
 
 #[async_trait]
@@ -160,7 +136,7 @@ impl EventLog for MemoryLog {
         };
         page.iter()
             .enumerate()
-            .map(|(i, s)| decode(from + i as u64, s))
+            .map(|(i, s)| decode_event(from + i as u64, s.hash, &s.canonical))
             .collect()
     }
 

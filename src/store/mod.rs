@@ -185,6 +185,38 @@ pub(crate) fn check_limit(what: &'static str, value: usize, max: usize) -> Resul
     Ok(())
 }
 
+/// Re-hashes a stored event and checks it against the hash stored beside it and its
+/// position.
+pub(crate) fn decode_event(
+    seq: u64,
+    stored_hash: Hash,
+    canonical: &[u8],
+) -> Result<SealedEvent, StoreError> {
+    let event = SealedEvent::from_canonical(canonical.to_vec()).map_err(|e| {
+        StoreError::Corrupt(match e {
+            ChainError::Malformed { reason, .. } => ChainError::Malformed {
+                seq: Some(seq),
+                reason,
+            },
+            other => other,
+        })
+    })?;
+    if event.hash() != stored_hash {
+        return Err(StoreError::Corrupt(ChainError::HashMismatch {
+            seq,
+            declared: stored_hash,
+            computed: event.hash(),
+        }));
+    }
+    if event.seq() != seq {
+        return Err(StoreError::Corrupt(ChainError::SeqGap {
+            expected: seq,
+            found: event.seq(),
+        }));
+    }
+    Ok(event)
+}
+
 /// Checks that `events` continue a chain whose head is `head`: consecutive seqs from
 /// `head.len`, each `prev` the hash before it. Shared by every backend.
 pub fn check_continues(head: Head, events: &[SealedEvent]) -> Result<Head, StoreError> {

@@ -31,7 +31,10 @@ use events::{ChainError, ChainVerifier, Hash, SealedEvent};
 use tokio::sync::watch;
 
 use super::merkle::{leaf_hashes, PersistedTree, TILE_KEY_PREFIX, TILE_NODES};
-use super::{check_continues, EventLog, Head, StoreError, READ_EVENTS_MAX, READ_HASHES_MAX};
+use super::{
+    check_continues, check_limit, decode_event, EventLog, Head, StoreError, READ_EVENTS_MAX,
+    READ_HASHES_MAX,
+};
 
 /// The largest chunk record in bytes, unless one event alone is larger (at most 8 KiB plus
 /// its 36-byte header); typical 300-byte events make chunks of about 20.
@@ -203,13 +206,7 @@ impl SledLog {
         expected_len: u64,
         events: &[SealedEvent],
     ) -> Result<Head, StoreError> {
-        if events.len() > APPEND_EVENTS_MAX {
-            return Err(StoreError::Limit {
-                what: "events in one append",
-                value: events.len() as u64,
-                max: APPEND_EVENTS_MAX as u64,
-            });
-        }
+        check_limit("events in one append", events.len(), APPEND_EVENTS_MAX)?;
         let mut head = self
             .inner
             .head
@@ -365,34 +362,6 @@ fn split_event(rest: &[u8], seq: u64) -> Result<(Hash, &[u8], &[u8]), StoreError
         .get(36..36 + len)
         .ok_or_else(|| corrupt("truncated event"))?;
     Ok((hash, body, &rest[36 + len..]))
-}
-
-/// Re-hashes a stored event and checks it against the hash stored beside it and its
-/// position.
-fn decode_event(seq: u64, stored_hash: Hash, canonical: &[u8]) -> Result<SealedEvent, StoreError> {
-    let event = SealedEvent::from_canonical(canonical.to_vec()).map_err(|e| {
-        StoreError::Corrupt(match e {
-            ChainError::Malformed { reason, .. } => ChainError::Malformed {
-                seq: Some(seq),
-                reason,
-            },
-            other => other,
-        })
-    })?;
-    if event.hash() != stored_hash {
-        return Err(StoreError::Corrupt(ChainError::HashMismatch {
-            seq,
-            declared: stored_hash,
-            computed: event.hash(),
-        }));
-    }
-    if event.seq() != seq {
-        return Err(StoreError::Corrupt(ChainError::SeqGap {
-            expected: seq,
-            found: event.seq(),
-        }));
-    }
-    Ok(event)
 }
 
 /// Finds the head and re-checks the last [`TAIL_CHECK_EVENTS`] events.
