@@ -11,6 +11,7 @@ use events::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::receipts::ReceiptIndex;
 use crate::ProjectionError;
 
 /// Money figures of one project, in minor units of its currency.
@@ -251,8 +252,9 @@ pub struct IdempotentResult {
     pub last_seq: u64,
 }
 
-/// The whole state, folded from the log. Ordered maps only, so serialized state is a pure
-/// function of the events (byte-identical on rebuild). The maps are persistent (structurally
+/// The whole state, folded from the log. Ordered maps only (the receipt index serializes in
+/// key order too), so serialized state is a pure function of the events (byte-identical on
+/// rebuild). The maps are persistent (structurally
 /// shared): a clone is O(1), which lets the writer try a command on a copy and lets readers
 /// hold a snapshot while the writer goes on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,7 +272,7 @@ pub struct LedgerState {
     /// the donations themselves.
     pub donations: OrdMap<u64, Arc<Donation>>,
     /// Receipt number (the 64 bits a receipt code spells) → donation seq.
-    pub receipts: OrdMap<u64, u64>,
+    pub receipts: ReceiptIndex,
     /// The ledger's id, from its first event (receipt codes are derived from it).
     pub ledger: Option<Id>,
     pub payouts: OrdMap<u64, Request>,
