@@ -4,11 +4,12 @@
 //! A chunk is a run of consecutive events, each encoded as `u32 BE length ‖ 32-byte hash ‖
 //! canonical bytes`. One append writes its events as one or more chunks of at most
 //! [`CHUNK_BYTES_MAX`] in one atomic sled batch, so a batch of 1024 events costs some
-//! fifty sled records instead of 1024. Why 8 KiB: a sled 0.34 leaf splits only when it
-//! holds more than 16 records, and a page larger than a quarter of a segment (128 KiB by
-//! default) is written as a separate blob file; 16 chunks of 8 KiB keep every leaf under
-//! that, so every byte lives in sled's main `db` file. (32 KiB chunks made leaves of up to
-//! 512 KiB, written as blobs, at less than half the append rate.)
+//! fifty sled records instead of 1024. Why 8 KiB: a sled 0.34 leaf splits only after its
+//! 17th record, and a page larger than a quarter of a segment less 20 bytes (131,052 bytes
+//! by default) is written as a separate blob file. 32 KiB chunks made leaves of up to
+//! 512 KiB, all blobs, at less than half the append rate; with 8 KiB only a leaf at 17
+//! chunks goes over (seen in perf as `write_blob` under `rewrite_page`), and 2, 4 and 7 KiB
+//! chunks measured no better (docs/BENCHMARKS.md).
 //!
 //! The Merkle tree over the log (RFC 9162) is kept in the same tree, as tiles of 256 nodes
 //! under keys `0xFF 'M' ...` that sort after every chunk key (see [`super::merkle`]): each
