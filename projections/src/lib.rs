@@ -18,7 +18,7 @@ pub mod reconcile;
 
 pub use journal::{Account, Books, FundStatement, JournalEntry, TrialBalance};
 pub use ledger::*;
-pub use receipts::{ReceiptIndex, RECENT_MAX as RECEIPTS_RECENT_MAX};
+pub use receipts::ReceiptIndex;
 
 /// A fold that met an event it cannot apply. On a log written by the ledger's own writer
 /// this is a bug or corruption, never an input error.
