@@ -720,9 +720,8 @@ fn decide_donation(
     // A channel transaction is recorded once. Its receipt code is derived from it, so the
     // receipt index finds an earlier one; the stored id tells a repeat from a (2^-64) collision.
     if let Some(earlier) = state
-        .receipts
-        .get(&number)
-        .and_then(|s| state.donations.get(s))
+        .receipt_seq(number)
+        .and_then(|s| state.donations.get(&s))
     {
         if earlier.channel == input.channel && *earlier.channel_txn_id == *input.channel_txn_id {
             return Err(CommandError::DuplicateChannelTxn {

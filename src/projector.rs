@@ -35,9 +35,17 @@ impl SnapshotStore {
     }
 
     /// The persisted state, if any. An unreadable snapshot is ignored (it is rebuildable).
+    /// That includes one sled cannot read back: a snapshot is larger than sled's blob
+    /// threshold, so sled keeps it in a blob file, which it writes without fsync; after a
+    /// power loss the file may be gone or torn.
     pub fn load(&self) -> Result<Option<LedgerState>, StoreError> {
-        let Some(bytes) = self.tree.get(LEDGER_STATE_KEY).map_err(StoreError::io)? else {
-            return Ok(None);
+        let bytes = match self.tree.get(LEDGER_STATE_KEY) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a projection snapshot sled cannot read");
+                return Ok(None);
+            }
         };
         match bincode::deserialize(&bytes) {
             Ok(state) => Ok(Some(state)),

@@ -208,6 +208,109 @@ fn a_channel_transaction_is_recorded_once() {
     l.ok("recorder", Command::RecordDonation(d));
 }
 
+/// The receipt index is one table shared by every copy of a state. Copies that went
+/// separate ways (a batch refused after its append failed, a command tried on a copy) each
+/// add their own gifts at the same seqs; each copy still finds only its own.
+#[test]
+fn copies_of_a_state_that_went_separate_ways_each_find_only_their_own_receipts() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    give(&mut l, "cp", 100, "wx-0", "d0");
+    let mut other = Ledger {
+        state: l.state.clone(),
+        ledger: l.ledger.clone(),
+        ts_ms: l.ts_ms,
+    };
+    let ours = l.ok(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "wx-ours", "d1")),
+    );
+    let theirs = other.ok(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "wx-theirs", "d2")),
+    );
+    assert_eq!(
+        ours[0].seq(),
+        theirs[0].seq(),
+        "both gifts took the same seq"
+    );
+    let code = |events: &[SealedEvent]| match &events[0].record().body {
+        EventBody::DonationReceived(d) => d.receipt_code.clone(),
+        other => panic!("not a gift: {other:?}"),
+    };
+    let (our_code, their_code) = (code(&ours), code(&theirs));
+    assert_eq!(
+        l.state.donation_by_receipt(&our_code).map(|d| d.seq),
+        Some(ours[0].seq())
+    );
+    assert!(l.state.donation_by_receipt(&their_code).is_none());
+    assert_eq!(
+        other.state.donation_by_receipt(&their_code).map(|d| d.seq),
+        Some(theirs[0].seq())
+    );
+    assert!(other.state.donation_by_receipt(&our_code).is_none());
+    // Each refuses its own transaction again and takes the other's.
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "wx-ours", "d1")),
+    );
+    assert!(matches!(e, CommandError::DuplicateChannelTxn { .. }), "{e}");
+    l.ok(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "wx-theirs", "d2")),
+    );
+    // Now one receipt number has two candidates (the other copy's seq first): each copy
+    // finds its own.
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "wx-theirs", "d2")),
+    );
+    assert!(matches!(e, CommandError::DuplicateChannelTxn { .. }), "{e}");
+    assert_eq!(
+        l.state.donation_by_receipt(&their_code).map(|d| d.seq),
+        Some(ours[0].seq() + 1)
+    );
+    let e = other.err(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "wx-theirs", "d2")),
+    );
+    assert!(matches!(e, CommandError::DuplicateChannelTxn { .. }), "{e}");
+    // The earliest gift, from before the copies parted, is found in both.
+    let first = l.state.donations.values().next().unwrap().receipt_code;
+    assert!(other.state.donation_by_receipt(first.as_str()).is_some());
+}
+
+/// A state read back from its serialized form (a snapshot) rebuilds the receipt index from
+/// its donations: lookups and the duplicate rule work as before.
+#[test]
+fn a_state_read_back_from_a_snapshot_finds_its_receipts() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    for n in 0..50 {
+        give(&mut l, "cp", 100, &format!("wx-{n}"), "d1");
+    }
+    let bytes = bincode::serialize(&l.state).unwrap();
+    let back: LedgerState = bincode::deserialize(&bytes).unwrap();
+    assert_eq!(back, l.state);
+    assert_eq!(back.receipts.candidates(), 0, "filled only when first used");
+    for d in l.state.donations.values() {
+        let found = back.donation_by_receipt(d.receipt_code.as_str()).unwrap();
+        assert_eq!(found.seq, d.seq);
+    }
+    assert_eq!(back.receipts.candidates(), 50);
+    let mut l = Ledger {
+        state: back,
+        ledger: l.ledger,
+        ts_ms: l.ts_ms,
+    };
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("cp", 100, "wx-7", "d1")),
+    );
+    assert!(matches!(e, CommandError::DuplicateChannelTxn { .. }), "{e}");
+    give(&mut l, "cp", 100, "wx-50", "d1");
+}
+
 #[test]
 fn help_requests_and_micro_wishes_stop_at_their_goal() {
     let mut l = Ledger::new();

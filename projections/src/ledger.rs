@@ -252,8 +252,8 @@ pub struct IdempotentResult {
     pub last_seq: u64,
 }
 
-/// The whole state, folded from the log. Ordered maps only (the receipt index serializes in
-/// key order too), so serialized state is a pure function of the events (byte-identical on
+/// The whole state, folded from the log. Ordered maps only (the receipt index, a hash table,
+/// is not serialized), so serialized state is a pure function of the events (byte-identical on
 /// rebuild). The maps are persistent (structurally
 /// shared): a clone is O(1), which lets the writer try a command on a copy and lets readers
 /// hold a snapshot while the writer goes on.
@@ -271,7 +271,10 @@ pub struct LedgerState {
     /// (the writer works on a copy of the state) move pointers, not records. Serialized as
     /// the donations themselves.
     pub donations: OrdMap<u64, Arc<Donation>>,
-    /// Receipt number (the 64 bits a receipt code spells) → donation seq.
+    /// Receipt number (the 64 bits a receipt code spells) → donation seq, as candidates
+    /// checked against `donations` (see [`crate::receipts`]); use [`Self::receipt_seq`].
+    /// Not serialized: it is rebuilt from `donations`.
+    #[serde(skip, default = "ReceiptIndex::unbuilt")]
     pub receipts: ReceiptIndex,
     /// The ledger's id, from its first event (receipt codes are derived from it).
     pub ledger: Option<Id>,
@@ -309,11 +312,26 @@ fn sub(a: &mut u64, b: u64, seq: u64, what: &str) -> Result<(), ProjectionError>
 }
 
 impl LedgerState {
+    /// The seq of this state's donation whose receipt code spells `number`.
+    pub fn receipt_seq(&self, number: u64) -> Option<u64> {
+        self.receipts.ensure_built(|| {
+            self.donations
+                .values()
+                .map(|d| (d.receipt_code.number(), d.seq))
+                .collect()
+        });
+        self.receipts.find(number, |seq| {
+            self.donations
+                .get(&seq)
+                .is_some_and(|d| d.receipt_code.number() == number)
+        })
+    }
+
     /// The donation a receipt code names.
     pub fn donation_by_receipt(&self, code: &str) -> Option<&Donation> {
-        let seq = self.receipts.get(&events::receipt_number(code)?)?;
+        let seq = self.receipt_seq(events::receipt_number(code)?)?;
         self.donations
-            .get(seq)
+            .get(&seq)
             .map(|d| &**d)
             .filter(|d| d.receipt_code.as_str() == code)
     }
@@ -490,9 +508,10 @@ impl LedgerState {
                 }
                 let receipt_code = ReceiptCode::parse(&e.receipt_code)
                     .ok_or_else(|| invariant(seq, "a malformed receipt code"))?;
-                if self.receipts.insert(receipt_code.number(), seq).is_some() {
+                if self.receipt_seq(receipt_code.number()).is_some() {
                     return Err(invariant(seq, "a receipt code was issued twice"));
                 }
+                self.receipts.insert(receipt_code.number(), seq);
                 self.donations.insert(
                     seq,
                     Arc::new(Donation {

@@ -4,12 +4,12 @@
 //! A chunk is a run of consecutive events, each encoded as `u32 BE length ‖ 32-byte hash ‖
 //! canonical bytes`. One append writes its events as one or more chunks of at most
 //! [`CHUNK_BYTES_MAX`] in one atomic sled batch, so a batch of 1024 events costs some
-//! fifty sled records instead of 1024. Why 8 KiB: a sled 0.34 leaf splits only after its
-//! 17th record, and a page larger than a quarter of a segment less 20 bytes (131,052 bytes
-//! by default) is written as a separate blob file. 32 KiB chunks made leaves of up to
-//! 512 KiB, all blobs, at less than half the append rate; with 8 KiB only a leaf at 17
-//! chunks goes over (seen in perf as `write_blob` under `rewrite_page`), and 2, 4 and 7 KiB
-//! chunks measured no better (docs/BENCHMARKS.md).
+//! fifty sled records instead of 1024. A sled 0.34 leaf splits only after its 17th record,
+//! and a page larger than a quarter of a segment less 20 bytes is written as a separate blob
+//! file, which sled never fsyncs. New data directories use [`SEGMENT_SIZE`] (1 MiB) segments,
+//! under which a leaf of 17 of the largest chunks is no blob; 32 KiB chunks at 512 KiB
+//! segments made every leaf a blob at less than half the append rate, and 2, 4, 7 and
+//! 12 KiB chunks measured no better than 8 (docs/BENCHMARKS.md).
 //!
 //! The Merkle tree over the log (RFC 9162) is kept in the same tree, as tiles of 256 nodes
 //! under keys `0xFF 'M' ...` that sort after every chunk key (see [`super::merkle`]): each
@@ -19,9 +19,10 @@
 //! (for the benchmark that measures what it costs).
 //!
 //! Durability: sled 0.34's `flush` ends in `sync_file_range`, which neither flushes the
-//! drive's write cache nor file metadata. After every flush this backend calls
-//! `fdatasync` (`File::sync_data`) on sled's `db` file through a handle of its own, which
-//! does both; an append is acknowledged only after that returns.
+//! drive's write cache nor file metadata. After every flush this backend fsyncs the blob
+//! files sled wrote since the last flush ([`SledLog::sync`]), then calls `fdatasync`
+//! (`File::sync_data`) on sled's `db` file through a handle of its own, which does both; an
+//! append is acknowledged only after that returns.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,38 @@ use super::{
 /// The largest chunk record in bytes, unless one event alone is larger (at most 8 KiB plus
 /// its 36-byte header); typical 300-byte events make chunks of about 20.
 pub const CHUNK_BYTES_MAX: usize = 8 * 1024;
+/// sled's segment size for new data directories (its default is 512 KiB). sled writes a
+/// page larger than a quarter of a segment less 20 bytes as a separate blob file, and it
+/// never fsyncs blob files: the fdatasync of its `db` file would make the pointer to a blob
+/// durable but not the blob, and a power loss could leave a log page unreadable. At 1 MiB
+/// the threshold is 262,124 bytes, and a log leaf (at most 17 records, sled splits leaves
+/// past 16) of the largest chunks stays well below it; see [`LOG_LEAF_BYTES_MAX`].
+pub const SEGMENT_SIZE: usize = 1024 * 1024;
+/// sled 0.34 splits a leaf once it holds more than 16 records.
+const LEAF_RECORDS_MAX: usize = 17;
+/// The largest chunk record: [`CHUNK_BYTES_MAX`], or one event alone of the largest size
+/// with its header.
+const CHUNK_RECORD_MAX: usize = if CHUNK_BYTES_MAX > 36 + events::EVENT_BYTES_MAX {
+    CHUNK_BYTES_MAX
+} else {
+    36 + events::EVENT_BYTES_MAX
+};
+/// An upper bound of a log leaf page in bytes: its records with their keys and 64 bytes of
+/// sled's framing each, and 1 KiB for the page header.
+pub const LOG_LEAF_BYTES_MAX: usize = LEAF_RECORDS_MAX * (CHUNK_RECORD_MAX + 8 + 64) + 1024;
+const _: () = assert!(LOG_LEAF_BYTES_MAX < SEGMENT_SIZE / 4 - 20);
+
+/// The segment size a sled database under `sled_dir` was made with, read from the `conf`
+/// file sled keeps (`segment_size: N` among `key: value` lines, then a 4-byte CRC); `None`
+/// for a new directory.
+fn recorded_segment_size(sled_dir: &Path) -> Option<usize> {
+    let conf = std::fs::read(sled_dir.join("conf")).ok()?;
+    let text = String::from_utf8_lossy(conf.get(..conf.len().checked_sub(4)?)?).into_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// How many events at the end of the log are re-checked (hashes and links) on open.
 pub const TAIL_CHECK_EVENTS: u64 = 4096;
 /// The most events one append takes.
@@ -70,6 +103,9 @@ struct Inner {
     merkle: Option<Arc<PersistedTree>>,
     /// A handle on sled's data file, for fdatasync after sled's own flush.
     db_file: File,
+    /// sled's blob directory, and the blob files in it already fsynced.
+    blobs_dir: PathBuf,
+    synced_blobs: Mutex<std::collections::HashSet<std::ffi::OsString>>,
     head: Mutex<Head>,
     head_tx: watch::Sender<Head>,
     /// The last [`RECENT_EVENTS_MAX`] events appended by this process, so subscribers (the
@@ -103,8 +139,19 @@ impl SledLog {
     /// Opens sled under `dir/sled` with the settings this backend relies on.
     pub fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
         std::fs::create_dir_all(dir).map_err(StoreError::io)?;
+        let sled_dir = Self::sled_dir(dir);
+        // sled refuses to open a database with another segment size than it was made with.
+        let segment_size = recorded_segment_size(&sled_dir).unwrap_or(SEGMENT_SIZE);
+        if segment_size != SEGMENT_SIZE {
+            tracing::warn!(
+                segment_size,
+                "this data directory was made with sled segments of another size: log pages \
+                 may be written as blob files, which sled does not fsync (see ARCHITECTURE.md)"
+            );
+        }
         sled::Config::new()
-            .path(Self::sled_dir(dir))
+            .path(sled_dir)
+            .segment_size(segment_size)
             // Flushes happen on every append, explicitly; no background flusher.
             .flush_every_ms(None)
             .cache_capacity(256 * 1024 * 1024)
@@ -132,6 +179,7 @@ impl SledLog {
     ) -> Result<SledLog, StoreError> {
         let log = db.open_tree("log").map_err(StoreError::io)?;
         let db_file = File::open(Self::sled_dir(dir).join("db")).map_err(StoreError::io)?;
+        let blobs_dir = Self::sled_dir(dir).join("blobs");
         // Make the directory entries themselves durable on first creation.
         if let Ok(d) = File::open(Self::sled_dir(dir)) {
             d.sync_all().map_err(StoreError::io)?;
@@ -149,6 +197,8 @@ impl SledLog {
                 log,
                 merkle,
                 db_file,
+                blobs_dir,
+                synced_blobs: Mutex::new(Default::default()),
                 head: Mutex::new(head),
                 head_tx,
                 recent: Mutex::new(std::collections::VecDeque::new()),
@@ -196,10 +246,61 @@ impl SledLog {
         &self.inner.db
     }
 
-    /// Flushes sled and fdatasyncs its data file: the durability barrier.
+    /// Flushes sled and fdatasyncs its data file: the durability barrier. Blob files sled
+    /// wrote since the last barrier are fsynced first (see [`Self::sync_new_blobs`]).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.inner.db.flush().map_err(StoreError::io)?;
+        self.sync_new_blobs()?;
         self.inner.db_file.sync_data().map_err(StoreError::io)
+    }
+
+    /// fsyncs every file in sled's blob directory not fsynced before, then the directory.
+    ///
+    /// sled writes a page larger than its blob threshold (a projection snapshot; a log page
+    /// only in a data directory made with small segments, see [`SEGMENT_SIZE`]) to a file
+    /// of its own and never fsyncs it, while the log message that points to it is in the
+    /// `db` file. After a power loss a torn blob is worse than a lost one: sled's recovery
+    /// stops reading its log at a blob it cannot read, dropping everything written after
+    /// it. So before the `db` file is made durable, so is every blob it may point to.
+    fn sync_new_blobs(&self) -> Result<(), StoreError> {
+        let entries = match std::fs::read_dir(&self.inner.blobs_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io(e)),
+        };
+        let mut synced = self
+            .inner
+            .synced_blobs
+            .lock()
+            .map_err(|_| StoreError::io("blob list lock poisoned"))?;
+        let mut present = std::collections::HashSet::new();
+        let mut any_new = false;
+        for entry in entries {
+            let entry = entry.map_err(StoreError::io)?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                match File::open(entry.path()) {
+                    Ok(file) => file.sync_all().map_err(StoreError::io)?,
+                    // Removed by sled since the listing: nothing to make durable.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::io(e)),
+                }
+                any_new = true;
+            }
+            present.insert(name);
+        }
+        if any_new {
+            File::open(&self.inner.blobs_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(StoreError::io)?;
+        }
+        *synced = present;
+        Ok(())
+    }
+
+    /// How many of sled's blob files the last barrier found fsynced.
+    pub fn synced_blob_files(&self) -> usize {
+        self.inner.synced_blobs.lock().map_or(0, |s| s.len())
     }
 
     fn append_blocking(

@@ -1,0 +1,109 @@
+//! How the sled backend lays the log out on disk: new data directories use 1 MiB segments,
+//! so no log page is written as a blob file (which sled never fsyncs); a directory made
+//! with another segment size still opens, with the size it was made with.
+
+mod common;
+
+use std::path::Path;
+
+use events::Hash;
+use ledger::store::{EventLog, SledLog, SEGMENT_SIZE};
+
+/// Appends `n` small events (chunks of about 8 KiB, many leaves) in batches of 1024.
+async fn fill(log: &SledLog, n: u64) {
+    let mut head = log.head().await.unwrap();
+    while head.len < n {
+        let events = common::chained_events(head.len, 1024.min(n - head.len), head.hash);
+        head = log.append(head.len, events).await.unwrap();
+    }
+}
+
+fn blob_files(dir: &Path) -> usize {
+    match std::fs::read_dir(dir.join("sled").join("blobs")) {
+        Ok(entries) => entries.count(),
+        Err(_) => 0,
+    }
+}
+
+fn recorded_conf(dir: &Path) -> String {
+    let conf = std::fs::read(dir.join("sled").join("conf")).unwrap();
+    String::from_utf8_lossy(&conf[..conf.len() - 4]).into_owned()
+}
+
+#[tokio::test]
+async fn a_new_data_directory_writes_no_log_page_as_a_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path()).unwrap();
+    fill(&log, 20_000).await;
+    assert!(recorded_conf(dir.path()).contains(&format!("segment_size: {SEGMENT_SIZE}")));
+    assert_eq!(blob_files(dir.path()), 0);
+    drop(log);
+    let log = SledLog::open(dir.path()).unwrap();
+    assert_eq!(log.head().await.unwrap().len, 20_000);
+}
+
+/// The same appends in a directory sled made with its default 512 KiB segments: it opens
+/// with them, and there full log leaves do become blob files, which is why new directories
+/// use larger segments.
+#[tokio::test]
+async fn a_directory_made_with_smaller_segments_opens_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_dir = dir.path().join("sled");
+    drop(sled::Config::new().path(&sled_dir).open().unwrap());
+    assert!(recorded_conf(dir.path()).contains("segment_size: 524288"));
+    let log = SledLog::open(dir.path()).unwrap();
+    fill(&log, 20_000).await;
+    assert!(
+        blob_files(dir.path()) > 0,
+        "512 KiB segments make blob leaves"
+    );
+    drop(log);
+    let log = SledLog::open(dir.path()).unwrap();
+    let head = log.head().await.unwrap();
+    assert_eq!(head.len, 20_000);
+    assert_ne!(head.hash, Hash::default());
+}
+
+/// The projection snapshot is larger than sled's blob threshold, so sled keeps it in a blob
+/// file. One torn by a power loss (it was saved last, after every event) is dropped by
+/// sled's recovery: the node refolds the log and comes back with the same state.
+#[tokio::test]
+async fn a_torn_snapshot_blob_is_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, db) = common::demo_with_db(dir.path(), &common::demo_size(3000, 7)).await;
+    let before = ledger::projector::encode_state(&*common::caught_up(&node).await);
+    node.shutdown().await.unwrap();
+    drop(db);
+    let blobs = dir.path().join("sled").join("blobs");
+    let mut torn = 0;
+    for entry in std::fs::read_dir(&blobs).unwrap() {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        file.set_len(3).unwrap();
+        torn += 1;
+    }
+    assert!(torn > 0, "the snapshot was kept in a blob file");
+    let (node, _db, _clock) = common::open_erqi(dir.path()).await;
+    let after = ledger::projector::encode_state(&*common::caught_up(&node).await);
+    assert!(before == after, "the refolded state equals the one before");
+    node.shutdown().await.unwrap();
+}
+
+/// The durability barrier of an append fsyncs the blob files sled wrote before it (sled
+/// never does), so the `db` file never points, durably, at a blob that is not.
+#[tokio::test]
+async fn an_append_makes_blob_files_durable_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path()).unwrap();
+    fill(&log, 100).await;
+    assert_eq!(log.synced_blob_files(), 0);
+    // A value over the blob threshold, as a projection snapshot is.
+    let side = log.db().open_tree("side").unwrap();
+    side.insert(b"big", vec![7u8; 600_000]).unwrap();
+    side.insert(b"bigger", vec![8u8; 900_000]).unwrap();
+    fill(&log, 200).await;
+    assert_eq!(blob_files(dir.path()), 2);
+    assert_eq!(log.synced_blob_files(), 2);
+}
