@@ -8,10 +8,9 @@
 //! `0xFF 'M' ‖ level (1 byte) ‖ tile index (8 bytes, big-endian)` (11 bytes) maps to the
 //! 8192 bytes of the 256 hashes `(level, tile * 256 + i)`, `i = 0..255`. Only *full* tiles
 //! are written, each exactly once. The sled backend keeps them in its `log` tree itself,
-//! after every event chunk key (an 8-byte seq below `2^56` sorts before `0xFF`), so the tiles
-//! an append completes go into the *same* sled batch as its events: one atomic, durable
-//! write. (A sled transaction over two trees costs about twice as much as one batch; one
-//! batch over one tree costs nearly nothing extra, see docs/VERIFY.md.) For tree levels that
+//! after every event chunk key (an 8-byte seq below `2^56` sorts before `0xFF`); the tiles an
+//! append completes are applied right after its events, before the same durability barrier,
+//! so the stored tree is never ahead of the stored log (see docs/VERIFY.md). For tree levels that
 //! are multiples of 8, the tiles are the C2SP tlog-tiles hash tiles byte for byte (level-8L
 //! tile N is `tile/L/N`).
 //!
@@ -140,8 +139,8 @@ impl TreeAppend {
         batch
     }
 
-    /// Adds the tiles this append completes to `batch`, to write them in the same atomic
-    /// batch as the events.
+    /// Adds the tiles this append completes to `batch` (applied after the events' batch and
+    /// before the barrier that makes both durable).
     pub fn add_tiles(&self, batch: &mut sled::Batch) {
         for (key, bytes) in &self.tiles {
             batch.insert(key.as_slice(), bytes.as_slice());

@@ -13,8 +13,10 @@
 //!
 //! The Merkle tree over the log (RFC 9162) is kept in the same tree, as tiles of 256 nodes
 //! under keys `0xFF 'M' ...` that sort after every chunk key (see [`super::merkle`]): each
-//! append writes the tiles its events complete in the *same* sled batch as the events, one
-//! atomic, durable write, so the stored tree never lags or leads the stored log. Seqs are
+//! append applies its events, then (hashed meanwhile on a second thread) the tiles they
+//! complete, then one durability barrier. sled recovers a prefix of its log, so after a
+//! crash the stored tree may be behind the stored log (caught up from the log on open), but
+//! never ahead of it. Seqs are
 //! limited to below [`SEQ_LIMIT`] (2^56) so chunk keys always sort first. [`SledLogConfig::merkle`] turns it off
 //! (for the benchmark that measures what it costs).
 //!
@@ -331,36 +333,64 @@ impl SledLog {
                 max: SEQ_LIMIT,
             });
         }
-        let mut batch = sled::Batch::default();
-        let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES_MAX);
-        let mut chunk_first = events[0].seq();
-        for e in events {
-            let record_len = 4 + 32 + e.canonical_bytes().len();
-            if !chunk.is_empty() && chunk.len() + record_len > CHUNK_BYTES_MAX {
-                batch.insert(&chunk_first.to_be_bytes(), std::mem::take(&mut chunk));
-                chunk.reserve(CHUNK_BYTES_MAX);
-                chunk_first = e.seq();
-            }
-            encode_event(&mut chunk, e);
-        }
-        batch.insert(&chunk_first.to_be_bytes(), chunk);
-        // One atomic write: the events and the Merkle tiles they complete, or neither.
-        let tree_append = self.inner.merkle.as_ref().map(|tree| {
-            let append = tree.prepare(leaf_hashes(events));
-            debug_assert_eq!(append.new_size(), new_head.len);
-            append.add_tiles(&mut batch);
-            (tree, append)
+        // The Merkle tree's new nodes are hashed on a second thread while this one encodes
+        // the chunks and applies them; the tiles they complete are applied next, before the
+        // barrier. sled recovers a prefix of its log, so a crash can leave the stored tree
+        // behind the log (caught up from the log on open) but never ahead of it.
+        let (applied, tree_append) = std::thread::scope(|scope| {
+            let tree_append = self.inner.merkle.as_ref().map(|tree| {
+                scope.spawn(move || {
+                    let append = tree.prepare(leaf_hashes(events));
+                    debug_assert_eq!(append.new_size(), new_head.len);
+                    (tree, append)
+                })
+            });
+            let mut batch = sled::Batch::default();
+            let firsts: Vec<u64> = encode_chunks(events)
+                .into_iter()
+                .map(|(first, chunk)| {
+                    batch.insert(&first.to_be_bytes(), chunk);
+                    first
+                })
+                .collect();
+            let applied = self.inner.log.apply_batch(batch).map(|()| firsts);
+            let tree_append = tree_append.map(|h| h.join().expect("the Merkle thread panicked"));
+            (applied, tree_append)
         });
-        self.inner.log.apply_batch(batch).map_err(StoreError::io)?;
+        let firsts = applied.map_err(StoreError::io)?;
+        if let Some((_, append)) = &tree_append {
+            let mut tiles = sled::Batch::default();
+            append.add_tiles(&mut tiles);
+            if let Err(e) = self.inner.log.apply_batch(tiles) {
+                // Not acknowledged: take the chunks back out so that the log stays as it was.
+                let mut undo = sled::Batch::default();
+                for first in &firsts {
+                    undo.remove(&first.to_be_bytes());
+                }
+                let _ = self.inner.log.apply_batch(undo);
+                return Err(StoreError::io(e));
+            }
+        }
         self.sync()?;
         // Publish the tree only now that its tiles are durable.
         if let Some((tree, append)) = tree_append {
             tree.commit(append);
         }
-        if let Ok(mut recent) = self.inner.recent.lock() {
-            recent.extend(events.iter().cloned());
-            let excess = recent.len().saturating_sub(RECENT_EVENTS_MAX);
-            recent.drain(..excess);
+        let dropped: Vec<SealedEvent> = match self.inner.recent.lock() {
+            Ok(mut recent) => {
+                recent.extend(events.iter().cloned());
+                let excess = recent.len().saturating_sub(RECENT_EVENTS_MAX);
+                recent.drain(..excess).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        // Freeing events that left the window (often their last copy) takes a while for a
+        // big batch: not on the way to the acknowledgement.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !dropped.is_empty() => {
+                drop(runtime.spawn_blocking(move || drop(dropped)))
+            }
+            _ => drop(dropped),
         }
         *head = new_head;
         self.inner.head_tx.send_replace(new_head);
@@ -429,6 +459,27 @@ impl SledLog {
         }
         Ok(out)
     }
+}
+
+/// Consecutive events as chunk records of at most [`CHUNK_BYTES_MAX`] (one event alone may
+/// be larger): each chunk's first seq and its bytes.
+fn encode_chunks(events: &[SealedEvent]) -> Vec<(u64, Vec<u8>)> {
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES_MAX);
+    let Some(mut chunk_first) = events.first().map(SealedEvent::seq) else {
+        return chunks;
+    };
+    for e in events {
+        let record_len = 4 + 32 + e.canonical_bytes().len();
+        if !chunk.is_empty() && chunk.len() + record_len > CHUNK_BYTES_MAX {
+            chunks.push((chunk_first, std::mem::take(&mut chunk)));
+            chunk.reserve(CHUNK_BYTES_MAX);
+            chunk_first = e.seq();
+        }
+        encode_event(&mut chunk, e);
+    }
+    chunks.push((chunk_first, chunk));
+    chunks
 }
 
 fn encode_event(buf: &mut Vec<u8>, e: &SealedEvent) {
