@@ -314,17 +314,27 @@ fn sub(a: &mut u64, b: u64, seq: u64, what: &str) -> Result<(), ProjectionError>
 impl LedgerState {
     /// The seq of this state's donation whose receipt code spells `number`.
     pub fn receipt_seq(&self, number: u64) -> Option<u64> {
+        self.built_receipts()
+            .find(number, |seq| self.holds_receipt(seq, number))
+    }
+
+    /// The receipt index, filled from the donations first if this state was read back from
+    /// a snapshot.
+    fn built_receipts(&self) -> &ReceiptIndex {
         self.receipts.ensure_built(|| {
             self.donations
                 .values()
                 .map(|d| (d.receipt_code.number(), d.seq))
                 .collect()
         });
-        self.receipts.find(number, |seq| {
-            self.donations
-                .get(&seq)
-                .is_some_and(|d| d.receipt_code.number() == number)
-        })
+        &self.receipts
+    }
+
+    /// Whether this state's donation at `seq` has receipt number `number`.
+    fn holds_receipt(&self, seq: u64, number: u64) -> bool {
+        self.donations
+            .get(&seq)
+            .is_some_and(|d| d.receipt_code.number() == number)
     }
 
     /// The donation a receipt code names.
@@ -508,10 +518,13 @@ impl LedgerState {
                 }
                 let receipt_code = ReceiptCode::parse(&e.receipt_code)
                     .ok_or_else(|| invariant(seq, "a malformed receipt code"))?;
-                if self.receipt_seq(receipt_code.number()).is_some() {
+                let number = receipt_code.number();
+                let earlier = self
+                    .built_receipts()
+                    .add(number, seq, |s| self.holds_receipt(s, number));
+                if earlier.is_some() {
                     return Err(invariant(seq, "a receipt code was issued twice"));
                 }
-                self.receipts.insert(receipt_code.number(), seq);
                 self.donations.insert(
                     seq,
                     Arc::new(Donation {

@@ -18,6 +18,7 @@
 //! neither compared nor serialized: a state read back from a snapshot rebuilds it from its
 //! donations at the first lookup.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -100,9 +101,32 @@ impl ReceiptIndex {
         None
     }
 
-    /// Adds a candidate (adding one already there changes nothing).
-    pub fn insert(&self, number: u64, seq: u64) {
-        self.write().add(number, seq);
+    /// Adds `seq` as a candidate under `number`, unless a candidate there that `is_own`
+    /// takes is found first: then nothing is added and that one is returned. One look-up of
+    /// the table when the number is new, as it almost always is.
+    pub fn add(&self, number: u64, seq: u64, mut is_own: impl FnMut(u64) -> bool) -> Option<u64> {
+        let mut table = self.write();
+        let Table { first, more } = &mut *table;
+        match first.entry(number) {
+            Entry::Vacant(v) => {
+                v.insert(seq);
+                return None;
+            }
+            Entry::Occupied(o) => {
+                let earlier = *o.get();
+                if earlier != seq && is_own(earlier) {
+                    return Some(earlier);
+                }
+            }
+        }
+        if let Some(earlier) = more
+            .get(&number)
+            .and_then(|m| m.iter().copied().find(|&s| s != seq && is_own(s)))
+        {
+            return Some(earlier);
+        }
+        table.add(number, seq);
+        None
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
@@ -126,11 +150,11 @@ impl ReceiptIndex {
 impl Table {
     fn add(&mut self, number: u64, seq: u64) {
         match self.first.entry(number) {
-            std::collections::hash_map::Entry::Vacant(v) => {
+            Entry::Vacant(v) => {
                 v.insert(seq);
             }
-            std::collections::hash_map::Entry::Occupied(o) if *o.get() == seq => {}
-            std::collections::hash_map::Entry::Occupied(_) => {
+            Entry::Occupied(o) if *o.get() == seq => {}
+            Entry::Occupied(_) => {
                 let more = self.more.entry(number).or_default();
                 if !more.contains(&seq) {
                     more.push(seq);
@@ -154,5 +178,48 @@ impl std::fmt::Debug for ReceiptIndex {
         f.debug_struct("ReceiptIndex")
             .field("candidates", &self.candidates())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_kept_per_copy_and_checked_by_the_caller() {
+        let index = ReceiptIndex::default();
+        let n = 0xABCD;
+        assert_eq!(index.add(n, 1, |_| false), None);
+        // Adding the same candidate again adds nothing.
+        assert_eq!(index.add(n, 1, |_| false), None);
+        assert_eq!(index.candidates(), 1);
+        // A copy that holds seq 1 under n finds it and adds nothing.
+        assert_eq!(index.add(n, 2, |s| s == 1), Some(1));
+        assert_eq!(index.candidates(), 1);
+        // A copy that does not (it went its own way) adds its own.
+        assert_eq!(index.add(n, 2, |_| false), None);
+        assert_eq!(index.candidates(), 2);
+        assert_eq!(index.find(n, |s| s == 2), Some(2));
+        assert_eq!(index.find(n, |s| s == 1), Some(1));
+        assert_eq!(index.find(n, |_| false), None);
+        assert_eq!(index.find(n + 1, |_| true), None);
+        // The second candidate is found too when adding.
+        assert_eq!(index.add(n, 3, |s| s == 2), Some(2));
+        assert_eq!(index.candidates(), 2);
+        // Clones share the table.
+        let copy = index.clone();
+        assert_eq!(copy.add(7, 9, |_| false), None);
+        assert_eq!(index.find(7, |s| s == 9), Some(9));
+    }
+
+    #[test]
+    fn an_unbuilt_index_is_filled_once() {
+        let index = ReceiptIndex::unbuilt();
+        index.ensure_built(|| vec![(5, 50), (6, 60)]);
+        index.ensure_built(|| panic!("filled twice"));
+        assert_eq!(index.find(6, |_| true), Some(60));
+        assert_eq!(index.candidates(), 2);
+        // A new index is built (empty) from the start.
+        ReceiptIndex::default().ensure_built(|| panic!("an empty state has no donations"));
     }
 }
