@@ -77,6 +77,8 @@ fn recorded_segment_size(sled_dir: &Path) -> Option<usize> {
 
 /// How many events at the end of the log are re-checked (hashes and links) on open.
 pub const TAIL_CHECK_EVENTS: u64 = 4096;
+/// From how many events an append hashes the Merkle tree on a second thread.
+const PARALLEL_APPEND_EVENTS_MIN: usize = 64;
 /// The most events one append takes.
 pub const APPEND_EVENTS_MAX: usize = 65_536;
 /// Every seq is below 2^56, so an 8-byte chunk key never starts with `0xFF` and sorts before
@@ -340,28 +342,32 @@ impl SledLog {
         // are rayon's, long-lived: a thread started per append would take fresh memory from
         // the OS for its allocator heap every time (seen in perf as a quarter of the CPU
         // zeroing pages).
-        let (applied, tree_append) = rayon::join(
-            || {
-                let mut batch = sled::Batch::default();
-                let firsts: Vec<u64> = encode_chunks(events)
-                    .into_iter()
-                    .map(|(first, chunk)| {
-                        batch.insert(&first.to_be_bytes(), chunk);
-                        first
-                    })
-                    .collect();
-                self.inner.log.apply_batch(batch).map(|()| firsts)
-            },
-            || {
-                self.inner.merkle.as_ref().map(|tree| {
-                    let append = tree.prepare(leaf_hashes(events));
-                    debug_assert_eq!(append.new_size(), new_head.len);
-                    (tree, append)
+        let write_chunks = || {
+            let mut batch = sled::Batch::default();
+            let firsts: Vec<u64> = encode_chunks(events)
+                .into_iter()
+                .map(|(first, chunk)| {
+                    batch.insert(&first.to_be_bytes(), chunk);
+                    first
                 })
-            },
-        );
+                .collect();
+            self.inner.log.apply_batch(batch).map(|()| firsts)
+        };
+        let hash_tree = || {
+            self.inner.merkle.as_ref().map(|tree| {
+                let append = tree.prepare(leaf_hashes(events));
+                debug_assert_eq!(append.new_size(), new_head.len);
+                (tree, append)
+            })
+        };
+        // A small append is not worth handing half of it to another thread.
+        let (applied, tree_append) = if events.len() >= PARALLEL_APPEND_EVENTS_MIN {
+            rayon::join(write_chunks, hash_tree)
+        } else {
+            (write_chunks(), hash_tree())
+        };
         let firsts = applied.map_err(StoreError::io)?;
-        if let Some((_, append)) = &tree_append {
+        if let Some((_, append)) = tree_append.as_ref().filter(|(_, a)| a.tile_count() > 0) {
             let mut tiles = sled::Batch::default();
             append.add_tiles(&mut tiles);
             if let Err(e) = self.inner.log.apply_batch(tiles) {
