@@ -78,7 +78,7 @@ fn recorded_segment_size(sled_dir: &Path) -> Option<usize> {
 /// How many events at the end of the log are re-checked (hashes and links) on open.
 pub const TAIL_CHECK_EVENTS: u64 = 4096;
 /// From how many events an append hashes the Merkle tree on a second thread.
-const PARALLEL_APPEND_EVENTS_MIN: usize = 64;
+const PARALLEL_APPEND_EVENTS_MIN: usize = 256;
 /// The most events one append takes.
 pub const APPEND_EVENTS_MAX: usize = 65_536;
 /// Every seq is below 2^56, so an 8-byte chunk key never starts with `0xFF` and sorts before
