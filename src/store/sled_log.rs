@@ -395,11 +395,8 @@ impl SledLog {
         };
         // Freeing events that left the window (often their last copy) takes a while for a
         // big batch: not on the way to the acknowledgement.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if !dropped.is_empty() => {
-                drop(runtime.spawn_blocking(move || drop(dropped)))
-            }
-            _ => drop(dropped),
+        if !dropped.is_empty() {
+            rayon::spawn(move || drop(dropped));
         }
         *head = new_head;
         self.inner.head_tx.send_replace(new_head);
@@ -591,10 +588,20 @@ impl EventLog for SledLog {
         expected_len: u64,
         events: Vec<SealedEvent>,
     ) -> Result<Head, StoreError> {
+        // On rayon's pool rather than tokio's blocking threads: the append hands half of its
+        // work to the pool's other thread, and starting from one of its threads saves two
+        // thread hand-offs (batch 64 and 1024 −4 to −11%). A panic is caught here, as
+        // `spawn_blocking` would: rayon's own handler would abort the process.
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.append_blocking(expected_len, &events))
-            .await
-            .map_err(StoreError::io)?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        rayon::spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                this.append_blocking(expected_len, &events)
+            }))
+            .unwrap_or_else(|_| Err(StoreError::io("the append panicked")));
+            let _ = tx.send(result);
+        });
+        rx.await.map_err(StoreError::io)?
     }
 
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
