@@ -599,6 +599,9 @@ impl EventLog for SledLog {
                 this.append_blocking(expected_len, &events)
             }))
             .unwrap_or_else(|_| Err(StoreError::io("the append panicked")));
+            // This handle on the database goes before the answer does, so a caller that
+            // then drops its own can reopen the directory at once (sled locks it).
+            drop((this, events));
             let _ = tx.send(result);
         });
         rx.await.map_err(StoreError::io)?
