@@ -719,10 +719,7 @@ fn decide_donation(
     donation.validate()?;
     // A channel transaction is recorded once. Its receipt code is derived from it, so the
     // receipt index finds an earlier one; the stored id tells a repeat from a (2^-64) collision.
-    if let Some(earlier) = state
-        .receipt_seq(number)
-        .and_then(|s| state.donations.get(&s))
-    {
+    if let Some(earlier) = state.donation_with_receipt(number) {
         if earlier.channel == input.channel && *earlier.channel_txn_id == *input.channel_txn_id {
             return Err(CommandError::DuplicateChannelTxn {
                 channel: input.channel.as_str(),

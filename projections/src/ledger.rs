@@ -272,7 +272,8 @@ pub struct LedgerState {
     /// the donations themselves.
     pub donations: OrdMap<u64, Arc<Donation>>,
     /// Receipt number (the 64 bits a receipt code spells) → donation seq, as candidates
-    /// checked against `donations` (see [`crate::receipts`]); use [`Self::receipt_seq`].
+    /// checked against `donations` (see [`crate::receipts`]); use
+    /// [`Self::donation_with_receipt`].
     /// Not serialized: it is rebuilt from `donations`.
     #[serde(skip, default = "ReceiptIndex::unbuilt")]
     pub receipts: ReceiptIndex,
@@ -312,10 +313,14 @@ fn sub(a: &mut u64, b: u64, seq: u64, what: &str) -> Result<(), ProjectionError>
 }
 
 impl LedgerState {
-    /// The seq of this state's donation whose receipt code spells `number`.
-    pub fn receipt_seq(&self, number: u64) -> Option<u64> {
-        self.built_receipts()
-            .find(number, |seq| self.holds_receipt(seq, number))
+    /// This state's donation whose receipt code spells `number`.
+    pub fn donation_with_receipt(&self, number: u64) -> Option<&Donation> {
+        let mut found = None;
+        self.built_receipts().find(number, |seq| {
+            found = self.donation_holding(seq, number);
+            found.is_some()
+        });
+        found
     }
 
     /// The receipt index, filled from the donations first if this state was read back from
@@ -330,19 +335,17 @@ impl LedgerState {
         &self.receipts
     }
 
-    /// Whether this state's donation at `seq` has receipt number `number`.
-    fn holds_receipt(&self, seq: u64, number: u64) -> bool {
+    /// This state's donation at `seq`, if its receipt number is `number`.
+    fn donation_holding(&self, seq: u64, number: u64) -> Option<&Donation> {
         self.donations
             .get(&seq)
-            .is_some_and(|d| d.receipt_code.number() == number)
+            .map(|d| &**d)
+            .filter(|d| d.receipt_code.number() == number)
     }
 
     /// The donation a receipt code names.
     pub fn donation_by_receipt(&self, code: &str) -> Option<&Donation> {
-        let seq = self.receipt_seq(events::receipt_number(code)?)?;
-        self.donations
-            .get(&seq)
-            .map(|d| &**d)
+        self.donation_with_receipt(events::receipt_number(code)?)
             .filter(|d| d.receipt_code.as_str() == code)
     }
 
@@ -521,7 +524,7 @@ impl LedgerState {
                 let number = receipt_code.number();
                 let earlier = self
                     .built_receipts()
-                    .add(number, seq, |s| self.holds_receipt(s, number));
+                    .add(number, seq, |s| self.donation_holding(s, number).is_some());
                 if earlier.is_some() {
                     return Err(invariant(seq, "a receipt code was issued twice"));
                 }

@@ -9,7 +9,7 @@
 //!
 //! So the index is not a value of the state. It is one hash table shared by every copy of a
 //! state (`clone` shares it), only ever added to, and it holds *candidates*: the state's
-//! own `donations` map is the authority. [`crate::LedgerState::receipt_seq`] accepts a
+//! own `donations` map is the authority. [`crate::LedgerState::donation_with_receipt`] accepts a
 //! candidate seq only when that state holds a donation at it with the same receipt number.
 //! Copies of a state that went separate ways (a batch refused after its append failed, a
 //! command tried on a copy) may each have added their own donations at the same seqs; each
@@ -85,20 +85,11 @@ impl ReceiptIndex {
 
     /// The first candidate seq under `number` that `accept` takes.
     pub fn find(&self, number: u64, mut accept: impl FnMut(u64) -> bool) -> Option<u64> {
-        let table = self
-            .shared
+        self.shared
             .table
             .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(&seq) = table.first.get(&number) {
-            if accept(seq) {
-                return Some(seq);
-            }
-            if let Some(more) = table.more.get(&number) {
-                return more.iter().copied().find(|&seq| accept(seq));
-            }
-        }
-        None
+            .unwrap_or_else(PoisonError::into_inner)
+            .find(number, &mut accept)
     }
 
     /// Adds `seq` as a candidate under `number`, unless a candidate there that `is_own`
@@ -106,23 +97,11 @@ impl ReceiptIndex {
     /// the table when the number is new, as it almost always is.
     pub fn add(&self, number: u64, seq: u64, mut is_own: impl FnMut(u64) -> bool) -> Option<u64> {
         let mut table = self.write();
-        let Table { first, more } = &mut *table;
-        match first.entry(number) {
-            Entry::Vacant(v) => {
-                v.insert(seq);
-                return None;
-            }
-            Entry::Occupied(o) => {
-                let earlier = *o.get();
-                if earlier != seq && is_own(earlier) {
-                    return Some(earlier);
-                }
-            }
+        if let Entry::Vacant(v) = table.first.entry(number) {
+            v.insert(seq);
+            return None;
         }
-        if let Some(earlier) = more
-            .get(&number)
-            .and_then(|m| m.iter().copied().find(|&s| s != seq && is_own(s)))
-        {
+        if let Some(earlier) = table.find(number, |s| s != seq && is_own(s)) {
             return Some(earlier);
         }
         table.add(number, seq);
@@ -148,6 +127,15 @@ impl ReceiptIndex {
 }
 
 impl Table {
+    /// The first candidate under `number` that `accept` takes.
+    fn find(&self, number: u64, mut accept: impl FnMut(u64) -> bool) -> Option<u64> {
+        let first = *self.first.get(&number)?;
+        if accept(first) {
+            return Some(first);
+        }
+        self.more.get(&number)?.iter().copied().find(|&s| accept(s))
+    }
+
     fn add(&mut self, number: u64, seq: u64) {
         match self.first.entry(number) {
             Entry::Vacant(v) => {

@@ -182,10 +182,11 @@ impl SledLog {
         config: SledLogConfig,
     ) -> Result<SledLog, StoreError> {
         let log = db.open_tree("log").map_err(StoreError::io)?;
-        let db_file = File::open(Self::sled_dir(dir).join("db")).map_err(StoreError::io)?;
-        let blobs_dir = Self::sled_dir(dir).join("blobs");
+        let sled_dir = Self::sled_dir(dir);
+        let db_file = File::open(sled_dir.join("db")).map_err(StoreError::io)?;
+        let blobs_dir = sled_dir.join("blobs");
         // Make the directory entries themselves durable on first creation.
-        if let Ok(d) = File::open(Self::sled_dir(dir)) {
+        if let Ok(d) = File::open(&sled_dir) {
             d.sync_all().map_err(StoreError::io)?;
         }
         let head = check_tail(&log)?;
