@@ -43,8 +43,10 @@ async fn a_new_data_directory_writes_no_log_page_as_a_blob() {
 }
 
 /// The same appends in a directory sled made with its default 512 KiB segments: it opens
-/// with them, and there full log leaves do become blob files, which is why new directories
-/// use larger segments.
+/// with them (sled refuses any other size) and keeps them. Whether full log leaves become
+/// blob files there depends on when sled consolidates a leaf, so this does not count them;
+/// under the append bench 151 were made in 3 s, which is why new directories use larger
+/// segments.
 #[tokio::test]
 async fn a_directory_made_with_smaller_segments_opens_with_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,12 +55,9 @@ async fn a_directory_made_with_smaller_segments_opens_with_them() {
     assert!(recorded_conf(dir.path()).contains("segment_size: 524288"));
     let log = SledLog::open(dir.path()).unwrap();
     fill(&log, 20_000).await;
-    assert!(
-        blob_files(dir.path()) > 0,
-        "512 KiB segments make blob leaves"
-    );
     drop(log);
     let log = SledLog::open(dir.path()).unwrap();
+    assert!(recorded_conf(dir.path()).contains("segment_size: 524288"));
     let head = log.head().await.unwrap();
     assert_eq!(head.len, 20_000);
     assert_ne!(head.hash, Hash::default());
