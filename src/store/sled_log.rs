@@ -24,7 +24,12 @@
 //! drive's write cache nor file metadata. After every flush this backend fsyncs the blob
 //! files sled wrote since the last flush ([`SledLog::sync`]), then calls `fdatasync`
 //! (`File::sync_data`) on sled's `db` file through a handle of its own, which does both; an
-//! append is acknowledged only after that returns.
+//! append is acknowledged only after that returns. Reads stop at the acknowledged head, so
+//! chunks applied before their barrier are never read as part of the log. If the chunks
+//! cannot be applied whole, or their barrier fails, the log refuses every further append
+//! until it is reopened (as PostgreSQL stops on a failed fsync: the kernel may have dropped
+//! the pages, and a later fsync would succeed without them); reopening recovers what sled
+//! has on disk, whose chain is checked as always.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -116,6 +121,12 @@ struct Inner {
     /// projections, indexes, live streams) get new events without reading them back from
     /// sled and parsing them again. What is here is exactly what was made durable.
     recent: Mutex<std::collections::VecDeque<SealedEvent>>,
+    /// Set when an append's events reached sled but could not be made durable (its barrier
+    /// failed) or taken back out: why. From then on every append is refused (see
+    /// [`SledLog::append_blocking`]).
+    failed: std::sync::OnceLock<String>,
+    /// Fault injection for tests: the next barrier fails ([`SledLog::fail_next_barrier`]).
+    fail_next_barrier: std::sync::atomic::AtomicBool,
 }
 
 /// How many of the latest appended events are kept in memory for readers.
@@ -207,6 +218,8 @@ impl SledLog {
                 head: Mutex::new(head),
                 head_tx,
                 recent: Mutex::new(std::collections::VecDeque::new()),
+                failed: std::sync::OnceLock::new(),
+                fail_next_barrier: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         if let Some(tree) = &this.inner.merkle {
@@ -256,7 +269,44 @@ impl SledLog {
     pub fn sync(&self) -> Result<(), StoreError> {
         self.inner.db.flush().map_err(StoreError::io)?;
         self.sync_new_blobs()?;
+        if self
+            .inner
+            .fail_next_barrier
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(StoreError::io("fdatasync failed (injected by a test)"));
+        }
         self.inner.db_file.sync_data().map_err(StoreError::io)
+    }
+
+    /// Makes the next durability barrier fail as a failing `fdatasync` would, after sled's
+    /// flush. For tests of what a failed barrier leaves behind; nothing else calls it.
+    #[doc(hidden)]
+    pub fn fail_next_barrier(&self) {
+        self.inner
+            .fail_next_barrier
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Refuses every further append from now on, saying why: an append's events are in sled
+    /// but are not known to be durable. A later barrier may succeed without them (after a
+    /// failed fsync the kernel may have dropped the dirty pages), and a later append at
+    /// the same positions would leave their chunks behind its own. Restarting the node
+    /// reopens the log from what is on disk.
+    fn fail(&self, why: &StoreError) -> StoreError {
+        let why = why.to_string();
+        tracing::error!(error = %why, "an append could not be made durable; the log refuses appends until the node restarts");
+        let _ = self.inner.failed.set(why);
+        self.refusal()
+    }
+
+    /// The error every append gets after [`Self::fail`].
+    fn refusal(&self) -> StoreError {
+        StoreError::Io(format!(
+            "the log refuses appends since an earlier append could not be made durable ({}); \
+             restart the node to reopen it from what is on disk",
+            self.inner.failed.get().map_or("", String::as_str)
+        ))
     }
 
     /// fsyncs every file in sled's blob directory not fsynced before, then the directory.
@@ -319,6 +369,9 @@ impl SledLog {
             .head
             .lock()
             .map_err(|_| StoreError::io("log lock poisoned"))?;
+        if self.inner.failed.get().is_some() {
+            return Err(self.refusal());
+        }
         if expected_len != head.len {
             return Err(StoreError::Conflict {
                 expected: expected_len,
@@ -367,7 +420,8 @@ impl SledLog {
         } else {
             (write_chunks(), hash_tree())
         };
-        let firsts = applied.map_err(StoreError::io)?;
+        // A batch that failed half-way may have left some of its chunks in the tree.
+        let firsts = applied.map_err(|e| self.fail(&StoreError::io(e)))?;
         if let Some((_, append)) = tree_append.as_ref().filter(|(_, a)| a.tile_count() > 0) {
             let mut tiles = sled::Batch::default();
             append.add_tiles(&mut tiles);
@@ -377,11 +431,16 @@ impl SledLog {
                 for first in &firsts {
                     undo.remove(&first.to_be_bytes());
                 }
-                let _ = self.inner.log.apply_batch(undo);
-                return Err(StoreError::io(e));
+                let e = StoreError::io(e);
+                return Err(match self.inner.log.apply_batch(undo) {
+                    Ok(()) => e,
+                    Err(_) => self.fail(&e),
+                });
             }
         }
-        self.sync()?;
+        // The events are in sled now (and visible to a scan, which stops at the head):
+        // from here a failure cannot take them back, so it stops all appends.
+        self.sync().map_err(|e| self.fail(&e))?;
         // Publish the tree only now that its tiles are durable.
         if let Some((tree, append)) = tree_append {
             tree.commit(append);
@@ -429,6 +488,11 @@ impl SledLog {
         limit: usize,
         item: impl Fn(u64, Hash, &[u8]) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
+        // Only what has been acknowledged: an append applies its chunks before its barrier,
+        // and a failed one leaves them in the tree, past the head.
+        let committed = self.inner.head_tx.borrow().len;
+        let limit =
+            limit.min(usize::try_from(committed.saturating_sub(from)).unwrap_or(usize::MAX));
         if limit == 0 {
             return Ok(Vec::new());
         }
