@@ -48,3 +48,34 @@ async fn a_failed_barrier_hides_its_events_and_stops_appends_until_reopened() {
     assert_eq!(after.len, 160);
     assert_eq!(log.read_hashes(0, 1000).await.unwrap().len(), 160);
 }
+
+/// Linux reports a failed writeback once, to whichever fsync comes first: the checkpoint
+/// store's barrier failing must stop appends as an append's own would, and the checkpoint it
+/// was making durable is not served.
+#[tokio::test]
+async fn a_barrier_failing_for_the_checkpoint_store_stops_appends_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path()).unwrap();
+    let head = log
+        .append(0, common::chained_events(0, 10, events::Hash::ZERO))
+        .await
+        .unwrap();
+    let sync_log = log.clone();
+    let checkpoints = ledger::tlog::CheckpointStore::open(
+        log.db(),
+        std::sync::Arc::new(move || sync_log.sync()),
+        None,
+    )
+    .unwrap();
+
+    log.fail_next_barrier();
+    assert!(checkpoints.publish(10, "a signed note").is_err());
+    assert_eq!(checkpoints.at(10).unwrap(), None);
+
+    let refused = log
+        .append(10, common::chained_events(10, 1, head.hash))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("restart"), "{refused}");
+    assert!(log.sync().is_err(), "a stopped log refuses to sync");
+}

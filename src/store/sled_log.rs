@@ -121,8 +121,8 @@ struct Inner {
     /// projections, indexes, live streams) get new events without reading them back from
     /// sled and parsing them again. What is here is exactly what was made durable.
     recent: Mutex<std::collections::VecDeque<SealedEvent>>,
-    /// Set when an append's events reached sled but could not be made durable (its barrier
-    /// failed) or taken back out: why. From then on every append is refused (see
+    /// Set when an append's events reached sled but could not be made durable (a barrier
+    /// failed, whoever called it, or the tiles could not be applied): why. From then on every append is refused (see
     /// [`SledLog::append_blocking`]).
     failed: std::sync::OnceLock<String>,
     /// Fault injection for tests: the next barrier fails ([`SledLog::fail_next_barrier`]).
@@ -266,7 +266,18 @@ impl SledLog {
 
     /// Flushes sled and fdatasyncs its data file: the durability barrier. Blob files sled
     /// wrote since the last barrier are fsynced first (see [`Self::sync_new_blobs`]).
+    ///
+    /// Every caller's barrier counts (the checkpoint store's too): Linux reports a failed
+    /// writeback once, to whichever fsync comes first, so a failure here stops all appends
+    /// ([`Self::fail`]) whoever called it, and a stopped log refuses to sync.
     pub fn sync(&self) -> Result<(), StoreError> {
+        if self.inner.failed.get().is_some() {
+            return Err(self.refusal());
+        }
+        self.barrier().map_err(|e| self.fail(&e))
+    }
+
+    fn barrier(&self) -> Result<(), StoreError> {
         self.inner.db.flush().map_err(StoreError::io)?;
         self.sync_new_blobs()?;
         if self
@@ -398,14 +409,10 @@ impl SledLog {
         // zeroing pages).
         let write_chunks = || {
             let mut batch = sled::Batch::default();
-            let firsts: Vec<u64> = encode_chunks(events)
-                .into_iter()
-                .map(|(first, chunk)| {
-                    batch.insert(&first.to_be_bytes(), chunk);
-                    first
-                })
-                .collect();
-            self.inner.log.apply_batch(batch).map(|()| firsts)
+            for (first, chunk) in encode_chunks(events) {
+                batch.insert(&first.to_be_bytes(), chunk);
+            }
+            self.inner.log.apply_batch(batch)
         };
         let hash_tree = || {
             self.inner.merkle.as_ref().map(|tree| {
@@ -421,26 +428,19 @@ impl SledLog {
             (write_chunks(), hash_tree())
         };
         // A batch that failed half-way may have left some of its chunks in the tree.
-        let firsts = applied.map_err(|e| self.fail(&StoreError::io(e)))?;
+        applied.map_err(|e| self.fail(&StoreError::io(e)))?;
+        // The events are in sled now (a scan stops at the head, so nobody reads them), and
+        // another caller's flush may already have made them durable: from here a failure
+        // cannot take them back, so it stops all appends.
         if let Some((_, append)) = tree_append.as_ref().filter(|(_, a)| a.tile_count() > 0) {
             let mut tiles = sled::Batch::default();
             append.add_tiles(&mut tiles);
-            if let Err(e) = self.inner.log.apply_batch(tiles) {
-                // Not acknowledged: take the chunks back out so that the log stays as it was.
-                let mut undo = sled::Batch::default();
-                for first in &firsts {
-                    undo.remove(&first.to_be_bytes());
-                }
-                let e = StoreError::io(e);
-                return Err(match self.inner.log.apply_batch(undo) {
-                    Ok(()) => e,
-                    Err(_) => self.fail(&e),
-                });
-            }
+            self.inner
+                .log
+                .apply_batch(tiles)
+                .map_err(|e| self.fail(&StoreError::io(e)))?;
         }
-        // The events are in sled now (and visible to a scan, which stops at the head):
-        // from here a failure cannot take them back, so it stops all appends.
-        self.sync().map_err(|e| self.fail(&e))?;
+        self.sync()?;
         // Publish the tree only now that its tiles are durable.
         if let Some((tree, append)) = tree_append {
             tree.commit(append);

@@ -258,17 +258,24 @@ impl CheckpointStore {
             .collect()
     }
 
-    /// Stores a signed checkpoint durably. Publishing twice at one size keeps the first.
+    /// Stores a signed checkpoint durably. Publishing twice at one size keeps the first. A
+    /// checkpoint whose barrier fails is taken back out, so it is never served (and the next
+    /// signing tries again).
     pub fn publish(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        self.tree
+        let inserted = self
+            .tree
             .compare_and_swap(
                 size.to_be_bytes(),
                 None as Option<&[u8]>,
                 Some(note.as_bytes()),
             )
             .map_err(StoreError::io)?
-            .ok();
-        (self.sync)()
+            .is_ok();
+        (self.sync)().inspect_err(|_| {
+            if inserted {
+                let _ = self.tree.remove(size.to_be_bytes());
+            }
+        })
     }
 }
 
