@@ -273,6 +273,8 @@ struct GatedLog {
     entered: std::sync::atomic::AtomicUsize,
     appends: std::sync::atomic::AtomicUsize,
     fail_append: usize,
+    /// How many reads to fail (from the next one on).
+    fail_reads: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -297,6 +299,14 @@ impl EventLog for GatedLog {
         self.inner.append(expected_len, events).await
     }
     async fn read(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
+        let failing = self.fail_reads.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if failing.is_ok() {
+            return Err(StoreError::Io("the network is down".into()));
+        }
         self.inner.read(from, limit).await
     }
     fn watch_head(&self) -> tokio::sync::watch::Receiver<ledger::store::Head> {
@@ -330,6 +340,7 @@ async fn gated_writer(
         entered: Default::default(),
         appends: Default::default(),
         fail_append,
+        fail_reads: Default::default(),
     });
     let config = ledger::writer::WriterConfig {
         ledger: id("test"),
@@ -416,4 +427,45 @@ async fn a_retry_while_the_original_is_in_flight_replays_it_once_durable() {
     assert_eq!(log.head().await.unwrap().len, 2);
     drop(writer);
     task.await.unwrap();
+}
+
+/// The followers (projections, the event-hash index, a remote log's Merkle tree) read through
+/// `subscribe`: a read that fails for a moment is retried, it does not end the stream.
+#[tokio::test]
+async fn a_subscription_goes_on_after_reads_that_fail() {
+    let log = Arc::new(GatedLog {
+        inner: ledger::store::MemoryLog::new(),
+        gate: tokio::sync::Semaphore::new(0),
+        entered: Default::default(),
+        appends: Default::default(),
+        fail_append: usize::MAX,
+        fail_reads: std::sync::atomic::AtomicUsize::new(2),
+    });
+    log.inner
+        .append(0, common::chained_events(0, 3, Hash::ZERO))
+        .await
+        .unwrap();
+    let mut events = ledger::store::subscribe(log.clone(), 0);
+    let mut seqs = Vec::new();
+    while seqs.len() < 3 {
+        let page = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv_page(10))
+            .await
+            .expect("the subscription retries within seconds")
+            .expect("the stream goes on")
+            .expect("no error reaches the reader");
+        seqs.extend(page.iter().map(SealedEvent::seq));
+    }
+    assert_eq!(seqs, [0, 1, 2]);
+    assert_eq!(log.fail_reads.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Later events arrive as before.
+    log.inner
+        .append(
+            3,
+            common::chained_events(3, 1, log.inner.head().await.unwrap().hash),
+        )
+        .await
+        .unwrap();
+    let page = events.recv_page(10).await.unwrap().unwrap();
+    assert_eq!(page[0].seq(), 3);
+    events.close().await;
 }

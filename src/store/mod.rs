@@ -138,25 +138,44 @@ impl Subscription {
 }
 
 /// Every event from `from` on, in order with no gaps: first those already stored, then new
-/// ones as they are appended. The stream ends with an error if reading fails, and ends
-/// quietly when the receiver is dropped.
+/// ones as they are appended. A read that fails with [`StoreError::Io`] (a network blip to
+/// EventStoreDB, a leader change) is retried after [`SUBSCRIPTION_RETRY_FIRST`], doubling up
+/// to [`SUBSCRIPTION_RETRY_MAX`], so the followers (projections, the event-hash index, the
+/// Merkle tree of a remote log) never stop for a transient failure; any other error
+/// (a corrupt log) ends the stream with that error. It ends quietly when the receiver is
+/// dropped.
 pub fn subscribe(log: Arc<dyn EventLog>, from: u64) -> Subscription {
     let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER_MAX);
     let mut head_rx = log.watch_head();
     let task = tokio::spawn(async move {
         let mut next = from;
+        let mut retry = SUBSCRIPTION_RETRY_FIRST;
         loop {
             let len = head_rx.borrow_and_update().len;
             while next < len {
                 match log.read(next, READ_EVENTS_MAX).await {
                     Ok(events) if events.is_empty() => break,
                     Ok(events) => {
+                        retry = SUBSCRIPTION_RETRY_FIRST;
                         for e in events {
                             next = e.seq() + 1;
                             if tx.send(Ok(e)).await.is_err() {
                                 return;
                             }
                         }
+                    }
+                    Err(StoreError::Io(reason)) => {
+                        tracing::warn!(
+                            from = next,
+                            error = %reason,
+                            retry_ms = retry.as_millis() as u64,
+                            "reading the log failed; retrying"
+                        );
+                        tokio::select! {
+                            () = tokio::time::sleep(retry) => {}
+                            () = tx.closed() => return,
+                        }
+                        retry = (retry * 2).min(SUBSCRIPTION_RETRY_MAX);
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -172,6 +191,12 @@ pub fn subscribe(log: Arc<dyn EventLog>, from: u64) -> Subscription {
     });
     Subscription { rx, task }
 }
+
+/// How long a subscription waits before it reads again after a failed read; it doubles
+/// after each failure in a row.
+pub const SUBSCRIPTION_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+/// The longest a subscription waits between two reads that fail.
+pub const SUBSCRIPTION_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Refuses an append whose `what` is `value`, over the backend's limit `max`.
 pub(crate) fn check_limit(what: &'static str, value: usize, max: usize) -> Result<(), StoreError> {
