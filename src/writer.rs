@@ -322,10 +322,11 @@ impl Writer {
                     attempt = *conflicts,
                     "another writer appended first; catching up"
                 );
+                let start = batch.before.position;
                 self.state = batch.before;
                 if let Err(e) = catch_up(self.log.as_ref(), &mut self.state).await {
-                    let replies = fail_all(&batch.replies, e);
-                    answer(batch.jobs, replies);
+                    let replies = self.fill_replays(refuse_new(batch.replies, &e, start), &[]);
+                    answer(batch.jobs, replies.await);
                     return;
                 }
                 requeue(queue, batch.jobs);
@@ -333,9 +334,10 @@ impl Writer {
             Err(e) => {
                 *conflicts = 0;
                 tracing::error!(error = %e, "append failed; the batch is refused");
+                let start = batch.before.position;
                 self.state = batch.before;
-                let replies = fail_all(&batch.replies, e);
-                answer(batch.jobs, replies);
+                let replies = self.fill_replays(refuse_new(batch.replies, &e, start), &[]);
+                answer(batch.jobs, replies.await);
             }
         }
     }
@@ -568,16 +570,20 @@ fn joined(
     done.map_err(StoreError::io)?
 }
 
-fn fail_all(replies: &[Pending], e: StoreError) -> Vec<Reply> {
+/// The replies of a batch whose append failed with `e`: its new events were not written, so
+/// their submissions get the store's error, as does a replay of a submission earlier in the
+/// same batch (its original, at or past `start`, was not written either). Refusals stay as
+/// they were, and a replay of events already in the log is still answered with them.
+fn refuse_new(replies: Vec<Pending>, e: &StoreError, start: u64) -> Vec<Pending> {
     let message = e.to_string();
     replies
-        .iter()
+        .into_iter()
         .map(|r| match r {
-            Pending::Failed(WriteError::Rejected { index, error }) => Err(WriteError::Rejected {
-                index: *index,
-                error: error.clone(),
-            }),
-            _ => Err(WriteError::Store(copy_error(&e, &message))),
+            Pending::New { .. } => Pending::Failed(WriteError::Store(copy_error(e, &message))),
+            Pending::Replay { first_seq, .. } if first_seq >= start => {
+                Pending::Failed(WriteError::Store(copy_error(e, &message)))
+            }
+            other => other,
         })
         .collect()
 }

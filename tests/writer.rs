@@ -469,3 +469,38 @@ async fn a_subscription_goes_on_after_reads_that_fail() {
     assert_eq!(page[0].seq(), 3);
     events.close().await;
 }
+
+/// When an append fails, only what it would have written is refused: a retry in the same
+/// batch of a submission already in the log is still answered with the original events,
+/// while a retry of a submission earlier in the failed batch fails with it.
+#[tokio::test]
+async fn a_failed_append_still_answers_replays_of_what_is_in_the_log() {
+    // Append 0 (the project) goes through; append 3 will fail.
+    let (log, writer, task) = gated_writer(3).await;
+    log.gate.add_permits(1);
+    let original = writer
+        .submit(keyed("wx-1", gift("txn-a", 100)))
+        .await
+        .unwrap();
+    // Append 2 waits at the gate; the batch decided on top of it is append 3.
+    let blocker = spawn_submit(&writer, Submission::one(id("recorder"), gift("txn-x", 50)));
+    appends_begun(&log, 3).await;
+    let replay = spawn_submit(&writer, keyed("wx-1", gift("txn-a", 100)));
+    let new = spawn_submit(&writer, keyed("wx-2", gift("txn-b", 200)));
+    let new_again = spawn_submit(&writer, keyed("wx-2", gift("txn-b", 200)));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    log.gate.add_permits(100);
+    blocker.await.unwrap().expect("append 2 is written");
+    let replay = replay.await.unwrap().expect("the replay is answered");
+    assert!(replay.replayed);
+    assert_eq!(replay.events, original.events);
+    for refused in [new.await.unwrap(), new_again.await.unwrap()] {
+        assert!(
+            matches!(refused, Err(WriteError::Store(StoreError::Io(_)))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(log.head().await.unwrap().len, 3);
+    drop(writer);
+    task.await.unwrap();
+}
