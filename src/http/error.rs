@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::command::CommandError;
+use crate::store::StoreError;
 use crate::writer::WriteError;
 
 use super::limits::JSON_BODY_BYTES_MAX;
@@ -151,6 +152,16 @@ impl From<WriteError> for ApiError {
             }
             WriteError::Stopped => {
                 ApiError::unavailable("shutting_down", "the ledger is shutting down; retry")
+            }
+            // Other writers kept appending first and the retries ran out: nothing was
+            // written, and trying again is the answer.
+            WriteError::Store(StoreError::Conflict { .. }) => ApiError::unavailable(
+                "busy",
+                "other writers appended first and the retries ran out; nothing was written, retry",
+            ),
+            // A store limit names what and the limit, nothing internal.
+            WriteError::Store(e @ StoreError::Limit { .. }) => {
+                ApiError::too_large("store_limit", e.to_string())
             }
             e @ (WriteError::Store(_) | WriteError::Internal(_)) => ApiError::internal(e),
         }
@@ -400,10 +411,11 @@ pub async fn json_errors(response: Response) -> Response {
             "method_not_allowed",
             "this route does not take that method".to_owned(),
         ),
-        StatusCode::REQUEST_TIMEOUT => (
-            "request_timeout",
+        StatusCode::GATEWAY_TIMEOUT => (
+            "timeout",
             format!(
-                "the request took longer than the limit of {} s",
+                "the request took longer than the limit of {} s; its outcome is unknown: a \
+                 write may still be recorded, so retry it with the same Idempotency-Key",
                 super::limits::REQUEST_TIMEOUT.as_secs()
             ),
         ),
@@ -449,12 +461,43 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
+    #[test]
+    fn store_conflicts_and_limits_are_not_internal_errors() {
+        let busy = ApiError::from(WriteError::Store(StoreError::Conflict {
+            expected: 1,
+            actual: 2,
+        }));
+        assert_eq!(
+            (busy.status, busy.code, busy.retry_after_s),
+            (StatusCode::SERVICE_UNAVAILABLE, "busy", Some(1))
+        );
+        let limit = ApiError::from(WriteError::Store(StoreError::Limit {
+            what: "events in one append",
+            value: 70_000,
+            max: 65_536,
+        }));
+        assert_eq!(
+            (limit.status, limit.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "store_limit")
+        );
+        assert!(limit.message.contains("the limit is 65536"), "{limit:?}");
+        let io = ApiError::from(WriteError::Store(StoreError::Io(
+            "fdatasync of /srv/ledger/sled/db: EIO".into(),
+        )));
+        assert_eq!(
+            (io.status, io.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(!io.message.contains("/srv"), "no internals: {io:?}");
+    }
+
     #[tokio::test]
     async fn errors_from_layers_get_the_json_shape() {
-        let (status, body) = shaped(StatusCode::REQUEST_TIMEOUT).await;
-        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(body["error"]["code"], "request_timeout");
-        assert!(body["error"]["message"].as_str().unwrap().contains("30 s"));
+        let (status, body) = shaped(StatusCode::GATEWAY_TIMEOUT).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(body["error"]["code"], "timeout");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("30 s") && message.contains("Idempotency-Key"));
         let (_, body) = shaped(StatusCode::PAYLOAD_TOO_LARGE).await;
         assert_eq!(body["error"]["code"], "payload_too_large");
         let (_, body) = shaped(StatusCode::INTERNAL_SERVER_ERROR).await;

@@ -41,7 +41,7 @@ pub mod limits {
     pub const BATCH_DONATIONS_MAX: usize = crate::writer::SUBMISSION_COMMANDS_MAX;
     /// How long a read with `min_seq` waits for the read models to catch up.
     pub const READ_WAIT: Duration = Duration::from_secs(5);
-    /// The longest a request may take before it is answered 408.
+    /// The longest a request may take before it is answered 504 (outcome unknown).
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
     /// Events per page of the log, by default and at most.
     pub const PAGE_EVENTS_DEFAULT: usize = 100;
@@ -142,12 +142,15 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .merge(tlog)
         .merge(crate::web::routes(state_for_web))
-        .layer(axum::middleware::map_response(error::json_errors))
         .layer(CatchPanicLayer::new())
+        // 504, not 408: the caller did nothing wrong, and a write that timed out may still
+        // be recorded (its job is queued), so its outcome is unknown (docs/HTTP.md).
         .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
             limits::REQUEST_TIMEOUT,
         ))
+        // Outside the panic and timeout layers, so their answers get the JSON shape too.
+        .layer(axum::middleware::map_response(error::json_errors))
         .layer(axum::middleware::from_fn(error::body_limit))
         .layer(
             TraceLayer::new_for_http()

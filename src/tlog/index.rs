@@ -140,12 +140,14 @@ impl EventHashIndex {
                 }
             };
             while index.position() < target {
+                // Shutdown is checked between reads, not raced against one: a read dropped
+                // half-way would leave its blocking thread holding the log (and sled's lock
+                // on the data directory) after shutdown has returned.
+                if *shutdown.borrow_and_update() {
+                    return;
+                }
                 let from = index.position();
-                let hashes = tokio::select! {
-                    h = index.log.read_hashes(from, READ_HASHES_MAX) => h,
-                    _ = shutdown.changed() => return,
-                };
-                match hashes {
+                match index.log.read_hashes(from, READ_HASHES_MAX).await {
                     Ok(h) if h.is_empty() => break,
                     Ok(h) => index.index(from, &h),
                     Err(e) => {
