@@ -42,7 +42,8 @@ pub struct Node {
     writer_task: tokio::task::JoinHandle<()>,
     projector_task: tokio::task::JoinHandle<Result<(), StoreError>>,
     /// The checkpoint signer, the hash index and (for backends without a tree) the tree.
-    tlog_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The transparency log's tasks, each with what it does.
+    tlog_tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
 }
 
 /// Where a node keeps its transparency-log state.
@@ -185,7 +186,7 @@ impl Node {
                 let (tree, task) = TreeStore::follow(tiles, log.clone(), shutdown_rx.clone())
                     .await
                     .context("building the Merkle tree from the log")?;
-                tlog_tasks.push(task);
+                tlog_tasks.push(("the Merkle tree", task));
                 tree
             }
         };
@@ -194,13 +195,19 @@ impl Node {
         if let Some(key) = tlog.signer {
             let signer = CheckpointSigner::new(tree.clone(), checkpoints.clone(), key)
                 .context("checking the published checkpoints against the log")?;
-            tlog_tasks.push(signer.spawn(CHECKPOINT_INTERVAL, shutdown_rx.clone()));
+            tlog_tasks.push((
+                "the checkpoint signer",
+                signer.spawn(CHECKPOINT_INTERVAL, shutdown_rx.clone()),
+            ));
         }
         // Earlier versions kept the hash index in sled; it now lives in memory.
         db.drop_tree(crate::tlog::index::LEGACY_TREE_NAME)
             .map_err(StoreError::io)?;
         let event_hashes = EventHashIndex::new(log.clone());
-        tlog_tasks.push(event_hashes.spawn_follow(shutdown_rx));
+        tlog_tasks.push((
+            "the event-hash index",
+            event_hashes.spawn_follow(shutdown_rx),
+        ));
         Ok(Node {
             ledger,
             log,
@@ -232,27 +239,58 @@ impl Node {
         self.state.borrow().clone()
     }
 
+    /// The background tasks that have stopped although the node has not been shut down
+    /// (each logged why): the writer, the projections, the transparency log's followers.
+    /// Empty while the node is whole.
+    pub fn stopped_tasks(&self) -> Vec<&'static str> {
+        let mut stopped = Vec::new();
+        if self.writer_task.is_finished() {
+            stopped.push("the writer");
+        }
+        if self.projector_task.is_finished() {
+            stopped.push("the projections");
+        }
+        stopped.extend(
+            self.tlog_tasks
+                .iter()
+                .filter(|(_, task)| task.is_finished())
+                .map(|(what, _)| *what),
+        );
+        stopped
+    }
+
     /// Finishes the writes in hand and lets the projections catch up and persist. Appends
     /// are durable when acknowledged, so nothing else needs syncing.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         drop(self.writer);
-        self.writer_task.await.context("writer task")?;
-        let head = self.log.head().await?;
-        let mut state = self.state.clone();
-        let caught_up = state.wait_for(|s| s.position >= head.len);
-        if tokio::time::timeout(SHUTDOWN_CATCH_UP, caught_up)
-            .await
-            .is_err()
-        {
-            tracing::warn!("projections did not catch up before shutdown; they resume on start");
+        let writer = self.writer_task.await.context("writer task");
+        let head = self.log.head().await;
+        if let Ok(head) = &head {
+            let mut state = self.state.clone();
+            let caught_up = state.wait_for(|s| s.position >= head.len);
+            if tokio::time::timeout(SHUTDOWN_CATCH_UP, caught_up)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "projections did not catch up before shutdown; they resume on start"
+                );
+            }
         }
         self.shutdown_tx.send_replace(true);
-        self.projector_task.await.context("projection task")??;
+        // Every task is waited for, even after one failed: each holds the log (and so
+        // sled's lock on the data directory) until it ends. The first failure is returned.
+        let projector = self.projector_task.await;
         // The checkpoint signer signs the final size before it stops.
-        for task in self.tlog_tasks {
-            task.await.context("transparency log task")?;
+        let mut tlog = Ok(());
+        for (what, task) in self.tlog_tasks {
+            let ended = task.await.with_context(|| format!("{what} task"));
+            tlog = tlog.and(ended);
         }
-        Ok(())
+        writer?;
+        head?;
+        projector.context("projection task")??;
+        tlog
     }
 }
 

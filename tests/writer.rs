@@ -275,6 +275,8 @@ struct GatedLog {
     fail_append: usize,
     /// How many reads to fail (from the next one on).
     fail_reads: std::sync::atomic::AtomicUsize,
+    /// Every read finds the log corrupt, while set.
+    corrupt_reads: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -306,6 +308,12 @@ impl EventLog for GatedLog {
         );
         if failing.is_ok() {
             return Err(StoreError::Io("the network is down".into()));
+        }
+        if self.corrupt_reads.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Corrupt(ChainError::SeqGap {
+                expected: from,
+                found: from + 1,
+            }));
         }
         self.inner.read(from, limit).await
     }
@@ -341,6 +349,7 @@ async fn gated_writer(
         appends: Default::default(),
         fail_append,
         fail_reads: Default::default(),
+        corrupt_reads: Default::default(),
     });
     let config = ledger::writer::WriterConfig {
         ledger: id("test"),
@@ -440,6 +449,7 @@ async fn a_subscription_goes_on_after_reads_that_fail() {
         appends: Default::default(),
         fail_append: usize::MAX,
         fail_reads: std::sync::atomic::AtomicUsize::new(2),
+        corrupt_reads: Default::default(),
     });
     log.inner
         .append(0, common::chained_events(0, 3, Hash::ZERO))
@@ -503,4 +513,42 @@ async fn a_failed_append_still_answers_replays_of_what_is_in_the_log() {
     assert_eq!(log.head().await.unwrap().len, 3);
     drop(writer);
     task.await.unwrap();
+}
+
+/// A background task that stops (here the projections, the Merkle tree a non-sled log keeps
+/// beside it, and the event-hash index, on a log that reads back corrupt) is reported by the node (`/healthz` answers 503 `degraded` with
+/// it), and shutdown still waits for every task before it returns the failure.
+#[tokio::test]
+async fn a_background_task_that_stops_is_reported() {
+    let log = Arc::new(GatedLog {
+        inner: ledger::store::MemoryLog::new(),
+        gate: tokio::sync::Semaphore::new(1000),
+        entered: Default::default(),
+        appends: Default::default(),
+        fail_append: usize::MAX,
+        fail_reads: Default::default(),
+        corrupt_reads: Default::default(),
+    });
+    let node = Node::open_with(log.clone(), None, id("test"), Arc::new(|| T0))
+        .await
+        .unwrap();
+    assert!(node.stopped_tasks().is_empty());
+    log.corrupt_reads
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    node.writer
+        .submit(Submission::one(id("admin"), open_project("cp")))
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if node.stopped_tasks().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        node.stopped_tasks(),
+        ["the projections", "the Merkle tree", "the event-hash index"]
+    );
+    let shutdown = node.shutdown().await.unwrap_err();
+    assert!(format!("{shutdown:#}").contains("corrupt"), "{shutdown:#}");
 }

@@ -11,7 +11,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,7 +20,7 @@ use projections::{Donation, LedgerState, Request};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ApiPath, ApiQuery};
+use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use super::limits::*;
 use super::staff::{page_limit, MinSeq, ReadErrors};
 use super::AppState;
@@ -690,9 +690,23 @@ pub struct Health {
     pub projection_position: u64,
 }
 
-/// Liveness: 200 while the service answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+/// Liveness: 200 while the service answers and its background tasks run; 503 `degraded`
+/// naming the tasks that stopped (the reason is in the service's log), so an orchestrator
+/// restarts it.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 pub async fn healthz(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let stopped = s.node.stopped_tasks();
+    if !stopped.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded",
+            format!(
+                "stopped: {}; the reason is in the service's log; restart it",
+                stopped.join(", ")
+            ),
+        ));
+    }
     let head = s.node.log.head().await.map_err(ApiError::internal)?;
     Ok(Json(Health {
         status: "ok".into(),
