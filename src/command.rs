@@ -144,7 +144,7 @@ pub enum CommandError {
         requested: u64,
         available: u64,
     },
-    #[error("amount_minor: {amount} would take project {project} past its goal {goal} ({raised} raised); a {kind} cannot raise more than its goal")]
+    #[error("amount_minor: {amount} would take project {project} past its goal {goal} ({raised} received: gifts net of refunds, matches and moves in); a {kind} cannot take in more than its goal")]
     OverGoal {
         project: Id,
         kind: &'static str,
@@ -152,6 +152,8 @@ pub enum CommandError {
         raised: u64,
         goal: u64,
     },
+    #[error("amount_minor: {amount} would take project {project}'s money received (gifts, matches and moves in) past the limit of {max} minor units")]
+    InflowLimit { project: Id, amount: u64, max: u64 },
     #[error("channel_txn_id: {channel} transaction {txn_id} is already recorded")]
     DuplicateChannelTxn {
         channel: &'static str,
@@ -249,6 +251,7 @@ impl CommandError {
             CommandError::CurrencyMismatch { .. } => "currency_mismatch",
             CommandError::InsufficientFunds { .. } => "insufficient_funds",
             CommandError::OverGoal { .. } => "over_goal",
+            CommandError::InflowLimit { .. } => "inflow_limit",
             CommandError::DuplicateChannelTxn { .. } => "duplicate_channel_txn",
             CommandError::ReceiptCollision { .. } => "receipt_collision",
             CommandError::UnknownDonation(_) => "unknown_donation",
@@ -513,10 +516,16 @@ pub fn decide(
             same_currency(from, req.currency)?;
             same_currency(to, req.currency)?;
             ensure_available(from, req.amount_minor.minor())?;
+            check_inflow(to, req.amount_minor.minor())?;
             vec![EventBody::MoveRequested(req.clone())]
         }
         Command::ApproveMove { move_seq } => {
             check_decision(state, ctx, *move_seq, false)?;
+            // The receiving project may have closed, or filled up, since the request.
+            let req = &state.moves[move_seq];
+            if let Some(to) = &req.to_project {
+                check_inflow(open_project(state, to)?, req.amount_minor)?;
+            }
             vec![EventBody::MoveApproved(Decision {
                 request_seq: *move_seq,
             })]
@@ -692,6 +701,49 @@ fn check_decision(
     Ok(())
 }
 
+/// The most money a project may take in, in minor units: gifts (gross), matches and moves in
+/// together. No real project comes near it (2^62 fen is some 46 trillion yuan); it keeps every
+/// sum of a project's figures within `u64`, so the fold never overflows.
+pub const PROJECT_INFLOW_MAX: u64 = 1 << 62;
+
+/// How much more money a project may take in: under [`PROJECT_INFLOW_MAX`], and under its
+/// goal when the goal is a cap (help requests and micro-wishes).
+fn inflow_room(p: &Project) -> u64 {
+    let b = &p.balances;
+    let inflow = b
+        .raised_gross
+        .saturating_add(b.matched)
+        .saturating_add(b.moved_in);
+    let room = PROJECT_INFLOW_MAX.saturating_sub(inflow);
+    match p.goal_minor.filter(|_| p.kind.goal_is_cap()) {
+        Some(goal) => room.min(goal.minor().saturating_sub(p.balances.received())),
+        None => room,
+    }
+}
+
+/// Refuses `amount` of new money into `p` beyond [`inflow_room`], naming the limit it breaks.
+fn check_inflow(p: &Project, amount: u64) -> Result<(), CommandError> {
+    if amount <= inflow_room(p) {
+        return Ok(());
+    }
+    match p.goal_minor.filter(|_| p.kind.goal_is_cap()) {
+        Some(goal) if p.balances.received().saturating_add(amount) > goal.minor() => {
+            Err(CommandError::OverGoal {
+                project: p.id.clone(),
+                kind: p.kind.as_str(),
+                amount,
+                raised: p.balances.received(),
+                goal: goal.minor(),
+            })
+        }
+        _ => Err(CommandError::InflowLimit {
+            project: p.id.clone(),
+            amount,
+            max: PROJECT_INFLOW_MAX,
+        }),
+    }
+}
+
 fn decide_donation(
     state: &LedgerState,
     ctx: &Context<'_>,
@@ -730,20 +782,7 @@ fn decide_donation(
             receipt_code: events::ReceiptCode::of_number(number).as_str().to_owned(),
         });
     }
-    if p.kind.goal_is_cap() {
-        if let Some(goal) = p.goal_minor {
-            let raised = p.balances.raised_gross - p.balances.refunded;
-            if raised + amount > goal.minor() {
-                return Err(CommandError::OverGoal {
-                    project: p.id.clone(),
-                    kind: p.kind.as_str(),
-                    amount,
-                    raised,
-                    goal: goal.minor(),
-                });
-            }
-        }
-    }
+    check_inflow(p, amount)?;
     if let Some(seq) = input.pledge_seq {
         let pl = state
             .pledges
@@ -781,9 +820,16 @@ fn decide_donation(
 
 /// The match a donation earns: from the oldest open pool that covers its project, is in its
 /// window, has the same currency and has money left; `amount × ratio` rounded down, then
-/// clamped by the per-donation cap, what is left of the donor's cap for the day, and what
-/// is left of the pool. One pool per donation; none when the match rounds to zero.
+/// clamped by the per-donation cap, what is left of the donor's cap for the day, what is
+/// left of the pool, and what the project may still take in after the gift (its goal, for a
+/// help request or micro-wish). One pool per donation: the first, in that order, whose
+/// clamped match is not zero (a pool whose caps leave nothing for this gift passes it on).
 pub fn match_for(state: &LedgerState, ts_ms: u64, input: &DonationInput) -> Option<(Id, Amount)> {
+    let project_room = state
+        .projects
+        .get(&input.project)
+        .map_or(0, inflow_room)
+        .saturating_sub(input.amount_minor.minor());
     let mut pools: Vec<_> = state
         .pools
         .values()
@@ -808,7 +854,8 @@ pub fn match_for(state: &LedgerState, ts_ms: u64, input: &DonationInput) -> Opti
         let matched = by_ratio
             .min(pool.cap_per_donation_minor)
             .min(donor_left)
-            .min(pool.remaining());
+            .min(pool.remaining())
+            .min(project_room);
         if let Ok(amount) = Amount::new(matched) {
             return Some((pool.id.clone(), amount));
         }

@@ -346,6 +346,150 @@ fn help_requests_and_micro_wishes_stop_at_their_goal() {
     assert!(e.to_string().contains("goal_minor"), "{e}");
 }
 
+fn move_to(from: &str, to: &str, minor: u64) -> Command {
+    Command::RequestMove(MoveRequested {
+        from_project: id(from),
+        to_project: id(to),
+        amount_minor: amount(minor),
+        currency: Currency::CNY,
+        reason: text("结余转入"),
+    })
+}
+
+/// A capped project's goal counts everything it takes in: gifts net of refunds, matches and
+/// moves in. A match is clamped to what is left under the goal; a move that would pass it
+/// is refused when requested, and again when approved if the project filled up meanwhile.
+#[test]
+fn a_goal_cap_counts_matches_and_moves_in() {
+    let mut l = Ledger::new();
+    l.open("help", ProjectKind::HelpRequest, Some(1_000));
+    l.open("fund", ProjectKind::GeneralFund, None);
+    l.ok(
+        "sponsor",
+        pool("pool", &["help"], (10_000, 10_000, 100_000)),
+    );
+    // 600 matched 1:1 would make 1,200: the match is clamped to 400.
+    let events = give(&mut l, "help", 600, "t1", "d1");
+    match events[1].body() {
+        EventBody::MatchAllocated(m) => assert_eq!(m.amount_minor.minor(), 400),
+        other => panic!("expected a match, got {other:?}"),
+    }
+    assert_eq!(l.state.projects[&id("help")].balances.received(), 1_000);
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("help", 1, "t2", "d2")),
+    );
+    assert!(
+        matches!(
+            e,
+            CommandError::OverGoal {
+                raised: 1_000,
+                goal: 1_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Moves in count too.
+    give(&mut l, "fund", 5_000, "t3", "d3");
+    let e = l.err("finance", move_to("fund", "help", 1));
+    assert!(matches!(e, CommandError::OverGoal { .. }), "{e}");
+    // A refund makes room (the match is released with it); a move requested into that room
+    // is refused at approval once a gift has taken the room first.
+    l.ok(
+        "finance",
+        Command::RefundDonation {
+            donation_seq: events[0].seq(),
+            reason: text("捐赠人申请退款"),
+        },
+    );
+    assert_eq!(l.state.projects[&id("help")].balances.received(), 0);
+    let requested = l.ok("finance", move_to("fund", "help", 700))[0].seq();
+    give(&mut l, "help", 300, "t4", "d4");
+    give(&mut l, "help", 1, "t5", "d5");
+    let e = l.err(
+        "approver",
+        Command::ApproveMove {
+            move_seq: requested,
+        },
+    );
+    assert!(
+        matches!(
+            e,
+            CommandError::OverGoal {
+                amount: 700,
+                goal: 1_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+/// A move is approved only into a project that is still open.
+#[test]
+fn a_move_into_a_project_closed_since_its_request_is_refused() {
+    let mut l = Ledger::new();
+    l.open("a", ProjectKind::CommunityProject, None);
+    l.open("b", ProjectKind::CommunityProject, None);
+    give(&mut l, "a", 1_000, "t1", "d1");
+    let requested = l.ok("finance", move_to("a", "b", 600))[0].seq();
+    l.ok(
+        "admin",
+        Command::CloseProject {
+            project: id("b"),
+            reason: text("项目结束"),
+        },
+    );
+    let e = l.err(
+        "approver",
+        Command::ApproveMove {
+            move_seq: requested,
+        },
+    );
+    assert_eq!(e, CommandError::ProjectClosed(id("b")));
+    // Rejecting it is still possible, and gives the money back to a.
+    l.ok(
+        "approver",
+        Command::RejectMove {
+            move_seq: requested,
+            reason: text("受助项目已结束"),
+        },
+    );
+    assert_eq!(l.available("a"), 1_000);
+}
+
+/// A project takes in at most 2^62 minor units (gifts, matches and moves in), so no sum of
+/// its figures can overflow: the gift that would pass it is refused, naming the limit.
+#[test]
+fn a_project_takes_in_at_most_the_inflow_limit() {
+    let mut l = Ledger::new();
+    l.open("big", ProjectKind::CommunityProject, None);
+    let max = AMOUNT_MINOR_MAX;
+    let gifts = ledger::command::PROJECT_INFLOW_MAX / max;
+    for i in 0..gifts {
+        give(&mut l, "big", max, &format!("t{i}"), "d1");
+    }
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("big", max, "last", "d1")),
+    );
+    assert_eq!(
+        e,
+        CommandError::InflowLimit {
+            project: id("big"),
+            amount: max,
+            max: ledger::command::PROJECT_INFLOW_MAX,
+        }
+    );
+    assert!(
+        e.to_string().contains("limit of 4611686018427387904"),
+        "{e}"
+    );
+    let b = &l.state.projects[&id("big")].balances;
+    assert_eq!(b.balance(), Some(gifts * max));
+}
+
 #[test]
 fn payouts_and_moves_cannot_exceed_the_available_balance() {
     let mut l = Ledger::new();

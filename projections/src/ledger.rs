@@ -38,12 +38,23 @@ pub struct Balances {
 
 impl Balances {
     /// Money the project holds: `raised + matched − refunded − paid_out − moved_out + moved_in`.
-    /// `None` would mean the conservation rule broke: a bug, reported by the fold.
+    /// `None` would mean the conservation rule broke, or a sum overflowed (the write side
+    /// keeps a project's money below `2^62`): a bug, reported by the fold.
     pub fn balance(&self) -> Option<u64> {
-        (self.raised + self.matched + self.moved_in)
+        self.raised
+            .checked_add(self.matched)?
+            .checked_add(self.moved_in)?
             .checked_sub(self.refunded)?
             .checked_sub(self.paid_out)?
             .checked_sub(self.moved_out)
+    }
+    /// Money received towards a goal: gifts net of refunds (gross: the fees are the
+    /// project's cost), matches net of those released, and moves in.
+    pub fn received(&self) -> u64 {
+        self.raised_gross
+            .saturating_sub(self.refunded)
+            .saturating_add(self.matched)
+            .saturating_add(self.moved_in)
     }
     /// Money free for new payouts, moves and refunds.
     pub fn available(&self) -> Option<u64> {

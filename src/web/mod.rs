@@ -348,8 +348,8 @@ fn not_found(q: &Query, path: &str, message: String) -> Response {
 // Projects
 
 fn progress(l: Lang, p: &Project) -> String {
-    let b = &p.balances;
-    let got = b.raised + b.matched;
+    // What counts towards the goal, as the goal cap of a help request counts it.
+    let got = p.balances.received();
     match p.goal_minor.map(|g| g.minor()).filter(|g| *g > 0) {
         Some(goal) => {
             let pct = (u128::from(got) * 100 / u128::from(goal)).min(100) as u64;
@@ -630,7 +630,10 @@ async fn project_page(
         if d.ts_ms >= since {
             gifts += 1;
             gifts_minor += d.amount_minor;
-            matched_minor += d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
+            // A refund releases the gift's match: only matches still held count.
+            if d.refunded_seq.is_none() {
+                matched_minor += d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
+            }
         }
         if d.refunded_ts_ms.is_some_and(|t| t >= since) {
             refunds_minor += d.amount_minor;
