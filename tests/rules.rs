@@ -426,6 +426,24 @@ fn a_goal_cap_counts_matches_and_moves_in() {
     );
 }
 
+/// A pool's window ends no later than 2^53 − 1 ms (RFC 8785 writes no larger integer
+/// exactly); a later one is refused naming the field, and nothing is sealed.
+#[test]
+fn a_pool_window_beyond_2_pow_53_ms_is_refused_naming_the_field() {
+    let mut l = Ledger::new();
+    l.open("a", ProjectKind::CommunityProject, None);
+    let Command::CommitMatchingPool(mut committed) = pool("p", &["a"], (100, 100, 1_000)) else {
+        unreachable!()
+    };
+    committed.valid_until_ms = (1 << 53) + 1;
+    let e = l.err("sponsor", Command::CommitMatchingPool(committed));
+    assert!(
+        e.to_string()
+            .starts_with("valid_until_ms: 9007199254740993 is after"),
+        "{e}"
+    );
+}
+
 /// A move is approved only into a project that is still open.
 #[test]
 fn a_move_into_a_project_closed_since_its_request_is_refused() {

@@ -146,6 +146,20 @@ impl EventBody {
                         reason: "the ratio's numerator and denominator are at most 100".into(),
                     });
                 }
+                for (field, value) in [
+                    ("valid_from_ms", e.valid_from_ms),
+                    ("valid_until_ms", e.valid_until_ms),
+                ] {
+                    if value > crate::jcs::SAFE_INTEGER_MAX {
+                        return Err(ValueError::Invalid {
+                            field,
+                            reason: format!(
+                                "{value} is after the last time a ledger event can hold \
+                                 (2^53 - 1 ms since 1970)"
+                            ),
+                        });
+                    }
+                }
                 if e.valid_from_ms >= e.valid_until_ms {
                     return Err(ValueError::Invalid {
                         field: "valid_until_ms",

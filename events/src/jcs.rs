@@ -29,17 +29,38 @@ use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 #[error("not canonicalizable: {0}")]
 pub struct JcsError(String);
 
+/// The largest integer magnitude RFC 8785 writes exactly: its numbers are IEEE 754 doubles
+/// (I-JSON), so a standard canonicalizer reads `2^53 + 1` as `2^53` and writes different
+/// bytes. 2^53 − 1, JavaScript's `Number.MAX_SAFE_INTEGER`.
+pub const SAFE_INTEGER_MAX: u64 = (1 << 53) - 1;
+
 /// The RFC 8785 canonical bytes of `value`, which must hold no floating-point number.
+/// Integers of any size are written in decimal; see [`to_vec_i_json`] for what other
+/// implementations reproduce.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JcsError> {
     let mut out = Vec::with_capacity(512);
-    write(value, &mut out)?;
+    write(value, &mut out, false)?;
     Ok(out)
 }
 
-/// Appends the RFC 8785 canonical bytes of `value` to `out`.
-pub fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), JcsError> {
+/// [`to_vec`], refusing any integer beyond ±[`SAFE_INTEGER_MAX`]: the bytes every RFC 8785
+/// implementation (which reads numbers as doubles) reproduces. Events are sealed with it.
+pub fn to_vec_i_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JcsError> {
+    let mut out = Vec::with_capacity(512);
+    write(value, &mut out, true)?;
+    Ok(out)
+}
+
+/// Appends the RFC 8785 canonical bytes of `value` to `out`; with `safe_integers`, refuses
+/// integers beyond ±[`SAFE_INTEGER_MAX`].
+pub fn write<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    safe_integers: bool,
+) -> Result<(), JcsError> {
     let start = out.len();
     let formatter = JcsFormatter {
+        safe_integers,
         out: &mut *out,
         // Room for an event (an envelope and its `data`) without growing.
         objects: Vec::with_capacity(4),
@@ -59,6 +80,8 @@ pub fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), 
 }
 
 struct JcsFormatter<'a> {
+    /// Refuse integers beyond ±[`SAFE_INTEGER_MAX`].
+    safe_integers: bool,
     /// Everything written so far; objects in progress hold their members unsorted.
     out: &'a mut Vec<u8>,
     /// Open objects, innermost last.
@@ -117,6 +140,16 @@ fn unquote(name: &[u8]) -> &[u8] {
 }
 
 impl JcsFormatter<'_> {
+    /// With `safe_integers`, refuses an integer no double holds exactly.
+    fn check_integer(&self, value: i128) -> io::Result<()> {
+        if self.safe_integers && value.unsigned_abs() > u128::from(SAFE_INTEGER_MAX) {
+            return Err(io::Error::other(format!(
+                "the integer {value} is beyond 2^53 - 1, the largest RFC 8785 (I-JSON) writes exactly"
+            )));
+        }
+        Ok(())
+    }
+
     fn end_object_in_order(&mut self) -> io::Result<()> {
         let object = self
             .objects
@@ -162,13 +195,9 @@ impl Formatter for JcsFormatter<'_> {
         write_i8(value: i8);
         write_i16(value: i16);
         write_i32(value: i32);
-        write_i64(value: i64);
-        write_i128(value: i128);
         write_u8(value: u8);
         write_u16(value: u16);
         write_u32(value: u32);
-        write_u64(value: u64);
-        write_u128(value: u128);
         begin_string();
         end_string();
         begin_array();
@@ -193,6 +222,26 @@ impl Formatter for JcsFormatter<'_> {
     ) -> io::Result<()> {
         self.key_plain = false;
         CompactFormatter.write_char_escape(&mut *self.out, char_escape)
+    }
+
+    fn write_i64<W: ?Sized + io::Write>(&mut self, _: &mut W, value: i64) -> io::Result<()> {
+        self.check_integer(i128::from(value))?;
+        CompactFormatter.write_i64(&mut *self.out, value)
+    }
+
+    fn write_u64<W: ?Sized + io::Write>(&mut self, _: &mut W, value: u64) -> io::Result<()> {
+        self.check_integer(i128::from(value))?;
+        CompactFormatter.write_u64(&mut *self.out, value)
+    }
+
+    fn write_i128<W: ?Sized + io::Write>(&mut self, _: &mut W, value: i128) -> io::Result<()> {
+        self.check_integer(value)?;
+        CompactFormatter.write_i128(&mut *self.out, value)
+    }
+
+    fn write_u128<W: ?Sized + io::Write>(&mut self, _: &mut W, value: u128) -> io::Result<()> {
+        self.check_integer(i128::try_from(value).unwrap_or(i128::MAX))?;
+        CompactFormatter.write_u128(&mut *self.out, value)
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, _: &mut W, _: f32) -> io::Result<()> {
@@ -313,7 +362,7 @@ mod tests {
     #[test]
     fn refuses_floats_and_leaves_the_buffer_as_it_was() {
         let mut out = b"kept".to_vec();
-        let err = write(&serde_json::json!({"a": [1, 2.5]}), &mut out).unwrap_err();
+        let err = write(&serde_json::json!({"a": [1, 2.5]}), &mut out, false).unwrap_err();
         assert!(err.to_string().contains("floating-point"), "{err}");
         assert_eq!(out, b"kept");
     }

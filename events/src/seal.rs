@@ -96,20 +96,27 @@ impl EventRecord {
     /// Written in one pass by [`crate::jcs`] (a record holds no floats). Debug builds (all
     /// tests) check every record against the general canonicalizer
     /// `serde_json_canonicalizer`, and `tests/jcs.rs` checks random records with proptest.
-    pub fn canonical_bytes(&self) -> Vec<u8> {
+    ///
+    /// Refused when the record holds an integer beyond 2^53 − 1 ([`crate::jcs::to_vec_i_json`]):
+    /// every other RFC 8785 implementation reads numbers as doubles and would write other
+    /// bytes, so no one could verify its hash.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, ValueError> {
         // A record holds only integers, strings, booleans, arrays and objects.
-        let bytes = crate::jcs::to_vec(self).expect("event records canonicalize");
+        let bytes = crate::jcs::to_vec_i_json(self).map_err(|e| ValueError::Invalid {
+            field: "event",
+            reason: e.to_string(),
+        })?;
         debug_assert_eq!(
             bytes,
             serde_json_canonicalizer::to_vec(self).expect("event records serialize"),
             "the fast canonical form must equal RFC 8785"
         );
-        bytes
+        Ok(bytes)
     }
 
     /// Seals the record: computes its canonical bytes and hash.
     pub fn seal(self) -> Result<SealedEvent, ValueError> {
-        let canonical = self.canonical_bytes();
+        let canonical = self.canonical_bytes()?;
         if canonical.len() > EVENT_BYTES_MAX {
             return Err(ValueError::EventTooLarge {
                 bytes: canonical.len(),

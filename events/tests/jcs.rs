@@ -104,6 +104,31 @@ fn sample_record() -> EventRecord {
     }
 }
 
+/// RFC 8785 numbers are IEEE doubles: an integer beyond 2^53 − 1 is written differently by
+/// every other implementation, so an event holding one is refused when sealed (an error,
+/// not a panic); plain `to_vec` still writes any integer (for digests and re-reading).
+#[test]
+fn an_event_with_an_integer_beyond_2_pow_53_is_not_sealed() {
+    let mut record = sample_record();
+    record.ts_ms = events::jcs::SAFE_INTEGER_MAX;
+    assert!(record.clone().seal().is_ok());
+    record.ts_ms = events::jcs::SAFE_INTEGER_MAX + 2;
+    let e = record.clone().seal().unwrap_err();
+    assert!(
+        e.to_string().starts_with("event: ")
+            && e.to_string()
+                .contains("the integer 9007199254740993 is beyond 2^53 - 1"),
+        "{e}"
+    );
+    assert!(events::jcs::to_vec(&record).is_ok());
+    assert_eq!(
+        events::jcs::to_vec_i_json(&serde_json::json!({"n": -9007199254740993i64}))
+            .unwrap_err()
+            .to_string(),
+        "not canonicalizable: the integer -9007199254740993 is beyond 2^53 - 1, the largest RFC 8785 (I-JSON) writes exactly"
+    );
+}
+
 #[test]
 fn event_canonical_bytes_are_a_fixed_point() {
     let sealed = sample_record().seal().unwrap();
@@ -325,12 +350,12 @@ mod random {
                 d.anonymous = false;
             }
             let reference = serde_json_canonicalizer::to_vec(&r).unwrap();
-            prop_assert_eq!(r.canonical_bytes(), reference);
+            prop_assert_eq!(r.canonical_bytes().unwrap(), reference);
             let refund = EventRecord {
                 body: EventBody::DonationRefunded(DonationRefunded { donation_seq: 3, reason }),
                 ..r
             };
-            prop_assert_eq!(refund.canonical_bytes(), serde_json_canonicalizer::to_vec(&refund).unwrap());
+            prop_assert_eq!(refund.canonical_bytes().unwrap(), serde_json_canonicalizer::to_vec(&refund).unwrap());
         }
     }
 }
