@@ -91,7 +91,11 @@ pub struct Disclosure {
     pub payouts: Vec<DisclosedPayout>,
 }
 
-fn masked_payee(kind: ProjectKind, payee: &str) -> String {
+/// A payee as the public sees it: a help request's or micro-wish's payee is a person, shown
+/// only as "individual recipient" (the brief keeps personal help apart from public
+/// fundraising); other payees (organisations, suppliers) as they are. Every public page,
+/// API and export uses this.
+pub fn masked_payee(kind: ProjectKind, payee: &str) -> String {
     match kind {
         ProjectKind::HelpRequest | ProjectKind::MicroWish => {
             "个人受助人 (individual recipient)".into()

@@ -135,10 +135,24 @@ async fn no_public_response_carries_donor_data() {
         }
     }
     assert_eq!(listed, projects.len());
+    // A help request's or micro-wish's payee is a person: shown only as "individual
+    // recipient", as in the exports.
+    let mut masked = 0;
     for p in &projects {
         let detail = s.get(&format!("/api/v1/public/projects/{p}")).await;
         assert_eq!(detail["figures"]["project"], p.as_str());
+        let kind = state.projects[&events::Id::new(p).unwrap()].kind;
+        if kind.goal_is_cap() {
+            for payout in detail["payouts"].as_array().unwrap() {
+                assert_eq!(payout["payee"], "个人受助人 (individual recipient)", "{p}");
+                masked += 1;
+            }
+        }
     }
+    assert!(
+        masked > 0,
+        "the demo pays out to help requests or micro-wishes"
+    );
     // The whole log, page by page.
     let mut from = 0u64;
     let mut seen = 0u64;

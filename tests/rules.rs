@@ -444,6 +444,24 @@ fn a_pool_window_beyond_2_pow_53_ms_is_refused_naming_the_field() {
     );
 }
 
+/// A donor reference is public: one that looks like a phone, ID or account number (more than
+/// six digits in a row) is refused, naming the field.
+#[test]
+fn a_donor_ref_that_looks_like_a_phone_number_is_refused() {
+    let mut l = Ledger::new();
+    l.open("a", ProjectKind::CommunityProject, None);
+    let e = l.err(
+        "recorder",
+        Command::RecordDonation(donation("a", 100, "t1", "13800138000")),
+    );
+    assert!(
+        e.to_string()
+            .starts_with("donor_ref: 11 digits in a row; at most 6"),
+        "{e}"
+    );
+    give(&mut l, "a", 100, "t2", "donor-000042");
+}
+
 /// A move is approved only into a project that is still open.
 #[test]
 fn a_move_into_a_project_closed_since_its_request_is_refused() {

@@ -107,6 +107,7 @@ impl EventBody {
                 }
                 check_reference("channel_txn_id", &e.channel_txn_id)?;
                 check_reference("receipt_code", &e.receipt_code)?;
+                check_donor_ref(&e.donor_ref)?;
                 if e.anonymous && e.public_name.is_some() {
                     return Err(ValueError::Invalid {
                         field: "public_name",
@@ -639,4 +640,30 @@ pub struct ExceptionResolved {
     pub note: Text,
     pub resolution: Resolution,
     pub statement_seq: u64,
+}
+
+/// The most digits in a row a donor reference may hold.
+pub const DONOR_REF_DIGITS_RUN_MAX: usize = 6;
+
+/// A donor reference is public (it is in every gift's event) and must reveal nothing about
+/// the person: no phone number (11 digits), ID card number (18) or account number. Such
+/// numbers are refused by their one sure sign, a run of more than
+/// [`DONOR_REF_DIGITS_RUN_MAX`] digits; `donor-000042` passes, `13800138000` does not.
+fn check_donor_ref(donor_ref: &Id) -> Result<(), ValueError> {
+    let longest = donor_ref
+        .as_str()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if longest > DONOR_REF_DIGITS_RUN_MAX {
+        return Err(ValueError::Invalid {
+            field: "donor_ref",
+            reason: format!(
+                "{longest} digits in a row; at most {DONOR_REF_DIGITS_RUN_MAX}: a donor reference \
+                 must not be a phone, ID or account number (use the platform's opaque donor id)"
+            ),
+        });
+    }
+    Ok(())
 }

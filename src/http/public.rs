@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use events::{is_receipt_code, EventBody, Id, SealedEvent};
+use events::{is_receipt_code, EventBody, Id, ProjectKind, SealedEvent};
 use projections::{Donation, LedgerState, Request};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -425,13 +425,16 @@ pub struct PublicPayout {
     pub disbursed_ts_ms: Option<u64>,
 }
 
-fn public_payout(r: &Request) -> PublicPayout {
+fn public_payout(kind: ProjectKind, r: &Request) -> PublicPayout {
     PublicPayout {
         seq: r.seq,
         requested_ts_ms: r.ts_ms,
         amount_minor: r.amount_minor,
         currency: r.currency.to_string(),
-        payee: r.payee.as_ref().map(|t| t.to_string()),
+        payee: r
+            .payee
+            .as_ref()
+            .map(|t| crate::reports::masked_payee(kind, t.as_str())),
         purpose: r.purpose.as_ref().map(|t| t.to_string()),
         document_sha256: r.document_sha256.map(|h| h.to_hex()),
         status: r.status.as_str().to_owned(),
@@ -514,7 +517,7 @@ fn project_detail_of(state: &LedgerState, id: &Id) -> Option<ProjectDetail> {
         .payouts
         .iter()
         .filter_map(|seq| state.payouts.get(seq))
-        .map(public_payout)
+        .map(|r| public_payout(p.kind, r))
         .collect();
     let moves = state
         .moves

@@ -699,7 +699,7 @@ async fn project_page(
                 r#"<tr><td>{date}</td><td>{purpose}</td><td>{payee}</td><td class="num">{amount}</td><td>{status}</td><td class="hash">{doc}</td></tr>"#,
                 date = date(r.disbursed_ts_ms.unwrap_or(r.ts_ms)),
                 purpose = esc(r.purpose.as_ref().map(|t| t.as_str()).unwrap_or("")),
-                payee = esc(r.payee.as_ref().map(|t| t.as_str()).unwrap_or("")),
+                payee = esc(&payee_of(&state, r)),
                 amount = money(r.amount_minor, c),
                 status = status_name(l, r.status),
                 doc = r.document_sha256.map(|h| h.to_hex()).unwrap_or_default(),
@@ -812,6 +812,15 @@ fn receipt_form(l: Lang, code: &str) -> String {
     )
 }
 
+/// A payout's payee as the public sees it ([`crate::reports::masked_payee`]).
+fn payee_of(state: &LedgerState, r: &projections::Request) -> String {
+    let payee = r.payee.as_ref().map_or("", |t| t.as_str());
+    match state.projects.get(&r.project) {
+        Some(p) => crate::reports::masked_payee(p.kind, payee),
+        None => payee.to_owned(),
+    }
+}
+
 fn use_row(l: Lang, state: &LedgerState, used: Use, amount: u64, c: &str) -> String {
     let what = match used {
         Use::Payout { payout_seq } => match state.payouts.get(&payout_seq) {
@@ -820,7 +829,7 @@ fn use_row(l: Lang, state: &LedgerState, used: Use, amount: u64, c: &str) -> Str
                 label = l.t("拨付", "Payout"),
                 date = date(r.disbursed_ts_ms.unwrap_or(r.ts_ms)),
                 purpose = esc(r.purpose.as_ref().map(|t| t.as_str()).unwrap_or("")),
-                payee = esc(r.payee.as_ref().map(|t| t.as_str()).unwrap_or("")),
+                payee = esc(&payee_of(state, r)),
                 doc = l.t("凭证", "document"),
                 hash = r.document_sha256.map(|h| h.to_hex()).unwrap_or_default(),
             ),
