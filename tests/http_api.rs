@@ -166,6 +166,57 @@ async fn tokens_api() {
     t.finish().await;
 }
 
+/// An admin cannot get around the four-eyes rule by issuing a token: a token's issuer counts
+/// as its holder, so the admin's own request cannot be decided with it, under a made-up
+/// actor or another staff member's name. A token made on the server (no issuer) can.
+#[tokio::test]
+async fn a_token_issued_by_the_requester_cannot_decide_the_request() {
+    let t = setup().await;
+    t.funded_project("fund-1", 10_000).await;
+    let w = t
+        .created("/api/v1/staff/payouts", "admin", payout("fund-1", 5_000))
+        .await;
+    let payout_seq = w["payout_seq"].as_u64().unwrap();
+    let admin = whoami(&t, &format!("Bearer {}", t.token("admin")))
+        .await
+        .body["actor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let approve = format!("/api/v1/staff/payouts/{payout_seq}/approve");
+    for actor in ["ghost", "director-wang"] {
+        let r = t
+            .post(
+                "/api/v1/staff/tokens",
+                "admin",
+                json!({"actor": actor, "role": "approver"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        assert_eq!(r.body["info"]["issued_by"], admin.as_str());
+        let token = r.body["token"].as_str().unwrap().to_owned();
+        let r = t
+            .call_with(
+                Method::POST,
+                &approve,
+                None,
+                None,
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert_eq!(r.code(), "four_eyes");
+        assert!(
+            r.text.contains(&format!("{admin} requested the payout")),
+            "{r:?}"
+        );
+    }
+    // The approver whose token was made on the server decides it.
+    let r = t.call(Method::POST, &approve, Some("approver"), None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    t.finish().await;
+}
+
 #[tokio::test]
 async fn every_command_through_its_resource_endpoint() {
     let t = setup().await;

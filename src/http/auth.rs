@@ -72,6 +72,8 @@ pub struct Principal {
     pub actor: Id,
     pub role: Role,
     pub token_id: String,
+    /// The admin who issued the token, when it was issued through the API.
+    pub issued_by: Option<Id>,
 }
 
 impl Principal {
@@ -123,6 +125,7 @@ impl FromRequestParts<AppState> for Principal {
             actor: info.actor,
             role: info.role,
             token_id: info.id,
+            issued_by: info.issued_by,
         })
     }
 }

@@ -585,6 +585,7 @@ pub(crate) async fn write(
     command: Command,
 ) -> Result<Response, ApiError> {
     principal.require_command(&command)?;
+    check_issuer_four_eyes(state, principal, &command)?;
     let submission = Submission {
         actor: principal.actor.clone(),
         idempotency_key: idempotency_key(headers)?,
@@ -592,6 +593,46 @@ pub(crate) async fn write(
     };
     let outcome = state.node.writer.submit(submission).await?;
     Ok(written(outcome.replayed, write_response(&outcome)?))
+}
+
+/// The four-eyes rule with a token's issuer counted as its holder: an admin who requested a
+/// payout or move cannot decide it with a token they issued (to a made-up approver, or in
+/// another staff member's name). The ledger's own rule compares actors; this one is the
+/// API's, checked against the writer's committed state, which holds every request already
+/// acknowledged.
+fn check_issuer_four_eyes(
+    state: &AppState,
+    principal: &Principal,
+    command: &Command,
+) -> Result<(), ApiError> {
+    let Some(issuer) = &principal.issued_by else {
+        return Ok(());
+    };
+    let (what, seq) = match command {
+        Command::ApprovePayout { payout_seq } | Command::RejectPayout { payout_seq, .. } => {
+            ("payout", *payout_seq)
+        }
+        Command::ApproveMove { move_seq } | Command::RejectMove { move_seq, .. } => {
+            ("move", *move_seq)
+        }
+        _ => return Ok(()),
+    };
+    let committed = state.node.writer.committed().borrow().clone();
+    let requests = if what == "payout" {
+        &committed.payouts
+    } else {
+        &committed.moves
+    };
+    match requests.get(&seq) {
+        Some(r) if &r.requested_by == issuer => {
+            Err(ApiError::command(&crate::command::CommandError::FourEyes {
+                actor: issuer.clone(),
+                what,
+                seq,
+            }))
+        }
+        _ => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1155,7 +1196,7 @@ pub async fn create_token(
     p.require(Role::Admin, "creating a token")?;
     let (token, info) = s
         .tokens
-        .create(b.actor, b.role)
+        .create_by(b.actor, b.role, Some(p.actor.clone()))
         .map_err(ApiError::internal)?;
     tracing::info!(by = %p.actor, id = %info.id, actor = %info.actor, role = info.role.as_str(), "token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })).into_response())

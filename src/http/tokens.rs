@@ -32,6 +32,12 @@ pub struct TokenInfo {
     pub created_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_ms: Option<u64>,
+    /// The admin who created the token through the API; absent for one created with the
+    /// `token` command on the server. The four-eyes rule counts a token's issuer as its
+    /// holder, so an admin cannot approve their own request with a token they made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub issued_by: Option<Id>,
 }
 
 /// The token store. Cheap to clone.
@@ -61,8 +67,19 @@ impl TokenStore {
         })
     }
 
-    /// Creates a token and returns it (the only time it is ever shown) with its record.
+    /// Creates a token on the server (no issuer) and returns it (the only time it is ever
+    /// shown) with its record.
     pub fn create(&self, actor: Id, role: Role) -> Result<(String, TokenInfo), StoreError> {
+        self.create_by(actor, role, None)
+    }
+
+    /// [`Self::create`], recording the admin who issued it.
+    pub fn create_by(
+        &self,
+        actor: Id,
+        role: Role,
+        issued_by: Option<Id>,
+    ) -> Result<(String, TokenInfo), StoreError> {
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
@@ -73,6 +90,7 @@ impl TokenStore {
             role,
             created_ms: now_ms(),
             revoked_ms: None,
+            issued_by,
         };
         let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
         self.tree.insert(hash, value).map_err(StoreError::io)?;
