@@ -96,11 +96,21 @@ pub struct Disclosure {
 /// fundraising); other payees (organisations, suppliers) as they are. Every public page,
 /// API and export uses this.
 pub fn masked_payee(kind: ProjectKind, payee: &str) -> String {
+    masked_payee_of(Some(kind), payee)
+}
+
+/// [`masked_payee`] for a payout of `project` in `state`; a project the state does not know
+/// yet (the read models lag the log by a moment) is masked.
+pub fn public_payee(state: &projections::LedgerState, project: &Id, payee: &str) -> String {
+    masked_payee_of(state.projects.get(project).map(|p| p.kind), payee)
+}
+
+fn masked_payee_of(kind: Option<ProjectKind>, payee: &str) -> String {
     match kind {
-        ProjectKind::HelpRequest | ProjectKind::MicroWish => {
+        Some(ProjectKind::CommunityProject | ProjectKind::GeneralFund) => payee.to_owned(),
+        Some(ProjectKind::HelpRequest | ProjectKind::MicroWish) | None => {
             "个人受助人 (individual recipient)".into()
         }
-        _ => payee.to_owned(),
     }
 }
 

@@ -153,6 +153,7 @@ async fn no_public_response_carries_donor_data() {
         masked > 0,
         "the demo pays out to help requests or micro-wishes"
     );
+    let masked_in_details = masked;
     // The whole log, page by page.
     let mut from = 0u64;
     let mut seen = 0u64;
@@ -160,13 +161,25 @@ async fn no_public_response_carries_donor_data() {
         let page = s
             .get(&format!("/api/v1/public/events?from={from}&limit=1000"))
             .await;
-        seen += page["events"].as_array().unwrap().len() as u64;
+        let events = page["events"].as_array().unwrap();
+        seen += events.len() as u64;
+        for e in events.iter().filter(|e| e["type"] == "payout_requested") {
+            let project = events::Id::new(e["data"]["project"].as_str().unwrap()).unwrap();
+            if state.projects[&project].kind.goal_is_cap() {
+                assert_eq!(e["data"]["payee"], "个人受助人 (individual recipient)");
+                masked += 1;
+            }
+        }
         match page["next_from"].as_u64() {
             Some(n) => from = n,
             None => break,
         }
     }
     assert_eq!(seen, head);
+    assert!(
+        masked > masked_in_details,
+        "the log shows masked payees too"
+    );
     s.get("/api/v1/public/head").await;
     // Every receipt.
     for code in &receipts {

@@ -106,3 +106,22 @@ async fn an_append_makes_blob_files_durable_first() {
     assert_eq!(blob_files(dir.path()), 2);
     assert_eq!(log.synced_blob_files(), 2);
 }
+
+/// A data directory whose sled lock another handle still holds (a database being closed, or
+/// a previous process exiting) opens as soon as it is released, within
+/// `sled_log::LOCK_WAIT`, instead of failing at once.
+#[tokio::test]
+async fn a_directory_still_locked_for_a_moment_opens_when_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path()).unwrap();
+    fill(&log, 10).await;
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(log);
+    });
+    let started = std::time::Instant::now();
+    let log = SledLog::open(dir.path()).unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    assert_eq!(log.head().await.unwrap().len, 10);
+    release.join().unwrap();
+}

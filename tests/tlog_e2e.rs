@@ -24,20 +24,12 @@ fn ledger_bin(args: &[&str]) -> (bool, String) {
     )
 }
 
-/// Runs the binary. sled's background threads may hold a closed database's file lock for a
-/// moment, so a run that could not get the lock is retried for up to 5 seconds.
+/// Runs the binary (which waits for a data directory's lock that a closed database's
+/// threads still hold, `SledLog::open_db`).
 async fn run(args: Vec<String>) -> (bool, String) {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let (ok, out) = ledger_bin(&args);
-            if ok || !out.contains("could not acquire lock") || std::time::Instant::now() > deadline
-            {
-                return (ok, out);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        ledger_bin(&args)
     })
     .await
     .unwrap()

@@ -68,7 +68,10 @@ pub struct PublicDonationData {
 
 /// The public data of an event body. Every event type is listed, so a new one must be
 /// decided here before it compiles.
-pub fn public_data(body: &EventBody) -> serde_json::Value {
+///
+/// `state` says which projects are help requests or micro-wishes, whose payees are shown
+/// only as "individual recipient" ([`crate::reports::public_payee`]).
+pub fn public_data(body: &EventBody, state: &LedgerState) -> serde_json::Value {
     let value = match body {
         EventBody::DonationReceived(d) => serde_json::to_value(PublicDonationData {
             project: d.project.to_string(),
@@ -90,7 +93,13 @@ pub fn public_data(body: &EventBody) -> serde_json::Value {
         EventBody::MatchingPoolClosed(e) => serde_json::to_value(e),
         EventBody::MatchAllocated(e) => serde_json::to_value(e),
         EventBody::MatchReleased(e) => serde_json::to_value(e),
-        EventBody::PayoutRequested(e) => serde_json::to_value(e),
+        EventBody::PayoutRequested(e) => serde_json::to_value(e).map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                let payee = crate::reports::public_payee(state, &e.project, e.payee.as_str());
+                o.insert("payee".into(), payee.into());
+            }
+            v
+        }),
         EventBody::PayoutApproved(e) => serde_json::to_value(e),
         EventBody::PayoutRejected(e) => serde_json::to_value(e),
         EventBody::PayoutDisbursed(e) => serde_json::to_value(e),
@@ -113,7 +122,7 @@ pub fn public_data(body: &EventBody) -> serde_json::Value {
     value.unwrap_or(serde_json::Value::Null)
 }
 
-pub fn public_event(e: &SealedEvent) -> PublicEvent {
+pub fn public_event(e: &SealedEvent, state: &LedgerState) -> PublicEvent {
     let r = e.record();
     PublicEvent {
         seq: r.seq,
@@ -123,7 +132,7 @@ pub fn public_event(e: &SealedEvent) -> PublicEvent {
         ledger: r.ledger.to_string(),
         actor: r.actor.to_string(),
         event_type: r.body.type_name().to_owned(),
-        data: public_data(&r.body),
+        data: public_data(&r.body, state),
     }
 }
 
@@ -218,8 +227,9 @@ pub async fn events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<PublicEventPage>, ApiError> {
     let (events, next_from, head) = read_events(&s, &q).await?;
+    let state = s.node.state();
     Ok(Json(PublicEventPage {
-        events: events.iter().map(public_event).collect(),
+        events: events.iter().map(|e| public_event(e, &state)).collect(),
         next_from,
         head,
     }))
@@ -278,9 +288,10 @@ pub async fn stream(
     })?;
     let rx = subscribe(s.node.log.clone(), from);
     let shutdown = s.shutdown.clone();
+    let node = s.node.clone();
     let events = futures_util::stream::unfold(
-        (rx, shutdown, permit),
-        |(mut rx, mut shutdown, permit)| async move {
+        (rx, shutdown, permit, node),
+        |(mut rx, mut shutdown, permit, node)| async move {
             if *shutdown.borrow() {
                 return None;
             }
@@ -290,13 +301,13 @@ pub async fn stream(
             };
             match item {
                 Some(Ok(e)) => {
-                    let view = public_event(&e);
+                    let view = public_event(&e, &node.state());
                     let event = Event::default()
                         .id(e.seq().to_string())
                         .event(view.event_type.clone())
                         .json_data(&view)
                         .unwrap_or_else(|_| Event::default().comment("unserializable"));
-                    Some((Ok::<_, Infallible>(event), (rx, shutdown, permit)))
+                    Some((Ok::<_, Infallible>(event), (rx, shutdown, permit, node)))
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "the event stream failed reading the log");
@@ -676,7 +687,7 @@ pub async fn receipt(
         hash: event.hash().to_hex(),
         donation: public_donation(d),
         matched,
-        event: public_event(&event),
+        event: public_event(&event, &state),
         project: project_figures(p),
     }))
 }

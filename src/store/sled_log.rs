@@ -80,6 +80,10 @@ fn recorded_segment_size(sled_dir: &Path) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How long opening waits for sled's lock on a data directory that another handle (one
+/// being closed, or a process exiting) still holds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How many events at the end of the log are re-checked (hashes and links) on open.
 pub const TAIL_CHECK_EVENTS: u64 = 4096;
 /// From how many events an append hashes the Merkle tree on a second thread.
@@ -164,14 +168,27 @@ impl SledLog {
                  may be written as blob files, which sled does not fsync (see ARCHITECTURE.md)"
             );
         }
-        sled::Config::new()
+        let config = sled::Config::new()
             .path(sled_dir)
             .segment_size(segment_size)
             // Flushes happen on every append, explicitly; no background flusher.
             .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-            .map_err(StoreError::io)
+            .cache_capacity(256 * 1024 * 1024);
+        // sled's IO threads may hold a closed database's file lock for a moment after its
+        // last handle is dropped (a restart in the same process, or a previous process
+        // still exiting): wait for it a little before calling the directory taken.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => return opened.map_err(StoreError::io),
+            }
+        }
     }
 
     fn sled_dir(dir: &Path) -> PathBuf {

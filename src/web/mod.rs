@@ -815,10 +815,7 @@ fn receipt_form(l: Lang, code: &str) -> String {
 /// A payout's payee as the public sees it ([`crate::reports::masked_payee`]).
 fn payee_of(state: &LedgerState, r: &projections::Request) -> String {
     let payee = r.payee.as_ref().map_or("", |t| t.as_str());
-    match state.projects.get(&r.project) {
-        Some(p) => crate::reports::masked_payee(p.kind, payee),
-        None => payee.to_owned(),
-    }
+    crate::reports::public_payee(state, &r.project, payee)
 }
 
 fn use_row(l: Lang, state: &LedgerState, used: Use, amount: u64, c: &str) -> String {
@@ -1163,8 +1160,9 @@ async fn feed_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respon
             "The latest ledger events, newest first. Updates live when JavaScript is on."
         ),
     );
+    let state = s.node.state();
     for e in events.iter().rev() {
-        let v = public_event(e);
+        let v = public_event(e, &state);
         let d = &v.data;
         let _ = write!(
             page.body,
