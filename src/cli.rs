@@ -456,7 +456,22 @@ async fn verify_data(dir: &Path, args: &VerifyArgs) -> anyhow::Result<ExitCode> 
     let Some(tree) = log.tree() else {
         return Ok(ExitCode::SUCCESS);
     };
-    let computed = recompute_root(&log, chain.len()).await?;
+    let store = crate::tlog::CheckpointStore::open(log.db(), std::sync::Arc::new(|| Ok(())), None)?;
+    let published = store.all()?;
+    let saved = args.saved()?;
+    // The roots every checkpoint must have are recomputed from the events in the same pass
+    // as the root of the whole log, never taken from the stored tree.
+    let sizes: std::collections::BTreeSet<u64> = published
+        .iter()
+        .map(|(size, _)| *size)
+        .chain(
+            saved
+                .iter()
+                .filter_map(|n| crate::tlog::checkpoints::parse_unverified(n).ok())
+                .map(|c| c.size),
+        )
+        .collect();
+    let (computed, roots) = recompute_roots(&log, chain.len(), &sizes).await?;
     if tree.root() != computed || tree.size() != chain.len() {
         eprintln!(
             "verify: FAILED: the stored Merkle tree (size {}, root {}) differs from the events (size {}, root {computed})",
@@ -476,9 +491,6 @@ async fn verify_data(dir: &Path, args: &VerifyArgs) -> anyhow::Result<ExitCode> 
                 .transpose()?
         }
     };
-    let store = crate::tlog::CheckpointStore::open(log.db(), std::sync::Arc::new(|| Ok(())), None)?;
-    let published = store.all()?;
-    let saved = args.saved()?;
     if published.is_empty() && saved.is_empty() {
         println!("verify: no checkpoints to check");
         return Ok(ExitCode::SUCCESS);
@@ -501,17 +513,30 @@ async fn verify_data(dir: &Path, args: &VerifyArgs) -> anyhow::Result<ExitCode> 
         let result = events::Checkpoint::open(note, &key)
             .map_err(|e| format!("{which}: {e}"))
             .and_then(|c| {
-                let at = tree.at(c.size).map_err(|e| format!("{which}: {e}"))?;
-                let root =
-                    events::merkle::root(c.size, &at).map_err(|e| format!("{which}: {e}"))?;
-                if root == c.root {
-                    Ok(())
-                } else {
-                    Err(format!(
+                let root = roots.get(&c.size).ok_or_else(|| {
+                    format!(
+                        "{which}: size {} is beyond the log's {} events: acknowledged events are missing",
+                        c.size,
+                        chain.len()
+                    )
+                })?;
+                if *root != c.root {
+                    return Err(format!(
                         "{which}: signed root {} but the events give {root}",
                         c.root
-                    ))
+                    ));
                 }
+                // The stored tree, which serves proofs and tiles, must agree at that size too.
+                let at = tree.at(c.size).map_err(|e| format!("{which}: {e}"))?;
+                let stored =
+                    events::merkle::root(c.size, &at).map_err(|e| format!("{which}: {e}"))?;
+                if stored != *root {
+                    return Err(format!(
+                        "{which}: the stored Merkle tree gives root {stored} at size {}, the events {root}",
+                        c.size
+                    ));
+                }
+                Ok(())
             });
         if let Err(e) = result {
             eprintln!("verify: FAILED: {e}");
@@ -526,17 +551,31 @@ async fn verify_data(dir: &Path, args: &VerifyArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The RFC 9162 root of the first `len` events, recomputed from the events themselves.
-async fn recompute_root(log: &dyn EventLog, len: u64) -> anyhow::Result<events::Hash> {
+/// The RFC 9162 root of the first `len` events, and the root at each of `sizes` up to
+/// `len`, recomputed from the events themselves in one pass.
+async fn recompute_roots(
+    log: &dyn EventLog,
+    len: u64,
+    sizes: &std::collections::BTreeSet<u64>,
+) -> anyhow::Result<(events::Hash, std::collections::BTreeMap<u64, events::Hash>)> {
     let mut frontier = events::MerkleFrontier::new();
+    let mut roots = std::collections::BTreeMap::new();
+    let mut wanted = sizes.range(..=len).copied().peekable();
+    let mut take_roots = |frontier: &events::MerkleFrontier| {
+        while wanted.next_if_eq(&frontier.size()).is_some() {
+            roots.insert(frontier.size(), frontier.root());
+        }
+    };
+    take_roots(&frontier);
     while frontier.size() < len {
         let page = log.read(frontier.size(), READ_EVENTS_MAX).await?;
         anyhow::ensure!(!page.is_empty(), "the log ended at {}", frontier.size());
-        for e in &page {
+        for e in page.iter().take((len - frontier.size()) as usize) {
             frontier.push(events::leaf_hash(e.canonical_bytes()));
+            take_roots(&frontier);
         }
     }
-    Ok(frontier.root())
+    Ok((frontier.root(), roots))
 }
 
 fn head_text(chain: &ChainVerifier) -> String {

@@ -628,12 +628,18 @@ impl IatiBuilder {
                 }
             }
             EventBody::MatchingPoolCommitted(p) => {
-                let share = p.total_cap_minor.minor() / p.projects.len().max(1) as u64;
-                for project in &p.projects {
+                // The cap split evenly, the first projects taking one fen more each until the
+                // shares add up to the cap exactly.
+                let count = p.projects.len().max(1) as u64;
+                let (share, rest) = (
+                    p.total_cap_minor.minor() / count,
+                    p.total_cap_minor.minor() % count,
+                );
+                for (i, project) in p.projects.iter().enumerate() {
                     if let Some(a) = self.activities.get_mut(project) {
                         let mut t = tx(
                             iati_type::INCOMING_COMMITMENT,
-                            share,
+                            share + u64::from((i as u64) < rest),
                             p.currency,
                             format!("matching pool {} (share of its cap)", p.pool),
                         );

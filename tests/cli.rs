@@ -2,6 +2,8 @@
 //! `balances`; the export re-verified by the binary and by an independent Python checker.
 
 use std::path::Path;
+
+use ledger::store::EventLog as _;
 use std::process::Command;
 
 fn ledger(args: &[&str], data: &Path) -> std::process::Output {
@@ -134,4 +136,57 @@ fn demo_verify_rebuild_export_balances() {
             row["project"]
         );
     }
+}
+
+/// `verify --data` checks every checkpoint against roots recomputed from the events, not
+/// against the stored Merkle tree: here an interior tile is altered (node (3, 124), over
+/// events 992..999) and a checkpoint at size 1000 is signed with the ledger's own key over
+/// the root the altered tree gives. The stored tree still agrees with the events at the
+/// full size, so only the recomputed roots catch it.
+#[tokio::test]
+async fn verify_recomputes_checkpoint_roots_from_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = ledger(&["demo", "--donations", "5000"], &data);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    ledger::tlog::checkpoints::keygen(&data, "example.org/ledger/erqi").unwrap();
+    {
+        let log = ledger::store::SledLog::open(&data).unwrap();
+        assert!(log.head().await.unwrap().len > 2048, "tile (3, 0) is full");
+        let tiles = log.db().open_tree("log").unwrap();
+        let key = ledger::store::merkle::tile_key(3, 0);
+        let mut tile = tiles.get(key).unwrap().unwrap().to_vec();
+        tile[124 * 32] ^= 1;
+        tiles.insert(key, tile).unwrap();
+        log.sync().unwrap();
+    }
+    {
+        let log = ledger::store::SledLog::open(&data).unwrap();
+        let tree = log.tree().unwrap();
+        let at = tree.at(1000).unwrap();
+        let forged = events::merkle::root(1000, &at).unwrap();
+        let signer =
+            std::fs::read_to_string(data.join(ledger::tlog::checkpoints::SIGNER_KEY_PATH)).unwrap();
+        let signer = events::SignerKey::parse(signer.trim()).unwrap();
+        let note = events::Checkpoint::new(signer.name(), 1000, forged)
+            .sign(&signer)
+            .unwrap();
+        let checkpoints =
+            ledger::tlog::CheckpointStore::open(log.db(), std::sync::Arc::new(|| Ok(())), None)
+                .unwrap();
+        checkpoints.publish(1000, &note).unwrap();
+        log.sync().unwrap();
+    }
+    let verify = ledger(&["verify"], &data);
+    let err = String::from_utf8_lossy(&verify.stderr);
+    assert!(!verify.status.success(), "{}", stdout(&verify));
+    assert!(
+        err.contains("published checkpoint at size 1000: signed root")
+            && err.contains("but the events give"),
+        "{err}"
+    );
 }

@@ -244,6 +244,27 @@ fn camt053_errors_name_line_and_column() {
     assert!(field == "Document" || field == "Stmt");
 }
 
+/// A statement has one currency: an entry in another is refused when the file is read,
+/// naming its line (before, it passed the check and stopped the import half-way, for good).
+/// Deeply nested elements are refused too (a nesting bomb cost time quadratic in its depth).
+#[test]
+fn camt053_refuses_an_entry_in_another_currency_and_deep_nesting() {
+    let bad = CAMT.replacen(r#"<Amt Ccy="CNY">200.00"#, r#"<Amt Ccy="USD">200.00"#, 1);
+    let (line, column, field) = malformed(StatementSource::Camt053, bad.as_bytes());
+    assert_eq!((line, column, field.as_str()), (26, 24, "Amt/@Ccy"));
+    // Without the account's currency, the first entry's is the statement's.
+    let no_ccy = bad.replacen("<Ccy>CNY</Ccy>", "", 1);
+    let (line, _, field) = malformed(StatementSource::Camt053, no_ccy.as_bytes());
+    assert_eq!((line, field.as_str()), (26, "Amt/@Ccy"));
+    let deep = format!(
+        "<Document>{}{}</Document>",
+        "<x>".repeat(10_000),
+        "</x>".repeat(10_000)
+    );
+    let (_, _, field) = malformed(StatementSource::Camt053, deep.as_bytes());
+    assert_eq!(field, "xml");
+}
+
 fn id(s: &str) -> Id {
     Id::new(s).unwrap()
 }

@@ -13,6 +13,10 @@ use super::{
     StatementError, StatementOptions, TrackedReader, FIELD_BYTES_MAX,
 };
 
+/// The deepest element nesting a statement may have (camt.053 needs about 12): deeper
+/// documents are refused before they cost anything.
+pub const XML_DEPTH_MAX: usize = 64;
+
 type OnLine<'a> = &'a mut dyn FnMut(ParsedLine) -> Result<(), StatementError>;
 
 #[derive(Default)]
@@ -104,6 +108,14 @@ pub(super) fn parse<R: BufRead>(
                         ..Entry::default()
                     });
                 }
+                if path.len() >= XML_DEPTH_MAX {
+                    return Err(StatementError::at(
+                        before.0,
+                        before.1,
+                        "xml",
+                        format!("elements nested deeper than {XML_DEPTH_MAX}"),
+                    ));
+                }
                 if name == "Amt" {
                     amount_ccy = e
                         .try_get_attribute("Ccy")
@@ -194,6 +206,14 @@ pub(super) fn parse<R: BufRead>(
                                 .and_then(|c| {
                                     Currency::new(c).map_err(|e| at("Amt/@Ccy", e.to_string()))
                                 })?;
+                            // One currency per statement: the account's, or the first entry's.
+                            let expected = *currency.get_or_insert(ccy);
+                            if ccy != expected {
+                                return Err(at(
+                                    "Amt/@Ccy",
+                                    format!("the entry is in {ccy}, the statement in {expected}"),
+                                ));
+                            }
                             en.amount = Some((amount, ccy));
                         }
                         ("Ntry", "CdtDbtInd") => {

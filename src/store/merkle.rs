@@ -425,25 +425,34 @@ impl PersistedTree {
                 size,
             });
         }
-        if (tile + 1) * (TILE_NODES as u64) <= nodes_at(level, tree_size) {
-            let bytes = self.full_tile(level, tile)?;
-            return Ok(bytes[..width * 32].to_vec());
+        let full = |tree_size: u64| (tile + 1) * (TILE_NODES as u64) <= nodes_at(level, tree_size);
+        if !full(tree_size) {
+            // The tile was partial at `tree_size`; decided again under the lock, since an
+            // append may have completed it meanwhile and moved the partial nodes on to the
+            // next tile. A full tile never changes, so it is read after the lock.
+            let state = self.read_state();
+            if !full(state.size()) {
+                return partial_prefix(&state.partial[usize::from(level)], width).ok_or(
+                    TreeReadError::NotInTree {
+                        level,
+                        index: last,
+                        size,
+                    },
+                );
+            }
         }
-        let state = self.read_state();
-        let partial = &state.partial[usize::from(level)];
-        let mut out = Vec::with_capacity(width * 32);
-        for h in partial.iter().take(width) {
-            out.extend_from_slice(&h.0);
-        }
-        if out.len() != width * 32 {
-            return Err(TreeReadError::NotInTree {
-                level,
-                index: last,
-                size,
-            });
-        }
-        Ok(out)
+        let bytes = self.full_tile(level, tile)?;
+        Ok(bytes[..width * 32].to_vec())
     }
+}
+
+/// The first `width` hashes of a level's partial tile, concatenated; `None` when it holds
+/// fewer.
+fn partial_prefix(partial: &[Hash], width: usize) -> Option<Vec<u8>> {
+    if partial.len() < width {
+        return None;
+    }
+    Some(partial[..width].iter().flat_map(|h| h.0).collect())
 }
 
 /// How many perfect nodes level `level` has in a tree of `size` leaves.
