@@ -437,6 +437,7 @@ impl<'a> Reconciler<'a> {
     }
 
     /// Matches what is left by amount and date, lists the exceptions and returns the result.
+    /// (See [`nearest`] for how a line picks its entry.)
     pub fn finish(mut self) -> Reconciliation {
         let st = self.statement;
         let currency = st.currency;
@@ -450,25 +451,25 @@ impl<'a> Reconciler<'a> {
             if lines.is_empty() {
                 continue;
             }
-            // Candidates by amount, each list in time order.
-            let mut by_amount: HashMap<u64, Vec<Candidate>> = HashMap::new();
+            // The unmatched candidates by amount, each by (time, seq). A line takes the nearest
+            // in time within the window (the lower seq on a tie), found on either side of its
+            // time in a log's cost, and removed: a day of one-yuan lines is not quadratic.
+            let mut by_amount: HashMap<u64, BTreeMap<(u64, u64), Candidate>> = HashMap::new();
             for c in self.entries(debit) {
                 if c.currency == currency && !self.matched_entries.contains(&c.seq) {
-                    by_amount.entry(c.amount_minor).or_default().push(c);
+                    by_amount
+                        .entry(c.amount_minor)
+                        .or_default()
+                        .insert((c.ts_ms, c.seq), c);
                 }
             }
             for p in lines {
                 let best = if p.kind == StatementLineKind::Refund {
                     None
                 } else {
-                    by_amount.get(&p.amount_minor.minor()).and_then(|cands| {
-                        cands
-                            .iter()
-                            .filter(|c| !self.matched_entries.contains(&c.seq))
-                            .filter(|c| c.ts_ms.abs_diff(p.booked_ms) <= window)
-                            .min_by_key(|c| (c.ts_ms.abs_diff(p.booked_ms), c.seq))
-                            .copied()
-                    })
+                    by_amount
+                        .get_mut(&p.amount_minor.minor())
+                        .and_then(|cands| nearest(cands, p.booked_ms, window))
                 };
                 match best {
                     Some(c) => self.pair(p.line_no, c.seq, MatchRule::AmountAndDate),
@@ -527,6 +528,24 @@ pub fn reconcile<'l>(
     r.finish()
 }
 
+/// Takes out of `cands` (keyed by time, then seq) the candidate nearest to `t` within
+/// `window`, the lower seq on a tie: the first at or after `t`, or the earliest seq at the
+/// last time before `t`, whichever is nearer.
+fn nearest(cands: &mut BTreeMap<(u64, u64), Candidate>, t: u64, window: u64) -> Option<Candidate> {
+    let after = cands.range((t, 0)..).next().map(|(k, _)| *k);
+    let before = cands
+        .range(..(t, 0))
+        .next_back()
+        .and_then(|((ts, _), _)| cands.range((*ts, 0)..).next())
+        .map(|(k, _)| *k);
+    let key = [before, after]
+        .into_iter()
+        .flatten()
+        .filter(|(ts, _)| ts.abs_diff(t) <= window)
+        .min_by_key(|(ts, seq)| (ts.abs_diff(t), *seq))?;
+    cands.remove(&key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +556,41 @@ mod tests {
 
     const T0: u64 = 1_539_014_400_000;
     const HOUR: u64 = 3_600_000;
+
+    proptest::proptest! {
+        /// `nearest` picks what a scan of every candidate would: the least time distance
+        /// within the window, then the lowest seq.
+        #[test]
+        fn nearest_picks_what_a_full_scan_picks(
+            times in proptest::collection::vec(0u64..40, 0..30),
+            lines in proptest::collection::vec(0u64..40, 1..20),
+            window in 0u64..10,
+        ) {
+            let mut cands: BTreeMap<(u64, u64), Candidate> = BTreeMap::new();
+            for (seq, ts) in times.iter().enumerate() {
+                let c = Candidate {
+                    seq: seq as u64 * 7 % 31,
+                    ts_ms: *ts,
+                    amount_minor: 1,
+                    fee_minor: 0,
+                    currency: Currency::CNY,
+                };
+                cands.insert((c.ts_ms, c.seq), c);
+            }
+            for t in lines {
+                let scan = cands
+                    .values()
+                    .filter(|c| c.ts_ms.abs_diff(t) <= window)
+                    .min_by_key(|c| (c.ts_ms.abs_diff(t), c.seq))
+                    .map(|c| c.seq);
+                let got = nearest(&mut cands, t, window).map(|c| c.seq);
+                proptest::prop_assert_eq!(got, scan);
+                if let Some(seq) = got {
+                    proptest::prop_assert!(cands.values().all(|c| c.seq != seq));
+                }
+            }
+        }
+    }
 
     fn id(s: &str) -> Id {
         Id::new(s).unwrap()
