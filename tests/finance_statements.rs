@@ -107,6 +107,10 @@ fn wechat_bill_errors_name_line_and_column() {
     let bad = text.replacen("`2.00,`0.00,`0,`0", "`2.001,`0.00,`0,`0", 1);
     let (line, column, field) = malformed(StatementSource::Wechat, bad.as_bytes());
     assert_eq!((line, column, field.as_str()), (3, 13, "应结订单金额"));
+    // A negative fee on a payment names the fee's column, not the amount's.
+    let bad = text.replacen("`0.01", "`-0.01", 1);
+    let (line, _, field) = malformed(StatementSource::Wechat, bad.as_bytes());
+    assert_eq!((line, field.as_str()), (2, "手续费"), "{bad}");
     // A float-looking exponent is refused too.
     let bad = text.replacen("`2.00,`0.00,`0,`0", "`2e2,`0.00,`0,`0", 1);
     assert_eq!(malformed(StatementSource::Wechat, bad.as_bytes()).0, 3);

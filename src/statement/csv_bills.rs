@@ -381,8 +381,11 @@ impl Bill<10> for Wechat {
         let channel_row = match status {
             "SUCCESS" => {
                 let (negative, amount) = row.amount(t_amount, "应结订单金额")?;
-                if negative || fee_negative {
+                if negative {
                     return Err(row.bad(t_amount, "应结订单金额", "a payment is not negative"));
+                }
+                if fee_negative {
+                    return Err(row.bad(t_fee, "手续费", "a payment's fee is not negative"));
                 }
                 self.sum_amount += u128::from(amount.minor());
                 ChannelRow {
