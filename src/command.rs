@@ -706,42 +706,51 @@ fn check_decision(
 /// sum of a project's figures within `u64`, so the fold never overflows.
 pub const PROJECT_INFLOW_MAX: u64 = 1 << 62;
 
-/// How much more money a project may take in: under [`PROJECT_INFLOW_MAX`], and under its
-/// goal when the goal is a cap (help requests and micro-wishes).
-fn inflow_room(p: &Project) -> u64 {
+/// What a project may still take in under [`PROJECT_INFLOW_MAX`].
+fn limit_room(p: &Project) -> u64 {
     let b = &p.balances;
     let inflow = b
         .raised_gross
         .saturating_add(b.matched)
         .saturating_add(b.moved_in);
-    let room = PROJECT_INFLOW_MAX.saturating_sub(inflow);
-    match p.goal_minor.filter(|_| p.kind.goal_is_cap()) {
-        Some(goal) => room.min(goal.minor().saturating_sub(p.balances.received())),
-        None => room,
-    }
+    PROJECT_INFLOW_MAX.saturating_sub(inflow)
 }
 
-/// Refuses `amount` of new money into `p` beyond [`inflow_room`], naming the limit it breaks.
+/// What a project may still take in under its goal, when the goal is a cap (help requests
+/// and micro-wishes): the goal and the room left under it.
+fn goal_room(p: &Project) -> Option<(u64, u64)> {
+    let goal = p.goal_minor.filter(|_| p.kind.goal_is_cap())?.minor();
+    Some((goal, goal.saturating_sub(p.balances.received())))
+}
+
+/// How much more money a project may take in: under [`PROJECT_INFLOW_MAX`], and under its
+/// goal when the goal is a cap.
+fn inflow_room(p: &Project) -> u64 {
+    goal_room(p)
+        .map_or(u64::MAX, |(_, room)| room)
+        .min(limit_room(p))
+}
+
+/// Refuses `amount` of new money into `p` beyond [`inflow_room`], naming the limit it breaks
+/// (the goal first).
 fn check_inflow(p: &Project, amount: u64) -> Result<(), CommandError> {
-    if amount <= inflow_room(p) {
-        return Ok(());
+    if let Some((goal, _)) = goal_room(p).filter(|(_, room)| amount > *room) {
+        return Err(CommandError::OverGoal {
+            project: p.id.clone(),
+            kind: p.kind.as_str(),
+            amount,
+            raised: p.balances.received(),
+            goal,
+        });
     }
-    match p.goal_minor.filter(|_| p.kind.goal_is_cap()) {
-        Some(goal) if p.balances.received().saturating_add(amount) > goal.minor() => {
-            Err(CommandError::OverGoal {
-                project: p.id.clone(),
-                kind: p.kind.as_str(),
-                amount,
-                raised: p.balances.received(),
-                goal: goal.minor(),
-            })
-        }
-        _ => Err(CommandError::InflowLimit {
+    if amount > limit_room(p) {
+        return Err(CommandError::InflowLimit {
             project: p.id.clone(),
             amount,
             max: PROJECT_INFLOW_MAX,
-        }),
+        });
     }
+    Ok(())
 }
 
 fn decide_donation(

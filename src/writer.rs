@@ -325,8 +325,7 @@ impl Writer {
                 let start = batch.before.position;
                 self.state = batch.before;
                 if let Err(e) = catch_up(self.log.as_ref(), &mut self.state).await {
-                    let replies = self.fill_replays(refuse_new(batch.replies, &e, start), &[]);
-                    answer(batch.jobs, replies.await);
+                    self.refuse(batch.jobs, batch.replies, &e, start).await;
                     return;
                 }
                 requeue(queue, batch.jobs);
@@ -336,10 +335,16 @@ impl Writer {
                 tracing::error!(error = %e, "append failed; the batch is refused");
                 let start = batch.before.position;
                 self.state = batch.before;
-                let replies = self.fill_replays(refuse_new(batch.replies, &e, start), &[]);
-                answer(batch.jobs, replies.await);
+                self.refuse(batch.jobs, batch.replies, &e, start).await;
             }
         }
+    }
+
+    /// Answers a batch (whose first event would have been at `start`) that was not
+    /// appended, having failed with `e` ([`refuse_new`]).
+    async fn refuse(&self, jobs: Vec<Job>, replies: Vec<Pending>, e: &StoreError, start: u64) {
+        let replies = self.fill_replays(refuse_new(replies, e, start), &[]).await;
+        answer(jobs, replies);
     }
 
     /// An empty batch that starts at the current state.

@@ -279,6 +279,22 @@ struct GatedLog {
     corrupt_reads: std::sync::atomic::AtomicBool,
 }
 
+impl GatedLog {
+    /// A gated memory log that fails append number `fail_append` (0-based; `usize::MAX` for
+    /// none), with `permits` appends let through the gate.
+    fn new(fail_append: usize, permits: usize) -> GatedLog {
+        GatedLog {
+            inner: ledger::store::MemoryLog::new(),
+            gate: tokio::sync::Semaphore::new(permits),
+            entered: Default::default(),
+            appends: Default::default(),
+            fail_append,
+            fail_reads: Default::default(),
+            corrupt_reads: Default::default(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl EventLog for GatedLog {
     async fn head(&self) -> Result<ledger::store::Head, StoreError> {
@@ -342,15 +358,7 @@ async fn gated_writer(
     ledger::writer::WriterHandle,
     tokio::task::JoinHandle<()>,
 ) {
-    let log = Arc::new(GatedLog {
-        inner: ledger::store::MemoryLog::new(),
-        gate: tokio::sync::Semaphore::new(0),
-        entered: Default::default(),
-        appends: Default::default(),
-        fail_append,
-        fail_reads: Default::default(),
-        corrupt_reads: Default::default(),
-    });
+    let log = Arc::new(GatedLog::new(fail_append, 0));
     let config = ledger::writer::WriterConfig {
         ledger: id("test"),
         clock: Arc::new(|| T0),
@@ -442,15 +450,8 @@ async fn a_retry_while_the_original_is_in_flight_replays_it_once_durable() {
 /// `subscribe`: a read that fails for a moment is retried, it does not end the stream.
 #[tokio::test]
 async fn a_subscription_goes_on_after_reads_that_fail() {
-    let log = Arc::new(GatedLog {
-        inner: ledger::store::MemoryLog::new(),
-        gate: tokio::sync::Semaphore::new(0),
-        entered: Default::default(),
-        appends: Default::default(),
-        fail_append: usize::MAX,
-        fail_reads: std::sync::atomic::AtomicUsize::new(2),
-        corrupt_reads: Default::default(),
-    });
+    let log = Arc::new(GatedLog::new(usize::MAX, 0));
+    log.fail_reads.store(2, std::sync::atomic::Ordering::SeqCst);
     log.inner
         .append(0, common::chained_events(0, 3, Hash::ZERO))
         .await
@@ -520,15 +521,7 @@ async fn a_failed_append_still_answers_replays_of_what_is_in_the_log() {
 /// it), and shutdown still waits for every task before it returns the failure.
 #[tokio::test]
 async fn a_background_task_that_stops_is_reported() {
-    let log = Arc::new(GatedLog {
-        inner: ledger::store::MemoryLog::new(),
-        gate: tokio::sync::Semaphore::new(1000),
-        entered: Default::default(),
-        appends: Default::default(),
-        fail_append: usize::MAX,
-        fail_reads: Default::default(),
-        corrupt_reads: Default::default(),
-    });
+    let log = Arc::new(GatedLog::new(usize::MAX, 1000));
     let node = Node::open_with(log.clone(), None, id("test"), Arc::new(|| T0))
         .await
         .unwrap();

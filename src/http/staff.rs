@@ -608,17 +608,17 @@ fn check_issuer_four_eyes(
     let Some(issuer) = &principal.issued_by else {
         return Ok(());
     };
-    let (what, seq) = match command {
+    let (what, seq, payout) = match command {
         Command::ApprovePayout { payout_seq } | Command::RejectPayout { payout_seq, .. } => {
-            ("payout", *payout_seq)
+            ("payout", *payout_seq, true)
         }
         Command::ApproveMove { move_seq } | Command::RejectMove { move_seq, .. } => {
-            ("move", *move_seq)
+            ("move", *move_seq, false)
         }
         _ => return Ok(()),
     };
     let committed = state.node.writer.committed().borrow().clone();
-    let requests = if what == "payout" {
+    let requests = if payout {
         &committed.payouts
     } else {
         &committed.moves

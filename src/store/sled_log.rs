@@ -126,8 +126,8 @@ struct Inner {
     /// sled and parsing them again. What is here is exactly what was made durable.
     recent: Mutex<std::collections::VecDeque<SealedEvent>>,
     /// Set when an append's events reached sled but could not be made durable (a barrier
-    /// failed, whoever called it, or the tiles could not be applied): why. From then on every append is refused (see
-    /// [`SledLog::append_blocking`]).
+    /// failed, whoever called it, or the tiles could not be applied): why. From then on
+    /// every append and barrier is refused ([`SledLog::ensure_not_failed`]).
     failed: std::sync::OnceLock<String>,
     /// Fault injection for tests: the next barrier fails ([`SledLog::fail_next_barrier`]).
     fail_next_barrier: std::sync::atomic::AtomicBool,
@@ -288,9 +288,7 @@ impl SledLog {
     /// writeback once, to whichever fsync comes first, so a failure here stops all appends
     /// ([`Self::fail`]) whoever called it, and a stopped log refuses to sync.
     pub fn sync(&self) -> Result<(), StoreError> {
-        if self.inner.failed.get().is_some() {
-            return Err(self.refusal());
-        }
+        self.ensure_not_failed()?;
         self.barrier().map_err(|e| self.fail(&e))
     }
 
@@ -325,16 +323,19 @@ impl SledLog {
         let why = why.to_string();
         tracing::error!(error = %why, "an append could not be made durable; the log refuses appends until the node restarts");
         let _ = self.inner.failed.set(why);
-        self.refusal()
+        self.ensure_not_failed()
+            .expect_err("the log has just been marked failed")
     }
 
-    /// The error every append gets after [`Self::fail`].
-    fn refusal(&self) -> StoreError {
-        StoreError::Io(format!(
-            "the log refuses appends since an earlier append could not be made durable ({}); \
-             restart the node to reopen it from what is on disk",
-            self.inner.failed.get().map_or("", String::as_str)
-        ))
+    /// The error every append and barrier gets after [`Self::fail`].
+    fn ensure_not_failed(&self) -> Result<(), StoreError> {
+        match self.inner.failed.get() {
+            None => Ok(()),
+            Some(why) => Err(StoreError::Io(format!(
+                "the log refuses appends since an earlier append could not be made durable \
+                 ({why}); restart the node to reopen it from what is on disk"
+            ))),
+        }
     }
 
     /// fsyncs every file in sled's blob directory not fsynced before, then the directory.
@@ -397,9 +398,7 @@ impl SledLog {
             .head
             .lock()
             .map_err(|_| StoreError::io("log lock poisoned"))?;
-        if self.inner.failed.get().is_some() {
-            return Err(self.refusal());
-        }
+        self.ensure_not_failed()?;
         if expected_len != head.len {
             return Err(StoreError::Conflict {
                 expected: expected_len,
