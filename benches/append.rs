@@ -208,7 +208,7 @@ fn execute_only(c: &mut Criterion) {
     let at = Stamp {
         ledger: &ledger,
         actor: &actor,
-        ts_ms: u64::MAX / 2,
+        ts_ms: common::LATER_MS,
         idempotency: None,
     };
     for _ in 0..100_000 {
@@ -256,7 +256,7 @@ fn log_append(c: &mut Criterion) {
                 let at = Stamp {
                     ledger: &ledger,
                     actor: &actor,
-                    ts_ms: u64::MAX / 2,
+                    ts_ms: common::LATER_MS,
                     idempotency: None,
                 };
                 let batch: Vec<_> = (0..1024)
