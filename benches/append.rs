@@ -133,6 +133,7 @@ fn gifts_in_submissions(n: usize) -> Vec<Submission> {
         .step_by(max)
         .map(|first| Submission {
             actor: common::recorder(),
+            token_issuer: None,
             idempotency_key: None,
             commands: (first..(first + max).min(n))
                 .map(|_| common::gift())
@@ -208,6 +209,7 @@ fn execute_only(c: &mut Criterion) {
     let at = Stamp {
         ledger: &ledger,
         actor: &actor,
+        token_issuer: None,
         ts_ms: common::LATER_MS,
         idempotency: None,
     };
@@ -256,6 +258,7 @@ fn log_append(c: &mut Criterion) {
                 let at = Stamp {
                     ledger: &ledger,
                     actor: &actor,
+                    token_issuer: None,
                     ts_ms: common::LATER_MS,
                     idempotency: None,
                 };

@@ -51,6 +51,7 @@ fn record(seq: u64, ts_ms: u64, body: EventBody) -> EventRecord {
         ts_ms,
         actor: Id::new("recorder").unwrap(),
         idempotency: None,
+        token_issuer: None,
         body,
     }
 }

@@ -109,6 +109,7 @@ impl Events {
                     ts_ms: 1_539_046_800_000 + self.seq,
                     actor: Id::new("recorder-liu").unwrap(),
                     idempotency: None,
+                    token_issuer: None,
                     body: EventBody::ProjectOpened(ProjectOpened {
                         project: Id::new(&format!("project-{}", self.seq)).unwrap(),
                         kind: ProjectKind::CommunityProject,

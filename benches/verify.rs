@@ -30,6 +30,7 @@ fn verify(c: &mut Criterion) {
         while written < EVENTS {
             let s = Submission {
                 actor: common::recorder(),
+                token_issuer: None,
                 idempotency_key: None,
                 commands: (0..1000).map(|_| common::gift()).collect(),
             };

@@ -201,11 +201,15 @@ pub enum CommandError {
         status: &'static str,
         needed: &'static str,
     },
-    #[error("four eyes: {actor} requested the {what} at seq {seq} and cannot also decide it")]
+    #[error("four eyes: {actor} {requested} the {what} at seq {seq} and cannot also {decides}")]
     FourEyes {
         actor: Id,
+        /// "requested", or "issued the token that requested".
+        requested: &'static str,
         what: &'static str,
         seq: u64,
+        /// "decide it", or "decide it with a token they issued".
+        decides: &'static str,
     },
     #[error("idempotency_key: {key:?} was used for a different command")]
     IdempotencyConflict { key: String },
@@ -302,6 +306,8 @@ impl CommandError {
 pub struct Context<'a> {
     pub ledger: &'a Id,
     pub actor: &'a Id,
+    /// The admin who issued the actor's API token, if it was issued through the API.
+    pub token_issuer: Option<&'a Id>,
     pub ts_ms: u64,
     /// The seq the command's first event will get.
     pub next_seq: u64,
@@ -691,11 +697,21 @@ fn check_decision(
             needed: "requested",
         });
     }
-    if &req.requested_by == ctx.actor {
+    if let Some(shared) = req.shared_hand(ctx.actor, ctx.token_issuer) {
         return Err(CommandError::FourEyes {
-            actor: ctx.actor.clone(),
+            actor: shared.person.clone(),
+            requested: if shared.issued_request_token {
+                "issued the token that requested"
+            } else {
+                "requested"
+            },
             what,
             seq,
+            decides: if shared.issued_decision_token {
+                "decide it with a token they issued"
+            } else {
+                "decide it"
+            },
         });
     }
     Ok(())

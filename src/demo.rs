@@ -164,6 +164,7 @@ pub async fn run_demo(
     let submit = |actor: &Id, commands: Vec<Command>| {
         let s = Submission {
             actor: actor.clone(),
+            token_issuer: None,
             idempotency_key: None,
             commands,
         };

@@ -486,6 +486,7 @@ pub async fn record_statement(
                 .writer
                 .submit(Submission {
                     actor: actor.clone(),
+                    token_issuer: None,
                     idempotency_key: Some(format!("statement:{}", summary.sha256)),
                     commands: vec![Command::ImportStatement(header)],
                 })
@@ -556,6 +557,7 @@ pub async fn record_statement(
         node.writer
             .submit(Submission {
                 actor: actor.clone(),
+                token_issuer: None,
                 idempotency_key: None,
                 commands,
             })

@@ -25,7 +25,13 @@ pub struct SnapshotStore {
     tree: sled::Tree,
 }
 
-const LEDGER_STATE_KEY: &[u8] = b"ledger_state";
+/// The key of the persisted state. It names the snapshot's format: bincode carries no field
+/// names, so a state of another layout could read back as garbage; a change to
+/// `LedgerState` (or anything in it) takes a new key, and a snapshot under an older key
+/// is dropped and rebuilt from the log.
+const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v2";
+/// Keys of snapshots in older formats, removed when found.
+const OLD_LEDGER_STATE_KEYS: [&[u8]; 1] = [b"ledger_state"];
 
 impl SnapshotStore {
     pub fn open(db: &sled::Db) -> Result<SnapshotStore, StoreError> {
@@ -39,6 +45,11 @@ impl SnapshotStore {
     /// threshold, so sled keeps it in a blob file, which it writes without fsync; after a
     /// power loss the file may be gone or torn.
     pub fn load(&self) -> Result<Option<LedgerState>, StoreError> {
+        for old in OLD_LEDGER_STATE_KEYS {
+            if self.tree.remove(old).map_err(StoreError::io)?.is_some() {
+                tracing::info!("dropped a projection snapshot of an older format; rebuilding");
+            }
+        }
         let bytes = match self.tree.get(LEDGER_STATE_KEY) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(None),
@@ -200,5 +211,28 @@ async fn save(store: Option<&SnapshotStore>, state: &LedgerState) -> Saved {
     Saved {
         position: state.position,
         at: Instant::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot saved under an older format's key is dropped, never read as the current
+    /// layout; the current one reads back.
+    #[test]
+    fn a_snapshot_of_an_older_format_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let store = SnapshotStore::open(&db).unwrap();
+        let state = LedgerState::default();
+        store
+            .tree
+            .insert(OLD_LEDGER_STATE_KEYS[0], encode_state(&state))
+            .unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        assert!(!store.tree.contains_key(OLD_LEDGER_STATE_KEYS[0]).unwrap());
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), Some(state));
     }
 }

@@ -45,16 +45,27 @@ pub fn system_clock() -> Clock {
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub actor: Id,
+    /// The admin who issued the API token the actor acts with, if it was issued through the
+    /// API: recorded in every event as `token_issuer`, and counted as the actor by the
+    /// four-eyes rule.
+    pub token_issuer: Option<Id>,
     pub idempotency_key: Option<String>,
     pub commands: Vec<Command>,
 }
 
 impl Submission {
     pub fn one(actor: Id, command: Command) -> Submission {
+        Submission::many(actor, vec![command])
+    }
+
+    /// Commands applied all together, by an actor with a server-made token (no issuer) and
+    /// no idempotency key.
+    pub fn many(actor: Id, commands: Vec<Command>) -> Submission {
         Submission {
             actor,
+            token_issuer: None,
             idempotency_key: None,
-            commands: vec![command],
+            commands,
         }
     }
 }
@@ -435,6 +446,7 @@ impl Writer {
             let at = Stamp {
                 ledger: &self.config.ledger,
                 actor: &s.actor,
+                token_issuer: s.token_issuer.as_ref(),
                 ts_ms,
                 idempotency: idempotency.as_ref(),
             };
@@ -492,6 +504,7 @@ impl Writer {
 pub struct Stamp<'a> {
     pub ledger: &'a Id,
     pub actor: &'a Id,
+    pub token_issuer: Option<&'a Id>,
     pub ts_ms: u64,
     pub idempotency: Option<&'a Idempotency>,
 }
@@ -515,6 +528,7 @@ pub fn execute(
     let ctx = Context {
         ledger: at.ledger,
         actor: at.actor,
+        token_issuer: at.token_issuer,
         ts_ms: at.ts_ms,
         next_seq: state.position,
     };
@@ -531,6 +545,7 @@ pub fn execute(
             ts_ms: at.ts_ms,
             actor: at.actor.clone(),
             idempotency: at.idempotency.cloned(),
+            token_issuer: at.token_issuer.cloned(),
             body,
         };
         let event = record

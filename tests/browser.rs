@@ -486,6 +486,7 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
     node.writer
         .submit(Submission {
             actor: Id::new("admin-zhao").unwrap(),
+            token_issuer: None,
             idempotency_key: None,
             commands: vec![Command::OpenProject {
                 project: Id::new("awkward").unwrap(),

@@ -194,6 +194,7 @@ fn event(ledger: &Id, seq: u64, prev: Hash) -> SealedEvent {
         ts_ms: 1_539_046_800_000 + seq,
         actor: Id::new("conformance").unwrap(),
         idempotency: None,
+        token_issuer: None,
         body: EventBody::ProjectOpened(ProjectOpened {
             project: Id::new(&format!("p-{seq}")).unwrap(),
             kind: ProjectKind::GeneralFund,
@@ -577,6 +578,7 @@ mod cases {
         let setup = a
             .submit(Submission {
                 actor: staff.clone(),
+                token_issuer: None,
                 idempotency_key: None,
                 commands: setup,
             })
@@ -636,6 +638,7 @@ mod cases {
                     async move {
                         let submission = Submission {
                             actor: staff,
+                            token_issuer: None,
                             idempotency_key: Some(format!("{name}-{i}")),
                             commands: vec![command],
                         };

@@ -151,6 +151,7 @@ impl Harness {
     async fn submit(&self, actor: &str, commands: Vec<Command>) -> Option<Vec<u64>> {
         let s = Submission {
             actor: id(actor),
+            token_issuer: None,
             idempotency_key: None,
             commands,
         };

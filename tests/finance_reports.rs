@@ -27,6 +27,7 @@ const DAY: u64 = 86_400_000;
 async fn submit(w: &WriterHandle, actor: &str, commands: Vec<Command>) -> Vec<u64> {
     w.submit(Submission {
         actor: id(actor),
+        token_issuer: None,
         idempotency_key: None,
         commands,
     })

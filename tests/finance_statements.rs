@@ -533,6 +533,7 @@ async fn an_interrupted_import_resumes() {
     node.writer
         .submit(Submission {
             actor: id("recorder"),
+            token_issuer: None,
             idempotency_key: None,
             commands: first.clone(),
         })
@@ -543,6 +544,7 @@ async fn an_interrupted_import_resumes() {
         .writer
         .submit(Submission {
             actor: id("recorder"),
+            token_issuer: None,
             idempotency_key: None,
             commands: first,
         })

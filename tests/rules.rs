@@ -29,12 +29,24 @@ impl Ledger {
 
     /// Runs a command as `actor`; on rejection asserts nothing changed.
     fn run(&mut self, actor: &str, command: Command) -> Result<Vec<SealedEvent>, CommandError> {
+        self.run_with_token(actor, None, command)
+    }
+
+    /// Runs a command as `actor`, with a token `issuer` made through the API.
+    fn run_with_token(
+        &mut self,
+        actor: &str,
+        issuer: Option<&str>,
+        command: Command,
+    ) -> Result<Vec<SealedEvent>, CommandError> {
         let before = self.state.clone();
         let mut work = self.state.clone();
         let actor = id(actor);
+        let issuer = issuer.map(id);
         let at = Stamp {
             ledger: &self.ledger,
             actor: &actor,
+            token_issuer: issuer.as_ref(),
             ts_ms: self.ts_ms,
             idempotency: None,
         };
@@ -652,6 +664,123 @@ fn four_eyes_and_request_states() {
         },
     );
     assert_eq!(l.available("a"), 300);
+}
+
+/// The admin who issued an API token could act with it (they saw it when it was made), so
+/// the four-eyes rule counts them as its holder too: nobody may be behind both a request and
+/// its decision, whether as the actor or as the issuer of the actor's token.
+#[test]
+fn four_eyes_counts_a_tokens_issuer_as_its_holder() {
+    let mut l = Ledger::new();
+    l.open("a", ProjectKind::CommunityProject, None);
+    give(&mut l, "a", 10_000, "t1", "d1");
+    let approve = |seq| Command::ApprovePayout { payout_seq: seq };
+    let refused = |l: &mut Ledger, actor, issuer, seq| {
+        let e = l
+            .run_with_token(actor, issuer, approve(seq))
+            .expect_err("four eyes");
+        assert_eq!(e.code(), "four_eyes", "{e}");
+        e.to_string()
+    };
+
+    // admin-zhao requests, then decides with a token made for someone else.
+    let seq = l.ok("admin-zhao", payout("a", 100))[0].seq();
+    assert_eq!(
+        refused(&mut l, "ghost", Some("admin-zhao"), seq),
+        format!(
+            "four eyes: admin-zhao requested the payout at seq {seq} and cannot also decide it \
+             with a token they issued"
+        )
+    );
+    // A request made with a token admin-zhao issued cannot be decided by admin-zhao...
+    let seq = l
+        .run_with_token("finance-li", Some("admin-zhao"), payout("a", 100))
+        .unwrap()[0]
+        .seq();
+    assert_eq!(
+        l.state.payouts[&seq].requester_token_issuer,
+        Some(id("admin-zhao"))
+    );
+    assert_eq!(
+        refused(&mut l, "admin-zhao", None, seq),
+        format!(
+            "four eyes: admin-zhao issued the token that requested the payout at seq {seq} and \
+             cannot also decide it"
+        )
+    );
+    // ... nor with another token admin-zhao issued, whoever it names ...
+    assert_eq!(
+        refused(&mut l, "director-wang", Some("admin-zhao"), seq),
+        format!(
+            "four eyes: admin-zhao issued the token that requested the payout at seq {seq} and \
+             cannot also decide it with a token they issued"
+        )
+    );
+    // ... nor by the requester with a token someone else issued.
+    refused(&mut l, "finance-li", Some("admin-qian"), seq);
+    // Someone whose token another admin issued decides it; both events say who issued what.
+    let decided = l
+        .run_with_token("director-wang", Some("admin-qian"), approve(seq))
+        .unwrap();
+    assert_eq!(decided[0].record().token_issuer, Some(id("admin-qian")));
+    let request = &l.state.payouts[&seq];
+    assert_eq!(request.decided_by, Some(id("director-wang")));
+
+    // The same for moves.
+    l.open("b", ProjectKind::GeneralFund, None);
+    let mv = l
+        .run_with_token(
+            "finance-li",
+            Some("admin-zhao"),
+            Command::RequestMove(MoveRequested {
+                from_project: id("a"),
+                to_project: id("b"),
+                amount_minor: amount(200),
+                currency: Currency::CNY,
+                reason: text("结余转入"),
+            }),
+        )
+        .unwrap()[0]
+        .seq();
+    let e = l
+        .run_with_token(
+            "ghost",
+            Some("admin-zhao"),
+            Command::ApproveMove { move_seq: mv },
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("issued the token that requested the move"),
+        "{e}"
+    );
+    l.ok("director-wang", Command::ApproveMove { move_seq: mv });
+}
+
+/// The fold holds the rule as an invariant: a log in which a request is decided with a token
+/// its requester issued does not fold (as one decided by its requester does not).
+#[test]
+fn the_fold_refuses_a_decision_by_the_issuer_of_the_requesters_token() {
+    let mut l = Ledger::new();
+    l.open("a", ProjectKind::CommunityProject, None);
+    give(&mut l, "a", 1_000, "t1", "d1");
+    let seq = l
+        .run_with_token("finance-li", Some("admin-zhao"), payout("a", 100))
+        .unwrap()[0]
+        .seq();
+    let decision = EventRecord {
+        seq: l.state.position,
+        prev: l.state.head,
+        ledger: l.ledger.clone(),
+        ts_ms: l.ts_ms,
+        actor: id("admin-zhao"),
+        idempotency: None,
+        token_issuer: None,
+        body: EventBody::PayoutApproved(Decision { request_seq: seq }),
+    };
+    let sealed = decision.seal().unwrap();
+    let e = l.state.clone().apply(&sealed).unwrap_err();
+    assert!(e.to_string().contains("same hand"), "{e}");
 }
 
 #[test]

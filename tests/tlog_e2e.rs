@@ -48,6 +48,7 @@ async fn open_projects(node: &Node, from: usize, n: usize) {
     node.writer
         .submit(Submission {
             actor: Id::new("admin-zhao").unwrap(),
+            token_issuer: None,
             idempotency_key: None,
             commands,
         })

@@ -38,6 +38,7 @@ async fn submit(node: &Node, actor: &str, commands: Vec<Command>) -> Vec<u64> {
         .writer
         .submit(Submission {
             actor: Id::new(actor).unwrap(),
+            token_issuer: None,
             idempotency_key: None,
             commands,
         })

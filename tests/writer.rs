@@ -57,6 +57,7 @@ fn gift(txn: &str, minor: u64) -> Command {
 fn keyed(key: &str, command: Command) -> Submission {
     Submission {
         actor: id("recorder"),
+        token_issuer: None,
         idempotency_key: Some(key.into()),
         commands: vec![command],
     }
@@ -131,6 +132,7 @@ async fn a_submission_is_all_or_nothing() {
     let before = node.log.head().await.unwrap();
     let batch = Submission {
         actor: id("recorder"),
+        token_issuer: None,
         idempotency_key: None,
         commands: vec![
             gift("t1", 100),
@@ -544,4 +546,96 @@ async fn a_background_task_that_stops_is_reported() {
     );
     let shutdown = node.shutdown().await.unwrap_err();
     assert!(format!("{shutdown:#}").contains("corrupt"), "{shutdown:#}");
+}
+
+/// The four-eyes rule with tokens' issuers is the writer's: a decision sent together with its
+/// request (the request not yet durable, its seq guessed) is checked against it, and the
+/// request's token issuer is folded from the log, so the rule holds across a restart.
+#[tokio::test]
+async fn a_decision_with_a_token_the_requester_issued_is_refused_even_sent_together() {
+    let (dir, node) = open_with_project().await;
+    node.writer
+        .submit(Submission::one(id("recorder"), gift("wx-1", 10_000)))
+        .await
+        .unwrap();
+    let request_seq = node.log.head().await.unwrap().len;
+    let request = Submission::one(
+        id("admin-zhao"),
+        Command::RequestPayout(PayoutRequested {
+            project: id("cp"),
+            amount_minor: Amount::new(5_000).unwrap(),
+            currency: Currency::CNY,
+            payee: Text::new("星星小学").unwrap(),
+            purpose: Text::new("课桌").unwrap(),
+            document_sha256: sha256(b"invoice"),
+        }),
+    );
+    let approve = |actor: &str, issuer: &str| Submission {
+        token_issuer: Some(id(issuer)),
+        ..Submission::one(
+            id(actor),
+            Command::ApprovePayout {
+                payout_seq: request_seq,
+            },
+        )
+    };
+    let (requested, approved) = tokio::join!(
+        node.writer.submit(request),
+        node.writer.submit(approve("ghost", "admin-zhao"))
+    );
+    assert_eq!(requested.unwrap().events[0].seq(), request_seq);
+    let err = approved.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WriteError::Rejected {
+                error: CommandError::FourEyes { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A request made with a token admin-zhao issued...
+    let issued = node
+        .writer
+        .submit(Submission {
+            token_issuer: Some(id("admin-zhao")),
+            ..Submission::one(
+                id("finance-li"),
+                Command::RequestPayout(PayoutRequested {
+                    project: id("cp"),
+                    amount_minor: Amount::new(1_000).unwrap(),
+                    currency: Currency::CNY,
+                    payee: Text::new("星星小学").unwrap(),
+                    purpose: Text::new("图书").unwrap(),
+                    document_sha256: sha256(b"invoice-2"),
+                }),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        issued.events[0].record().token_issuer,
+        Some(id("admin-zhao"))
+    );
+    node.shutdown().await.unwrap();
+
+    // ... is still theirs after a restart (folded from the log): they cannot decide it.
+    let node = open(dir.path()).await;
+    let err = node
+        .writer
+        .submit(Submission::one(
+            id("admin-zhao"),
+            Command::ApprovePayout {
+                payout_seq: issued.events[0].seq(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("admin-zhao issued the token that requested the payout"),
+        "{err}"
+    );
+    node.shutdown().await.unwrap();
 }

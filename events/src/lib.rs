@@ -15,6 +15,7 @@
 //!     ts_ms: 1_539_050_400_000,
 //!     actor: Id::new("admin").unwrap(),
 //!     idempotency: None,
+//!     token_issuer: None,
 //!     body: EventBody::ProjectOpened(ProjectOpened {
 //!         project: Id::new("xingxing-classroom").unwrap(),
 //!         kind: ProjectKind::CommunityProject,

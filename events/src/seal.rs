@@ -64,6 +64,12 @@ pub struct EventRecord {
     pub actor: Id,
     #[serde(default)]
     pub idempotency: Option<Idempotency>,
+    /// The admin who issued the API token the actor acted with; absent for a token made on
+    /// the server (the `token` command) and for the system's own events. The four-eyes rule
+    /// counts the issuer as the actor: an admin cannot approve a request with, or made with,
+    /// a token they issued.
+    #[serde(default)]
+    pub token_issuer: Option<Id>,
     #[serde(flatten)]
     pub body: EventBody,
 }
@@ -73,7 +79,8 @@ pub struct EventRecord {
 impl Serialize for EventRecord {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let members = 7 + usize::from(self.idempotency.is_some());
+        let members =
+            7 + usize::from(self.idempotency.is_some()) + usize::from(self.token_issuer.is_some());
         let mut record = serializer.serialize_struct("EventRecord", members)?;
         record.serialize_field("actor", &self.actor)?;
         record.serialize_field("data", &self.body.data())?;
@@ -84,6 +91,10 @@ impl Serialize for EventRecord {
         record.serialize_field("ledger", &self.ledger)?;
         record.serialize_field("prev", &self.prev)?;
         record.serialize_field("seq", &self.seq)?;
+        match &self.token_issuer {
+            Some(issuer) => record.serialize_field("token_issuer", issuer)?,
+            None => record.skip_field("token_issuer")?,
+        }
         record.serialize_field("ts_ms", &self.ts_ms)?;
         record.serialize_field("type", self.body.type_name())?;
         record.end()

@@ -10,6 +10,7 @@ fn sealed() -> SealedEvent {
         ts_ms: 1_539_050_400_000,
         actor: Id::new("admin").unwrap(),
         idempotency: None,
+        token_issuer: None,
         body: EventBody::ProjectOpened(ProjectOpened {
             project: Id::new("library").unwrap(),
             kind: ProjectKind::CommunityProject,

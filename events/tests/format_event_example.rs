@@ -12,6 +12,7 @@ fn example() -> Vec<SealedEvent> {
         ts_ms: 1_539_046_800_000,
         actor: Id::new("admin-zhao").unwrap(),
         idempotency: None,
+        token_issuer: None,
         body: EventBody::ProjectOpened(ProjectOpened {
             project: Id::new("cp-001").unwrap(),
             kind: ProjectKind::CommunityProject,
@@ -33,6 +34,7 @@ fn example() -> Vec<SealedEvent> {
             key: "wx-notify-4200000001".into(),
             command_sha256: sha256(b"example"),
         }),
+        token_issuer: None,
         body: EventBody::DonationReceived(DonationReceived {
             project: Id::new("cp-001").unwrap(),
             amount_minor: Amount::new(100).unwrap(),

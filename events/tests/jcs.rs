@@ -88,6 +88,7 @@ fn sample_record() -> EventRecord {
             key: "wx-notify-0001".into(),
             command_sha256: Hash([0x22; 32]),
         }),
+        token_issuer: Some(Id::new("admin-zhao").unwrap()),
         body: EventBody::DonationReceived(DonationReceived {
             project: Id::new("cp-001").unwrap(),
             amount_minor: Amount::new(100).unwrap(),
@@ -339,10 +340,12 @@ mod random {
             amount in 1u64..=AMOUNT_MINOR_MAX,
             seq in any::<u32>(),
             ts in 0u64..=AMOUNT_MINOR_MAX,
+            issuer in proptest::option::of("[a-z][a-z0-9-]{0,20}"),
         ) {
             let mut r = sample_record();
             r.seq = u64::from(seq);
             r.ts_ms = ts;
+            r.token_issuer = issuer.map(|i| Id::new(&i).unwrap());
             if let EventBody::DonationReceived(d) = &mut r.body {
                 d.amount_minor = Amount::new(amount).unwrap();
                 d.channel_txn_id = txn;

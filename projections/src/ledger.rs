@@ -196,6 +196,9 @@ pub struct Request {
     pub seq: u64,
     pub ts_ms: u64,
     pub requested_by: Id,
+    /// The admin who issued the token the request was made with (the event's
+    /// `token_issuer`), if it was issued through the API.
+    pub requester_token_issuer: Option<Id>,
     pub project: Id,
     /// For moves, the receiving project.
     pub to_project: Option<Id>,
@@ -216,6 +219,43 @@ pub struct Request {
     pub disbursed_ts_ms: Option<u64>,
     /// Payouts: the bank's reference of the transfer, once disbursed.
     pub bank_reference: Option<String>,
+}
+
+/// Someone who could act both for a request and for a decision on it: the four-eyes rule
+/// is broken. A request or decision could be made by its actor, and by the admin who issued
+/// the actor's token (who saw it when it was made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedHand<'a> {
+    pub person: &'a Id,
+    /// The person issued the token the request was made with (else they made it).
+    pub issued_request_token: bool,
+    /// The person issued the token the decision is made with (else they make it).
+    pub issued_decision_token: bool,
+}
+
+impl Request {
+    /// Whether the decider (`actor`, acting with a token from `token_issuer`) shares a hand
+    /// with the request's requester or the issuer of the requester's token.
+    pub fn shared_hand<'a>(
+        &'a self,
+        actor: &'a Id,
+        token_issuer: Option<&'a Id>,
+    ) -> Option<SharedHand<'a>> {
+        let request = [
+            (Some(&self.requested_by), false),
+            (self.requester_token_issuer.as_ref(), true),
+        ];
+        let decision = [(Some(actor), false), (token_issuer, true)];
+        request.iter().find_map(|&(r, issued_request_token)| {
+            decision.iter().find_map(|&(d, issued_decision_token)| {
+                (r.is_some() && r == d).then(|| SharedHand {
+                    person: r.expect("checked"),
+                    issued_request_token,
+                    issued_decision_token,
+                })
+            })
+        })
+    }
 }
 
 /// An imported statement and how many of its lines are recorded so far.
@@ -682,6 +722,7 @@ impl LedgerState {
                         seq,
                         ts_ms: r.ts_ms,
                         requested_by: r.actor.clone(),
+                        requester_token_issuer: r.token_issuer.clone(),
                         project: e.project.clone(),
                         to_project: None,
                         amount_minor: amount,
@@ -713,6 +754,7 @@ impl LedgerState {
                         seq,
                         ts_ms: r.ts_ms,
                         requested_by: r.actor.clone(),
+                        requester_token_issuer: r.token_issuer.clone(),
                         project: e.from_project.clone(),
                         to_project: Some(e.to_project.clone()),
                         amount_minor: amount,
@@ -733,7 +775,7 @@ impl LedgerState {
             }
             EventBody::PayoutApproved(d) => {
                 let req = self.decide(
-                    &r.actor,
+                    (&r.actor, r.token_issuer.as_ref()),
                     (seq, r.ts_ms),
                     d.request_seq,
                     true,
@@ -747,7 +789,7 @@ impl LedgerState {
             EventBody::PayoutRejected(d) | EventBody::MoveRejected(d) => {
                 let payout = matches!(r.body, EventBody::PayoutRejected(_));
                 let req = self.decide(
-                    &r.actor,
+                    (&r.actor, r.token_issuer.as_ref()),
                     (seq, r.ts_ms),
                     d.request_seq,
                     payout,
@@ -775,7 +817,7 @@ impl LedgerState {
             }
             EventBody::MoveApproved(d) => {
                 let req = self.decide(
-                    &r.actor,
+                    (&r.actor, r.token_issuer.as_ref()),
                     (seq, r.ts_ms),
                     d.request_seq,
                     false,
@@ -870,7 +912,7 @@ impl LedgerState {
     /// Records a decision on a pending request; enforces four eyes as an invariant.
     fn decide(
         &mut self,
-        actor: &Id,
+        (actor, token_issuer): (&Id, Option<&Id>),
         (seq, ts_ms): (u64, u64),
         request_seq: u64,
         payout: bool,
@@ -887,8 +929,11 @@ impl LedgerState {
         if req.status != RequestStatus::Requested {
             return Err(invariant(seq, "a request was decided twice"));
         }
-        if &req.requested_by == actor {
-            return Err(invariant(seq, "a request was decided by its requester"));
+        if req.shared_hand(actor, token_issuer).is_some() {
+            return Err(invariant(
+                seq,
+                "a request was decided by its requester or with a token of the same hand",
+            ));
         }
         req.status = status;
         req.decided_by = Some(actor.clone());

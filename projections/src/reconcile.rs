@@ -650,6 +650,7 @@ mod tests {
                 ts_ms,
                 actor: id(actor),
                 idempotency: None,
+                token_issuer: None,
                 body,
             };
             self.state.apply_record(&r, Hash([seq as u8; 32])).unwrap();

@@ -95,6 +95,15 @@ impl Principal {
     pub fn require_command(&self, command: &Command) -> Result<(), ApiError> {
         self.require(role_for(command), command.name())
     }
+
+    /// Commands submitted by this token's actor, its issuer recorded with them (the
+    /// writer's four-eyes rule counts the issuer as the actor).
+    pub fn submission(&self, commands: Vec<Command>) -> crate::writer::Submission {
+        crate::writer::Submission {
+            token_issuer: self.issued_by.clone(),
+            ..crate::writer::Submission::many(self.actor.clone(), commands)
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Principal {

@@ -585,54 +585,12 @@ pub(crate) async fn write(
     command: Command,
 ) -> Result<Response, ApiError> {
     principal.require_command(&command)?;
-    check_issuer_four_eyes(state, principal, &command)?;
     let submission = Submission {
-        actor: principal.actor.clone(),
         idempotency_key: idempotency_key(headers)?,
-        commands: vec![command],
+        ..principal.submission(vec![command])
     };
     let outcome = state.node.writer.submit(submission).await?;
     Ok(written(outcome.replayed, write_response(&outcome)?))
-}
-
-/// The four-eyes rule with a token's issuer counted as its holder: an admin who requested a
-/// payout or move cannot decide it with a token they issued (to a made-up approver, or in
-/// another staff member's name). The ledger's own rule compares actors; this one is the
-/// API's, checked against the writer's committed state, which holds every request already
-/// acknowledged.
-fn check_issuer_four_eyes(
-    state: &AppState,
-    principal: &Principal,
-    command: &Command,
-) -> Result<(), ApiError> {
-    let Some(issuer) = &principal.issued_by else {
-        return Ok(());
-    };
-    let (what, seq, payout) = match command {
-        Command::ApprovePayout { payout_seq } | Command::RejectPayout { payout_seq, .. } => {
-            ("payout", *payout_seq, true)
-        }
-        Command::ApproveMove { move_seq } | Command::RejectMove { move_seq, .. } => {
-            ("move", *move_seq, false)
-        }
-        _ => return Ok(()),
-    };
-    let committed = state.node.writer.committed().borrow().clone();
-    let requests = if payout {
-        &committed.payouts
-    } else {
-        &committed.moves
-    };
-    match requests.get(&seq) {
-        Some(r) if &r.requested_by == issuer => {
-            Err(ApiError::command(&crate::command::CommandError::FourEyes {
-                actor: issuer.clone(),
-                what,
-                seq,
-            }))
-        }
-        _ => Ok(()),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -725,9 +683,8 @@ pub async fn record_batch(
         .map(|d| Command::RecordDonation(d.into()))
         .collect();
     let submission = Submission {
-        actor: p.actor.clone(),
         idempotency_key: key,
-        commands,
+        ..p.submission(commands)
     };
     let outcome = match s.node.writer.submit(submission.clone()).await {
         Ok(o) => o,
@@ -874,6 +831,7 @@ fn batch_rejection(
         let ctx = Context {
             ledger,
             actor: &submission.actor,
+            token_issuer: submission.token_issuer.as_ref(),
             ts_ms: state.last_ts_ms,
             next_seq: state.position,
         };

@@ -53,6 +53,7 @@ pub fn chained_events(seq: u64, n: u64, mut prev: Hash) -> Vec<SealedEvent> {
                 ts_ms: 1_539_046_800_000 + s,
                 actor: Id::new("admin").unwrap(),
                 idempotency: None,
+                token_issuer: None,
                 body: EventBody::ProjectOpened(ProjectOpened {
                     project: Id::new(&format!("p{s}")).unwrap(),
                     kind: ProjectKind::CommunityProject,
