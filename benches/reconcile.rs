@@ -87,8 +87,10 @@ fn main() {
         }),
     );
     let gift_ts = |i: u64| DAY_START_MS + i * (DAY_MS - 1) / lines.max(1);
+    let ledger = Id::new("bench").unwrap();
     for i in 0..lines {
         let amount = if i % 20 == 0 { 1_000 } else { 100 };
+        let txn = format!("wx{i:012}");
         apply(
             &mut state,
             &mut seq,
@@ -98,13 +100,13 @@ fn main() {
                 amount_minor: Amount::new(amount).unwrap(),
                 currency: Currency::CNY,
                 channel: Channel::Wechat,
-                channel_txn_id: format!("wx{i:012}"),
+                channel_txn_id: txn.clone(),
                 fee_minor: amount * 6 / 1000,
                 pledge_seq: None,
                 anonymous: true,
                 public_name: None,
                 donor_ref: Id::new(&format!("d{}", i % 50_000)).unwrap(),
-                receipt_code: format!("R{i:012}"),
+                receipt_code: events::receipt_code(&ledger, Channel::Wechat, &txn),
             }),
         );
     }
