@@ -429,7 +429,7 @@ fn report_failure(bar: &ProgressBar, e: &crate::tlog::verify::VerifyError) -> Ex
 }
 
 async fn verify_data(dir: &Path, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let log = match open_sled(dir) {
+    let log = match crate::node::open_existing_sled(dir) {
         Ok(log) => log,
         Err(e) => {
             eprintln!("verify: FAILED: {e:#}");

