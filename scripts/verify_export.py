@@ -2,7 +2,8 @@
 """Independent checker of a donation-ledger export (JSON Lines), standard library only.
 
 Recomputes every event hash as docs/FORMAT.md defines it (RFC 8785 canonical bytes of the
-event without `hash`, SHA-256) and checks the chain. Event data holds only integers, strings,
+event without `hash`, SHA-256) and checks the chain; every line must itself be canonical
+(with its `hash`), so it shows nothing the hash does not cover. Event data holds only integers, strings,
 booleans, arrays and objects with ASCII member names, for which sorted keys, no white space
 and raw UTF-8 strings are exactly RFC 8785.
 
@@ -17,13 +18,27 @@ def canonical(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def no_duplicates(pairs):
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("a duplicate member")
+    return obj
+
+
 def main(path):
     prev, expected_seq = "0" * 64, 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            event = json.loads(line)
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw[:-1] if raw.endswith(b"\n") else raw
+            try:
+                event = json.loads(line, object_pairs_hook=no_duplicates)
+            except ValueError as e:
+                return fail(expected_seq, f"not an event: {e}")
             if any(isinstance(v, float) for v in walk(event)):
                 return fail(expected_seq, "a float in the event")
+            # The line itself must be the canonical bytes: what a reader sees is what is hashed.
+            if canonical(event) != line:
+                return fail(expected_seq, "the line is not in canonical form")
             declared = event.pop("hash")
             computed = hashlib.sha256(canonical(event)).hexdigest()
             if event["seq"] != expected_seq:

@@ -118,6 +118,34 @@ fn demo_verify_rebuild_export_balances() {
     assert!(!py.status.success());
     assert!(py_out.starts_with("FAILED at seq 100: hash "), "{py_out}");
 
+    // A line showing a reader more than its hash covers (a duplicate member: parsers keep
+    // the last, a person or grep may read the first) is refused by both.
+    let mut rows: Vec<String> = text.lines().map(str::to_owned).collect();
+    rows[200] = rows[200].replacen("{\"actor\":", "{\"actor\":\"someone-else\",\"actor\":", 1);
+    std::fs::write(&tampered, rows.join("\n") + "\n").unwrap();
+    let v = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["verify", "--export"])
+        .arg(&tampered)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr).into_owned();
+    assert!(!v.status.success());
+    assert!(err.contains("not in RFC 8785 canonical form"), "{err}");
+    let py = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/verify_export.py"
+        ))
+        .arg(&tampered)
+        .output()
+        .unwrap();
+    let py_out = String::from_utf8_lossy(&py.stdout).into_owned();
+    assert!(!py.status.success());
+    assert!(
+        py_out.starts_with("FAILED at seq 200: not an event: a duplicate member"),
+        "{py_out}"
+    );
+
     let balances = ledger(&["balances", "--json"], &data);
     assert!(balances.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&balances.stdout).unwrap();

@@ -267,12 +267,23 @@ fn canonicalize(
     })
 }
 
-/// Checks one exported event line without knowing its event types: parse, take out `hash`,
-/// re-canonicalize, hash, compare. Returns the canonical bytes (the Merkle leaf input), the
-/// declared `seq`, `prev` and the hash. This is all a third-party verifier needs.
+/// Checks one exported event line without knowing its event types: the line must be a JSON
+/// object in RFC 8785 canonical form (re-canonicalizing it gives the same bytes, so no
+/// duplicate member, white space or other spelling can show a reader something the hash
+/// does not cover); take out `hash`, re-canonicalize, hash, compare. Returns the canonical
+/// bytes (the Merkle leaf input), the declared `seq`, `prev` and the hash. This is all a
+/// third-party verifier needs.
 pub fn check_export_line(line: &[u8]) -> Result<CheckedLine, ChainError> {
     let (mut object, seq) = parse_event_object(line)?;
     let declared = hash_member(&object, "hash", seq)?;
+    if canonicalize(&object, seq)? != line {
+        return Err(ChainError::Malformed {
+            seq: Some(seq),
+            reason: "the line is not in RFC 8785 canonical form (a duplicate member, white \
+                     space, or members out of order)"
+                .into(),
+        });
+    }
     object.remove("hash");
     let prev = hash_member(&object, "prev", seq)?;
     let canonical = canonicalize(&object, seq)?;

@@ -242,6 +242,22 @@ fn export_line_round_trips_through_the_generic_checker() {
         check_export_line(tampered.as_bytes()),
         Err(ChainError::HashMismatch { seq: 7, .. })
     ));
+    // A line that parses to the same event but is not its canonical bytes is refused: a
+    // duplicate member (JSON parsers keep one or the other, so a reader could be shown
+    // 50,000 yuan where the hash covers 1), white space, a carriage return.
+    let duplicate = text.replace(
+        "\"amount_minor\":100",
+        "\"amount_minor\":5000000,\"amount_minor\":100",
+    );
+    let spaced = text.replacen(",", ", ", 1);
+    let crlf = format!("{text}\r");
+    for line in [duplicate, spaced, crlf] {
+        let e = check_export_line(line.as_bytes()).unwrap_err();
+        assert!(
+            e.to_string().contains("not in RFC 8785 canonical form"),
+            "{e}"
+        );
+    }
 }
 
 #[test]
