@@ -203,6 +203,24 @@ async fn every_page_over_demo_data() {
         body.contains(&format!("#{} ", head - 1)),
         "the newest event"
     );
+    // The live script gets a label for every event type, in the page's language; matches
+    // are shown with their project's currency.
+    let types = body
+        .split(r#"data-types=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the feed's labels");
+    let types: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&types.replace("&quot;", "\"")).unwrap();
+    assert_eq!(types.len(), 20);
+    assert_eq!(types["match_allocated"], "Match allocated");
+    assert_eq!(types["exception_resolved"], "Exception resolved");
+    for row in body
+        .split("<li>")
+        .filter(|r| r.contains("<strong>Match allocated</strong>"))
+    {
+        assert!(row.contains(" · ¥"), "{row}");
+    }
     ok("/feed".into(), body);
     // Audit the whole ledger: the page, its controls and its scripts, in both languages.
     let (status, zh) = get(&router, "/audit").await;

@@ -91,8 +91,14 @@ pub fn public_data(body: &EventBody, state: &LedgerState) -> serde_json::Value {
         EventBody::PledgeCancelled(e) => serde_json::to_value(e),
         EventBody::MatchingPoolCommitted(e) => serde_json::to_value(e),
         EventBody::MatchingPoolClosed(e) => serde_json::to_value(e),
-        EventBody::MatchAllocated(e) => serde_json::to_value(e),
-        EventBody::MatchReleased(e) => serde_json::to_value(e),
+        // A match's money is in its project's currency; the event does not repeat it, the
+        // public view does, so a reader sees "¥0.33", not "0.33".
+        EventBody::MatchAllocated(e) => {
+            serde_json::to_value(e).map(|v| with_currency(v, state, &e.project))
+        }
+        EventBody::MatchReleased(e) => {
+            serde_json::to_value(e).map(|v| with_currency(v, state, &e.project))
+        }
         EventBody::PayoutRequested(e) => serde_json::to_value(e).map(|mut v| {
             if let Some(o) = v.as_object_mut() {
                 let payee = crate::reports::public_payee(state, &e.project, e.payee.as_str());
@@ -120,6 +126,18 @@ pub fn public_data(body: &EventBody, state: &LedgerState) -> serde_json::Value {
     };
     // Plain structs of strings and integers always serialize.
     value.unwrap_or(serde_json::Value::Null)
+}
+
+/// `data` with the `currency` of `project` added, when the project is known.
+fn with_currency(
+    mut data: serde_json::Value,
+    state: &LedgerState,
+    project: &events::Id,
+) -> serde_json::Value {
+    if let (Some(o), Some(p)) = (data.as_object_mut(), state.projects.get(project)) {
+        o.insert("currency".into(), p.currency.to_string().into());
+    }
+    data
 }
 
 pub fn public_event(e: &SealedEvent, state: &LedgerState) -> PublicEvent {
@@ -738,4 +756,49 @@ pub async fn metrics() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::{Amount, Currency, EventRecord, Hash, Id, MatchAllocated, ProjectKind, Text};
+
+    /// A match's public data names its project's currency, which the event leaves out, so
+    /// the feed shows "¥0.33", not "0.33".
+    #[test]
+    fn a_match_is_shown_in_its_projects_currency() {
+        let id = |s: &str| Id::new(s).unwrap();
+        let mut state = LedgerState::default();
+        let opened = EventRecord {
+            seq: 0,
+            prev: Hash::ZERO,
+            ledger: id("l"),
+            ts_ms: 0,
+            actor: id("admin"),
+            idempotency: None,
+            token_issuer: None,
+            body: EventBody::ProjectOpened(events::ProjectOpened {
+                project: id("cp"),
+                kind: ProjectKind::CommunityProject,
+                name: Text::new("星星课堂").unwrap(),
+                currency: Currency::CNY,
+                goal_minor: None,
+            }),
+        };
+        state.apply(&opened.seal().unwrap()).unwrap();
+        let matched = |project: &str| {
+            EventBody::MatchAllocated(MatchAllocated {
+                pool: id("pool"),
+                donation_seq: 1,
+                project: id(project),
+                amount_minor: Amount::new(33).unwrap(),
+            })
+        };
+        let data = public_data(&matched("cp"), &state);
+        assert_eq!(data["currency"], "CNY");
+        assert_eq!(data["amount_minor"], 33);
+        assert!(public_data(&matched("unknown"), &state)
+            .get("currency")
+            .is_none());
+    }
 }

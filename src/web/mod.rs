@@ -1118,20 +1118,54 @@ async fn audit_page(RawQuery(raw): RawQuery) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Feed
 
+/// Every event type with its label, Chinese and English: the feed page's names, also handed
+/// to its script (which listens for these types on the live stream).
+const EVENT_TYPE_LABELS: [(&str, &str, &str); 20] = [
+    ("project_opened", "项目开启", "Project opened"),
+    ("project_closed", "项目结束", "Project closed"),
+    ("donation_received", "收到捐赠", "Donation received"),
+    ("donation_refunded", "捐赠退款", "Donation refunded"),
+    ("pledge_made", "认捐", "Pledge made"),
+    ("pledge_cancelled", "认捐取消", "Pledge cancelled"),
+    (
+        "matching_pool_committed",
+        "配捐池设立",
+        "Matching pool committed",
+    ),
+    ("matching_pool_closed", "配捐池关闭", "Matching pool closed"),
+    ("match_allocated", "配捐", "Match allocated"),
+    ("match_released", "配捐退回", "Match released"),
+    ("payout_requested", "申请拨付", "Payout requested"),
+    ("payout_approved", "批准拨付", "Payout approved"),
+    ("payout_rejected", "驳回拨付", "Payout rejected"),
+    ("payout_disbursed", "完成拨付", "Payout disbursed"),
+    ("move_requested", "申请调拨", "Move requested"),
+    ("move_approved", "批准调拨", "Move approved"),
+    ("move_rejected", "驳回调拨", "Move rejected"),
+    ("statement_imported", "导入对账单", "Statement imported"),
+    (
+        "statement_line_recorded",
+        "对账单明细",
+        "Statement line recorded",
+    ),
+    ("exception_resolved", "对账差异处理", "Exception resolved"),
+];
+
 fn event_type_name(l: Lang, t: &str) -> &str {
-    match t {
-        "project_opened" => l.t("项目开启", "Project opened"),
-        "project_closed" => l.t("项目结束", "Project closed"),
-        "donation_received" => l.t("收到捐赠", "Donation received"),
-        "donation_refunded" => l.t("捐赠退款", "Donation refunded"),
-        "match_allocated" => l.t("配捐", "Match allocated"),
-        "match_released" => l.t("配捐退回", "Match released"),
-        "payout_requested" => l.t("申请拨付", "Payout requested"),
-        "payout_approved" => l.t("批准拨付", "Payout approved"),
-        "payout_disbursed" => l.t("完成拨付", "Payout disbursed"),
-        "matching_pool_committed" => l.t("配捐池设立", "Matching pool committed"),
-        other => other,
-    }
+    EVENT_TYPE_LABELS
+        .iter()
+        .find(|(name, _, _)| *name == t)
+        .map(|&(_, zh, en)| l.t(zh, en))
+        .unwrap_or(t)
+}
+
+/// The labels of every event type in `l`, as the JSON object the feed's script reads.
+fn event_type_labels_json(l: Lang) -> String {
+    let labels: serde_json::Map<String, serde_json::Value> = EVENT_TYPE_LABELS
+        .iter()
+        .map(|&(name, zh, en)| (name.to_owned(), l.t(zh, en).into()))
+        .collect();
+    serde_json::Value::Object(labels).to_string()
 }
 
 async fn feed_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
@@ -1154,11 +1188,12 @@ async fn feed_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respon
     };
     let _ = write!(
         page.body,
-        r#"<p class="muted">{intro} <span id="live" aria-live="polite"></span></p><ol id="feed" reversed>"#,
+        r#"<p class="muted">{intro} <span id="live" aria-live="polite"></span></p><ol id="feed" reversed data-types="{types}">"#,
         intro = l.t(
             "最新的账本事件，新的在上。启用 JavaScript 时自动更新。",
             "The latest ledger events, newest first. Updates live when JavaScript is on."
         ),
+        types = esc(&event_type_labels_json(l)),
     );
     let state = s.node.state();
     for e in events.iter().rev() {
