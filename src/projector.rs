@@ -25,7 +25,15 @@ pub struct SnapshotStore {
     tree: sled::Tree,
 }
 
-const LEDGER_STATE_KEY: &[u8] = b"ledger_state";
+/// The key of the persisted state. It names the layout of [`LedgerState`] (bincode is not
+/// self-describing, so a snapshot of another layout could be misread rather than refused):
+/// change it whenever the state's fields change. A snapshot under another key is never
+/// read; the state is refolded from the log, and the next save replaces it.
+const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v2";
+
+/// Keys of earlier layouts, removed when a snapshot is saved: `ledger_state` (before
+/// statement lines were kept in the state).
+const LEDGER_STATE_KEYS_OLD: &[&[u8]] = &[b"ledger_state"];
 
 impl SnapshotStore {
     pub fn open(db: &sled::Db) -> Result<SnapshotStore, StoreError> {
@@ -61,13 +69,18 @@ impl SnapshotStore {
         self.tree
             .insert(LEDGER_STATE_KEY, encode_state(state))
             .map_err(StoreError::io)?;
+        for old in LEDGER_STATE_KEYS_OLD {
+            self.tree.remove(old).map_err(StoreError::io)?;
+        }
         self.tree.flush().map_err(StoreError::io)?;
         Ok(())
     }
 
     /// Forgets the persisted state.
     pub fn clear(&self) -> Result<(), StoreError> {
-        self.tree.remove(LEDGER_STATE_KEY).map_err(StoreError::io)?;
+        for key in LEDGER_STATE_KEYS_OLD.iter().chain([&LEDGER_STATE_KEY]) {
+            self.tree.remove(key).map_err(StoreError::io)?;
+        }
         Ok(())
     }
 }
@@ -200,5 +213,35 @@ async fn save(store: Option<&SnapshotStore>, state: &LedgerState) -> Saved {
     Saved {
         position: state.position,
         at: Instant::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot of an earlier layout is never read (bincode could misread it): the state
+    /// is refolded, and the next save replaces it.
+    #[test]
+    fn a_snapshot_of_an_earlier_layout_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = SnapshotStore::open(&db).unwrap();
+        let state = LedgerState {
+            position: 7,
+            ..LedgerState::default()
+        };
+        // An earlier layout's bytes: a state without the statement lines.
+        db.open_tree("projections")
+            .unwrap()
+            .insert(b"ledger_state", encode_state(&state))
+            .unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), Some(state));
+        let tree = db.open_tree("projections").unwrap();
+        assert!(tree.get(b"ledger_state").unwrap().is_none());
+        store.clear().unwrap();
+        assert_eq!(store.load().unwrap(), None);
     }
 }

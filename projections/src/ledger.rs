@@ -7,7 +7,7 @@ use imbl::{OrdMap, OrdSet};
 
 use events::{
     Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ReceiptCode,
-    Resolution, SealedEvent, StatementSource, Text,
+    Resolution, SealedEvent, StatementLineKind, StatementLineRecorded, StatementSource, Text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -240,6 +240,30 @@ impl Statement {
     }
 }
 
+/// What the ledger keeps of a recorded statement line: what the write side needs to tell,
+/// without reading the log, whether the reconciliation matches the line by reference and
+/// whether a resolution fits the line (its direction, amount and fee). The references kept
+/// are those the reference rule can still consult (see `crate::reconcile`):
+/// - a payment or bank credit keeps its `reference`, and its `original_reference` only if no
+///   donation of the statement's channel had the reference when the line was recorded (a
+///   donation is never removed and a channel transaction is recorded once, so the rule,
+///   which tries the original reference only when the reference finds nothing, would never
+///   consult it);
+/// - a refund keeps only its `original_reference` (the payment it refunds);
+/// - a bank debit keeps only its `reference` (a payout's bank reference).
+///
+/// A reference equal to a donation's channel transaction id shares its string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementLine {
+    pub kind: StatementLineKind,
+    /// Gross, as the statement says (for a refund: the amount returned).
+    pub amount_minor: u64,
+    pub fee_minor: u64,
+    pub currency: Currency,
+    pub reference: Option<Arc<str>>,
+    pub original_reference: Option<Arc<str>>,
+}
+
 /// How and when staff resolved a reconciliation exception.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedException {
@@ -300,6 +324,11 @@ pub struct LedgerState {
     pub statement_digests: OrdMap<Hash, u64>,
     /// Resolved reconciliation exceptions by (statement seq, what).
     pub resolved: OrdMap<(u64, ExceptionKey), ResolvedException>,
+    /// Recorded statement lines by (statement seq, line number).
+    pub statement_lines: OrdMap<(u64, u64), StatementLine>,
+    /// (statement seq, reference, line number) for every reference a [`StatementLine`]
+    /// keeps: the lines that may name a given ledger entry.
+    pub statement_references: OrdSet<(u64, Arc<str>, u64)>,
 }
 
 fn invariant(seq: u64, what: impl Into<String>) -> ProjectionError {
@@ -828,6 +857,20 @@ impl LedgerState {
                     return Err(invariant(seq, "statement lines out of order"));
                 }
                 st.lines_recorded = e.line_no;
+                let channel = st.source.channel();
+                let line = self.statement_line(channel, e);
+                for reference in [&line.reference, &line.original_reference]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.statement_references.insert((
+                        e.statement_seq,
+                        reference.clone(),
+                        e.line_no,
+                    ));
+                }
+                self.statement_lines
+                    .insert((e.statement_seq, e.line_no), line);
             }
             EventBody::ExceptionResolved(e) => {
                 let key = match (e.line_no, e.entry_seq) {
@@ -865,6 +908,34 @@ impl LedgerState {
             }
         }
         Ok(())
+    }
+
+    /// What is kept of a statement line of a statement of `channel` (see [`StatementLine`]).
+    fn statement_line(&self, channel: Channel, e: &StatementLineRecorded) -> StatementLine {
+        let known = |r: &str| {
+            self.donation_by_channel_txn(channel, r)
+                .map(|d| d.channel_txn_id.clone())
+        };
+        let shared = |r: &str| known(r).unwrap_or_else(|| Arc::from(r));
+        let (reference, original_reference) = match e.kind {
+            StatementLineKind::Payment | StatementLineKind::Credit => match known(&e.reference) {
+                Some(reference) => (Some(reference), None),
+                None => (
+                    Some(Arc::from(e.reference.as_str())),
+                    e.original_reference.as_deref().map(shared),
+                ),
+            },
+            StatementLineKind::Refund => (None, e.original_reference.as_deref().map(shared)),
+            StatementLineKind::Debit => (Some(Arc::from(e.reference.as_str())), None),
+        };
+        StatementLine {
+            kind: e.kind,
+            amount_minor: e.amount_minor.minor(),
+            fee_minor: e.fee_minor,
+            currency: e.currency,
+            reference,
+            original_reference,
+        }
     }
 
     /// Records a decision on a pending request; enforces four eyes as an invariant.
