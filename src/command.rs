@@ -699,9 +699,8 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
         // `validate` above: a link, settlement or matching receipt names a line, and every
         // line of a complete statement is kept.
         let line_no = line_no.expect("validated: the resolution names a line");
-        let line = state
-            .statement_lines
-            .get(&(st.seq, line_no))
+        let line = st
+            .line(line_no)
             .expect("a complete statement's lines are kept");
         (line_no, line)
     };

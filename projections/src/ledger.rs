@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use imbl::{OrdMap, OrdSet};
+use imbl::{OrdMap, OrdSet, Vector};
 
 use events::{
     Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ReceiptCode,
@@ -218,7 +218,7 @@ pub struct Request {
     pub bank_reference: Option<String>,
 }
 
-/// An imported statement and how many of its lines are recorded so far.
+/// An imported statement and the lines recorded so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
     pub seq: u64,
@@ -231,12 +231,21 @@ pub struct Statement {
     pub period_end_ms: u64,
     pub line_count: u64,
     pub lines_recorded: u64,
+    /// The lines recorded so far, in order (line `n` at index `n - 1`). A persistent vector:
+    /// lines come in order, so its chunks fill up, and a copy of the state shares them.
+    pub lines: Vector<StatementLine>,
 }
 
 impl Statement {
     /// Every line announced has been recorded.
     pub fn is_complete(&self) -> bool {
         self.lines_recorded == self.line_count
+    }
+
+    /// The recorded line `line_no` (1-based).
+    pub fn line(&self, line_no: u64) -> Option<&StatementLine> {
+        self.lines
+            .get(usize::try_from(line_no.checked_sub(1)?).ok()?)
     }
 }
 
@@ -287,11 +296,11 @@ pub struct IdempotentResult {
     pub last_seq: u64,
 }
 
-/// The whole state, folded from the log. Ordered maps only (the receipt index, a hash table,
-/// is not serialized), so serialized state is a pure function of the events (byte-identical on
-/// rebuild). The maps are persistent (structurally
-/// shared): a clone is O(1), which lets the writer try a command on a copy and lets readers
-/// hold a snapshot while the writer goes on.
+/// The whole state, folded from the log. Ordered maps and vectors only (the receipt index, a
+/// hash table, is not serialized), so serialized state is a pure function of the events
+/// (byte-identical on rebuild). The maps are persistent (structurally shared): a clone is
+/// O(1), which lets the writer try a command on a copy and lets readers hold a snapshot while
+/// the writer goes on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerState {
     /// Events applied: the next seq expected.
@@ -324,8 +333,6 @@ pub struct LedgerState {
     pub statement_digests: OrdMap<Hash, u64>,
     /// Resolved reconciliation exceptions by (statement seq, what).
     pub resolved: OrdMap<(u64, ExceptionKey), ResolvedException>,
-    /// Recorded statement lines by (statement seq, line number).
-    pub statement_lines: OrdMap<(u64, u64), StatementLine>,
     /// (statement seq, reference, line number) for every reference a [`StatementLine`]
     /// keeps: the lines that may name a given ledger entry.
     pub statement_references: OrdSet<(u64, Arc<str>, u64)>,
@@ -846,19 +853,18 @@ impl LedgerState {
                         period_end_ms: e.period_end_ms,
                         line_count: e.line_count,
                         lines_recorded: 0,
+                        lines: Vector::new(),
                     },
                 );
             }
             EventBody::StatementLineRecorded(e) => {
-                let st = self.statements.get_mut(&e.statement_seq).ok_or_else(|| {
+                let st = self.statements.get(&e.statement_seq).ok_or_else(|| {
                     invariant(seq, format!("unknown statement {}", e.statement_seq))
                 })?;
                 if e.line_no != st.lines_recorded + 1 || e.line_no > st.line_count {
                     return Err(invariant(seq, "statement lines out of order"));
                 }
-                st.lines_recorded = e.line_no;
-                let channel = st.source.channel();
-                let line = self.statement_line(channel, e);
+                let line = self.statement_line(st.source.channel(), e);
                 for reference in [&line.reference, &line.original_reference]
                     .into_iter()
                     .flatten()
@@ -869,8 +875,12 @@ impl LedgerState {
                         e.line_no,
                     ));
                 }
-                self.statement_lines
-                    .insert((e.statement_seq, e.line_no), line);
+                let st = self
+                    .statements
+                    .get_mut(&e.statement_seq)
+                    .expect("looked up above");
+                st.lines_recorded = e.line_no;
+                st.lines.push_back(line);
             }
             EventBody::ExceptionResolved(e) => {
                 let key = match (e.line_no, e.entry_seq) {

@@ -407,7 +407,7 @@ pub fn lines_accounting_for(
             if linked_entry(state, st, *line_no).is_some() {
                 continue;
             }
-            let Some(line) = state.statement_lines.get(&(st, *line_no)) else {
+            let Some(line) = statement.line(*line_no) else {
                 continue;
             };
             let found = by_reference(state, channel, LineFacts::kept(line), |r| {
@@ -436,7 +436,7 @@ pub fn line_paired(
     if let Some(entry) = linked_entry(state, statement.seq, line_no) {
         return Some((entry, MatchRule::Linked));
     }
-    let line = state.statement_lines.get(&(statement.seq, line_no))?;
+    let line = statement.line(line_no)?;
     let channel = statement.source.channel();
     let found = by_reference(state, channel, LineFacts::kept(line), |r| {
         payout_by_reference(state, channel, r)
