@@ -7,9 +7,10 @@ use events::{
     ExceptionResolved, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed,
     MatchingPoolCommitted, MoveRequested, PayoutDisbursed, PayoutRequested, PledgeCancelled,
     PledgeMade, ProjectClosed, ProjectKind, ProjectOpened, Rejection, Resolution,
-    StatementImported, StatementLineRecorded, Text, ValueError,
+    StatementImported, StatementLineKind, StatementLineRecorded, Text, ValueError,
 };
-use projections::{LedgerState, Project, RequestStatus};
+use projections::reconcile::{self, Entry, EntryKind};
+use projections::{LedgerState, Project, RequestStatus, Statement, StatementLine};
 use serde::{Deserialize, Serialize};
 
 /// Something staff ask the ledger to do. Serialized as `{"command": "<name>", ...fields}`.
@@ -242,6 +243,47 @@ pub enum CommandError {
     AlreadyResolved { statement_seq: u64, seq: u64 },
     #[error("resolution: {0}")]
     BadResolution(String),
+    #[error("line_no: line {line_no} of statement {statement_seq} is matched by reference to entry {entry_seq}; only an open exception is resolved")]
+    LineMatched {
+        statement_seq: u64,
+        line_no: u64,
+        entry_seq: u64,
+    },
+    #[error("{field}: the {what} at seq {entry_seq} is already matched to line {line_no} of statement {statement_seq} ({rule}); within a statement an entry is matched to one line")]
+    EntryMatched {
+        field: &'static str,
+        what: &'static str,
+        entry_seq: u64,
+        statement_seq: u64,
+        line_no: u64,
+        rule: &'static str,
+    },
+    #[error("entry_seq: the {what} at seq {entry_seq} is not an exception of statement {statement_seq}: {reason}")]
+    NotAnException {
+        statement_seq: u64,
+        what: &'static str,
+        entry_seq: u64,
+        reason: String,
+    },
+    #[error("{field}: line {line_no} of statement {statement_seq} is a {line_kind}: {reason}")]
+    LineMismatch {
+        field: &'static str,
+        statement_seq: u64,
+        line_no: u64,
+        line_kind: &'static str,
+        reason: String,
+    },
+    #[error("{field}: {given} has {what} {given_minor}, line {line_no} of statement {statement_seq} has {line_minor}: {rule}")]
+    AmountMismatch {
+        field: &'static str,
+        given: &'static str,
+        what: &'static str,
+        given_minor: u64,
+        statement_seq: u64,
+        line_no: u64,
+        line_minor: u64,
+        rule: &'static str,
+    },
 }
 
 impl CommandError {
@@ -279,6 +321,11 @@ impl CommandError {
             CommandError::UnknownEntry(_) => "unknown_entry",
             CommandError::AlreadyResolved { .. } => "already_resolved",
             CommandError::BadResolution(_) => "bad_resolution",
+            CommandError::LineMatched { .. } => "line_matched",
+            CommandError::EntryMatched { .. } => "entry_matched",
+            CommandError::NotAnException { .. } => "not_an_exception",
+            CommandError::LineMismatch { .. } => "line_mismatch",
+            CommandError::AmountMismatch { .. } => "amount_mismatch",
         }
     }
 
@@ -297,6 +344,8 @@ impl CommandError {
                 | CommandError::StatementExists { .. }
                 | CommandError::StatementLineOrder { .. }
                 | CommandError::AlreadyResolved { .. }
+                | CommandError::LineMatched { .. }
+                | CommandError::EntryMatched { .. }
         )
     }
 }
@@ -582,6 +631,12 @@ pub fn decide(
     Ok(events)
 }
 
+/// Checks a resolution against the exception it resolves: the statement is fully recorded,
+/// the line or entry is an open exception of it (not paired by reference or by a link;
+/// a pairing by amount and date is a proposal, which a resolution may overrule), and the
+/// resolution fits it (see [`check_link`], [`check_booked_line`]). Reads only the ledger
+/// state: the reconciliation's rules come from `projections::reconcile`, over the lines the
+/// state keeps.
 fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), CommandError> {
     EventBody::ExceptionResolved(x.clone()).validate()?;
     let st = state
@@ -595,11 +650,6 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             line_count: st.line_count,
         });
     }
-    let is_entry = |seq: u64| {
-        state.donations.contains_key(&seq)
-            || state.refunds.contains_key(&seq)
-            || state.payouts.contains_key(&seq)
-    };
     let key = match (x.line_no, x.entry_seq) {
         (Some(line_no), _) => {
             if line_no == 0 || line_no > st.line_count {
@@ -611,11 +661,9 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             }
             projections::ExceptionKey::Line(line_no)
         }
-        (None, Some(entry)) => {
-            if !is_entry(entry) {
-                return Err(CommandError::UnknownEntry(entry));
-            }
-            projections::ExceptionKey::Entry(entry)
+        (None, Some(entry_seq)) => {
+            Entry::at(state, entry_seq).ok_or(CommandError::UnknownEntry(entry_seq))?;
+            projections::ExceptionKey::Entry(entry_seq)
         }
         (None, None) => {
             return Err(CommandError::BadResolution(
@@ -629,14 +677,52 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             seq: done.seq,
         });
     }
+    // Only an open exception is resolved.
+    match key {
+        projections::ExceptionKey::Line(line_no) => {
+            if let Some((entry_seq, _)) = reconcile::line_paired(state, st, line_no) {
+                return Err(CommandError::LineMatched {
+                    statement_seq: st.seq,
+                    line_no,
+                    entry_seq,
+                });
+            }
+        }
+        projections::ExceptionKey::Entry(entry_seq) => {
+            let entry = Entry::at(state, entry_seq).expect("looked up above");
+            if let Some(reason) = entry.outside(st) {
+                return Err(CommandError::NotAnException {
+                    statement_seq: st.seq,
+                    what: entry.kind.as_str(),
+                    entry_seq,
+                    reason,
+                });
+            }
+            check_unaccounted(state, st, "entry_seq", &entry, None)?;
+        }
+    }
+    let line = |line_no: Option<u64>| {
+        // `validate` above: a link, settlement or matching receipt names a line, and every
+        // line of a complete statement is kept.
+        let line_no = line_no.expect("validated: the resolution names a line");
+        let line = st
+            .line(line_no)
+            .expect("a complete statement's lines are kept");
+        (line_no, line)
+    };
     match &x.resolution {
         Resolution::Explained => {}
         Resolution::Linked { entry_seq } => {
-            if !is_entry(*entry_seq) {
-                return Err(CommandError::UnknownEntry(*entry_seq));
-            }
+            let (line_no, line) = line(x.line_no);
+            let entry =
+                Entry::at(state, *entry_seq).ok_or(CommandError::UnknownEntry(*entry_seq))?;
+            check_link(st, line_no, line, &entry)?;
+            check_unaccounted(state, st, "resolution.entry_seq", &entry, Some(line_no))?;
         }
-        Resolution::Settlement { channel, .. } => {
+        Resolution::Settlement {
+            channel,
+            amount_minor,
+        } => {
             if st.source.channel() != events::Channel::Bank {
                 return Err(CommandError::BadResolution(
                     "a settlement is booked from a bank statement line".into(),
@@ -647,6 +733,8 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
                     "channel: bank transfers are in the bank already; settle wechat, alipay, cash or charity_mall".into(),
                 ));
             }
+            let (line_no, line) = line(x.line_no);
+            check_booked_line(st, line_no, line, "the settlement", *amount_minor)?;
         }
         Resolution::MatchingReceived { pool, amount_minor } => {
             if st.source.channel() != events::Channel::Bank {
@@ -654,6 +742,8 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
                     "a matching receipt is booked from a bank statement line".into(),
                 ));
             }
+            let (line_no, line) = line(x.line_no);
+            check_booked_line(st, line_no, line, "the matching receipt", *amount_minor)?;
             let p = state
                 .pools
                 .get(pool)
@@ -672,6 +762,158 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// Refuses an entry that a line of the statement (other than `line_no`) already accounts
+/// for, by reference or by a link: within a statement, an entry is matched to one line.
+fn check_unaccounted(
+    state: &LedgerState,
+    st: &Statement,
+    field: &'static str,
+    entry: &Entry,
+    line_no: Option<u64>,
+) -> Result<(), CommandError> {
+    let other = reconcile::lines_accounting_for(state, st, entry.seq)
+        .into_iter()
+        .find(|(n, _)| Some(*n) != line_no);
+    if let Some((other, rule)) = other {
+        return Err(CommandError::EntryMatched {
+            field,
+            what: entry.kind.as_str(),
+            entry_seq: entry.seq,
+            statement_seq: st.seq,
+            line_no: other,
+            rule: rule.as_str(),
+        });
+    }
+    Ok(())
+}
+
+/// A link says the line *is* the entry, as a match by reference would: the entry is one the
+/// line's direction can show, in the statement's channel and currency, with the same gross
+/// amount (and, for a channel's payment line, the same fee), to the fen. A difference is
+/// not linked away; staff resolve it as `explained` (or correct the ledger).
+fn check_link(
+    st: &Statement,
+    line_no: u64,
+    line: &StatementLine,
+    entry: &Entry,
+) -> Result<(), CommandError> {
+    const FIELD: &str = "resolution.entry_seq";
+    let mismatch = |reason: String| CommandError::LineMismatch {
+        field: FIELD,
+        statement_seq: st.seq,
+        line_no,
+        line_kind: line.kind.as_str(),
+        reason,
+    };
+    let channel = st.source.channel();
+    let (fits, shows) = match line.kind {
+        StatementLineKind::Payment | StatementLineKind::Credit => {
+            (entry.kind == EntryKind::Donation, "money in: a donation")
+        }
+        StatementLineKind::Refund => (entry.kind == EntryKind::Refund, "a refund"),
+        StatementLineKind::Debit => (
+            entry.kind != EntryKind::Donation,
+            "money out: a disbursed payout or a refund",
+        ),
+    };
+    if !fits {
+        return Err(mismatch(format!(
+            "it shows {shows}, not the {} at seq {}",
+            entry.kind.as_str(),
+            entry.seq
+        )));
+    }
+    if entry.channel != channel {
+        return Err(mismatch(format!(
+            "the {} at seq {} went through {}, the statement ({}) shows {}",
+            entry.kind.as_str(),
+            entry.seq,
+            entry.channel.as_str(),
+            st.source.as_str(),
+            channel.as_str()
+        )));
+    }
+    if let Some(status) = entry.payout_status {
+        if status != RequestStatus::Disbursed {
+            return Err(CommandError::RequestState {
+                field: FIELD,
+                what: "payout",
+                seq: entry.seq,
+                status: status.as_str(),
+                needed: "disbursed",
+            });
+        }
+    }
+    if entry.currency != line.currency {
+        return Err(mismatch(format!(
+            "it is in {}, the {} at seq {} in {}",
+            line.currency,
+            entry.kind.as_str(),
+            entry.seq,
+            entry.currency
+        )));
+    }
+    let rule = "a link pairs a line with an entry of the same amount and fee, to the fen; resolve a difference as explained";
+    if entry.amount_minor != line.amount_minor {
+        return Err(CommandError::AmountMismatch {
+            field: FIELD,
+            given: "the linked entry",
+            what: "amount",
+            given_minor: entry.amount_minor,
+            statement_seq: st.seq,
+            line_no,
+            line_minor: line.amount_minor,
+            rule,
+        });
+    }
+    if line.kind == StatementLineKind::Payment && entry.fee_minor != line.fee_minor {
+        return Err(CommandError::AmountMismatch {
+            field: FIELD,
+            given: "the linked entry",
+            what: "fee",
+            given_minor: entry.fee_minor,
+            statement_seq: st.seq,
+            line_no,
+            line_minor: line.fee_minor,
+            rule,
+        });
+    }
+    Ok(())
+}
+
+/// A settlement or a matching receipt books a bank credit: money in, of exactly the line's
+/// amount (the journal's debit to the bank is this amount, and the bank got the line's).
+fn check_booked_line(
+    st: &Statement,
+    line_no: u64,
+    line: &StatementLine,
+    given: &'static str,
+    amount: Amount,
+) -> Result<(), CommandError> {
+    if line.kind != StatementLineKind::Credit {
+        return Err(CommandError::LineMismatch {
+            field: "resolution",
+            statement_seq: st.seq,
+            line_no,
+            line_kind: line.kind.as_str(),
+            reason: format!("{given} is booked from a bank credit (money in)"),
+        });
+    }
+    if amount.minor() != line.amount_minor {
+        return Err(CommandError::AmountMismatch {
+            field: "amount_minor",
+            given,
+            what: "amount",
+            given_minor: amount.minor(),
+            statement_seq: st.seq,
+            line_no,
+            line_minor: line.amount_minor,
+            rule: "it books the line's amount, to the fen",
+        });
     }
     Ok(())
 }

@@ -514,8 +514,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn read_only_commands_refuse_a_directory_without_a_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("typo");
+        let err = open_log(&StoreArgs::default(), &missing, None)
+            .await
+            .err()
+            .expect("refused");
+        assert!(format!("{err:#}").contains("no ledger there"), "{err:#}");
+        assert!(!missing.exists());
+    }
+
+    #[tokio::test]
     async fn read_only_commands_do_not_record_a_ledger_id() {
         let dir = tempfile::tempdir().unwrap();
+        // A data directory with an empty ledger that has no id yet (made by `serve`, say).
+        drop(open_sled(dir.path()).unwrap());
         let opened = open_log(&StoreArgs::default(), dir.path(), None)
             .await
             .unwrap();

@@ -25,13 +25,16 @@ pub struct SnapshotStore {
     tree: sled::Tree,
 }
 
-/// The key of the persisted state. It names the snapshot's format: bincode carries no field
-/// names, so a state of another layout could read back as garbage; a change to
-/// `LedgerState` (or anything in it) takes a new key, and a snapshot under an older key
-/// is dropped and rebuilt from the log.
-const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v2";
-/// Keys of snapshots in older formats, removed when found.
-const OLD_LEDGER_STATE_KEYS: [&[u8]; 1] = [b"ledger_state"];
+/// The key of the persisted state. It names the layout of [`LedgerState`] (bincode is not
+/// self-describing, so a snapshot of another layout could be misread rather than refused):
+/// change it whenever the state's fields change, and add the old key below. A snapshot
+/// under another key is never read; the state is refolded from the log.
+const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v3";
+/// Keys of earlier layouts, removed when found: `ledger_state` (before the layout was
+/// versioned), `ledger_state.v2` (before requests kept their requester's token issuer, or
+/// before statement lines were kept in the state: both were called v2 while they were
+/// being made).
+const OLD_LEDGER_STATE_KEYS: &[&[u8]] = &[b"ledger_state", b"ledger_state.v2"];
 
 impl SnapshotStore {
     pub fn open(db: &sled::Db) -> Result<SnapshotStore, StoreError> {
@@ -78,7 +81,9 @@ impl SnapshotStore {
 
     /// Forgets the persisted state.
     pub fn clear(&self) -> Result<(), StoreError> {
-        self.tree.remove(LEDGER_STATE_KEY).map_err(StoreError::io)?;
+        for key in OLD_LEDGER_STATE_KEYS.iter().chain([&LEDGER_STATE_KEY]) {
+            self.tree.remove(key).map_err(StoreError::io)?;
+        }
         Ok(())
     }
 }
@@ -218,21 +223,25 @@ async fn save(store: Option<&SnapshotStore>, state: &LedgerState) -> Saved {
 mod tests {
     use super::*;
 
-    /// A snapshot saved under an older format's key is dropped, never read as the current
-    /// layout; the current one reads back.
+    /// A snapshot saved under an earlier layout's key is never read (bincode could misread
+    /// it) and is dropped; the state is refolded, and the current one reads back.
     #[test]
-    fn a_snapshot_of_an_older_format_is_dropped() {
+    fn a_snapshot_of_an_earlier_layout_is_not_read() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let db = sled::open(dir.path()).unwrap();
         let store = SnapshotStore::open(&db).unwrap();
-        let state = LedgerState::default();
-        store
-            .tree
-            .insert(OLD_LEDGER_STATE_KEYS[0], encode_state(&state))
-            .unwrap();
-        assert_eq!(store.load().unwrap(), None);
-        assert!(!store.tree.contains_key(OLD_LEDGER_STATE_KEYS[0]).unwrap());
+        let state = LedgerState {
+            position: 7,
+            ..LedgerState::default()
+        };
+        for old in OLD_LEDGER_STATE_KEYS {
+            store.tree.insert(old, encode_state(&state)).unwrap();
+            assert_eq!(store.load().unwrap(), None);
+            assert!(!store.tree.contains_key(old).unwrap());
+        }
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), Some(state));
+        store.clear().unwrap();
+        assert_eq!(store.load().unwrap(), None);
     }
 }

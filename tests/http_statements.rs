@@ -418,6 +418,58 @@ async fn resolving_an_exception_removes_it_and_replays() {
     t.finish().await;
 }
 
+/// The ledger checks a resolution against the exception it resolves, whichever path sends
+/// it: a matched line or entry is refused with 409, a link of another amount with 422, and
+/// nothing is written.
+#[tokio::test]
+async fn a_resolution_that_does_not_fit_its_exception_is_refused() {
+    let t = setup_with_donations().await;
+    let r = upload(&t, UPLOAD, "recorder", &bill()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let seq = r.body["statement_seq"].as_u64().expect("statement_seq");
+    let list = format!("/api/v1/staff/statements/{seq}/reconciliation");
+    let resolve = format!("/api/v1/staff/statements/{seq}/exceptions/resolve");
+    let open = t.get(&list, Some("auditor")).await;
+    // wx-3 (5.00) is missing from the bill; wx-1 was recorded two events before it.
+    let (reason, _, wx3) = reasons(&open.body)
+        .into_iter()
+        .find(|(reason, ..)| reason == "missing_from_statement")
+        .expect("wx-3 is missing");
+    assert_eq!(reason, "missing_from_statement");
+    let wx3 = wx3.expect("entry seq");
+    let wx1 = wx3 - 2;
+    let start = head(&t).await;
+    for (body, status, code, field) in [
+        // Line 1 is wx-1, matched by reference.
+        (
+            json!({"line": 1, "action": "explained", "note": "x"}),
+            StatusCode::CONFLICT,
+            "line_matched",
+            "line_no",
+        ),
+        (
+            json!({"entry": wx1, "action": "explained", "note": "x"}),
+            StatusCode::CONFLICT,
+            "entry_matched",
+            "entry_seq",
+        ),
+        // Line 3 (wx-9, 7.00) is not wx-3 (5.00).
+        (
+            json!({"line": 3, "action": "linked", "link_to": wx3, "note": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount_mismatch",
+            "resolution.entry_seq",
+        ),
+    ] {
+        let r = t.post(&resolve, "approver", body.clone()).await;
+        assert_eq!(r.status, status, "{body}: {r:?}");
+        assert_eq!(r.code(), code, "{body}: {r:?}");
+        assert!(r.message().starts_with(field), "{body}: {r:?}");
+    }
+    assert_eq!(head(&t).await, start, "a refused resolution wrote events");
+    t.finish().await;
+}
+
 #[tokio::test]
 async fn openapi_documents_the_statement_routes() {
     let t = setup().await;

@@ -1115,3 +1115,441 @@ fn out_of_range_values_are_refused_when_parsed_naming_the_limit() {
         "unknown fields are refused"
     );
 }
+
+/// A bank statement of the day around T0 and the ledger it is reconciled against: bank
+/// gifts B-1 (on the statement), B-2 (on it under the bank's own reference: paired by
+/// amount and date, a proposal), B-3 (300.00, which two unknown 300.00 credits could be)
+/// and B-4 (missing from the statement), a WeChat gift, a disbursed payout ICBC-1 and an
+/// approved one.
+struct Reconciled {
+    l: Ledger,
+    st: u64,
+    lines: Vec<StatementLineRecorded>,
+    g1: u64,
+    g2: u64,
+    g3: u64,
+    g4: u64,
+    wechat: u64,
+    paid: u64,
+    approved: u64,
+}
+
+fn bank_gift(l: &mut Ledger, minor: u64, txn: &str) -> u64 {
+    let mut d = donation("cp", minor, txn, "donor-1");
+    d.channel = Channel::Bank;
+    l.ok("recorder", Command::RecordDonation(d))[0].seq()
+}
+
+fn reconciled() -> Reconciled {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let g1 = bank_gift(&mut l, 50_000, "B-1");
+    let g2 = bank_gift(&mut l, 80_000, "B-2");
+    let g3 = bank_gift(&mut l, 30_000, "B-3");
+    let g4 = bank_gift(&mut l, 45_600, "B-4");
+    let wechat = give(&mut l, "cp", 45_600, "wx-1", "donor-2")[0].seq();
+    let mut payout_of = |minor: u64, disburse: bool| {
+        let seq = l.ok("finance", payout("cp", minor))[0].seq();
+        l.ok("director", Command::ApprovePayout { payout_seq: seq });
+        if disburse {
+            l.ok(
+                "finance",
+                Command::DisbursePayout {
+                    payout_seq: seq,
+                    bank_reference: "ICBC-1".into(),
+                },
+            );
+        }
+        seq
+    };
+    let paid = payout_of(20_000, true);
+    let approved = payout_of(10_000, false);
+    use StatementLineKind::{Credit, Debit};
+    let lines = [
+        (Credit, "B-1", 50_000),           // 1: B-1 by reference
+        (Credit, "TENPAY-SETTLE", 99_400), // 2: a channel's settlement
+        (Debit, "ICBC-9", 12_345),         // 3: money out the ledger does not know
+        (Credit, "BANK-77", 80_000),       // 4: B-2 by amount and date
+        (Credit, "B-1", 50_000),           // 5: B-1 again: a duplicate
+        (Credit, "X-6", 30_000),           // 6: B-3 by amount and date
+        (Credit, "X-7", 30_000),           // 7: unknown
+        (Debit, "BANKREF-P", 20_000),      // 8: ICBC-1 by amount and date
+    ];
+    let st = l.ok(
+        "recorder",
+        Command::ImportStatement(StatementImported {
+            statement_sha256: sha256(b"bank statement"),
+            source: StatementSource::BankCsv,
+            account: "6222020200000000".into(),
+            currency: Currency::CNY,
+            period_start_ms: T0 - DAY / 2,
+            period_end_ms: T0 + DAY / 2,
+            line_count: lines.len() as u64,
+        }),
+    )[0]
+    .seq();
+    let lines: Vec<StatementLineRecorded> = lines
+        .into_iter()
+        .zip(1..)
+        .map(
+            |((kind, reference, minor), line_no)| StatementLineRecorded {
+                statement_seq: st,
+                line_no,
+                kind,
+                reference: reference.into(),
+                original_reference: None,
+                booked_ms: T0,
+                amount_minor: amount(minor),
+                fee_minor: 0,
+                currency: Currency::CNY,
+            },
+        )
+        .collect();
+    for line in &lines {
+        l.ok("recorder", Command::RecordStatementLine(line.clone()));
+    }
+    Reconciled {
+        l,
+        st,
+        lines,
+        g1,
+        g2,
+        g3,
+        g4,
+        wechat,
+        paid,
+        approved,
+    }
+}
+
+impl Reconciled {
+    fn resolve(
+        &mut self,
+        subject: (Option<u64>, Option<u64>),
+        resolution: Resolution,
+    ) -> Result<Vec<SealedEvent>, CommandError> {
+        self.l.run(
+            "finance",
+            Command::ResolveException(ExceptionResolved {
+                statement_seq: self.st,
+                line_no: subject.0,
+                entry_seq: subject.1,
+                resolution,
+                note: text("对账"),
+            }),
+        )
+    }
+    fn line(
+        &mut self,
+        line_no: u64,
+        resolution: Resolution,
+    ) -> Result<Vec<SealedEvent>, CommandError> {
+        self.resolve((Some(line_no), None), resolution)
+    }
+    fn entry(&mut self, entry_seq: u64) -> Result<Vec<SealedEvent>, CommandError> {
+        self.resolve((None, Some(entry_seq)), Resolution::Explained)
+    }
+    fn reconcile(&self) -> projections::reconcile::Reconciliation {
+        let statement = &self.l.state.statements[&self.st];
+        projections::reconcile::reconcile(
+            &self.l.state,
+            statement,
+            &self.lines,
+            projections::reconcile::MatchConfig::default(),
+        )
+    }
+}
+
+fn settlement(minor: u64) -> Resolution {
+    Resolution::Settlement {
+        channel: Channel::Wechat,
+        amount_minor: amount(minor),
+    }
+}
+
+fn link(entry_seq: u64) -> Resolution {
+    Resolution::Linked { entry_seq }
+}
+
+#[test]
+fn the_reconciliation_is_as_the_resolution_tests_expect() {
+    let r = reconciled();
+    let rec = r.reconcile();
+    let matched: Vec<_> = rec
+        .matched
+        .iter()
+        .map(|m| (m.line_no, m.entry_seq, m.rule.as_str()))
+        .collect();
+    assert_eq!(
+        matched,
+        vec![
+            (1, r.g1, "reference"),
+            (4, r.g2, "amount_and_date"),
+            (6, r.g3, "amount_and_date"),
+            (8, r.paid, "amount_and_date"),
+        ]
+    );
+    let exceptions: Vec<_> = rec
+        .exceptions
+        .iter()
+        .map(|e| (e.reason.as_str(), e.line_no, e.entry_seq))
+        .collect();
+    assert_eq!(
+        exceptions,
+        vec![
+            ("line_not_in_ledger", Some(2), None),
+            ("line_not_in_ledger", Some(3), None),
+            ("duplicate_line", Some(5), Some(r.g1)),
+            ("line_not_in_ledger", Some(7), None),
+            ("missing_from_statement", None, Some(r.g4)),
+        ]
+    );
+}
+
+#[test]
+fn a_settlement_books_a_bank_credit_of_exactly_the_lines_amount() {
+    let mut r = reconciled();
+    // The wrong amount, by one fen either way.
+    for minor in [99_399, 99_401, 1] {
+        let e = r.line(2, settlement(minor)).unwrap_err();
+        assert_eq!(
+            e,
+            CommandError::AmountMismatch {
+                field: "amount_minor",
+                given: "the settlement",
+                what: "amount",
+                given_minor: minor,
+                statement_seq: r.st,
+                line_no: 2,
+                line_minor: 99_400,
+                rule: "it books the line's amount, to the fen",
+            }
+        );
+        assert_eq!(e.code(), "amount_mismatch");
+        assert!(!e.is_conflict());
+        assert!(
+            e.to_string()
+                .starts_with("amount_minor: the settlement has amount"),
+            "{e}"
+        );
+    }
+    // A matching receipt too.
+    let e = r
+        .line(
+            7,
+            Resolution::MatchingReceived {
+                pool: id("pool-1"),
+                amount_minor: amount(29_999),
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CommandError::AmountMismatch {
+                field: "amount_minor",
+                given_minor: 29_999,
+                line_minor: 30_000,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // Money out is not a settlement.
+    let e = r.line(3, settlement(12_345)).unwrap_err();
+    assert_eq!(
+        e,
+        CommandError::LineMismatch {
+            field: "resolution",
+            statement_seq: r.st,
+            line_no: 3,
+            line_kind: "debit",
+            reason: "the settlement is booked from a bank credit (money in)".into(),
+        }
+    );
+    assert_eq!(e.code(), "line_mismatch");
+    // The right amount on an open credit.
+    r.line(2, settlement(99_400))
+        .expect("the settlement fits its line");
+}
+
+#[test]
+fn a_line_matched_by_reference_is_not_resolved() {
+    let mut r = reconciled();
+    let matched = CommandError::LineMatched {
+        statement_seq: r.st,
+        line_no: 1,
+        entry_seq: r.g1,
+    };
+    // A settlement of the gift's own amount would count the money twice in the bank.
+    assert_eq!(r.line(1, settlement(50_000)).unwrap_err(), matched);
+    assert_eq!(r.line(1, Resolution::Explained).unwrap_err(), matched);
+    assert_eq!(r.line(1, link(r.g4)).unwrap_err(), matched);
+    assert_eq!(matched.code(), "line_matched");
+    assert!(matched.is_conflict());
+    // Its entry is not an exception either.
+    let e = r.entry(r.g1).unwrap_err();
+    assert_eq!(
+        e,
+        CommandError::EntryMatched {
+            field: "entry_seq",
+            what: "donation",
+            entry_seq: r.g1,
+            statement_seq: r.st,
+            line_no: 1,
+            rule: "reference",
+        }
+    );
+    // The second line for the same gift is an exception (a duplicate): it can be explained.
+    r.line(5, Resolution::Explained)
+        .expect("a duplicate is an open exception");
+}
+
+#[test]
+fn a_pairing_by_amount_and_date_is_a_proposal_a_resolution_overrules() {
+    let mut r = reconciled();
+    // Line 4 was paired with B-2 by its amount; it is the channel's settlement.
+    r.line(4, settlement(80_000))
+        .expect("a proposal can be overruled");
+    let rec = r.reconcile();
+    assert!(rec.matched.iter().all(|m| m.line_no != 4), "{rec:?}");
+    let four = rec
+        .exceptions
+        .iter()
+        .find(|e| e.line_no == Some(4))
+        .unwrap();
+    assert_eq!(four.resolution, Some("settlement"));
+    assert!(rec
+        .exceptions
+        .iter()
+        .any(|e| e.entry_seq == Some(r.g2) && e.reason.as_str() == "missing_from_statement"));
+    // And an entry proposed for a line can be linked to another.
+    r.line(7, link(r.g3))
+        .expect("B-3 was only proposed for line 6");
+    let rec = r.reconcile();
+    let pairs: Vec<_> = rec
+        .matched
+        .iter()
+        .filter(|m| m.entry_seq == r.g3)
+        .map(|m| (m.line_no, m.rule.as_str()))
+        .collect();
+    assert_eq!(pairs, vec![(7, "linked")]);
+}
+
+#[test]
+fn one_entry_is_linked_to_one_line() {
+    let mut r = reconciled();
+    r.line(6, link(r.g3)).expect("line 6 is B-3");
+    let e = r.line(7, link(r.g3)).unwrap_err();
+    assert_eq!(
+        e,
+        CommandError::EntryMatched {
+            field: "resolution.entry_seq",
+            what: "donation",
+            entry_seq: r.g3,
+            statement_seq: r.st,
+            line_no: 6,
+            rule: "linked",
+        }
+    );
+    assert_eq!(e.code(), "entry_matched");
+    assert!(e.is_conflict());
+    // Nor to a line when another line has it by reference (the duplicate, line 5, is B-1's
+    // amount and direction: only the match stands in the way).
+    let e = r.line(5, link(r.g1)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CommandError::EntryMatched {
+                line_no: 1,
+                rule: "reference",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // A linked entry is not explained as missing either.
+    let e = r.entry(r.g3).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CommandError::EntryMatched {
+                field: "entry_seq",
+                line_no: 6,
+                rule: "linked",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_link_needs_the_lines_direction_channel_and_amount() {
+    let mut r = reconciled();
+    // Money out linked to a gift; money in linked to a payout.
+    let e = r.line(3, link(r.g4)).unwrap_err();
+    assert!(
+        matches!(&e, CommandError::LineMismatch { field: "resolution.entry_seq", line_no: 3, line_kind: "debit", reason, .. } if reason.contains("money out")),
+        "{e:?}"
+    );
+    let e = r.line(7, link(r.paid)).unwrap_err();
+    assert!(
+        matches!(&e, CommandError::LineMismatch { line_no: 7, line_kind: "credit", reason, .. } if reason.contains("not the payout")),
+        "{e:?}"
+    );
+    // A bank credit is not a WeChat gift.
+    let e = r.line(2, link(r.wechat)).unwrap_err();
+    assert!(
+        matches!(&e, CommandError::LineMismatch { reason, .. } if reason.contains("went through wechat")),
+        "{e:?}"
+    );
+    // A payout that has not left the bank.
+    let e = r.line(3, link(r.approved)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CommandError::RequestState {
+                field: "resolution.entry_seq",
+                status: "approved",
+                needed: "disbursed",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // Amounts agree to the fen: 300.00 is not 456.00.
+    let e = r.line(7, link(r.g4)).unwrap_err();
+    assert_eq!(
+        e,
+        CommandError::AmountMismatch {
+            field: "resolution.entry_seq",
+            given: "the linked entry",
+            what: "amount",
+            given_minor: 45_600,
+            statement_seq: r.st,
+            line_no: 7,
+            line_minor: 30_000,
+            rule: "a link pairs a line with an entry of the same amount and fee, to the fen; resolve a difference as explained",
+        }
+    );
+    // What fits: the debit of 200.00 is the disbursed payout (only proposed for it).
+    r.line(8, link(r.paid)).expect("line 8 is the payout");
+}
+
+#[test]
+fn an_entry_resolved_is_one_the_statement_lacks() {
+    let mut r = reconciled();
+    let e = r.entry(r.wechat).unwrap_err();
+    assert!(
+        matches!(&e, CommandError::NotAnException { what: "donation", reason, .. } if reason.contains("wechat")),
+        "{e:?}"
+    );
+    assert_eq!(e.code(), "not_an_exception");
+    let e = r.entry(r.approved).unwrap_err();
+    assert!(
+        matches!(&e, CommandError::NotAnException { what: "payout", reason, .. } if reason.contains("approved")),
+        "{e:?}"
+    );
+    r.entry(r.g4).expect("B-4 is missing from the statement");
+}

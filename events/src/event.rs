@@ -594,18 +594,18 @@ pub struct StatementLineRecorded {
 pub enum Resolution {
     /// The difference is explained and accepted; no money moves.
     Explained,
-    /// The statement line belongs to this ledger entry (a donation or payout, often one
-    /// recorded after the import to fill the gap).
+    /// The statement line belongs to this ledger entry (a donation, refund or payout of the
+    /// line's amount, often one recorded after the import to fill the gap).
     Linked { entry_seq: u64 },
     /// The bank line is a channel paying out its settled balance: `amount_minor` moves from
-    /// the channel's clearing account to the bank. The amount is the line's (checked by the
-    /// reconciliation, which reports a difference).
+    /// the channel's clearing account to the bank. The amount is the line's (the ledger
+    /// refuses another).
     Settlement {
         channel: Channel,
         amount_minor: Amount,
     },
-    /// The bank line is a sponsor paying what its pool matched: `amount_minor` of the pool's
-    /// receivable is settled.
+    /// The bank line is a sponsor paying what its pool matched: `amount_minor` (the line's)
+    /// of the pool's receivable is settled.
     MatchingReceived { pool: Id, amount_minor: Amount },
 }
 

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use imbl::{OrdMap, OrdSet};
+use imbl::{OrdMap, OrdSet, Vector};
 
 use events::{
     Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ReceiptCode,
-    Resolution, SealedEvent, StatementSource, Text,
+    Resolution, SealedEvent, StatementLineKind, StatementLineRecorded, StatementSource, Text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -258,7 +258,7 @@ impl Request {
     }
 }
 
-/// An imported statement and how many of its lines are recorded so far.
+/// An imported statement and the lines recorded so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
     pub seq: u64,
@@ -271,6 +271,9 @@ pub struct Statement {
     pub period_end_ms: u64,
     pub line_count: u64,
     pub lines_recorded: u64,
+    /// The lines recorded so far, in order (line `n` at index `n - 1`). A persistent vector:
+    /// lines come in order, so its chunks fill up, and a copy of the state shares them.
+    pub lines: Vector<StatementLine>,
 }
 
 impl Statement {
@@ -278,6 +281,36 @@ impl Statement {
     pub fn is_complete(&self) -> bool {
         self.lines_recorded == self.line_count
     }
+
+    /// The recorded line `line_no` (1-based).
+    pub fn line(&self, line_no: u64) -> Option<&StatementLine> {
+        self.lines
+            .get(usize::try_from(line_no.checked_sub(1)?).ok()?)
+    }
+}
+
+/// What the ledger keeps of a recorded statement line: what the write side needs to tell,
+/// without reading the log, whether the reconciliation matches the line by reference and
+/// whether a resolution fits the line (its direction, amount and fee). The references kept
+/// are those the reference rule can still consult (see `crate::reconcile`):
+/// - a payment or bank credit keeps its `reference`, and its `original_reference` only if no
+///   donation of the statement's channel had the reference when the line was recorded (a
+///   donation is never removed and a channel transaction is recorded once, so the rule,
+///   which tries the original reference only when the reference finds nothing, would never
+///   consult it);
+/// - a refund keeps only its `original_reference` (the payment it refunds);
+/// - a bank debit keeps only its `reference` (a payout's bank reference).
+///
+/// A reference equal to a donation's channel transaction id shares its string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementLine {
+    pub kind: StatementLineKind,
+    /// Gross, as the statement says (for a refund: the amount returned).
+    pub amount_minor: u64,
+    pub fee_minor: u64,
+    pub currency: Currency,
+    pub reference: Option<Arc<str>>,
+    pub original_reference: Option<Arc<str>>,
 }
 
 /// How and when staff resolved a reconciliation exception.
@@ -303,11 +336,11 @@ pub struct IdempotentResult {
     pub last_seq: u64,
 }
 
-/// The whole state, folded from the log. Ordered maps only (the receipt index, a hash table,
-/// is not serialized), so serialized state is a pure function of the events (byte-identical on
-/// rebuild). The maps are persistent (structurally
-/// shared): a clone is O(1), which lets the writer try a command on a copy and lets readers
-/// hold a snapshot while the writer goes on.
+/// The whole state, folded from the log. Ordered maps and vectors only (the receipt index, a
+/// hash table, is not serialized), so serialized state is a pure function of the events
+/// (byte-identical on rebuild). The maps are persistent (structurally shared): a clone is
+/// O(1), which lets the writer try a command on a copy and lets readers hold a snapshot while
+/// the writer goes on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerState {
     /// Events applied: the next seq expected.
@@ -340,6 +373,9 @@ pub struct LedgerState {
     pub statement_digests: OrdMap<Hash, u64>,
     /// Resolved reconciliation exceptions by (statement seq, what).
     pub resolved: OrdMap<(u64, ExceptionKey), ResolvedException>,
+    /// (statement seq, reference, line number) for every reference a [`StatementLine`]
+    /// keeps: the lines that may name a given ledger entry.
+    pub statement_references: OrdSet<(u64, Arc<str>, u64)>,
 }
 
 fn invariant(seq: u64, what: impl Into<String>) -> ProjectionError {
@@ -859,17 +895,34 @@ impl LedgerState {
                         period_end_ms: e.period_end_ms,
                         line_count: e.line_count,
                         lines_recorded: 0,
+                        lines: Vector::new(),
                     },
                 );
             }
             EventBody::StatementLineRecorded(e) => {
-                let st = self.statements.get_mut(&e.statement_seq).ok_or_else(|| {
+                let st = self.statements.get(&e.statement_seq).ok_or_else(|| {
                     invariant(seq, format!("unknown statement {}", e.statement_seq))
                 })?;
                 if e.line_no != st.lines_recorded + 1 || e.line_no > st.line_count {
                     return Err(invariant(seq, "statement lines out of order"));
                 }
+                let line = self.statement_line(st.source.channel(), e);
+                for reference in [&line.reference, &line.original_reference]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.statement_references.insert((
+                        e.statement_seq,
+                        reference.clone(),
+                        e.line_no,
+                    ));
+                }
+                let st = self
+                    .statements
+                    .get_mut(&e.statement_seq)
+                    .expect("looked up above");
                 st.lines_recorded = e.line_no;
+                st.lines.push_back(line);
             }
             EventBody::ExceptionResolved(e) => {
                 let key = match (e.line_no, e.entry_seq) {
@@ -907,6 +960,34 @@ impl LedgerState {
             }
         }
         Ok(())
+    }
+
+    /// What is kept of a statement line of a statement of `channel` (see [`StatementLine`]).
+    fn statement_line(&self, channel: Channel, e: &StatementLineRecorded) -> StatementLine {
+        let known = |r: &str| {
+            self.donation_by_channel_txn(channel, r)
+                .map(|d| d.channel_txn_id.clone())
+        };
+        let shared = |r: &str| known(r).unwrap_or_else(|| Arc::from(r));
+        let (reference, original_reference) = match e.kind {
+            StatementLineKind::Payment | StatementLineKind::Credit => match known(&e.reference) {
+                Some(reference) => (Some(reference), None),
+                None => (
+                    Some(Arc::from(e.reference.as_str())),
+                    e.original_reference.as_deref().map(shared),
+                ),
+            },
+            StatementLineKind::Refund => (None, e.original_reference.as_deref().map(shared)),
+            StatementLineKind::Debit => (Some(Arc::from(e.reference.as_str())), None),
+        };
+        StatementLine {
+            kind: e.kind,
+            amount_minor: e.amount_minor.minor(),
+            fee_minor: e.fee_minor,
+            currency: e.currency,
+            reference,
+            original_reference,
+        }
     }
 
     /// Records a decision on a pending request; enforces four eyes as an invariant.

@@ -10,7 +10,8 @@
 //!    disbursed payouts by the bank reference.
 //! 2. Lines left over, by amount and date: same gross amount and currency, booked within
 //!    [`MatchConfig::date_window_ms`] of the ledger entry; the closest in time wins, then
-//!    the lowest seq. Such matches are listed with their rule, for review.
+//!    the lowest seq. Such matches are listed with their rule, for review: they are
+//!    proposals, and a line or entry staff have resolved takes no part in them.
 //! 3. Ledger entries of the statement's channel inside its period that no line matched are
 //!    missing from the statement, or a timing difference when they fall within
 //!    [`MatchConfig::timing_window_ms`] of the period's end (the channel books them on the
@@ -18,13 +19,20 @@
 //!
 //! Memory is kept to what a reconciliation must hold: the lines stream through
 //! [`Reconciler::push`]; only the matched entry seqs and the unmatched lines are kept.
+//!
+//! The write side checks a resolution against its exception without the log or a whole
+//! reconciliation: [`line_paired`] and [`lines_accounting_for`] run the same reference rule
+//! over the lines the ledger state keeps (`StatementLine`), a few lookups each.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use events::{Channel, Currency, Resolution, StatementLineKind, StatementLineRecorded};
 use serde::Serialize;
 
-use crate::{Donation, ExceptionKey, LedgerState, Request, RequestStatus, Statement};
+use crate::{
+    Donation, ExceptionKey, LedgerState, Request, RequestStatus, Statement, StatementLine,
+};
 
 /// Matching tolerances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -215,6 +223,352 @@ impl Candidate {
     }
 }
 
+/// A statement line as the reference rule reads it: from the log (`StatementLineRecorded`)
+/// or as the ledger keeps it ([`StatementLine`], which keeps the references the rule can
+/// still consult, so both give the same answer).
+#[derive(Debug, Clone, Copy)]
+struct LineFacts<'l> {
+    kind: StatementLineKind,
+    reference: Option<&'l str>,
+    original_reference: Option<&'l str>,
+    amount_minor: u64,
+    fee_minor: u64,
+    currency: Currency,
+}
+
+impl<'l> LineFacts<'l> {
+    fn recorded(l: &'l StatementLineRecorded) -> Self {
+        LineFacts {
+            kind: l.kind,
+            reference: Some(&l.reference),
+            original_reference: l.original_reference.as_deref(),
+            amount_minor: l.amount_minor.minor(),
+            fee_minor: l.fee_minor,
+            currency: l.currency,
+        }
+    }
+
+    fn kept(l: &'l StatementLine) -> Self {
+        LineFacts {
+            kind: l.kind,
+            reference: l.reference.as_deref(),
+            original_reference: l.original_reference.as_deref(),
+            amount_minor: l.amount_minor,
+            fee_minor: l.fee_minor,
+            currency: l.currency,
+        }
+    }
+}
+
+/// What the reference rule finds for one line, before duplicates are looked at.
+#[derive(Debug, Clone, Copy)]
+enum ByReference {
+    /// Nothing: the line is left for matching by amount and date.
+    NotFound,
+    /// A refund line naming a donation the ledger has not refunded (shown with the donation).
+    RefundNotInLedger(Candidate),
+    /// The line accounts for `entry` (a donation, refund or payout seq), shown as `shown` (a
+    /// refund by its donation), with their difference, if any.
+    Found {
+        entry: u64,
+        shown: Candidate,
+        difference: Option<ReasonCode>,
+    },
+}
+
+/// The reference rule (step 1 of the matching) for one line of a statement of `channel`,
+/// against the ledger as it is. `payout` finds the disbursed payout with a bank reference.
+fn by_reference(
+    state: &LedgerState,
+    channel: Channel,
+    line: LineFacts<'_>,
+    payout: impl Fn(&str) -> Option<Candidate>,
+) -> ByReference {
+    let donation = |r: &str| {
+        state
+            .donation_by_channel_txn(channel, r)
+            .map(Candidate::donation)
+    };
+    let found = match line.kind {
+        StatementLineKind::Payment | StatementLineKind::Credit => line
+            .reference
+            .and_then(donation)
+            .or_else(|| line.original_reference.and_then(donation)),
+        StatementLineKind::Refund => line.original_reference.and_then(donation),
+        StatementLineKind::Debit => line.reference.and_then(payout),
+    };
+    let Some(c) = found else {
+        return ByReference::NotFound;
+    };
+    if line.kind == StatementLineKind::Refund {
+        let refunded = state.donations.get(&c.seq).and_then(|d| d.refunded_seq);
+        let Some(refund_seq) = refunded else {
+            return ByReference::RefundNotInLedger(c);
+        };
+        return ByReference::Found {
+            entry: refund_seq,
+            shown: c,
+            difference: (line.amount_minor != c.amount_minor)
+                .then_some(ReasonCode::AmountDifference),
+        };
+    }
+    let difference = if line.currency != c.currency {
+        Some(ReasonCode::CurrencyDifference)
+    } else if line.amount_minor != c.amount_minor {
+        Some(ReasonCode::AmountDifference)
+    } else if line.kind == StatementLineKind::Payment && line.fee_minor != c.fee_minor {
+        Some(ReasonCode::FeeDifference)
+    } else {
+        None
+    };
+    ByReference::Found {
+        entry: c.seq,
+        shown: c,
+        difference,
+    }
+}
+
+/// The disbursed payout with a bank reference, for a bank statement: the latest of those
+/// sharing it, as [`Reconciler`]'s table by reference finds it. Payouts are few (each one is
+/// approved by hand), so this looks at each.
+fn payout_by_reference(
+    state: &LedgerState,
+    channel: Channel,
+    reference: &str,
+) -> Option<Candidate> {
+    if channel != Channel::Bank {
+        return None;
+    }
+    state
+        .payouts
+        .values()
+        .rev()
+        .find(|p| {
+            p.status == RequestStatus::Disbursed && p.bank_reference.as_deref() == Some(reference)
+        })
+        .map(Candidate::payout)
+}
+
+/// The reference a statement line would carry for a ledger entry: a donation's channel
+/// transaction id (a refund's: its donation's), a payout's bank reference.
+fn entry_reference(state: &LedgerState, seq: u64) -> Option<&str> {
+    let donation = state.refunds.get(&seq).copied().unwrap_or(seq);
+    if let Some(d) = state.donations.get(&donation) {
+        return Some(&d.channel_txn_id);
+    }
+    state
+        .payouts
+        .get(&seq)
+        .and_then(|p| p.bank_reference.as_deref())
+}
+
+/// The entry staff linked a statement's line to, if they did.
+fn linked_entry(state: &LedgerState, statement_seq: u64, line_no: u64) -> Option<u64> {
+    match state
+        .resolved
+        .get(&(statement_seq, ExceptionKey::Line(line_no)))?
+        .resolution
+    {
+        Resolution::Linked { entry_seq } => Some(entry_seq),
+        _ => None,
+    }
+}
+
+/// The lines of a recorded statement that account for a ledger entry in its reconciliation,
+/// in line order, with how: lines whose reference finds the entry (with or without a
+/// difference: such a line accounts for it too) and lines staff linked to it. Decided from
+/// the ledger state alone (the lines it keeps), as [`Reconciler`] would decide it; pairings
+/// by amount and date are not looked at: they are proposals for review, which a resolution
+/// may overrule.
+pub fn lines_accounting_for(
+    state: &LedgerState,
+    statement: &Statement,
+    entry_seq: u64,
+) -> Vec<(u64, MatchRule)> {
+    let st = statement.seq;
+    let channel = statement.source.channel();
+    let mut out: Vec<(u64, MatchRule)> = state
+        .resolved
+        .range((st, ExceptionKey::Line(0))..=(st, ExceptionKey::Line(u64::MAX)))
+        .filter_map(|((_, key), r)| match (key, &r.resolution) {
+            (ExceptionKey::Line(n), Resolution::Linked { entry_seq: e }) if *e == entry_seq => {
+                Some((*n, MatchRule::Linked))
+            }
+            _ => None,
+        })
+        .collect();
+    if let Some(reference) = entry_reference(state, entry_seq) {
+        let reference: Arc<str> = Arc::from(reference);
+        let lines = state
+            .statement_references
+            .range((st, reference.clone(), 0)..=(st, reference, u64::MAX));
+        for (_, _, line_no) in lines {
+            // A linked line is paired by its link; the reference rule is not applied to it.
+            if linked_entry(state, st, *line_no).is_some() {
+                continue;
+            }
+            let Some(line) = statement.line(*line_no) else {
+                continue;
+            };
+            let found = by_reference(state, channel, LineFacts::kept(line), |r| {
+                payout_by_reference(state, channel, r)
+            });
+            if matches!(found, ByReference::Found { entry, .. } if entry == entry_seq) {
+                out.push((*line_no, MatchRule::Reference));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The entry a recorded statement line is paired with by reference or by staff's link, if
+/// it is: the reference rule finds the entry with no difference and no earlier line
+/// accounts for it (else the line is an exception: a difference or a duplicate). Decided
+/// from the ledger state alone, as [`Reconciler`] would decide it; a pairing by amount and
+/// date is not looked at (see [`lines_accounting_for`]).
+pub fn line_paired(
+    state: &LedgerState,
+    statement: &Statement,
+    line_no: u64,
+) -> Option<(u64, MatchRule)> {
+    if let Some(entry) = linked_entry(state, statement.seq, line_no) {
+        return Some((entry, MatchRule::Linked));
+    }
+    let line = statement.line(line_no)?;
+    let channel = statement.source.channel();
+    let found = by_reference(state, channel, LineFacts::kept(line), |r| {
+        payout_by_reference(state, channel, r)
+    });
+    let ByReference::Found {
+        entry,
+        difference: None,
+        ..
+    } = found
+    else {
+        return None;
+    };
+    let first = lines_accounting_for(state, statement, entry)
+        .first()
+        .copied();
+    (first == Some((line_no, MatchRule::Reference))).then_some((entry, MatchRule::Reference))
+}
+
+/// What a ledger entry is, as statement lines may show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Donation,
+    Refund,
+    Payout,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Donation => "donation",
+            EntryKind::Refund => "refund",
+            EntryKind::Payout => "payout",
+        }
+    }
+}
+
+/// A ledger entry a statement line may show: a donation, a refund (of a whole donation) or
+/// a payout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub kind: EntryKind,
+    /// The channel the money moved through: the donation's (for a refund, its donation's);
+    /// bank for a payout.
+    pub channel: Channel,
+    pub currency: Currency,
+    /// Gross: a donation's amount, the amount a refund returned, a payout's amount.
+    pub amount_minor: u64,
+    /// A donation's channel fee; 0 for refunds and payouts.
+    pub fee_minor: u64,
+    /// When the money moved: the donation, the refund, the payout's disbursement (its
+    /// request while it is not disbursed).
+    pub ts_ms: u64,
+    /// A payout's status.
+    pub payout_status: Option<RequestStatus>,
+}
+
+impl Entry {
+    /// The donation, refund or payout at `seq`.
+    pub fn at(state: &LedgerState, seq: u64) -> Option<Entry> {
+        if let Some(d) = state.donations.get(&seq) {
+            return Some(Entry {
+                seq,
+                kind: EntryKind::Donation,
+                channel: d.channel,
+                currency: d.currency,
+                amount_minor: d.amount_minor,
+                fee_minor: d.fee_minor,
+                ts_ms: d.ts_ms,
+                payout_status: None,
+            });
+        }
+        if let Some(d) = state.refunds.get(&seq).and_then(|d| state.donations.get(d)) {
+            return Some(Entry {
+                seq,
+                kind: EntryKind::Refund,
+                channel: d.channel,
+                currency: d.currency,
+                amount_minor: d.amount_minor,
+                fee_minor: 0,
+                ts_ms: d.refunded_ts_ms.unwrap_or(d.ts_ms),
+                payout_status: None,
+            });
+        }
+        let p = state.payouts.get(&seq)?;
+        let c = Candidate::payout(p);
+        Some(Entry {
+            seq,
+            kind: EntryKind::Payout,
+            channel: Channel::Bank,
+            currency: c.currency,
+            amount_minor: c.amount_minor,
+            fee_minor: 0,
+            ts_ms: c.ts_ms,
+            payout_status: Some(p.status),
+        })
+    }
+
+    /// Why a statement does not reconcile this entry, or `None` when it does: a statement
+    /// reconciles its channel's donations and refunds and, a bank statement, disbursed
+    /// payouts, in its currency, dated in its period (as [`Reconciler`] lists entries the
+    /// statement lacks).
+    pub fn outside(&self, statement: &Statement) -> Option<String> {
+        let channel = statement.source.channel();
+        if self.channel != channel {
+            return Some(format!(
+                "it went through {}, the statement ({}) reconciles {}",
+                self.channel.as_str(),
+                statement.source.as_str(),
+                channel.as_str()
+            ));
+        }
+        if let Some(status) = self
+            .payout_status
+            .filter(|s| *s != RequestStatus::Disbursed)
+        {
+            return Some(format!("the payout is {}, not disbursed", status.as_str()));
+        }
+        if self.currency != statement.currency {
+            return Some(format!(
+                "it is in {}, the statement in {}",
+                self.currency, statement.currency
+            ));
+        }
+        if self.ts_ms < statement.period_start_ms || self.ts_ms >= statement.period_end_ms {
+            return Some("it is dated outside the statement's period".into());
+        }
+        None
+    }
+}
+
 /// Reconciles one statement: feed it the statement's lines in order with [`push`], then
 /// [`finish`].
 ///
@@ -240,6 +594,8 @@ pub struct Reconciler<'a> {
 impl<'a> Reconciler<'a> {
     pub fn new(state: &'a LedgerState, statement: &'a Statement, config: MatchConfig) -> Self {
         let channel = statement.source.channel();
+        // Collected in seq order: of payouts sharing a bank reference, the latest is found
+        // (as `payout_by_reference` finds it).
         let payouts_by_ref = if channel == Channel::Bank {
             state
                 .payouts
@@ -266,15 +622,13 @@ impl<'a> Reconciler<'a> {
         }
     }
 
-    fn donation(&self, reference: &str) -> Option<Candidate> {
-        self.state
-            .donation_by_channel_txn(self.channel, reference)
-            .map(Candidate::donation)
-    }
-
     fn payout(&self, reference: &str) -> Option<Candidate> {
         let seq = *self.payouts_by_ref.get(reference)?;
         self.state.payouts.get(&seq).map(Candidate::payout)
+    }
+
+    fn is_resolved(&self, key: ExceptionKey) -> bool {
+        self.state.resolved.contains_key(&(self.statement.seq, key))
     }
 
     fn exception(
@@ -294,10 +648,13 @@ impl<'a> Reconciler<'a> {
             reason,
             line_no: line.map(|l| l.line_no),
             entry_seq: entry.map(|c| c.seq),
-            reference: line
-                .map(|l| l.reference.clone())
-                .or_else(|| entry.and_then(|c| self.entry_reference(c.seq)))
-                .unwrap_or_default(),
+            reference: match line {
+                Some(l) => l.reference.clone(),
+                None => entry
+                    .and_then(|c| entry_reference(self.state, c.seq))
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
             statement_amount_minor: line.map(|l| l.amount_minor.minor()),
             ledger_amount_minor: entry.map(|c| c.amount_minor),
             statement_fee_minor: line.map(|l| l.fee_minor),
@@ -305,17 +662,6 @@ impl<'a> Reconciler<'a> {
             resolved_seq: resolved.map(|r| r.seq),
             resolution: resolved.map(|r| r.resolution.as_str()),
         });
-    }
-
-    fn entry_reference(&self, seq: u64) -> Option<String> {
-        let donation = self.state.refunds.get(&seq).copied().unwrap_or(seq);
-        if let Some(d) = self.state.donations.get(&donation) {
-            return Some(d.channel_txn_id.to_string());
-        }
-        self.state
-            .payouts
-            .get(&seq)
-            .and_then(|p| p.bank_reference.clone())
     }
 
     fn pair(&mut self, line_no: u64, entry_seq: u64, rule: MatchRule) {
@@ -343,63 +689,28 @@ impl<'a> Reconciler<'a> {
                 return;
             }
         }
-        let found = match line.kind {
-            StatementLineKind::Payment | StatementLineKind::Credit => {
-                self.donation(&line.reference).or_else(|| {
-                    line.original_reference
-                        .as_deref()
-                        .and_then(|r| self.donation(r))
-                })
-            }
-            StatementLineKind::Refund => line
-                .original_reference
-                .as_deref()
-                .and_then(|r| self.donation(r)),
-            StatementLineKind::Debit => self.payout(&line.reference),
-        };
-        let Some(c) = found else {
-            self.pending.push(line.clone());
-            return;
-        };
-        if line.kind == StatementLineKind::Refund {
-            let refunded = self
-                .state
-                .donations
-                .get(&c.seq)
-                .and_then(|d| d.refunded_seq);
-            let Some(refund_seq) = refunded else {
+        let found = by_reference(self.state, self.channel, LineFacts::recorded(line), |r| {
+            self.payout(r)
+        });
+        match found {
+            ByReference::NotFound => self.pending.push(line.clone()),
+            ByReference::RefundNotInLedger(c) => {
                 self.exception(ReasonCode::RefundNotInLedger, Some(line), Some(c));
-                return;
-            };
-            if self.matched_entries.contains(&refund_seq) {
-                self.exception(ReasonCode::DuplicateLine, Some(line), Some(c));
-            } else if line.amount_minor.minor() != c.amount_minor {
-                self.exception(ReasonCode::AmountDifference, Some(line), Some(c));
-                self.matched_entries.insert(refund_seq);
-            } else {
-                self.pair(line.line_no, refund_seq, MatchRule::Reference);
             }
-            return;
-        }
-        let reason = if self.matched_entries.contains(&c.seq) {
-            Some(ReasonCode::DuplicateLine)
-        } else if line.currency != c.currency {
-            Some(ReasonCode::CurrencyDifference)
-        } else if line.amount_minor.minor() != c.amount_minor {
-            Some(ReasonCode::AmountDifference)
-        } else if line.kind == StatementLineKind::Payment && line.fee_minor != c.fee_minor {
-            Some(ReasonCode::FeeDifference)
-        } else {
-            None
-        };
-        match reason {
-            None => self.pair(line.line_no, c.seq, MatchRule::Reference),
-            Some(reason) => {
-                if reason != ReasonCode::DuplicateLine {
+            ByReference::Found {
+                entry,
+                shown,
+                difference,
+            } => {
+                if self.matched_entries.contains(&entry) {
+                    self.exception(ReasonCode::DuplicateLine, Some(line), Some(shown));
+                } else if let Some(reason) = difference {
                     // The entry is accounted for by this line; it is not also missing.
-                    self.matched_entries.insert(c.seq);
+                    self.matched_entries.insert(entry);
+                    self.exception(reason, Some(line), Some(shown));
+                } else {
+                    self.pair(line.line_no, entry, MatchRule::Reference);
                 }
-                self.exception(reason, Some(line), Some(c));
             }
         }
     }
@@ -455,8 +766,13 @@ impl<'a> Reconciler<'a> {
             // in time within the window (the lower seq on a tie), found on either side of its
             // time in a log's cost, and removed: a day of one-yuan lines is not quadratic.
             let mut by_amount: HashMap<u64, BTreeMap<(u64, u64), Candidate>> = HashMap::new();
+            // A pairing by amount and date is a proposal; staff's resolution of a line or an
+            // entry overrules it, so resolved lines and entries take no part.
             for c in self.entries(debit) {
-                if c.currency == currency && !self.matched_entries.contains(&c.seq) {
+                if c.currency == currency
+                    && !self.matched_entries.contains(&c.seq)
+                    && !self.is_resolved(ExceptionKey::Entry(c.seq))
+                {
                     by_amount
                         .entry(c.amount_minor)
                         .or_default()
@@ -464,7 +780,9 @@ impl<'a> Reconciler<'a> {
                 }
             }
             for p in lines {
-                let best = if p.kind == StatementLineKind::Refund {
+                let best = if p.kind == StatementLineKind::Refund
+                    || self.is_resolved(ExceptionKey::Line(p.line_no))
+                {
                     None
                 } else {
                     by_amount
@@ -588,6 +906,190 @@ mod tests {
                 if let Some(seq) = got {
                     proptest::prop_assert!(cands.values().all(|c| c.seq != seq));
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// What the write side decides from the lines the state keeps (`line_paired`,
+        /// `lines_accounting_for`) is what the reconciler decides from the recorded lines:
+        /// with gifts recorded before and after the statement, refunds, payouts, shared
+        /// references, differences, duplicates and links (even links that do not fit).
+        #[test]
+        fn the_write_sides_view_agrees_with_the_reconciler(
+            bank in proptest::bool::ANY,
+            gifts in proptest::collection::vec(
+                (0u8..6, 1u64..4, 0u64..2, proptest::bool::ANY, proptest::bool::ANY, proptest::bool::ANY),
+                0..12,
+            ),
+            payouts in proptest::collection::vec((0u8..3, 1u64..4), 0..4),
+            lines in proptest::collection::vec(
+                (0u8..4, 0u8..10, proptest::option::of(0u8..10), 1u64..4, 0u64..2),
+                1..14,
+            ),
+            links in proptest::collection::vec((0usize..14, 0usize..24), 0..4),
+        ) {
+            let mut l = Ledger::with_project();
+            l.gift_via(Channel::Cash, T0, 1_000_000, "funds");
+            let reference = |i: u8| match i {
+                0..=5 => format!("t{i}"),
+                6..=7 => format!("r{}", i - 6),
+                _ => format!("u{i}"),
+            };
+            let mut seen = HashSet::new();
+            let gifts: Vec<_> = gifts
+                .into_iter()
+                .filter(|(txn, _, _, via_bank, ..)| seen.insert((*txn, *via_bank)))
+                .collect();
+            let mut entries = Vec::new();
+            let give = |l: &mut Ledger, entries: &mut Vec<u64>, after: bool| {
+                for (i, (txn, units, fee, via_bank, later, _)) in gifts.iter().enumerate() {
+                    if *later != after {
+                        continue;
+                    }
+                    let channel = if *via_bank { Channel::Bank } else { Channel::Wechat };
+                    let ts = if after { T0 + 30 * HOUR } else { T0 + HOUR + i as u64 };
+                    let txn = format!("t{txn}");
+                    entries.push(l.apply(
+                        "recorder",
+                        ts,
+                        EventBody::DonationReceived(DonationReceived {
+                            project: id("p"),
+                            amount_minor: Amount::new(units * 100).unwrap(),
+                            currency: Currency::CNY,
+                            channel,
+                            channel_txn_id: txn.clone(),
+                            fee_minor: *fee,
+                            pledge_seq: None,
+                            anonymous: true,
+                            public_name: None,
+                            donor_ref: id("d"),
+                            receipt_code: events::receipt_code(&id("t"), channel, &txn),
+                        }),
+                    ));
+                }
+            };
+            give(&mut l, &mut entries, false);
+            for (r, units) in &payouts {
+                entries.push(l.payout(T0 + 2 * HOUR, units * 100, &format!("r{r}")));
+            }
+            let (source, money_in) = if bank {
+                (StatementSource::BankCsv, StatementLineKind::Credit)
+            } else {
+                (StatementSource::Wechat, StatementLineKind::Payment)
+            };
+            let st = l.statement(1, source, "acct", lines.len() as u64);
+            let recorded: Vec<StatementLineRecorded> = lines
+                .iter()
+                .zip(1..)
+                .map(|((kind, r, original, units, fee), n)| {
+                    let kind = match kind {
+                        0 => money_in,
+                        1 => StatementLineKind::Refund,
+                        2 => StatementLineKind::Debit,
+                        _ => StatementLineKind::Credit,
+                    };
+                    let mut x = line(st, n, kind, &reference(*r), T0 + 3 * HOUR, units * 100);
+                    x.fee_minor = *fee;
+                    x.original_reference = original.map(reference);
+                    if kind == StatementLineKind::Refund && x.original_reference.is_none() {
+                        x.original_reference = Some(x.reference.clone());
+                    }
+                    x
+                })
+                .collect();
+            for x in &recorded {
+                l.apply("recorder", T0 + 30 * HOUR, EventBody::StatementLineRecorded(x.clone()));
+            }
+            // Gifts recorded after the statement, and refunds.
+            give(&mut l, &mut entries, true);
+            let donations: Vec<u64> = entries
+                .iter()
+                .copied()
+                .filter(|s| l.state.donations.contains_key(s))
+                .collect();
+            for (seq, (.., refunded)) in donations.iter().zip(&gifts) {
+                if *refunded {
+                    entries.push(l.apply(
+                        "admin",
+                        T0 + 31 * HOUR,
+                        EventBody::DonationRefunded(events::DonationRefunded {
+                            donation_seq: *seq,
+                            reason: Text::new("退款").unwrap(),
+                        }),
+                    ));
+                }
+            }
+            let mut linked = HashSet::new();
+            for (n, e) in links {
+                let (n, Some(entry)) = ((n % recorded.len()) as u64 + 1, entries.get(e)) else {
+                    continue;
+                };
+                if linked.insert(n) {
+                    l.apply(
+                        "finance",
+                        T0 + 32 * HOUR,
+                        EventBody::ExceptionResolved(events::ExceptionResolved {
+                            statement_seq: st,
+                            line_no: Some(n),
+                            entry_seq: None,
+                            resolution: Resolution::Linked { entry_seq: *entry },
+                            note: Text::new("对账").unwrap(),
+                        }),
+                    );
+                }
+            }
+
+            let statement = l.state.statements[&st].clone();
+            let rec = reconcile(&l.state, &statement, &recorded, MatchConfig::default());
+            for x in &recorded {
+                let paired = rec
+                    .matched
+                    .iter()
+                    .find(|m| m.line_no == x.line_no && m.rule != MatchRule::AmountAndDate)
+                    .map(|m| (m.entry_seq, m.rule));
+                proptest::prop_assert_eq!(line_paired(&l.state, &statement, x.line_no), paired);
+            }
+            // The lines that account for each entry: pairs by reference or link, and lines
+            // whose reference found it with a difference or as a duplicate.
+            let claimed = |e: &Exception| {
+                let line = &recorded[e.line_no? as usize - 1];
+                let shown = e.entry_seq?;
+                match e.reason {
+                    ReasonCode::AmountDifference
+                    | ReasonCode::FeeDifference
+                    | ReasonCode::CurrencyDifference
+                    | ReasonCode::DuplicateLine => {}
+                    _ => return None,
+                }
+                if line.kind == StatementLineKind::Refund {
+                    l.state.donations[&shown].refunded_seq
+                } else {
+                    Some(shown)
+                }
+            };
+            for entry in &entries {
+                let mut expected: Vec<(u64, MatchRule)> = rec
+                    .matched
+                    .iter()
+                    .filter(|m| m.entry_seq == *entry && m.rule != MatchRule::AmountAndDate)
+                    .map(|m| (m.line_no, m.rule))
+                    .chain(
+                        rec.exceptions
+                            .iter()
+                            .filter(|e| claimed(e) == Some(*entry))
+                            .filter_map(|e| Some((e.line_no?, MatchRule::Reference))),
+                    )
+                    .collect();
+                expected.sort_unstable();
+                proptest::prop_assert_eq!(
+                    lines_accounting_for(&l.state, &statement, *entry),
+                    expected,
+                    "entry {}",
+                    entry
+                );
             }
         }
     }
