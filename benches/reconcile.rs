@@ -136,7 +136,7 @@ fn main() {
             },
             channel_order_id: format!("4200{i:016}"),
             amount_minor: if i % 10_000 == 2 { amount + 1 } else { amount },
-            fee_minor: amount * 6 / 1000,
+            fee_minor: i64::try_from(amount * 6 / 1000).expect("a small fee"),
             refund_id: None,
         })
     });

@@ -278,10 +278,11 @@ pub enum CommandError {
         field: &'static str,
         given: &'static str,
         what: &'static str,
-        given_minor: u64,
+        /// Minor units; a fee may be negative (given back).
+        given_minor: i128,
         statement_seq: u64,
         line_no: u64,
-        line_minor: u64,
+        line_minor: i128,
         rule: &'static str,
     },
 }
@@ -863,22 +864,24 @@ fn check_link(
             field: FIELD,
             given: "the linked entry",
             what: "amount",
-            given_minor: entry.amount_minor,
+            given_minor: entry.amount_minor.into(),
             statement_seq: st.seq,
             line_no,
-            line_minor: line.amount_minor,
+            line_minor: line.amount_minor.into(),
             rule,
         });
     }
-    if line.kind == StatementLineKind::Payment && entry.fee_minor != line.fee_minor {
+    if line.kind == StatementLineKind::Payment
+        && i128::from(entry.fee_minor) != i128::from(line.fee_minor)
+    {
         return Err(CommandError::AmountMismatch {
             field: FIELD,
             given: "the linked entry",
             what: "fee",
-            given_minor: entry.fee_minor,
+            given_minor: entry.fee_minor.into(),
             statement_seq: st.seq,
             line_no,
-            line_minor: line.fee_minor,
+            line_minor: line.fee_minor.into(),
             rule,
         });
     }
@@ -908,10 +911,10 @@ fn check_booked_line(
             field: "amount_minor",
             given,
             what: "amount",
-            given_minor: amount.minor(),
+            given_minor: amount.minor().into(),
             statement_seq: st.seq,
             line_no,
-            line_minor: line.amount_minor,
+            line_minor: line.amount_minor.into(),
             rule: "it books the line's amount, to the fen",
         });
     }

@@ -625,16 +625,30 @@ pub async fn reconcile_statement(
 }
 
 fn print_reconciliation(rec: &Reconciliation) {
+    let t = &rec.totals;
+    let money = |sum: u128| format_minor(i128::try_from(sum).unwrap_or(i128::MAX));
     println!(
-        "reconcile: statement {} ({}) {} to {}: {} lines, gross {} fees {} {}",
+        "reconcile: statement {} ({}) {} to {}: {} lines, {}",
         rec.statement_seq,
         rec.source,
         china_date(rec.period_start_ms),
         china_date(rec.period_end_ms.saturating_sub(1)),
         rec.lines,
-        format_minor(rec.statement_gross_minor as i128),
-        format_minor(rec.statement_fees_minor as i128),
         rec.currency
+    );
+    println!(
+        "  money in {} (lines: {}), money out {} (lines: {})",
+        money(t.money_in_minor),
+        t.lines_in,
+        money(t.money_out_minor),
+        t.lines_out
+    );
+    println!(
+        "  fees charged {}, fees returned {}, net fees {}; net {}",
+        money(t.fees_charged_minor),
+        money(t.fees_returned_minor),
+        format_minor(t.net_fees_minor()),
+        format_minor(t.net_minor())
     );
     for (rule, n) in rec.matched_counts() {
         println!("  matched by {rule}: {n}");

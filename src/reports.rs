@@ -1133,6 +1133,7 @@ pub fn write_exceptions_csv(
     )?;
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     let money = |v: Option<u64>| v.map(|v| format_minor(i128::from(v))).unwrap_or_default();
+    let signed_money = |v: Option<i64>| v.map(|v| format_minor(i128::from(v))).unwrap_or_default();
     for e in &rec.exceptions {
         let difference = match (e.statement_amount_minor, e.ledger_amount_minor) {
             (Some(s), Some(l)) => format_minor(i128::from(s) - i128::from(l)),
@@ -1149,7 +1150,7 @@ pub fn write_exceptions_csv(
                 &money(e.statement_amount_minor),
                 &money(e.ledger_amount_minor),
                 &difference,
-                &money(e.statement_fee_minor),
+                &signed_money(e.statement_fee_minor),
                 &money(e.ledger_fee_minor),
                 &opt(e.resolved_seq),
                 e.resolution.unwrap_or(""),

@@ -18,7 +18,7 @@ use ledger::statement::synth::{write_alipay_bill, write_wechat_bill, BillLine};
 use ledger::statement::{parse_statement, ParsedLine, StatementError, StatementOptions};
 use ledger::store::EventLog;
 use ledger::writer::Submission;
-use projections::reconcile::{MatchConfig, MatchRule, ReasonCode};
+use projections::reconcile::{MatchConfig, MatchRule, ReasonCode, StatementTotals};
 
 fn parse(
     format: StatementSource,
@@ -47,7 +47,7 @@ fn malformed(format: StatementSource, bytes: &[u8]) -> (u64, u64, String) {
 /// 2018-10-09 10:00:00 China time.
 const DAY_10AM: u64 = 1_539_050_400_000;
 
-fn bill_line(n: u64, amount: u64, fee: u64) -> BillLine {
+fn bill_line(n: u64, amount: u64, fee: i64) -> BillLine {
     BillLine {
         ts_ms: DAY_10AM + n * 1000,
         order_id: format!("wechat-{n:010}"),
@@ -156,6 +156,148 @@ fn alipay_bill_parses_account_refunds_and_negative_fees() {
     assert_eq!((line, column), (5, 3));
 }
 
+/// A WeChat Pay daily bill as WeChat Pay prints it: three payments, then refunds of the
+/// third and the first, each giving back its share of the fee (a negative 手续费), and the
+/// summary rows. 手续费总金额 is the signed sum: 0.01 + 0.15 + 0.06 − 0.06 − 0.01.
+const WECHAT_BILL_WITH_REFUNDS: &str = "\
+交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注
+`2018-10-09 10:00:01,`wx0000000000000001,`1900000109,`0,`,`4200000000000000000001,`wechat-0000000001,`o_anon,`NATIVE,`SUCCESS,`OTHERS,`CNY,`1.00,`0.00,`0,`0,`0.00,`0.00,`,`,`捐赠,`,`0.01,`0.60%,`1.00,`0.00,`
+`2018-10-09 10:00:02,`wx0000000000000001,`1900000109,`0,`,`4200000000000000000002,`wechat-0000000002,`o_anon,`NATIVE,`SUCCESS,`OTHERS,`CNY,`25.50,`0.00,`0,`0,`0.00,`0.00,`,`,`捐赠,`,`0.15,`0.60%,`25.50,`0.00,`
+`2018-10-09 10:00:03,`wx0000000000000001,`1900000109,`0,`,`4200000000000000000003,`wechat-0000000003,`o_anon,`NATIVE,`SUCCESS,`OTHERS,`CNY,`10.00,`0.00,`0,`0,`0.00,`0.00,`,`,`捐赠,`,`0.06,`0.60%,`10.00,`0.00,`
+`2018-10-09 15:00:00,`wx0000000000000001,`1900000109,`0,`,`4200000000000000000003,`wechat-0000000003,`o_anon,`NATIVE,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`50000000000000000003,`RF3,`10.00,`0.00,`ORIGINAL,`SUCCESS,`捐赠,`,`-0.06,`0.60%,`0.00,`10.00,`
+`2018-10-09 16:00:00,`wx0000000000000001,`1900000109,`0,`,`4200000000000000000001,`wechat-0000000001,`o_anon,`NATIVE,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`50000000000000000001,`RF1,`1.00,`0.00,`ORIGINAL,`SUCCESS,`捐赠,`,`-0.01,`0.60%,`0.00,`1.00,`
+总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额
+`5,`36.50,`11.00,`0.00,`0.15,`36.50,`11.00
+";
+
+/// The totals a bill states in its summary rows (the last two rows): column name → minor
+/// units, parsed exactly.
+fn stated_totals(bill: &str) -> std::collections::HashMap<String, i128> {
+    let rows: Vec<&str> = bill.lines().filter(|l| !l.trim().is_empty()).collect();
+    let names = rows[rows.len() - 2].split(',');
+    let values = rows[rows.len() - 1].split(',');
+    names
+        .zip(values)
+        .map(|(n, v)| {
+            let (negative, minor) = ledger::statement::parse_decimal_minor(v).unwrap();
+            let minor = i128::from(minor);
+            (n.to_owned(), if negative { -minor } else { minor })
+        })
+        .collect()
+}
+
+fn totals_of(lines: &[ParsedLine]) -> StatementTotals {
+    let mut t = StatementTotals::default();
+    for l in lines {
+        t.add(&l.clone().recorded(1));
+    }
+    t
+}
+
+/// A refund row's negative fee is a fee given back: it keeps its sign (it was stored as its
+/// magnitude, a fee charged), and the lines add up, direction by direction, to the bill's
+/// own summary to the fen.
+#[test]
+fn wechat_refund_fees_keep_their_sign_and_totals_equal_the_bill_summary() {
+    let (lines, summary) = parse(StatementSource::Wechat, WECHAT_BILL_WITH_REFUNDS.as_bytes())
+        .expect("the bill parses");
+    assert_eq!(summary.line_count, 5);
+    let fees: Vec<i64> = lines.iter().map(|l| l.fee_minor).collect();
+    assert_eq!(fees, vec![1, 15, 6, -6, -1]);
+    assert_eq!(lines[3].kind, StatementLineKind::Refund);
+    assert_eq!(lines[3].amount_minor.minor(), 1_000);
+    assert_eq!(lines[3].reference, "RF3");
+    assert_eq!(
+        lines[3].original_reference.as_deref(),
+        Some("wechat-0000000003")
+    );
+
+    let t = totals_of(&lines);
+    let stated = stated_totals(WECHAT_BILL_WITH_REFUNDS);
+    assert_eq!(
+        i128::from(t.lines_in + t.lines_out),
+        stated["总交易单数"] / 100
+    );
+    assert_eq!(t.money_in_minor as i128, stated["应结订单总金额"]);
+    assert_eq!(t.money_out_minor as i128, stated["退款总金额"]);
+    assert_eq!(t.net_fees_minor(), stated["手续费总金额"]);
+    assert_eq!((t.money_in_minor, t.money_out_minor), (3_650, 1_100));
+    assert_eq!((t.fees_charged_minor, t.fees_returned_minor), (22, 7));
+    assert_eq!(t.net_fees_minor(), 15);
+    assert_eq!(t.net_minor(), 3_650 - 1_100 - 15);
+
+    // Had the refunds' fees been counted as charged, the bill's 手续费总金额 would not
+    // agree: the parser checks the signed sum against it.
+    let unsigned = WECHAT_BILL_WITH_REFUNDS
+        .replacen("`-0.06,", "`0.06,", 1)
+        .replacen("`-0.01,", "`0.01,", 1);
+    let (line, _, field) = malformed(StatementSource::Wechat, unsigned.as_bytes());
+    assert_eq!((line, field.as_str()), (8, "手续费总金额"));
+}
+
+/// A refund amount with a sign is refused, naming 退款金额 and its column; so is a fee that
+/// passes the limit. Nothing is handed on.
+#[test]
+fn wechat_refund_rows_refuse_a_signed_amount_and_an_oversized_fee() {
+    let bad = WECHAT_BILL_WITH_REFUNDS.replacen("`RF3,`10.00,", "`RF3,`-10.00,", 1);
+    let (line, column, field) = malformed(StatementSource::Wechat, bad.as_bytes());
+    assert_eq!((line, column, field.as_str()), (5, 17, "退款金额"));
+    let bad = WECHAT_BILL_WITH_REFUNDS.replacen("`-0.06,", "`-90071992547409.92,", 1);
+    let err = parse(StatementSource::Wechat, bad.as_bytes()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("line 5, column 23: 手续费") && text.contains("9007199254740991"),
+        "{text}"
+    );
+}
+
+/// An Alipay business detail bill prints money as the merchant's account sees it: a
+/// refund's amount negative, the service fee charged negative and the fee given back on a
+/// refund positive. The lines keep both directions, and add up to Alipay's own figures.
+#[test]
+fn alipay_refund_fees_keep_their_direction_and_totals_add_up() {
+    let bill = "\
+#支付宝业务明细查询
+#账号：[20880000000000001]
+#起始日期：[2018年10月09日 00:00:00]   终止日期：[2018年10月10日 00:00:00]
+#-----------------------------------------业务明细列表----------------------------------------
+支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注
+2018100921001004000000000001,alipay-1,交易,捐赠,2018-10-09 10:00:00,2018-10-09 10:00:01,,,,,匿名,100.00,100.00,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,,-0.60,0.00,
+2018100921001004000000000002,alipay-2,交易,捐赠,2018-10-09 11:00:00,2018-10-09 11:00:01,,,,,匿名,20.00,20.00,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,,-0.12,0.00,
+2018100921001004000000000002,alipay-2,退款,捐赠,2018-10-09 12:00:00,2018-10-09 12:00:01,,,,,匿名,-20.00,-20.00,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,2018100921001004RF2,0.12,0.00,
+#-----------------------------------------业务明细列表结束------------------------------------
+#交易合计：2笔，退款合计：1笔
+";
+    let (lines, summary) = parse(StatementSource::Alipay, bill.as_bytes()).expect("parses");
+    assert_eq!(summary.line_count, 3);
+    let fees: Vec<i64> = lines.iter().map(|l| l.fee_minor).collect();
+    assert_eq!(
+        fees,
+        vec![60, 12, -12],
+        "charged positive, given back negative"
+    );
+    assert_eq!(lines[2].kind, StatementLineKind::Refund);
+    assert_eq!(lines[2].amount_minor.minor(), 2_000);
+    let t = totals_of(&lines);
+    // 交易合计 and 退款合计; 订单金额 summed with Alipay's signs (100.00 + 20.00 − 20.00)
+    // is money in less money out; 服务费 summed (−0.60 − 0.12 + 0.12) is the net fee,
+    // with Alipay's sign.
+    assert_eq!((t.lines_in, t.lines_out), (2, 1));
+    assert_eq!((t.money_in_minor, t.money_out_minor), (12_000, 2_000));
+    assert_eq!(t.money_in_minor as i128 - t.money_out_minor as i128, 10_000);
+    assert_eq!((t.fees_charged_minor, t.fees_returned_minor), (72, 12));
+    let service_fee_column_sum: i128 = -60 - 12 + 12;
+    assert_eq!(t.net_fees_minor(), -service_fee_column_sum);
+    // 商家实收 summed (100.00 + 20.00 − 20.00) less the net fee: what Alipay owes.
+    assert_eq!(t.net_minor(), 10_000 - 60);
+
+    // A payment's service fee printed positive (given back on a payment) is refused,
+    // naming 服务费(元) and its column.
+    let bad = bill.replacen(",-0.60,", ",0.60,", 1);
+    let (line, column, field) = malformed(StatementSource::Alipay, bad.as_bytes());
+    assert_eq!((line, column, field.as_str()), (6, 23, "服务费(元)"));
+}
+
 #[test]
 fn bank_csv_parses_with_chinese_headers() {
     let csv = "账号,交易日期,流水号,对方户名,摘要,借方发生额,贷方发生额,余额,币种\n\
@@ -166,6 +308,17 @@ fn bank_csv_parses_with_chinese_headers() {
     assert_eq!(lines[0].kind, StatementLineKind::Credit);
     assert_eq!(lines[0].amount_minor.minor(), 994_000);
     assert_eq!(lines[1].kind, StatementLineKind::Debit);
+    // Credits are money in and debits money out, as the two columns say; a bank charges
+    // no fee on these lines. The balance column moves by the net.
+    let t = totals_of(&lines);
+    assert_eq!((t.money_in_minor, t.money_out_minor), (994_000, 100_000));
+    assert_eq!((t.lines_in, t.lines_out), (1, 1));
+    assert_eq!((t.fees_charged_minor, t.fees_returned_minor), (0, 0));
+    assert_eq!(
+        t.net_minor(),
+        894_000,
+        "the closing 余额 8940.00, from 0.00"
+    );
     let both = csv.replacen(",,9940.00,9940.00", ",1.00,9940.00,9940.00", 1);
     let (line, column, field) = malformed(StatementSource::BankCsv, both.as_bytes());
     assert_eq!((line, column, field.as_str()), (2, 6, "debit"));
@@ -498,6 +651,95 @@ async fn import_reconcile_resolve_and_reimport() {
     assert!(stranger.resolved_seq.is_some());
     assert_eq!(stranger.resolution, Some("explained"));
     assert_eq!(rec.open_exceptions().count(), 6);
+}
+
+/// End to end: a WeChat bill with a refund that gives back its fee is imported; the line
+/// is recorded with its negative fee, matches the ledger's refund, and the reconciliation's
+/// totals are the bill's money in, money out and fees, each apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    ledger_with_gifts(&dir, 3).await;
+    // The ledger refunds gift 3.
+    let log = ledger::finance_cli::open_log(&dir).await.unwrap();
+    let mut state = projections::LedgerState::default();
+    ledger::writer::catch_up(&log, &mut state).await.unwrap();
+    let gift3 = state
+        .donation_by_channel_txn(Channel::Wechat, "wechat-0000000003")
+        .expect("gift 3")
+        .seq;
+    drop(log);
+    let node = ledger::finance_cli::open_node(&dir).await.unwrap();
+    let refund_seq = node
+        .writer
+        .submit(Submission::one(
+            id("finance-li"),
+            Command::RefundDonation {
+                donation_seq: gift3,
+                reason: Text::new("捐赠人申请退款").unwrap(),
+            },
+        ))
+        .await
+        .unwrap()
+        .events[0]
+        .seq();
+    node.shutdown().await.unwrap();
+
+    // The bill: the three gifts and the late one (fee 0.01 each, 0.03), and the refund of
+    // gift 3 giving back its 0.01.
+    let mut lines: Vec<BillLine> = (1..=3).map(|i| bill_line(i, 100, 1)).collect();
+    let mut late = bill_line(4, 500, 3);
+    late.order_id = "wechat-late".into();
+    lines.push(late);
+    let mut refund = bill_line(3, 100, -1);
+    refund.ts_ms = DAY_10AM + 3_600_000;
+    refund.refund_id = Some("RF3".into());
+    lines.push(refund);
+    let file = tmp.path().join("bill.csv");
+    let mut f = std::fs::File::create(&file).unwrap();
+    write_wechat_bill(&mut f, "1900000109", lines).unwrap();
+    drop(f);
+    let code = import_statement(import_args(&dir, &file)).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+
+    let log = ledger::finance_cli::open_log(&dir).await.unwrap();
+    let mut state = projections::LedgerState::default();
+    ledger::writer::catch_up(&log, &mut state).await.unwrap();
+    let statement_seq = *state.statements.keys().next().unwrap();
+    // The refund line, as sealed in the log: its fee is -1, not 1.
+    let recorded = log.read(statement_seq + 5, 1).await.unwrap();
+    let events::EventBody::StatementLineRecorded(line) = recorded[0].body() else {
+        panic!("not a statement line: {:?}", recorded[0].body());
+    };
+    assert_eq!(
+        (line.kind, line.line_no, line.fee_minor),
+        (StatementLineKind::Refund, 5, -1)
+    );
+    let rec = reconcile_statement(&log, &state, statement_seq, MatchConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.exceptions.is_empty(), "{:?}", rec.exceptions);
+    assert!(rec
+        .matched
+        .iter()
+        .any(|m| m.line_no == 5 && m.entry_seq == refund_seq && m.rule == MatchRule::Reference));
+    let t = rec.totals;
+    assert_eq!((t.lines_in, t.lines_out), (4, 1));
+    assert_eq!((t.money_in_minor, t.money_out_minor), (800, 100));
+    assert_eq!((t.fees_charged_minor, t.fees_returned_minor), (6, 1));
+    assert_eq!((t.net_fees_minor(), t.net_minor()), (5, 695));
+    // The bill's own summary says the same: 应结订单总金额 8.00, 退款总金额 1.00,
+    // 手续费总金额 0.05.
+    let stated = stated_totals(&std::fs::read_to_string(&file).unwrap());
+    assert_eq!(
+        (
+            stated["应结订单总金额"],
+            stated["退款总金额"],
+            stated["手续费总金额"]
+        ),
+        (800, 100, 5)
+    );
 }
 
 /// An import cut short (here: the statement and its first lines recorded by hand) is

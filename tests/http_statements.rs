@@ -113,7 +113,16 @@ async fn upload_reupload_and_reconciliation_listing() {
     assert_eq!(summary["open_exceptions"], 2);
     assert_eq!(summary["exceptions_by_reason"]["line_not_in_ledger"], 1);
     assert_eq!(summary["exceptions_by_reason"]["missing_from_statement"], 1);
-    assert_eq!(summary["statement_gross_minor"], 3_700);
+    // The bill's figures by direction: three payments in, nothing out, no fees.
+    assert_eq!(summary["lines_in"], 3);
+    assert_eq!(summary["lines_out"], 0);
+    assert_eq!(summary["money_in_minor"], 3_700);
+    assert_eq!(summary["money_out_minor"], 0);
+    assert_eq!(summary["fees_charged_minor"], 0);
+    assert_eq!(summary["fees_returned_minor"], 0);
+    assert_eq!(summary["net_fees_minor"], 0);
+    assert_eq!(summary["net_minor"], 3_700);
+    assert!(summary.get("statement_gross_minor").is_none());
 
     // The same file again changes nothing and says so.
     let before = head(&t).await;
@@ -183,6 +192,54 @@ async fn upload_reupload_and_reconciliation_listing() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    t.finish().await;
+}
+
+/// A refund on the bill that gives back its fee: the summary counts it as money out and
+/// the fee as returned (negative net fees here), and the exception shows the line's fee
+/// with its sign.
+#[tokio::test]
+async fn a_refund_giving_back_its_fee_is_money_out_and_a_returned_fee() {
+    let t = setup_with_donations().await;
+    let mut refund = bill_line("wx-2", 2_000, 2);
+    refund.refund_id = Some("RF2".into());
+    refund.fee_minor = -12;
+    let mut bytes = Vec::new();
+    write_wechat_bill(
+        &mut bytes,
+        MERCHANT,
+        vec![bill_line("wx-1", 1_000, 1), refund],
+    )
+    .expect("writing to a Vec");
+    let text = String::from_utf8(bytes).expect("the bill is UTF-8");
+    assert!(text.contains("`-0.12,"), "{text}");
+
+    let r = upload(&t, UPLOAD, "recorder", &text).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let summary = &r.body["reconciliation"];
+    assert_eq!(summary["lines_in"], 1, "{r:?}");
+    assert_eq!(summary["lines_out"], 1);
+    assert_eq!(summary["money_in_minor"], 1_000);
+    assert_eq!(summary["money_out_minor"], 2_000);
+    assert_eq!(summary["fees_charged_minor"], 0);
+    assert_eq!(summary["fees_returned_minor"], 12);
+    assert_eq!(summary["net_fees_minor"], -12);
+    assert_eq!(summary["net_minor"], 1_000 - 2_000 + 12);
+    // The ledger has not refunded wx-2: the refund line is an exception, fee and all.
+    let seq = r.body["statement_seq"].as_u64().expect("statement_seq");
+    let page = t
+        .get(
+            &format!("/api/v1/staff/statements/{seq}/reconciliation"),
+            Some("auditor"),
+        )
+        .await;
+    let line = page.body["exceptions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["line_no"] == 2))
+        .expect("the refund line's exception");
+    assert_eq!(line["reason"], "refund_not_in_ledger", "{page:?}");
+    assert_eq!(line["statement_amount_minor"], 2_000);
+    assert_eq!(line["statement_fee_minor"], -12);
     t.finish().await;
 }
 

@@ -224,10 +224,13 @@ impl EventBody {
                         reason: "line numbers start at 1".into(),
                     });
                 }
-                if e.fee_minor > AMOUNT_MINOR_MAX {
+                if e.fee_minor.unsigned_abs() > AMOUNT_MINOR_MAX {
                     return Err(ValueError::Invalid {
                         field: "fee_minor",
-                        reason: format!("at most {AMOUNT_MINOR_MAX} (got {})", e.fee_minor),
+                        reason: format!(
+                            "from -{AMOUNT_MINOR_MAX} to {AMOUNT_MINOR_MAX} (got {})",
+                            e.fee_minor
+                        ),
                     });
                 }
                 if e.kind == StatementLineKind::Refund && e.original_reference.is_none() {
@@ -562,19 +565,32 @@ impl StatementLineKind {
             StatementLineKind::Debit => "debit",
         }
     }
+    /// Payments and bank credits bring money into the account; refunds and bank debits take
+    /// it out.
+    pub fn is_money_in(self) -> bool {
+        match self {
+            StatementLineKind::Payment | StatementLineKind::Credit => true,
+            StatementLineKind::Refund | StatementLineKind::Debit => false,
+        }
+    }
 }
 
 /// One line of an imported statement, as the channel or bank reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatementLineRecorded {
-    /// The gross amount (for a refund: the amount returned).
+    /// The gross amount, without a sign: `kind` says which way the money went (payments and
+    /// credits in, refunds and debits out).
     pub amount_minor: Amount,
     /// When the channel or bank booked it, milliseconds since the Unix epoch.
     pub booked_ms: u64,
     pub currency: Currency,
-    /// The fee the channel took on this line.
-    pub fee_minor: u64,
+    /// The channel's fee on this line, signed as the channel's bill states its direction:
+    /// positive when the channel charged it, negative when the channel gave it back (a
+    /// WeChat Pay refund returns its share of the payment's fee). Within ±(2^53 − 1).
+    /// Lines recorded before fees were signed hold the fee's magnitude, so a returned fee
+    /// in such a line reads as charged.
+    pub fee_minor: i64,
     pub kind: StatementLineKind,
     /// 1-based number of the entry within the statement.
     pub line_no: u64,

@@ -307,7 +307,8 @@ pub struct StatementLine {
     pub kind: StatementLineKind,
     /// Gross, as the statement says (for a refund: the amount returned).
     pub amount_minor: u64,
-    pub fee_minor: u64,
+    /// Signed, as the line records it: positive charged, negative given back.
+    pub fee_minor: i64,
     pub currency: Currency,
     pub reference: Option<Arc<str>>,
     pub original_reference: Option<Arc<str>>,

@@ -17,6 +17,10 @@
 //!    [`MatchConfig::timing_window_ms`] of the period's end (the channel books them on the
 //!    next statement).
 //!
+//! The statement's own figures are summed apart by direction ([`StatementTotals`]): money in
+//! (payments, bank credits), money out (refunds, bank debits), fees charged and fees given
+//! back, so finance staff can tick each against the bill's summary to the fen.
+//!
 //! Memory is kept to what a reconciliation must hold: the lines stream through
 //! [`Reconciler::push`]; only the matched entry seqs and the unmatched lines are kept.
 //!
@@ -145,10 +149,67 @@ pub struct Exception {
     pub statement_amount_minor: Option<u64>,
     /// What the ledger says (gross), when there is an entry.
     pub ledger_amount_minor: Option<u64>,
-    pub statement_fee_minor: Option<u64>,
+    /// The line's fee: positive when the channel charged it, negative when it gave it back.
+    pub statement_fee_minor: Option<i64>,
     pub ledger_fee_minor: Option<u64>,
     pub resolved_seq: Option<u64>,
     pub resolution: Option<&'static str>,
+}
+
+/// What a statement's lines add up to, each direction of money and of fees apart (never
+/// netted into one gross), in minor units of the statement's currency. A channel's bill
+/// states the same figures in its summary: WeChat Pay's 应结订单总金额 is `money_in_minor`,
+/// 退款总金额 `money_out_minor` and 手续费总金额 [`StatementTotals::net_fees_minor`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatementTotals {
+    /// Payment and bank credit lines.
+    pub lines_in: u64,
+    /// Refund and bank debit lines.
+    pub lines_out: u64,
+    /// Money in: the amounts of payments and bank credits.
+    pub money_in_minor: u128,
+    /// Money out: the amounts of refunds and bank debits.
+    pub money_out_minor: u128,
+    /// Fees the channel charged (lines with a positive fee).
+    pub fees_charged_minor: u128,
+    /// Fees the channel gave back (lines with a negative fee, by their magnitude): a WeChat
+    /// Pay refund returns its share of the payment's fee.
+    pub fees_returned_minor: u128,
+}
+
+impl StatementTotals {
+    /// Adds one line.
+    pub fn add(&mut self, line: &StatementLineRecorded) {
+        let amount = u128::from(line.amount_minor.minor());
+        if line.kind.is_money_in() {
+            self.lines_in += 1;
+            self.money_in_minor += amount;
+        } else {
+            self.lines_out += 1;
+            self.money_out_minor += amount;
+        }
+        let fee = u128::from(line.fee_minor.unsigned_abs());
+        if line.fee_minor >= 0 {
+            self.fees_charged_minor += fee;
+        } else {
+            self.fees_returned_minor += fee;
+        }
+    }
+    /// Fees charged less fees given back: what the channel kept.
+    pub fn net_fees_minor(&self) -> i128 {
+        signed(self.fees_charged_minor) - signed(self.fees_returned_minor)
+    }
+    /// Money in less money out less the net fees: what the statement's lines leave on the
+    /// account (for a channel, what it owes the merchant for them).
+    pub fn net_minor(&self) -> i128 {
+        signed(self.money_in_minor) - signed(self.money_out_minor) - self.net_fees_minor()
+    }
+}
+
+/// A sum of at most [`events::STATEMENT_LINES_MAX`] values of at most 2^53 − 1 fits an
+/// `i128` many times over.
+fn signed(sum: u128) -> i128 {
+    i128::try_from(sum).expect("a statement's sums stay far below 2^127")
 }
 
 /// The outcome of reconciling one statement.
@@ -160,8 +221,8 @@ pub struct Reconciliation {
     pub period_start_ms: u64,
     pub period_end_ms: u64,
     pub lines: u64,
-    pub statement_gross_minor: u128,
-    pub statement_fees_minor: u128,
+    /// The statement's own figures, by direction.
+    pub totals: StatementTotals,
     pub matched: Vec<MatchedPair>,
     pub exceptions: Vec<Exception>,
 }
@@ -232,7 +293,8 @@ struct LineFacts<'l> {
     reference: Option<&'l str>,
     original_reference: Option<&'l str>,
     amount_minor: u64,
-    fee_minor: u64,
+    /// Signed: positive charged, negative given back.
+    fee_minor: i64,
     currency: Currency,
 }
 
@@ -316,7 +378,9 @@ fn by_reference(
         Some(ReasonCode::CurrencyDifference)
     } else if line.amount_minor != c.amount_minor {
         Some(ReasonCode::AmountDifference)
-    } else if line.kind == StatementLineKind::Payment && line.fee_minor != c.fee_minor {
+    } else if line.kind == StatementLineKind::Payment
+        && i128::from(line.fee_minor) != i128::from(c.fee_minor)
+    {
         Some(ReasonCode::FeeDifference)
     } else {
         None
@@ -587,8 +651,7 @@ pub struct Reconciler<'a> {
     /// Lines no reference matched, kept for the second pass.
     pending: Vec<StatementLineRecorded>,
     lines: u64,
-    gross: u128,
-    fees: u128,
+    totals: StatementTotals,
 }
 
 impl<'a> Reconciler<'a> {
@@ -617,8 +680,7 @@ impl<'a> Reconciler<'a> {
             exceptions: Vec::new(),
             pending: Vec::new(),
             lines: 0,
-            gross: 0,
-            fees: 0,
+            totals: StatementTotals::default(),
         }
     }
 
@@ -676,8 +738,7 @@ impl<'a> Reconciler<'a> {
     /// Takes the next line of the statement.
     pub fn push(&mut self, line: &StatementLineRecorded) {
         self.lines += 1;
-        self.gross += u128::from(line.amount_minor.minor());
-        self.fees += u128::from(line.fee_minor);
+        self.totals.add(line);
         // A line staff linked to an entry is matched to it, whatever it says.
         if let Some(r) = self
             .state
@@ -824,8 +885,7 @@ impl<'a> Reconciler<'a> {
             period_start_ms: st.period_start_ms,
             period_end_ms: st.period_end_ms,
             lines: self.lines,
-            statement_gross_minor: self.gross,
-            statement_fees_minor: self.fees,
+            totals: self.totals,
             matched: self.matched,
             exceptions: self.exceptions,
         }
@@ -992,7 +1052,9 @@ mod tests {
                         _ => StatementLineKind::Credit,
                     };
                     let mut x = line(st, n, kind, &reference(*r), T0 + 3 * HOUR, units * 100);
-                    x.fee_minor = *fee;
+                    // Refunds give their fee back (negative), as WeChat Pay's do.
+                    let fee = i64::try_from(*fee).expect("a small fee");
+                    x.fee_minor = if kind == StatementLineKind::Refund { -fee } else { fee };
                     x.original_reference = original.map(reference);
                     if kind == StatementLineKind::Refund && x.original_reference.is_none() {
                         x.original_reference = Some(x.reference.clone());
@@ -1237,6 +1299,54 @@ mod tests {
             .iter()
             .map(|e| (e.reason, e.line_no, e.entry_seq))
             .collect()
+    }
+
+    /// A channel's payments, refunds and the fees they carry are summed by direction: a
+    /// refund is money out (not added to the money in), and a fee given back on a refund
+    /// is counted apart from the fees charged, not added to them.
+    #[test]
+    fn statement_totals_keep_directions_of_money_and_fees_apart() {
+        let with_fee = |mut l: StatementLineRecorded, fee: i64| {
+            l.fee_minor = fee;
+            l
+        };
+        let wechat = [
+            with_fee(line(1, 1, StatementLineKind::Payment, "a", T0, 100), 1),
+            with_fee(line(1, 2, StatementLineKind::Payment, "b", T0, 2_550), 15),
+            with_fee(line(1, 3, StatementLineKind::Payment, "c", T0, 1_000), 6),
+            with_fee(line(1, 4, StatementLineKind::Refund, "r", T0, 1_000), -6),
+            line(1, 5, StatementLineKind::Refund, "s", T0, 100),
+        ];
+        let mut t = StatementTotals::default();
+        for l in &wechat {
+            t.add(l);
+        }
+        assert_eq!(
+            t,
+            StatementTotals {
+                lines_in: 3,
+                lines_out: 2,
+                money_in_minor: 3_650,
+                money_out_minor: 1_100,
+                fees_charged_minor: 22,
+                fees_returned_minor: 6,
+            }
+        );
+        assert_eq!(t.net_fees_minor(), 16);
+        assert_eq!(t.net_minor(), 3_650 - 1_100 - 16);
+
+        let bank = [
+            line(2, 1, StatementLineKind::Credit, "x", T0, 994_000),
+            line(2, 2, StatementLineKind::Debit, "y", T0, 100_000),
+            line(2, 3, StatementLineKind::Debit, "z", T0, 5),
+        ];
+        let mut t = StatementTotals::default();
+        for l in &bank {
+            t.add(l);
+        }
+        assert_eq!((t.money_in_minor, t.money_out_minor), (994_000, 100_005));
+        assert_eq!((t.lines_in, t.lines_out), (1, 2));
+        assert_eq!((t.net_fees_minor(), t.net_minor()), (0, 893_995));
     }
 
     #[test]

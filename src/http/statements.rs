@@ -104,9 +104,30 @@ pub struct ReconciliationSummary {
     pub open_exceptions: u64,
     /// Exceptions per reason code (`line_not_in_ledger`, `missing_from_statement`, …).
     pub exceptions_by_reason: BTreeMap<String, u64>,
-    /// The statement's gross amount and fees, in minor units.
-    pub statement_gross_minor: u64,
-    pub statement_fees_minor: u64,
+    /// Payment and bank credit lines of the statement.
+    pub lines_in: u64,
+    /// Refund and bank debit lines.
+    pub lines_out: u64,
+    /// The statement's own figures, in minor units, each direction apart, to tick against
+    /// the bill's summary: money in (payments, bank credits), money out (refunds, bank
+    /// debits), fees the channel charged, fees it gave back (a WeChat Pay refund returns its
+    /// share of the fee), net fees (charged − given back) and net (in − out − net fees).
+    pub money_in_minor: u64,
+    pub money_out_minor: u64,
+    pub fees_charged_minor: u64,
+    pub fees_returned_minor: u64,
+    pub net_fees_minor: i64,
+    pub net_minor: i64,
+}
+
+/// A statement's sum as a JSON integer. A statement holds at most 10^7 lines of at most
+/// 2^53 − 1 each, so a sum could in theory pass 2^63; it is then clamped.
+fn clamp_u64(sum: u128) -> u64 {
+    u64::try_from(sum).unwrap_or(u64::MAX)
+}
+
+fn clamp_i64(sum: i128) -> i64 {
+    i64::try_from(sum).unwrap_or(if sum < 0 { i64::MIN } else { i64::MAX })
 }
 
 impl ReconciliationSummary {
@@ -126,8 +147,14 @@ impl ReconciliationSummary {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect(),
-            statement_gross_minor: u64::try_from(rec.statement_gross_minor).unwrap_or(u64::MAX),
-            statement_fees_minor: u64::try_from(rec.statement_fees_minor).unwrap_or(u64::MAX),
+            lines_in: rec.totals.lines_in,
+            lines_out: rec.totals.lines_out,
+            money_in_minor: clamp_u64(rec.totals.money_in_minor),
+            money_out_minor: clamp_u64(rec.totals.money_out_minor),
+            fees_charged_minor: clamp_u64(rec.totals.fees_charged_minor),
+            fees_returned_minor: clamp_u64(rec.totals.fees_returned_minor),
+            net_fees_minor: clamp_i64(rec.totals.net_fees_minor()),
+            net_minor: clamp_i64(rec.totals.net_minor()),
         }
     }
 }
@@ -335,7 +362,8 @@ pub struct ExceptionItem {
     pub reference: String,
     pub statement_amount_minor: Option<u64>,
     pub ledger_amount_minor: Option<u64>,
-    pub statement_fee_minor: Option<u64>,
+    /// The line's fee: positive when the channel charged it, negative when it gave it back.
+    pub statement_fee_minor: Option<i64>,
     pub ledger_fee_minor: Option<u64>,
     /// The `ExceptionResolved` event, once resolved.
     pub resolved_seq: Option<u64>,

@@ -118,6 +118,12 @@ impl Row<'_> {
         let v = self.get(index, name)?;
         parse_decimal_minor(v).map_err(|r| self.bad(index, name, r))
     }
+    /// A signed decimal as signed minor units (within ±(2^53 − 1), so it fits).
+    fn signed(&self, index: usize, name: &str) -> Result<i64> {
+        let (negative, minor) = self.decimal(index, name)?;
+        let minor = i64::try_from(minor).expect("parse_decimal_minor stays within 2^53 - 1");
+        Ok(if negative { -minor } else { minor })
+    }
     fn amount(&self, index: usize, name: &str) -> Result<(bool, Amount)> {
         let (negative, minor) = self.decimal(index, name)?;
         let amount = Amount::new(minor)
@@ -146,9 +152,9 @@ fn is_blank(record: &csv::StringRecord) -> bool {
     record.iter().all(|f| f.trim().is_empty())
 }
 
-/// What a payment channel's row (WeChat Pay, Alipay) is: a payment or a refund, its amount,
-/// and the columns (index and name) of its own reference and of the one it answers to (the
-/// channel's order number, or the payment refunded).
+/// What a payment channel's row (WeChat Pay, Alipay) is: a payment or a refund, its amount
+/// (its direction is the kind's), and the columns (index and name) of its own reference and
+/// of the one it answers to (the channel's order number, or the payment refunded).
 struct ChannelRow<'n> {
     kind: StatementLineKind,
     amount: Amount,
@@ -162,7 +168,7 @@ impl ChannelRow<'_> {
         row: &Row<'_>,
         line_no: u64,
         booked_ms: u64,
-        fee_minor: u64,
+        fee_minor: i64,
         currency: Currency,
     ) -> Result<ParsedLine> {
         Ok(ParsedLine {
@@ -371,12 +377,10 @@ impl Bill<10> for Wechat {
             .check(row.reference(t_mch, "商户号")?, row, t_mch, "商户号")?;
         let ccy = row.currency(t_ccy, "货币种类")?;
         self.currency.check(ccy, row, t_ccy, "货币种类")?;
-        let (fee_negative, fee) = row.decimal(t_fee, "手续费")?;
-        self.sum_fee += if fee_negative {
-            -(fee as i128)
-        } else {
-            fee as i128
-        };
+        // WeChat Pay signs the fee as the ledger does: charged positive, given back negative
+        // (a refund returns its share of the payment's fee).
+        let fee = row.signed(t_fee, "手续费")?;
+        self.sum_fee += i128::from(fee);
         let status = row.get(t_status, "交易状态")?;
         let channel_row = match status {
             "SUCCESS" => {
@@ -384,8 +388,12 @@ impl Bill<10> for Wechat {
                 if negative {
                     return Err(row.bad(t_amount, "应结订单金额", "a payment is not negative"));
                 }
-                if fee_negative {
-                    return Err(row.bad(t_fee, "手续费", "a payment's fee is not negative"));
+                if fee < 0 {
+                    return Err(row.bad(
+                        t_fee,
+                        "手续费",
+                        "a payment's fee is charged, not given back: it is not negative",
+                    ));
                 }
                 self.sum_amount += u128::from(amount.minor());
                 ChannelRow {
@@ -396,7 +404,14 @@ impl Bill<10> for Wechat {
                 }
             }
             "REFUND" => {
-                let (_, amount) = row.amount(t_refund, "退款金额")?;
+                let (negative, amount) = row.amount(t_refund, "退款金额")?;
+                if negative {
+                    return Err(row.bad(
+                        t_refund,
+                        "退款金额",
+                        "a refund amount has no sign (REFUND already says the money went out)",
+                    ));
+                }
                 self.sum_refund += u128::from(amount.minor());
                 ChannelRow {
                     kind: StatementLineKind::Refund,
@@ -539,11 +554,21 @@ impl Bill<7> for Alipay {
         let [t_trade, t_order, t_type, t_time, t_amount, t_fee, t_refund_no] = *c;
         let booked_ms = row.datetime(t_time, "完成时间", self.offset)?;
         let (negative, amount) = row.amount(t_amount, "订单金额(元)")?;
-        let (_, fee) = row.decimal(t_fee, "服务费(元)")?;
+        // Alipay prints money as the merchant's account sees it: the service fee it charges
+        // is negative, a fee it gives back positive. The ledger signs a fee the other way
+        // (charged positive, given back negative).
+        let fee = -row.signed(t_fee, "服务费(元)")?;
         let channel_row = match row.get(t_type, "业务类型")? {
             "交易" => {
                 if negative {
                     return Err(row.bad(t_amount, "订单金额(元)", "a payment is not negative"));
+                }
+                if fee < 0 {
+                    return Err(row.bad(
+                        t_fee,
+                        "服务费(元)",
+                        "a payment's service fee is charged: Alipay prints it negative or 0.00",
+                    ));
                 }
                 ChannelRow {
                     kind: StatementLineKind::Payment,

@@ -33,8 +33,11 @@ pub struct ParsedLine {
     pub reference: String,
     pub original_reference: Option<String>,
     pub booked_ms: u64,
+    /// The gross amount; `kind` gives its direction.
     pub amount_minor: Amount,
-    pub fee_minor: u64,
+    /// The channel's fee: positive when charged, negative when given back (the sign of
+    /// [`StatementLineRecorded::fee_minor`], whatever sign the channel prints it with).
+    pub fee_minor: i64,
     pub currency: Currency,
 }
 

@@ -14,7 +14,9 @@ pub struct BillLine {
     /// The channel's own order number.
     pub channel_order_id: String,
     pub amount_minor: u64,
-    pub fee_minor: u64,
+    /// The channel's fee, signed as the ledger records it: positive when charged, negative
+    /// when given back (a WeChat Pay refund returns its share of the payment's fee).
+    pub fee_minor: i64,
     /// `Some(refund id)` for a refund of `order_id`.
     pub refund_id: Option<String>,
 }
@@ -29,7 +31,8 @@ fn local_datetime(ts_ms: u64, utc_offset_minutes: i32) -> String {
 /// The header row of the WeChat Pay style bill, as WeChat Pay prints it.
 pub const WECHAT_HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
 
-/// Writes a WeChat Pay style daily bill (with its totals rows) for `merchant`.
+/// Writes a WeChat Pay style daily bill (with its totals rows) for `merchant`. A refund row
+/// carries its amount in 退款金额 (应结订单金额 is 0.00) and its fee as signed.
 pub fn write_wechat_bill(
     out: &mut dyn Write,
     merchant: &str,
@@ -58,7 +61,7 @@ pub fn write_wechat_bill(
                 let a = format_minor(i128::from(l.amount_minor));
                 writeln!(
                     out,
-                    "`{time},`wx0000000000000001,`{merchant},`0,`,`{},`{},`o_anon,`NATIVE,`REFUND,`OTHERS,`CNY,`{a},`0.00,`50{refund_id},`{refund_id},`{a},`0.00,`ORIGINAL,`SUCCESS,`捐赠,`,`{},`0.60%,`{a},`{a},`",
+                    "`{time},`wx0000000000000001,`{merchant},`0,`,`{},`{},`o_anon,`NATIVE,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`50{refund_id},`{refund_id},`{a},`0.00,`ORIGINAL,`SUCCESS,`捐赠,`,`{},`0.60%,`{a},`{a},`",
                     l.channel_order_id,
                     l.order_id,
                     format_minor(i128::from(l.fee_minor)),
@@ -83,7 +86,9 @@ pub fn write_wechat_bill(
     Ok(count)
 }
 
-/// Writes an Alipay style business detail bill for `account`.
+/// Writes an Alipay style business detail bill for `account`. Money is printed as the
+/// merchant's account sees it: a refund's amount negative, a fee charged negative and a fee
+/// given back positive.
 pub fn write_alipay_bill(
     out: &mut dyn Write,
     account: &str,
