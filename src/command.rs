@@ -278,11 +278,11 @@ pub enum CommandError {
         field: &'static str,
         given: &'static str,
         what: &'static str,
-        /// Minor units; a fee may be negative (given back).
-        given_minor: i128,
+        /// Minor units (at most 2^53 − 1 in size); a fee may be negative (given back).
+        given_minor: i64,
         statement_seq: u64,
         line_no: u64,
-        line_minor: i128,
+        line_minor: i64,
         rule: &'static str,
     },
 }
@@ -864,10 +864,10 @@ fn check_link(
             field: FIELD,
             given: "the linked entry",
             what: "amount",
-            given_minor: entry.amount_minor.into(),
+            given_minor: signed_minor(entry.amount_minor),
             statement_seq: st.seq,
             line_no,
-            line_minor: line.amount_minor.into(),
+            line_minor: signed_minor(line.amount_minor),
             rule,
         });
     }
@@ -878,14 +878,20 @@ fn check_link(
             field: FIELD,
             given: "the linked entry",
             what: "fee",
-            given_minor: entry.fee_minor.into(),
+            given_minor: signed_minor(entry.fee_minor),
             statement_seq: st.seq,
             line_no,
-            line_minor: line.fee_minor.into(),
+            line_minor: line.fee_minor,
             rule,
         });
     }
     Ok(())
+}
+
+/// An amount of minor units as a signed one, for messages beside signed fees (amounts are at
+/// most 2^53 − 1, far within `i64`).
+fn signed_minor(minor: u64) -> i64 {
+    i64::try_from(minor).unwrap_or(i64::MAX)
 }
 
 /// A settlement or a matching receipt books a bank credit: money in, of exactly the line's
@@ -911,10 +917,10 @@ fn check_booked_line(
             field: "amount_minor",
             given,
             what: "amount",
-            given_minor: amount.minor().into(),
+            given_minor: signed_minor(amount.minor()),
             statement_seq: st.seq,
             line_no,
-            line_minor: line.amount_minor.into(),
+            line_minor: signed_minor(line.amount_minor),
             rule: "it books the line's amount, to the fen",
         });
     }

@@ -1318,7 +1318,7 @@ fn a_settlement_books_a_bank_credit_of_exactly_the_lines_amount() {
                 field: "amount_minor",
                 given: "the settlement",
                 what: "amount",
-                given_minor: minor.into(),
+                given_minor: minor as i64,
                 statement_seq: r.st,
                 line_no: 2,
                 line_minor: 99_400,
