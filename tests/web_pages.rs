@@ -193,6 +193,19 @@ async fn every_page_over_demo_data() {
     assert!(body.contains(r#"<output id="result""#));
     assert!(body.contains(r#"<script src="/assets/verify.js" defer>"#));
     ok("/verify".into(), body);
+    // An unknown project kind is refused, naming the field and the kinds there are.
+    let (status, body) = get(&router, "/?kind=bogus&lang=en").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("kind: no such kind of project &quot;bogus&quot;; one of community_project"),
+        "{body}"
+    );
+    let (status, _) = get(&router, "/?kind=&lang=en").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an empty kind is every kind (the form's \"All\")"
+    );
     let (status, body) = get(&router, "/verify?code=nonsense").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(!body.contains("verify.js"));

@@ -49,11 +49,14 @@ pub fn default_origin(ledger: &Id) -> String {
 pub enum KeyError {
     #[error("{path} exists already; a ledger keeps its signing key (remove the file yourself to replace it, which changes the log's identity)")]
     Exists { path: PathBuf },
-    #[error("{path}: {source}")]
+    // Not a `source`: the message says it once (an error chain would print it twice).
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error("{arg:?} is neither a verifier key (`<name>+<key id>+<base64>`: {reason}) nor a file holding one")]
+    NotAKey { arg: String, reason: String },
     #[error("{path}: not a key: {reason}")]
     Malformed { path: PathBuf, reason: String },
     #[error("the key name {name:?} is invalid: {reason}")]
@@ -63,9 +66,9 @@ pub enum KeyError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io {
+    move |error| KeyError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -109,7 +112,7 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), KeyError> {
         },
         _ => KeyError::Io {
             path: path.to_owned(),
-            source: e,
+            error: e,
         },
     })?;
     file.write_all(text.as_bytes())
@@ -175,10 +178,17 @@ pub fn load_signer(data_dir: &Path) -> Result<Option<SignerKey>, KeyError> {
 
 /// A verifier key given as its text, or as the path of a file holding it.
 pub fn parse_verifier_key(arg: &str) -> Result<VerifierKey, KeyError> {
-    if let Ok(key) = VerifierKey::parse(arg.trim()) {
-        return Ok(key);
-    }
+    let reason = match VerifierKey::parse(arg.trim()) {
+        Ok(key) => return Ok(key),
+        Err(e) => e.to_string(),
+    };
     let path = PathBuf::from(arg);
+    if !path.exists() {
+        return Err(KeyError::NotAKey {
+            arg: arg.to_owned(),
+            reason,
+        });
+    }
     let text = read_small_text(&path, KEY_FILE_BYTES_MAX)?;
     VerifierKey::parse(text.trim()).map_err(|e| KeyError::Malformed {
         path,
@@ -491,6 +501,24 @@ mod tests {
             .unwrap();
         let file = format!("{a}{b}\n\n{a}");
         assert_eq!(split_notes(&file), vec![a.clone(), b, a]);
+    }
+
+    /// `--key garbage` says it is neither a key nor a file, once, with the key's form.
+    #[test]
+    fn a_verifier_key_argument_that_is_neither_key_nor_file_is_named() {
+        let e = parse_verifier_key("garbage").unwrap_err();
+        let message = format!("{:#}", anyhow::Error::from(e));
+        assert!(
+            message
+                .starts_with("\"garbage\" is neither a verifier key (`<name>+<key id>+<base64>`"),
+            "{message}"
+        );
+        assert!(message.ends_with("nor a file holding one"), "{message}");
+        // A file that cannot be read names the file and the reason, once.
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_small_text(&dir.path().join("missing"), 10).unwrap_err();
+        let message = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(message.matches("No such file").count(), 1, "{message}");
     }
 
     #[test]

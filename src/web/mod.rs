@@ -402,10 +402,19 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
     let q = Query::parse(raw);
     let l = q.lang();
     let state = s.node.state();
-    let kind = q
-        .get("kind")
-        .and_then(|k| KINDS.iter().copied().find(|x| x.as_str() == k));
+    let asked = q.get("kind").filter(|k| !k.is_empty());
+    let kind = asked.and_then(|k| KINDS.iter().copied().find(|x| x.as_str() == k));
     let mut page = Page::new(&q, "/", l.t("公益项目", "Projects").to_owned());
+    if let (Some(asked), None) = (asked, kind) {
+        // An unknown kind is said, not quietly read as "all".
+        let kinds: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
+        let message = format!(
+            "{} {}",
+            l.t("kind：没有这种项目类型", "kind: no such kind of project"),
+            esc(&format!("{asked:?}; one of {}", kinds.join(", ")))
+        );
+        page.alert(StatusCode::BAD_REQUEST, &message);
+    }
     let b = &mut page.body;
     // The filter: a plain GET form (works without JavaScript) and links.
     let _ = write!(
