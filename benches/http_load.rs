@@ -15,6 +15,8 @@
 #[path = "../tests/common/server.rs"]
 mod server;
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -172,7 +174,7 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let seconds = env_u64("LOAD_SECONDS", 10);
+    let seconds = env_u64("LOAD_SECONDS", if common::full_run() { 10 } else { 1 });
     // Which phases to run: any of "single", "batch", "read" (default all).
     let phases_wanted = std::env::var("LOAD_PHASES").unwrap_or_else(|_| "single,batch,read".into());
     let connections = env_u64("LOAD_CONNECTIONS", 64) as usize;

@@ -14,6 +14,8 @@
 //! lines per second and the process's peak resident memory (VmHWM) after each phase.
 //! `harness = false`: criterion's repetitions would take minutes on a shared 2-core machine.
 
+mod common;
+
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
@@ -60,7 +62,11 @@ fn main() {
     let lines: u64 = std::env::var("RECONCILE_LINES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if common::full_run() {
+            1_000_000
+        } else {
+            10_000
+        });
     println!("reconcile bench: {lines} gifts in the ledger, a bill of about {lines} lines");
 
     // Setup: the day's gifts, folded straight into the state (no storage).

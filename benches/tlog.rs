@@ -17,13 +17,13 @@ use events::merkle::{consistency_proof, inclusion_proof, leaf_hash};
 use events::{
     Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ProjectOpened, SealedEvent, Text,
 };
+mod common;
+
 use ledger::store::merkle::MERKLE_TREE_NAME;
 use ledger::store::{EventLog, PersistedTree, SledLog, SledLogConfig};
 use rand::{Rng, SeedableRng};
 
-fn full_run() -> bool {
-    std::env::args().any(|a| a == "--bench")
-}
+use common::full_run;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -1,5 +1,8 @@
 //! Shared by the benches: a ledger in a temp dir with one project, and gift commands.
 
+// Each bench uses some of these.
+#![allow(dead_code)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use events::{Amount, Channel, Currency, Id, ProjectKind, Text};
@@ -31,7 +34,6 @@ pub async fn open_ledger(dir: &std::path::Path) -> Node {
 
 /// A ledger in `dir` with its project opened, closed again; returns its state, for benches
 /// that drive `execute` or the log directly.
-#[allow(dead_code)] // not every bench uses it
 pub fn opened_state(
     rt: &tokio::runtime::Runtime,
     dir: &std::path::Path,
@@ -42,6 +44,13 @@ pub fn opened_state(
         .unwrap();
     rt.block_on(node.shutdown()).unwrap();
     (*state).clone()
+}
+
+/// Whether this is a measured run (`cargo bench` passes `--bench`) rather than the smoke run
+/// `cargo test --benches` makes of every bench (CI runs it, so a bench that no longer runs
+/// is caught): the harness-less benches then take small sizes.
+pub fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
 }
 
 static TXN: AtomicU64 = AtomicU64::new(0);
@@ -65,7 +74,6 @@ pub fn gift() -> Command {
 
 /// A server time later than any the opened ledger has seen (2100-01-01T00:00:00Z), within
 /// the 2^53 - 1 that sealing allows, for benches that stamp events themselves.
-#[allow(dead_code)] // not every bench uses it
 pub const LATER_MS: u64 = 4_102_444_800_000;
 
 pub fn recorder() -> Id {
