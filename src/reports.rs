@@ -31,6 +31,12 @@ pub enum ReportError {
     Xml(String),
     #[error("project {0} does not exist")]
     UnknownProject(Id),
+    #[error("to: project {project} was opened on {opened}, after the period (its last day is {last_day}); choose a period from {opened}")]
+    OpenedAfterPeriod {
+        project: Id,
+        opened: String,
+        last_day: String,
+    },
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
@@ -125,6 +131,8 @@ pub struct DisclosureBuilder {
     /// exist yet.
     opening: Option<Option<FundStatement>>,
     past_end: bool,
+    /// When the project was opened, if that was after the period.
+    opened_after: Option<u64>,
     donation_count: u64,
     through_seq: Option<u64>,
     payouts: BTreeMap<u64, DisclosedPayout>,
@@ -146,15 +154,20 @@ impl DisclosureBuilder {
             end_ms,
             opening: None,
             past_end: false,
+            opened_after: None,
             donation_count: 0,
             through_seq: None,
             payouts: BTreeMap::new(),
         })
     }
 
-    /// Whether events from here on are past the period (the caller may stop reading).
+    /// Whether the caller may stop reading: the events are past the period and the project
+    /// is known (a project not opened by the period's end is looked for further, so the
+    /// report can say it was opened after the period rather than that it does not exist).
     pub fn is_done(&self) -> bool {
         self.past_end
+            && (self.opened_after.is_some()
+                || self.books.ledger.projects.contains_key(&self.project))
     }
 
     pub fn push(&mut self, event: &SealedEvent) -> Result<(), ReportError> {
@@ -165,6 +178,9 @@ impl DisclosureBuilder {
         }
         if self.past_end || r.ts_ms >= self.end_ms {
             self.past_end = true;
+            if matches!(&r.body, EventBody::ProjectOpened(o) if o.project == self.project) {
+                self.opened_after = Some(r.ts_ms);
+            }
             return Ok(());
         }
         self.books.apply(event)?;
@@ -228,7 +244,14 @@ impl DisclosureBuilder {
             .ledger
             .projects
             .get(&self.project)
-            .ok_or_else(|| ReportError::UnknownProject(self.project.clone()))?;
+            .ok_or_else(|| match self.opened_after {
+                Some(ts) => ReportError::OpenedAfterPeriod {
+                    project: self.project.clone(),
+                    opened: china_date(ts),
+                    last_day: china_date(self.end_ms - 1),
+                },
+                None => ReportError::UnknownProject(self.project.clone()),
+            })?;
         let closing = self
             .books
             .fund_statement(&self.project)

@@ -586,3 +586,42 @@ async fn iati_export_validates_against_the_xsd_when_available() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A report for a period that ended before the project was opened says when it was opened,
+/// rather than that the project does not exist; a project that never existed still says so.
+#[tokio::test]
+async fn a_report_before_the_project_opened_says_when_it_opened() {
+    let events = sample_events().await;
+    let opened = events
+        .iter()
+        .find(|e| matches!(e.body(), events::EventBody::ProjectOpened(o) if o.project == id("cp-001")))
+        .unwrap()
+        .record()
+        .ts_ms;
+    let mut builder =
+        DisclosureBuilder::new(id("cp-001"), opened - 30 * DAY, opened - DAY).unwrap();
+    for e in &events {
+        builder.push(e).unwrap();
+        if builder.is_done() {
+            break;
+        }
+    }
+    let e = builder.finish().unwrap_err();
+    let opened_date = ledger::reports::china_date(opened);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "to: project cp-001 was opened on {opened_date}, after the period (its last day is {}); choose a period from {opened_date}",
+            ledger::reports::china_date(opened - DAY - 1)
+        )
+    );
+    let mut builder =
+        DisclosureBuilder::new(id("no-such"), opened - 30 * DAY, opened - DAY).unwrap();
+    for e in &events {
+        builder.push(e).unwrap();
+    }
+    assert_eq!(
+        builder.finish().unwrap_err().to_string(),
+        "project no-such does not exist"
+    );
+}
