@@ -139,6 +139,12 @@ pub enum CommandError {
         given: Currency,
         expected: Currency,
     },
+    #[error("{field}: {currency} has {digits} decimal places (ISO 4217); the ledger keeps money in hundredths of a unit (fen, cents), so it takes currencies with 2 decimal places only")]
+    CurrencyNotSupported {
+        field: &'static str,
+        currency: Currency,
+        digits: u8,
+    },
     #[error("amount_minor: {requested} exceeds project {project}'s available balance {available}")]
     InsufficientFunds {
         project: Id,
@@ -296,6 +302,7 @@ impl CommandError {
             CommandError::ProjectExists(_) => "project_exists",
             CommandError::ProjectClosed(_) => "project_closed",
             CommandError::CurrencyMismatch { .. } => "currency_mismatch",
+            CommandError::CurrencyNotSupported { .. } => "currency_not_supported",
             CommandError::InsufficientFunds { .. } => "insufficient_funds",
             CommandError::OverGoal { .. } => "over_goal",
             CommandError::InflowLimit { .. } => "inflow_limit",
@@ -378,6 +385,19 @@ fn open_project<'s>(state: &'s LedgerState, id: &Id) -> Result<&'s Project, Comm
     Ok(p)
 }
 
+/// Refuses a currency whose minor unit is not a hundredth: every amount, page, report and
+/// statement reads minor units as hundredths (`1.00` is 100).
+fn check_hundredths(field: &'static str, currency: Currency) -> Result<(), CommandError> {
+    match currency.minor_unit_digits() {
+        2 => Ok(()),
+        digits => Err(CommandError::CurrencyNotSupported {
+            field,
+            currency,
+            digits,
+        }),
+    }
+}
+
 fn same_currency(p: &Project, given: Currency) -> Result<(), CommandError> {
     if p.currency != given {
         return Err(CommandError::CurrencyMismatch {
@@ -425,6 +445,7 @@ pub fn decide(
             if state.projects.contains_key(id) {
                 return Err(CommandError::ProjectExists(id.clone()));
             }
+            check_hundredths("currency", *currency)?;
             vec![EventBody::ProjectOpened(ProjectOpened {
                 project: id.clone(),
                 kind: *kind,
@@ -597,6 +618,7 @@ pub fn decide(
             if let Some(seq) = state.statement_digests.get(&st.statement_sha256) {
                 return Err(CommandError::StatementExists { seq: *seq });
             }
+            check_hundredths("currency", st.currency)?;
             vec![EventBody::StatementImported(st.clone())]
         }
         Command::RecordStatementLine(line) => {

@@ -190,6 +190,42 @@ fn currency_must_match_the_project() {
     assert!(e.to_string().starts_with("currency:"), "{e}");
 }
 
+/// Money is kept in hundredths of a unit everywhere (amounts, pages, reports, statements), so
+/// a project in a currency whose minor unit is not a hundredth is refused, naming the field.
+#[test]
+fn a_project_takes_only_a_currency_counted_in_hundredths() {
+    let mut l = Ledger::new();
+    for (code, digits) in [("JPY", 0), ("KRW", 0), ("KWD", 3)] {
+        let e = l.err(
+            "admin",
+            Command::OpenProject {
+                project: id("p"),
+                kind: ProjectKind::CommunityProject,
+                name: text("x"),
+                currency: Currency::new(code).unwrap(),
+                goal_minor: None,
+            },
+        );
+        assert_eq!(e.code(), "currency_not_supported");
+        assert_eq!(
+            e.to_string(),
+            format!("currency: {code} has {digits} decimal places (ISO 4217); the ledger keeps money in hundredths of a unit (fen, cents), so it takes currencies with 2 decimal places only")
+        );
+    }
+    for code in ["CNY", "USD", "HKD", "EUR"] {
+        l.ok(
+            "admin",
+            Command::OpenProject {
+                project: id(&format!("p-{}", code.to_lowercase())),
+                kind: ProjectKind::CommunityProject,
+                name: text("x"),
+                currency: Currency::new(code).unwrap(),
+                goal_minor: None,
+            },
+        );
+    }
+}
+
 #[test]
 fn fee_must_be_less_than_the_amount_and_anonymous_has_no_name() {
     let mut l = Ledger::new();

@@ -70,6 +70,27 @@ impl Currency {
         // Constructed only from ASCII capitals.
         std::str::from_utf8(&self.0).expect("currency is ASCII")
     }
+
+    /// How many decimal places the currency's minor unit has (ISO 4217's exponent): 2 for
+    /// most (fen, cents), 0 for the yen or the won, 3 for the Bahraini or Kuwaiti dinar.
+    pub fn minor_unit_digits(&self) -> u8 {
+        const NO_DECIMALS: [&[u8; 3]; 17] = [
+            b"BIF", b"CLP", b"DJF", b"GNF", b"ISK", b"JPY", b"KMF", b"KRW", b"PYG", b"RWF", b"UGX",
+            b"UYI", b"VND", b"VUV", b"XAF", b"XOF", b"XPF",
+        ];
+        const THREE_DECIMALS: [&[u8; 3]; 7] =
+            [b"BHD", b"IQD", b"JOD", b"KWD", b"LYD", b"OMR", b"TND"];
+        const FOUR_DECIMALS: [&[u8; 3]; 2] = [b"CLF", b"UYW"];
+        if NO_DECIMALS.contains(&&self.0) {
+            0
+        } else if THREE_DECIMALS.contains(&&self.0) {
+            3
+        } else if FOUR_DECIMALS.contains(&&self.0) {
+            4
+        } else {
+            2
+        }
+    }
 }
 
 impl TryFrom<String> for Currency {
