@@ -500,10 +500,11 @@ pub struct Publisher {
     pub country: String,
 }
 
-/// IATI transaction type codes (IATI codelist TransactionType).
+/// IATI transaction type codes (IATI 2.03 codelist TransactionType). Mind the numbering:
+/// incoming funds are 1, and 12 is an *outgoing* pledge.
 pub mod iati_type {
+    pub const INCOMING_FUNDS: &str = "1";
     pub const INCOMING_COMMITMENT: &str = "11";
-    pub const INCOMING_FUNDS: &str = "12";
     pub const INCOMING_PLEDGE: &str = "13";
     pub const DISBURSEMENT: &str = "3";
     pub const EXPENDITURE: &str = "4";
@@ -539,8 +540,8 @@ struct IatiActivity {
 /// Builds an IATI 2.03 activity file: one `iati-activity` per project.
 ///
 /// Transactions: a pledge is an incoming pledge (13); a matching pool's cap is an incoming
-/// commitment (11) on each project it covers, split evenly; gifts are incoming funds (12)
-/// aggregated per day and channel (anonymous: "individual donors"), refunds a negative 12
+/// commitment (11) on each project it covers, split evenly; gifts are incoming funds (1)
+/// aggregated per day and channel (anonymous: "individual donors"), refunds a negative 1
 /// the same way; matches are incoming funds from the sponsor; channel fees are expenditure
 /// (4) per day and channel; paid payouts are disbursements (3).
 pub struct IatiBuilder {
