@@ -160,7 +160,8 @@ pub enum Cmd {
     Report(crate::finance_cli::ReportArgs),
     /// The journal as CSV for accountants (one row per posting).
     ExportCsv(crate::finance_cli::ExportArgs),
-    /// IATI 2.03 activity XML for publication (donors anonymous).
+    /// IATI 2.03 activity XML for publication (donors anonymous); each activity's
+    /// transactions add up to the project's fund statement.
     ExportIati(crate::finance_cli::PublishArgs),
     /// 360Giving-style grants CSV of payouts for publication.
     #[command(name = "export-360giving")]

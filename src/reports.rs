@@ -576,13 +576,36 @@ pub struct Publisher {
     pub country: String,
 }
 
-/// IATI transaction type codes (IATI codelist TransactionType).
+/// IATI transaction type codes (IATI 2.03 codelist TransactionType). Mind the numbering:
+/// incoming funds are 1, and 12 is an *outgoing* pledge.
 pub mod iati_type {
-    pub const INCOMING_COMMITMENT: &str = "11";
-    pub const INCOMING_FUNDS: &str = "12";
-    pub const INCOMING_PLEDGE: &str = "13";
+    pub const INCOMING_FUNDS: &str = "1";
+    pub const OUTGOING_COMMITMENT: &str = "2";
     pub const DISBURSEMENT: &str = "3";
     pub const EXPENDITURE: &str = "4";
+    pub const INCOMING_COMMITMENT: &str = "11";
+    pub const INCOMING_PLEDGE: &str = "13";
+}
+
+/// The organisation type the publisher reports itself as (IATI codelist OrganisationType).
+const PUBLISHER_ORG_TYPE: &str = "21";
+
+/// The IATI identifier of a project's activity: the publisher's org id and the project id.
+fn activity_identifier(publisher: &Publisher, project: &Id) -> String {
+    format!("{}-{}", publisher.org_id, project)
+}
+
+/// The other side of a transaction.
+#[derive(Debug, Clone)]
+enum Party {
+    /// An organisation or group outside the publisher, by name: a sponsor, a payee (masked
+    /// when a person), a payment channel, "individual donors (anonymous)".
+    Named(String),
+    /// Another of the publisher's own activities (a move between projects). Written with
+    /// the publisher's org id and that activity's IATI identifier
+    /// (`provider-activity-id` / `receiver-activity-id`), so a reader follows the money
+    /// from one activity to the other.
+    Activity(Id),
 }
 
 #[derive(Debug, Clone)]
@@ -592,8 +615,8 @@ struct IatiTransaction {
     value_minor: i128,
     currency: Currency,
     description: String,
-    provider: Option<String>,
-    receiver: Option<String>,
+    provider: Option<Party>,
+    receiver: Option<Party>,
     reference: String,
 }
 
@@ -612,18 +635,44 @@ struct IatiActivity {
     daily_matches: BTreeMap<(String, Id), (u64, u64, u64, String)>,
 }
 
-/// Builds an IATI 2.03 activity file: one `iati-activity` per project.
+/// Builds an IATI 2.03 activity file: one `iati-activity` per project, whose transactions
+/// add up to the project's fund statement ([`FundStatement`]) to the fen, type by type:
 ///
-/// Transactions: a pledge is an incoming pledge (13); a matching pool's cap is an incoming
-/// commitment (11) on each project it covers, split evenly; gifts are incoming funds (12)
-/// aggregated per day and channel (anonymous: "individual donors"), refunds a negative 12
-/// the same way; matches are incoming funds from the sponsor; channel fees are expenditure
-/// (4) per day and channel; paid payouts are disbursements (3).
+/// - incoming funds (1): gifts per day and channel (provider "individual donors
+///   (anonymous)"), refunds negative; matches per day and pool (provider: the sponsor),
+///   released matches negative; a move in (provider: the sending activity). Adds up to
+///   gross − refunded + matched + moved in.
+/// - expenditure (4): channel fees per day and channel. Adds up to the fees.
+/// - outgoing commitment (2): an approved payout (receiver: the payee, masked for a
+///   person); an approved move out (receiver: the receiving activity). Adds up to
+///   programme cost + moved out.
+/// - disbursement (3): a paid payout; an approved move out (a move is done when approved:
+///   the books move the money then). Adds up to paid out + moved out.
+/// - incoming pledge (13): a pledge (provider: the sponsor); when it is cancelled, the part
+///   not given is withdrawn by a negative 13 (and so is a gift towards it refunded after).
+///   Adds up to the pledges outstanding + what was given towards the pledges.
+/// - incoming commitment (11): a matching pool's cap, split evenly over its projects; when
+///   the pool closes, each project's commitment is set to the matches it keeps (the unused
+///   cap withdrawn), and a match released after that lowers it again. Adds up to open
+///   pools' shares + closed pools' matches (matching income).
+///
+/// So 1 − 4 − 3 is the money held for the project (its balance), 1 − 4 − 2 its net assets,
+/// and 2 − 3 what is approved and not yet paid. A move is a disbursement between two of the
+/// publisher's own activities (the codelist's "funds transferred between two separately
+/// reported activities"), taken in as incoming funds by the other, the two linked by
+/// `receiver-activity-id` and `provider-activity-id`. Pledges and pool commitments are
+/// reported as IATI consumers read commitments: in full when made, lowered by a negative
+/// transaction when they no longer stand, so that commitment − incoming funds is what is
+/// still to come, and a cancelled pledge or closed pool leaves nothing to come.
 pub struct IatiBuilder {
     books: Books,
     /// Payee and purpose of each payout request.
     texts: BTreeMap<u64, (String, String)>,
     activities: BTreeMap<Id, IatiActivity>,
+    /// The incoming pledge (13) published so far, per pledge seq.
+    pledges_published: BTreeMap<u64, u64>,
+    /// The incoming commitment (11) published so far, per (pool, project).
+    commitments_published: BTreeMap<(Id, Id), u64>,
     last_ts_ms: u64,
 }
 
@@ -643,12 +692,52 @@ fn channel_name(c: Channel) -> &'static str {
     }
 }
 
+/// What a pledge stands at on the IATI file: its amount while it stands; once cancelled,
+/// the part given towards it (gifts net of refunds, which never pass the amount).
+fn pledge_published_minor(p: &projections::Pledge) -> u64 {
+    if p.cancelled {
+        p.fulfilled.min(p.amount_minor)
+    } else {
+        p.amount_minor
+    }
+}
+
+/// What a pool commits to its `index`th project on the IATI file: while the pool is open,
+/// its cap split evenly, the first projects taking one fen more each until the shares add
+/// up to the cap exactly; once closed, the matches the project keeps from it (matching
+/// income in the books).
+fn commitment_published_minor(
+    pool: &projections::Pool,
+    index: usize,
+    books: &Books,
+    seq: u64,
+) -> Result<u64, ProjectionError> {
+    if pool.open {
+        let count = pool.projects.len().max(1) as u64;
+        let (share, rest) = (pool.total_cap_minor / count, pool.total_cap_minor % count);
+        return Ok(share + u64::from((index as u64) < rest));
+    }
+    let income = books.trial.turnover(
+        pool.currency,
+        &projections::Account::MatchingIncome {
+            pool: pool.id.clone(),
+            project: pool.projects[index].clone(),
+        },
+    );
+    u64::try_from(-income.balance()).map_err(|_| ProjectionError::Invariant {
+        seq,
+        what: format!("matching income from pool {} has a debit balance", pool.id),
+    })
+}
+
 impl IatiBuilder {
     pub fn new() -> IatiBuilder {
         IatiBuilder {
             books: Books::default(),
             texts: BTreeMap::new(),
             activities: BTreeMap::new(),
+            pledges_published: BTreeMap::new(),
+            commitments_published: BTreeMap::new(),
             last_ts_ms: 0,
         }
     }
@@ -659,6 +748,7 @@ impl IatiBuilder {
         let r = event.record();
         self.last_ts_ms = r.ts_ms;
         let date = china_date(r.ts_ms);
+        let reference = format!("{}-{}", r.ledger, r.seq);
         let tx = |code, value_minor: u64, currency, description: String| IatiTransaction {
             code,
             date: date.clone(),
@@ -667,7 +757,7 @@ impl IatiBuilder {
             description,
             provider: None,
             receiver: None,
-            reference: format!("{}-{}", r.ledger, r.seq),
+            reference: reference.clone(),
         };
         match &r.body {
             EventBody::ProjectOpened(p) => {
@@ -689,39 +779,6 @@ impl IatiBuilder {
             EventBody::ProjectClosed(p) => {
                 if let Some(a) = self.activities.get_mut(&p.project) {
                     a.closed_date = Some(date.clone());
-                }
-            }
-            EventBody::PledgeMade(p) => {
-                if let Some(a) = self.activities.get_mut(&p.project) {
-                    let mut t = tx(
-                        iati_type::INCOMING_PLEDGE,
-                        p.amount_minor.minor(),
-                        p.currency,
-                        "pledge".into(),
-                    );
-                    t.provider = Some(p.sponsor.to_string());
-                    a.transactions.push(t);
-                }
-            }
-            EventBody::MatchingPoolCommitted(p) => {
-                // The cap split evenly, the first projects taking one fen more each until the
-                // shares add up to the cap exactly.
-                let count = p.projects.len().max(1) as u64;
-                let (share, rest) = (
-                    p.total_cap_minor.minor() / count,
-                    p.total_cap_minor.minor() % count,
-                );
-                for (i, project) in p.projects.iter().enumerate() {
-                    if let Some(a) = self.activities.get_mut(project) {
-                        let mut t = tx(
-                            iati_type::INCOMING_COMMITMENT,
-                            share + u64::from((i as u64) < rest),
-                            p.currency,
-                            format!("matching pool {} (share of its cap)", p.pool),
-                        );
-                        t.provider = Some(p.sponsor.to_string());
-                        a.transactions.push(t);
-                    }
                 }
             }
             EventBody::DonationReceived(d) => {
@@ -774,6 +831,24 @@ impl IatiBuilder {
                 self.texts
                     .insert(r.seq, (p.payee.to_string(), p.purpose.to_string()));
             }
+            // Approved: the project's money is committed to the payee (programme cost in
+            // the books, payable until it is paid).
+            EventBody::PayoutApproved(x) => {
+                if let Some(p) = before.payouts.get(&x.request_seq) {
+                    let texts = self.texts.get(&x.request_seq).cloned();
+                    if let Some(a) = self.activities.get_mut(&p.project) {
+                        let (payee, purpose) = texts.unwrap_or_default();
+                        let mut t = tx(
+                            iati_type::OUTGOING_COMMITMENT,
+                            p.amount_minor,
+                            p.currency,
+                            purpose,
+                        );
+                        t.receiver = Some(Party::Named(masked_payee(a.kind, &payee)));
+                        a.transactions.push(t);
+                    }
+                }
+            }
             EventBody::PayoutDisbursed(x) => {
                 if let Some(p) = before.payouts.get(&x.payout_seq) {
                     let texts = self.texts.get(&x.payout_seq).cloned();
@@ -781,12 +856,168 @@ impl IatiBuilder {
                         let (payee, purpose) = texts.unwrap_or_default();
                         let mut t =
                             tx(iati_type::DISBURSEMENT, p.amount_minor, p.currency, purpose);
-                        t.receiver = Some(masked_payee(a.kind, &payee));
+                        t.receiver = Some(Party::Named(masked_payee(a.kind, &payee)));
+                        a.transactions.push(t);
+                    }
+                }
+            }
+            // Approved, a move is done: the books move the money between the two funds at
+            // once. The sending activity commits and disburses it to the receiving one,
+            // which takes it in as incoming funds.
+            EventBody::MoveApproved(x) => {
+                // The books refused a move without a receiving project already.
+                let request = before.moves.get(&x.request_seq);
+                if let Some((m, to)) = request.and_then(|m| Some((m, m.to_project.clone()?))) {
+                    let from = m.project.clone();
+                    let reason = m.reason.as_ref().map(|t| t.to_string()).unwrap_or_default();
+                    let name = |id: &Id| {
+                        self.activities
+                            .get(id)
+                            .map(|a| format!("{} ({id})", a.name))
+                            .unwrap_or_else(|| id.to_string())
+                    };
+                    let out_text = format!("moved to {}: {reason}", name(&to));
+                    let in_text = format!("moved from {}: {reason}", name(&from));
+                    if let Some(a) = self.activities.get_mut(&from) {
+                        for code in [iati_type::OUTGOING_COMMITMENT, iati_type::DISBURSEMENT] {
+                            let mut t = tx(code, m.amount_minor, m.currency, out_text.clone());
+                            t.receiver = Some(Party::Activity(to.clone()));
+                            a.transactions.push(t);
+                        }
+                    }
+                    if let Some(a) = self.activities.get_mut(&to) {
+                        let mut t = tx(
+                            iati_type::INCOMING_FUNDS,
+                            m.amount_minor,
+                            m.currency,
+                            in_text,
+                        );
+                        t.provider = Some(Party::Activity(from));
                         a.transactions.push(t);
                     }
                 }
             }
             _ => {}
+        }
+        self.follow_pledge(&before, r, &date, &reference);
+        self.follow_pool(r, &date, &reference)?;
+        Ok(())
+    }
+
+    /// Publishes the change in what a pledge stands at ([`pledge_published_minor`]): the
+    /// pledge when made, and the part not given withdrawn when it is cancelled (or a gift
+    /// towards a cancelled pledge refunded).
+    fn follow_pledge(
+        &mut self,
+        before: &projections::LedgerState,
+        r: &events::EventRecord,
+        date: &str,
+        reference: &str,
+    ) {
+        let pledge_seq = match &r.body {
+            EventBody::PledgeMade(_) => Some(r.seq),
+            EventBody::PledgeCancelled(p) => Some(p.pledge_seq),
+            EventBody::DonationReceived(d) => d.pledge_seq,
+            EventBody::DonationRefunded(x) => before
+                .donations
+                .get(&x.donation_seq)
+                .and_then(|d| d.pledge_seq),
+            _ => None,
+        };
+        let Some(pledge) = pledge_seq.and_then(|seq| self.books.ledger.pledges.get(&seq)) else {
+            return;
+        };
+        let Some(a) = self.activities.get_mut(&pledge.project) else {
+            return;
+        };
+        let published = self.pledges_published.entry(pledge.seq).or_insert(0);
+        let now = pledge_published_minor(pledge);
+        if now == *published {
+            return;
+        }
+        let description = match &r.body {
+            EventBody::PledgeMade(_) => "pledge".to_owned(),
+            EventBody::PledgeCancelled(_) => {
+                format!(
+                    "pledge {} cancelled: the part not given is withdrawn",
+                    pledge.seq
+                )
+            }
+            _ => format!(
+                "cancelled pledge {}: a gift towards it was refunded",
+                pledge.seq
+            ),
+        };
+        a.transactions.push(IatiTransaction {
+            code: iati_type::INCOMING_PLEDGE,
+            date: date.to_owned(),
+            value_minor: i128::from(now) - i128::from(*published),
+            currency: pledge.currency,
+            description,
+            provider: Some(Party::Named(pledge.sponsor.to_string())),
+            receiver: None,
+            reference: reference.to_owned(),
+        });
+        *published = now;
+    }
+
+    /// Publishes the change in what a matching pool commits to each of its projects
+    /// ([`commitment_published_minor`]): the shares of its cap when committed; the matches
+    /// each project keeps when it closes; a match released after that.
+    fn follow_pool(
+        &mut self,
+        r: &events::EventRecord,
+        date: &str,
+        reference: &str,
+    ) -> Result<(), ReportError> {
+        // A match changes only its project's commitment, and only once the pool is closed.
+        let (pool_id, only) = match &r.body {
+            EventBody::MatchingPoolCommitted(p) => (&p.pool, None),
+            EventBody::MatchingPoolClosed(p) => (&p.pool, None),
+            EventBody::MatchAllocated(m) => (&m.pool, Some(&m.project)),
+            EventBody::MatchReleased(m) => (&m.pool, Some(&m.project)),
+            _ => return Ok(()),
+        };
+        let Some(pool) = self.books.ledger.pools.get(pool_id) else {
+            return Ok(());
+        };
+        if pool.open && only.is_some() {
+            return Ok(());
+        }
+        let projects = pool.projects.iter().enumerate();
+        for (index, project) in projects.filter(|(_, p)| only.is_none_or(|o| o == *p)) {
+            let Some(a) = self.activities.get_mut(project) else {
+                continue;
+            };
+            let now = commitment_published_minor(pool, index, &self.books, r.seq)?;
+            let published = self
+                .commitments_published
+                .entry((pool.id.clone(), project.clone()))
+                .or_insert(0);
+            if now == *published {
+                continue;
+            }
+            let description = match &r.body {
+                EventBody::MatchingPoolCommitted(_) => {
+                    format!("matching pool {} (share of its cap)", pool.id)
+                }
+                EventBody::MatchingPoolClosed(_) => format!(
+                    "matching pool {} closed: its commitment is the matches made",
+                    pool.id
+                ),
+                _ => format!("matching pool {} (closed): a match released", pool.id),
+            };
+            a.transactions.push(IatiTransaction {
+                code: iati_type::INCOMING_COMMITMENT,
+                date: date.to_owned(),
+                value_minor: i128::from(now) - i128::from(*published),
+                currency: pool.currency,
+                description,
+                provider: Some(Party::Named(pool.sponsor.to_string())),
+                receiver: None,
+                reference: reference.to_owned(),
+            });
+            *published = now;
         }
         Ok(())
     }
@@ -811,12 +1042,15 @@ impl IatiBuilder {
             act.push_attribute(("xml:lang", "zh"));
             act.push_attribute(("default-currency", a.currency.as_str()));
             w.write_event(Event::Start(act)).map_err(x)?;
-            let identifier = format!("{}-{}", publisher.org_id, a.id);
+            let identifier = activity_identifier(publisher, &a.id);
             xml_text(&mut w, "iati-identifier", &[], &identifier).map_err(x)?;
             xml_narrative(
                 &mut w,
                 "reporting-org",
-                &[("ref", publisher.org_id.as_str()), ("type", "21")],
+                &[
+                    ("ref", publisher.org_id.as_str()),
+                    ("type", PUBLISHER_ORG_TYPE),
+                ],
                 &publisher.org_name,
             )
             .map_err(x)?;
@@ -834,7 +1068,7 @@ impl IatiBuilder {
                 &[
                     ("ref", publisher.org_id.as_str()),
                     ("role", "4"),
-                    ("type", "21"),
+                    ("type", PUBLISHER_ORG_TYPE),
                 ],
                 &publisher.org_name,
             )
@@ -861,7 +1095,7 @@ impl IatiBuilder {
             country.push_attribute(("percentage", "100"));
             w.write_event(Event::Empty(country)).map_err(x)?;
             for t in self.transactions_of(a) {
-                write_transaction(&mut w, &t).map_err(x)?;
+                write_transaction(&mut w, publisher, &t).map_err(x)?;
             }
             w.write_event(Event::End(BytesEnd::new("iati-activity")))
                 .map_err(x)?;
@@ -880,7 +1114,7 @@ impl IatiBuilder {
                 value_minor,
                 currency: a.currency,
                 description,
-                provider: Some("individual donors (anonymous)".into()),
+                provider: Some(Party::Named("individual donors (anonymous)".into())),
                 receiver: None,
                 reference: format!("{}-{date}-{}", a.id, channel.as_str()),
             };
@@ -905,7 +1139,7 @@ impl IatiBuilder {
                     format!("{} fees", channel_name(*channel)),
                 );
                 t.provider = None;
-                t.receiver = Some(channel_name(*channel).to_owned());
+                t.receiver = Some(Party::Named(channel_name(*channel).to_owned()));
                 out.push(t);
             }
         }
@@ -916,7 +1150,7 @@ impl IatiBuilder {
                 value_minor,
                 currency: a.currency,
                 description,
-                provider: Some(sponsor.clone()),
+                provider: Some(Party::Named(sponsor.clone())),
                 receiver: None,
                 reference: format!("{}-{date}-{pool}", a.id),
             };
@@ -940,6 +1174,7 @@ impl IatiBuilder {
 
 fn write_transaction(
     w: &mut quick_xml::Writer<&mut dyn Write>,
+    publisher: &Publisher,
     t: &IatiTransaction,
 ) -> std::io::Result<()> {
     use quick_xml::events::{BytesEnd, BytesStart, Event};
@@ -964,11 +1199,27 @@ fn write_transaction(
     if !t.description.is_empty() {
         xml_narrative(w, "description", &[], &t.description)?;
     }
-    if let Some(p) = &t.provider {
-        xml_narrative(w, "provider-org", &[], p)?;
-    }
-    if let Some(r) = &t.receiver {
-        xml_narrative(w, "receiver-org", &[], r)?;
+    for (element, activity_attribute, party) in [
+        ("provider-org", "provider-activity-id", &t.provider),
+        ("receiver-org", "receiver-activity-id", &t.receiver),
+    ] {
+        match party {
+            None => {}
+            Some(Party::Named(name)) => xml_narrative(w, element, &[], name)?,
+            Some(Party::Activity(project)) => {
+                let identifier = activity_identifier(publisher, project);
+                xml_narrative(
+                    w,
+                    element,
+                    &[
+                        ("ref", publisher.org_id.as_str()),
+                        (activity_attribute, identifier.as_str()),
+                        ("type", PUBLISHER_ORG_TYPE),
+                    ],
+                    &publisher.org_name,
+                )?;
+            }
+        }
     }
     w.write_event(Event::End(BytesEnd::new("transaction")))
 }

@@ -203,19 +203,27 @@ async fn sample_events() -> Vec<SealedEvent> {
     read_range(log.as_ref(), 0, head.len - 1).await.unwrap()
 }
 
-/// Writes the IATI activities file of [`sample_events`] to `out`.
-async fn write_sample_iati(out: &mut dyn std::io::Write) {
-    let events = sample_events().await;
-    let mut iati = IatiBuilder::new();
-    for e in &events {
-        iati.push(e).unwrap();
-    }
-    let publisher = Publisher {
+/// The publisher of the test exports.
+fn test_publisher() -> Publisher {
+    Publisher {
         org_id: "CN-USCC-TEST".into(),
         org_name: "二七区慈善总会".into(),
         country: "CN".into(),
-    };
-    iati.write_xml(&publisher, out).unwrap();
+    }
+}
+
+/// Writes the IATI activities file of `events` to `out`.
+fn write_iati(events: &[SealedEvent], out: &mut dyn std::io::Write) {
+    let mut iati = IatiBuilder::new();
+    for e in events {
+        iati.push(e).unwrap();
+    }
+    iati.write_xml(&test_publisher(), out).unwrap();
+}
+
+/// Writes the IATI activities file of [`sample_events`] to `out`.
+async fn write_sample_iati(out: &mut dyn std::io::Write) {
+    write_iati(&sample_events().await, out);
 }
 
 fn books(events: &[SealedEvent], before_ms: u64) -> Books {
@@ -468,7 +476,7 @@ async fn iati_export_has_the_2_03_structure() {
                     match name.as_str() {
                         "transaction-type" => {
                             let code = attr("code").unwrap();
-                            assert!(["11", "12", "13", "3", "4"].contains(&code.as_str()));
+                            assert!(["1", "11", "13", "2", "3", "4"].contains(&code.as_str()));
                             codes.insert(code);
                         }
                         "transaction-date" => assert!(is_iso_date(&attr("iso-date").unwrap())),
@@ -546,7 +554,7 @@ async fn iati_export_has_the_2_03_structure() {
     assert_eq!(activities, 2);
     assert_eq!(
         codes.into_iter().collect::<Vec<_>>(),
-        vec!["11", "12", "13", "3", "4"]
+        vec!["1", "11", "13", "2", "3", "4"]
     );
 }
 
@@ -571,13 +579,19 @@ async fn iati_export_validates_against_the_xsd_when_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("activities.xml");
-    let mut file = std::fs::File::create(&path).unwrap();
-    write_sample_iati(&mut file).await;
-    drop(file);
+    let mut files = Vec::new();
+    for (name, events) in [
+        ("sample.xml", sample_events().await),
+        ("reconciling.xml", reconciling_events().await),
+    ] {
+        let path = dir.path().join(name);
+        let mut file = std::fs::File::create(&path).unwrap();
+        write_iati(&events, &mut file);
+        files.push(path);
+    }
     let out = std::process::Command::new("xmllint")
         .args(["--noout", "--schema", &xsd])
-        .arg(&path)
+        .args(&files)
         .output()
         .unwrap();
     assert!(
@@ -585,6 +599,414 @@ async fn iati_export_validates_against_the_xsd_when_available() {
         "xmllint: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr).trim());
+}
+
+/// A ledger whose IATI file must add up: gifts with fees, refunds, matches from two pools
+/// (one closed with part of its cap unused, a match released before and after the close),
+/// two pledges (one partly given then cancelled, a gift towards it refunded after), moves
+/// between projects (and one still pending), payouts paid and one approved but unpaid.
+async fn reconciling_events() -> Vec<SealedEvent> {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SledLog::open(dir.path()).unwrap());
+    let clock = Arc::new(AtomicU64::new(T0));
+    let c = clock.clone();
+    let (w, task) = spawn_writer(
+        log.clone(),
+        LedgerState::default(),
+        WriterConfig {
+            ledger: id("erqi"),
+            clock: Arc::new(move || c.load(Ordering::Relaxed)),
+        },
+    );
+    let pool = |pool: &str, projects: &[&str], total_cap_minor: u64| {
+        Command::CommitMatchingPool(MatchingPoolCommitted {
+            pool: id(pool),
+            sponsor: text("嵩岳科技"),
+            projects: projects.iter().map(|p| id(p)).collect(),
+            currency: Currency::CNY,
+            ratio_numerator: 1,
+            ratio_denominator: 1,
+            cap_per_donation_minor: amount(total_cap_minor.min(10_000)),
+            cap_per_donor_per_day_minor: amount(total_cap_minor.min(20_000)),
+            total_cap_minor: amount(total_cap_minor),
+            valid_from_ms: T0,
+            valid_until_ms: T0 + 90 * DAY,
+            day_utc_offset_minutes: 480,
+        })
+    };
+    let mut setup = Vec::new();
+    for (project, kind) in [
+        ("cp-a", ProjectKind::CommunityProject),
+        ("cp-b", ProjectKind::CommunityProject),
+        ("help-c", ProjectKind::HelpRequest),
+    ] {
+        setup.push(Command::OpenProject {
+            project: id(project),
+            kind,
+            name: text(&format!("项目 {project}")),
+            currency: Currency::CNY,
+            goal_minor: Some(amount(1_000_000)),
+        });
+    }
+    // An odd cap: the shares differ by one fen.
+    setup.push(pool("pool-1", &["cp-a", "cp-b"], 5_001));
+    for (project, sponsor) in [("cp-a", "二七商贸集团"), ("cp-b", "郑州建设")] {
+        setup.push(Command::MakePledge {
+            project: id(project),
+            sponsor: text(sponsor),
+            amount_minor: amount(50_000),
+            currency: Currency::CNY,
+        });
+    }
+    let seqs = submit(&w, "admin", setup).await;
+    let (pledge_a, pledge_b) = (seqs[4], seqs[5]);
+    let pledged = |command: Command, pledge_seq: u64| match command {
+        Command::RecordDonation(mut d) => {
+            d.pledge_seq = Some(pledge_seq);
+            Command::RecordDonation(d)
+        }
+        other => other,
+    };
+    // Gifts matched from pool-1: 3,500 of its 5,001 used. One submission each: the
+    // donation is its first event (a match follows it).
+    let mut donations = Vec::new();
+    for command in [
+        gift("cp-a", 2_000, 12, Channel::Wechat, "chan-txn-a1", false),
+        gift("cp-b", 500, 3, Channel::Alipay, "chan-txn-b1", true),
+        pledged(
+            gift("cp-a", 1_000, 0, Channel::Bank, "chan-txn-a2", false),
+            pledge_a,
+        ),
+        gift("help-c", 300_000, 0, Channel::Bank, "chan-txn-c1", true),
+    ] {
+        donations.push(submit(&w, "recorder", vec![command]).await[0]);
+    }
+    clock.store(T0 + DAY, Ordering::Relaxed);
+    submit(
+        &w,
+        "admin",
+        vec![
+            pool("pool-2", &["cp-a"], 100_000),
+            Command::CloseMatchingPool {
+                pool: id("pool-1"),
+                reason: text("活动结束"),
+            },
+            Command::CancelPledge {
+                pledge_seq: pledge_a,
+                reason: text("企业撤回"),
+            },
+        ],
+    )
+    .await;
+    clock.store(T0 + 2 * DAY, Ordering::Relaxed);
+    // Matched from pool-2 now that pool-1 is closed; cp-b's pledge partly given.
+    for command in [
+        gift("cp-a", 4_000, 24, Channel::Wechat, "chan-txn-a3", false),
+        gift("cp-a", 700, 4, Channel::Alipay, "chan-txn-a4", false),
+        pledged(
+            gift("cp-b", 5_000, 30, Channel::Wechat, "chan-txn-b2", false),
+            pledge_b,
+        ),
+    ] {
+        donations.push(submit(&w, "recorder", vec![command]).await[0]);
+    }
+    // Refunds: a match released to the open pool (the gift of 700 and its match), two to
+    // the closed one, one of them towards the cancelled pledge.
+    let mut refunds = Vec::new();
+    for donation_seq in [donations[5], donations[0], donations[2]] {
+        refunds.push(Command::RefundDonation {
+            donation_seq,
+            reason: text("重复支付"),
+        });
+    }
+    submit(&w, "admin", refunds).await;
+    clock.store(T0 + 3 * DAY, Ordering::Relaxed);
+    let payout = |project: &str, minor: u64, payee: &str| {
+        Command::RequestPayout(PayoutRequested {
+            project: id(project),
+            amount_minor: amount(minor),
+            currency: Currency::CNY,
+            payee: text(payee),
+            purpose: text("购买教材"),
+            document_sha256: events::sha256(b"invoice"),
+        })
+    };
+    let movement = |from: &str, to: &str, minor: u64| {
+        Command::RequestMove(MoveRequested {
+            from_project: id(from),
+            to_project: id(to),
+            amount_minor: amount(minor),
+            currency: Currency::CNY,
+            reason: text("结余转入"),
+        })
+    };
+    let requests = submit(
+        &w,
+        "finance-li",
+        vec![
+            payout("cp-a", 3_000, "二七区星星课堂服务中心"),
+            payout("help-c", 200_000, "王小明"),
+            payout("cp-b", 1_000, "郑州文具店"),
+            movement("cp-a", "cp-b", 1_234),
+            movement("cp-b", "help-c", 567),
+            movement("cp-a", "help-c", 100),
+        ],
+    )
+    .await;
+    submit(
+        &w,
+        "director-wang",
+        vec![
+            Command::ApprovePayout {
+                payout_seq: requests[0],
+            },
+            Command::ApprovePayout {
+                payout_seq: requests[1],
+            },
+            Command::ApprovePayout {
+                payout_seq: requests[2],
+            },
+            Command::ApproveMove {
+                move_seq: requests[3],
+            },
+            Command::ApproveMove {
+                move_seq: requests[4],
+            },
+        ],
+    )
+    .await;
+    // Two payouts paid; cp-b's stays approved and unpaid; the last move stays requested.
+    let mut paid = Vec::new();
+    for payout_seq in [requests[0], requests[1]] {
+        paid.push(Command::DisbursePayout {
+            payout_seq,
+            bank_reference: format!("ICBC-{payout_seq}"),
+        });
+    }
+    submit(&w, "finance-li", paid).await;
+    drop(w);
+    task.await.unwrap();
+    let head = log.head().await.unwrap();
+    read_range(log.as_ref(), 0, head.len - 1).await.unwrap()
+}
+
+/// One IATI transaction as read back from the file.
+#[derive(Debug, Default)]
+struct ReadTransaction {
+    code: String,
+    value_minor: i128,
+    provider: String,
+    provider_activity: Option<String>,
+    receiver_activity: Option<String>,
+}
+
+/// The transactions of each activity of an IATI file, by `iati-identifier`.
+fn read_iati_transactions(xml: &[u8]) -> std::collections::BTreeMap<String, Vec<ReadTransaction>> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut buf = Vec::new();
+    let mut out = std::collections::BTreeMap::new();
+    let mut activity = String::new();
+    let mut current: Option<ReadTransaction> = None;
+    let mut path: Vec<String> = Vec::new();
+    loop {
+        let ev = reader.read_event_into(&mut buf).unwrap();
+        match &ev {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                let attr = |k: &str| {
+                    e.try_get_attribute(k)
+                        .unwrap()
+                        .map(|a| String::from_utf8(a.value.to_vec()).unwrap())
+                };
+                match name.as_str() {
+                    "transaction" => current = Some(ReadTransaction::default()),
+                    "transaction-type" => current.as_mut().unwrap().code = attr("code").unwrap(),
+                    "provider-org" => {
+                        current.as_mut().unwrap().provider_activity = attr("provider-activity-id")
+                    }
+                    "receiver-org" => {
+                        current.as_mut().unwrap().receiver_activity = attr("receiver-activity-id")
+                    }
+                    _ => {}
+                }
+                if matches!(ev, Event::Start(_)) {
+                    path.push(name);
+                }
+            }
+            Event::Text(t) => {
+                let text = t.decode().unwrap().to_string();
+                let parents: Vec<&str> = path.iter().rev().take(2).map(String::as_str).collect();
+                match parents.as_slice() {
+                    ["iati-identifier", ..] => activity = text,
+                    ["value", "transaction"] => {
+                        let (negative, minor) =
+                            ledger::statement::parse_decimal_minor(&text).unwrap();
+                        let minor = i128::from(minor);
+                        current.as_mut().unwrap().value_minor =
+                            if negative { -minor } else { minor };
+                    }
+                    ["narrative", "provider-org"] => current.as_mut().unwrap().provider = text,
+                    _ => {}
+                }
+            }
+            Event::End(e) => {
+                let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                assert_eq!(path.pop().as_deref(), Some(name.as_str()));
+                if name == "transaction" {
+                    out.entry(activity.clone())
+                        .or_insert_with(Vec::new)
+                        .push(current.take().unwrap());
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    out
+}
+
+/// Each activity's IATI transactions add up to its project's fund statement to the fen,
+/// type by type: incoming funds (1) to gifts net of refunds, matches net of releases and
+/// moves in; expenditure (4) to fees; outgoing commitments (2) to programme cost and
+/// moves out; disbursements (3) to payouts paid and moves out; incoming pledges (13) to
+/// what is outstanding plus what was given towards them (a cancelled pledge withdraws the
+/// rest); incoming commitments (11) to open pools' shares and closed pools' matches. Moves
+/// link the two activities both ways. Expected figures come from the books, not constants.
+#[tokio::test]
+async fn iati_transactions_add_up_to_each_fund_statement() {
+    let events = reconciling_events().await;
+    let books = books(&events, u64::MAX);
+    let publisher = test_publisher();
+    let mut xml = Vec::new();
+    write_iati(&events, &mut xml);
+    let activities = read_iati_transactions(&xml);
+    let state = &books.ledger;
+
+    // The ledger has what the test is about.
+    assert!(state.pools.values().any(|p| !p.open && p.remaining() > 0));
+    assert!(state.pools.values().any(|p| p.open && p.released > 0));
+    assert!(state.pledges.values().any(|p| p.cancelled));
+    assert!(state
+        .moves
+        .values()
+        .any(|m| m.status == projections::RequestStatus::Requested));
+    assert_eq!(activities.len(), state.projects.len());
+
+    let identifier = |project: &events::Id| format!("{}-{project}", publisher.org_id);
+    for project in state.projects.values() {
+        let f = books.fund_statement(&project.id).unwrap();
+        let txs = &activities[&identifier(&project.id)];
+        let sum = |code: &str, keep: &dyn Fn(&ReadTransaction) -> bool| -> i128 {
+            txs.iter()
+                .filter(|t| t.code == code && keep(t))
+                .map(|t| t.value_minor)
+                .sum()
+        };
+        let all = |_: &ReadTransaction| true;
+        let what = format!("project {}", project.id);
+        let incoming = sum("1", &all);
+        let (fees, committed, disbursed) = (sum("4", &all), sum("2", &all), sum("3", &all));
+        assert_eq!(
+            incoming,
+            f.donations_gross_minor - f.refunded_minor + f.matched_minor + f.moved_in_minor,
+            "{what}: incoming funds"
+        );
+        assert_eq!(
+            sum("1", &|t| t.provider == "individual donors (anonymous)"),
+            f.donations_gross_minor - f.refunded_minor,
+            "{what}: gifts net of refunds"
+        );
+        assert_eq!(
+            sum("1", &|t| t.provider_activity.is_some()),
+            f.moved_in_minor,
+            "{what}: moved in"
+        );
+        assert_eq!(fees, f.fees_minor, "{what}: fees");
+        assert_eq!(
+            committed,
+            f.programme_cost_minor + f.moved_out_minor,
+            "{what}: outgoing commitments"
+        );
+        assert_eq!(
+            disbursed,
+            f.paid_out_minor + f.moved_out_minor,
+            "{what}: disbursements"
+        );
+        assert_eq!(
+            sum("3", &|t| t.receiver_activity.is_some()),
+            f.moved_out_minor,
+            "{what}: moved out"
+        );
+        assert_eq!(incoming - fees - disbursed, f.balance_minor(), "{what}");
+        assert_eq!(
+            Some(incoming - fees - disbursed),
+            project.balances.balance().map(i128::from),
+            "{what}: the balance projection"
+        );
+        assert_eq!(incoming - fees - committed, f.net_assets_minor(), "{what}");
+        assert_eq!(committed - disbursed, f.payable_minor, "{what}: payable");
+
+        let given: i128 = state
+            .pledges
+            .values()
+            .filter(|p| p.project == project.id)
+            .map(|p| i128::from(p.fulfilled.min(p.amount_minor)))
+            .sum();
+        assert_eq!(
+            sum("13", &all),
+            f.pledges_outstanding_minor + given,
+            "{what}: incoming pledges"
+        );
+
+        let mut pools_commit = 0i128;
+        for pool in state.pools.values() {
+            let Some(index) = pool.projects.iter().position(|p| *p == project.id) else {
+                continue;
+            };
+            pools_commit += if pool.open {
+                let count = pool.projects.len() as u64;
+                let extra = u64::from((index as u64) < pool.total_cap_minor % count);
+                i128::from(pool.total_cap_minor / count + extra)
+            } else {
+                -books
+                    .trial
+                    .turnover(
+                        pool.currency,
+                        &projections::Account::MatchingIncome {
+                            pool: pool.id.clone(),
+                            project: project.id.clone(),
+                        },
+                    )
+                    .balance()
+            };
+        }
+        assert_eq!(
+            sum("11", &all),
+            pools_commit,
+            "{what}: incoming commitments"
+        );
+    }
+
+    // Each approved move appears on both sides, naming the other activity.
+    for m in state.moves.values() {
+        let to = m.to_project.as_ref().unwrap();
+        let approved = m.status == projections::RequestStatus::Approved;
+        let out = activities[&identifier(&m.project)]
+            .iter()
+            .any(|t| t.code == "3" && t.receiver_activity == Some(identifier(to)));
+        let into = activities[&identifier(to)]
+            .iter()
+            .any(|t| t.code == "1" && t.provider_activity == Some(identifier(&m.project)));
+        assert_eq!((out, into), (approved, approved), "move {}", m.seq);
+    }
+
+    let xml = String::from_utf8(xml).unwrap();
+    for secret in ["donor-secret", "chan-txn", "张三丰", "王小明"] {
+        assert!(!xml.contains(secret), "{secret} is published");
+    }
 }
 
 /// A report for a period that ended before the project was opened says when it was opened,
