@@ -758,6 +758,7 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             }
             let (line_no, line) = line(x.line_no);
             check_booked_line(st, line_no, line, "the settlement", *amount_minor)?;
+            check_names_no_entry(state, st, line_no, "a settlement")?;
         }
         Resolution::MatchingReceived { pool, amount_minor } => {
             if st.source.channel() != events::Channel::Bank {
@@ -767,6 +768,7 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             }
             let (line_no, line) = line(x.line_no);
             check_booked_line(st, line_no, line, "the matching receipt", *amount_minor)?;
+            check_names_no_entry(state, st, line_no, "a matching receipt")?;
             let p = state
                 .pools
                 .get(pool)
@@ -914,6 +916,31 @@ fn check_link(
 /// most 2^53 − 1, far within `i64`).
 fn signed_minor(minor: u64) -> i64 {
     i64::try_from(minor).unwrap_or(i64::MAX)
+}
+
+/// A settlement or a matching receipt books money the ledger does not have yet, so it cannot
+/// be booked from a line whose reference names a ledger entry (a bank gift it differs from,
+/// or a duplicate of one): the reconciler counts that entry as accounted for by the line,
+/// and booking the line again would count the money twice.
+fn check_names_no_entry(
+    state: &LedgerState,
+    st: &projections::Statement,
+    line_no: u64,
+    what: &str,
+) -> Result<(), CommandError> {
+    match projections::reconcile::line_reference_entry(state, st, line_no) {
+        None => Ok(()),
+        Some(entry) => Err(CommandError::LineMismatch {
+            field: "resolution",
+            statement_seq: st.seq,
+            line_no,
+            line_kind: "line naming a ledger entry",
+            reason: format!(
+                "its reference names entry {entry}, which it accounts for; {what} would count \
+                 that money twice (resolve the difference as explained)"
+            ),
+        }),
+    }
 }
 
 /// A settlement or a matching receipt books a bank credit: money in, of exactly the line's

@@ -388,7 +388,7 @@ pub async fn import_statement(args: ImportStatementArgs) -> anyhow::Result<ExitC
     };
     let node = open_node(&args.data.data).await?;
     let input = StatementInput::File(args.file.clone());
-    let result = record_statement(&node, &input, &summary, &actor, &options).await;
+    let result = record_statement(&node, &input, &summary, (&actor, None), &options).await;
     let reconciled = match &result {
         Ok(r) => Some(reconcile_recorded(&node, r.statement_seq, args.matching.config()).await),
         Err(_) => None,
@@ -474,7 +474,7 @@ pub async fn record_statement(
     node: &Node,
     input: &StatementInput,
     summary: &StatementSummary,
-    actor: &Id,
+    (actor, token_issuer): (&Id, Option<&Id>),
     options: &StatementOptions,
 ) -> anyhow::Result<RecordedStatement> {
     let state = node.state();
@@ -487,7 +487,7 @@ pub async fn record_statement(
                 .writer
                 .submit(Submission {
                     actor: actor.clone(),
-                    token_issuer: None,
+                    token_issuer: token_issuer.cloned(),
                     idempotency_key: Some(format!("statement:{}", summary.sha256)),
                     commands: vec![Command::ImportStatement(header)],
                 })
@@ -558,7 +558,7 @@ pub async fn record_statement(
         node.writer
             .submit(Submission {
                 actor: actor.clone(),
-                token_issuer: None,
+                token_issuer: token_issuer.cloned(),
                 idempotency_key: None,
                 commands,
             })

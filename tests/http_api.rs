@@ -217,6 +217,46 @@ async fn a_token_issued_by_the_requester_cannot_decide_the_request() {
     t.finish().await;
 }
 
+/// A token issued through the API cannot issue tokens: otherwise an admin could issue a
+/// made-up admin, through it an approver, and approve their own request (the approver's
+/// recorded issuer would be the made-up admin, not them).
+#[tokio::test]
+async fn a_token_issued_through_the_api_cannot_issue_tokens() {
+    let t = setup().await;
+    let r = t
+        .post(
+            "/api/v1/staff/tokens",
+            "admin",
+            json!({"actor": "made-up-admin", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let issued = r.body["token"].as_str().unwrap().to_owned();
+    let r = t
+        .call_with(
+            Method::POST,
+            "/api/v1/staff/tokens",
+            None,
+            Some(json!({"actor": "made-up-approver", "role": "approver"}).to_string()),
+            &[("authorization", &format!("Bearer {issued}"))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert!(
+        r.text
+            .contains("creating a token needs an admin token made on the server"),
+        "{r:?}"
+    );
+    let list = t
+        .call(Method::GET, "/api/v1/staff/tokens", Some("admin"), None)
+        .await;
+    assert!(
+        !list.text.contains("made-up-approver"),
+        "nothing was created"
+    );
+    t.finish().await;
+}
+
 #[tokio::test]
 async fn every_command_through_its_resource_endpoint() {
     let t = setup().await;

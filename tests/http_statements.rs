@@ -243,6 +243,47 @@ async fn a_refund_giving_back_its_fee_is_money_out_and_a_returned_fee() {
     t.finish().await;
 }
 
+/// A statement uploaded with a token issued through the API records the issuer in its
+/// events, as every other write does.
+#[tokio::test]
+async fn an_upload_records_the_issuer_of_its_token() {
+    let t = setup_with_donations().await;
+    let r = t
+        .post(
+            "/api/v1/staff/tokens",
+            "admin",
+            json!({"actor": "cashier-wu", "role": "recorder"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let admin = r.body["info"]["issued_by"].as_str().unwrap().to_owned();
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let before = head(&t).await;
+    let r = t
+        .call_with(
+            Method::POST,
+            UPLOAD,
+            None,
+            Some(bill()),
+            &[
+                ("content-type", "text/csv; charset=utf-8"),
+                ("authorization", &format!("Bearer {token}")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let written = t.node.log.read(before, 100).await.unwrap();
+    assert!(written.len() >= 2, "the statement and its lines");
+    for e in &written {
+        assert_eq!(e.record().actor.as_str(), "cashier-wu");
+        assert_eq!(
+            e.record().token_issuer.as_ref().map(|i| i.as_str()),
+            Some(admin.as_str())
+        );
+    }
+    t.finish().await;
+}
+
 #[tokio::test]
 async fn refused_uploads_record_nothing() {
     let t = setup_with_donations().await;

@@ -1342,6 +1342,33 @@ fn the_reconciliation_is_as_the_resolution_tests_expect() {
     );
 }
 
+/// A line whose reference names a ledger entry (here a duplicate of gift B-1's line) counts
+/// for that entry in the reconciliation, open exception though it is: booking it as a
+/// settlement or a sponsor's payment would count that money twice.
+#[test]
+fn a_line_naming_an_entry_is_not_booked_as_a_settlement() {
+    let mut r = reconciled();
+    for resolution in [
+        settlement(50_000),
+        Resolution::MatchingReceived {
+            pool: id("pool-1"),
+            amount_minor: amount(50_000),
+        },
+    ] {
+        let e = r.line(5, resolution).unwrap_err();
+        assert_eq!(e.code(), "line_mismatch", "{e}");
+        assert!(
+            e.to_string().contains(&format!(
+                "its reference names entry {}, which it accounts for",
+                r.g1
+            )),
+            "{e}"
+        );
+    }
+    // It can still be explained.
+    r.line(5, Resolution::Explained).unwrap();
+}
+
 #[test]
 fn a_settlement_books_a_bank_credit_of_exactly_the_lines_amount() {
     let mut r = reconciled();

@@ -519,6 +519,24 @@ pub fn line_paired(
     (first == Some((line_no, MatchRule::Reference))).then_some((entry, MatchRule::Reference))
 }
 
+/// The ledger entry a line's reference names, whether or not the line agrees with it (a
+/// difference, a duplicate): the reconciler counts the entry as accounted for by a line that
+/// names it, so such a line cannot also be booked as something else.
+pub fn line_reference_entry(
+    state: &LedgerState,
+    statement: &Statement,
+    line_no: u64,
+) -> Option<u64> {
+    let line = statement.line(line_no)?;
+    let channel = statement.source.channel();
+    match by_reference(state, channel, LineFacts::kept(line), |r| {
+        payout_by_reference(state, channel, r)
+    }) {
+        ByReference::Found { entry, .. } => Some(entry),
+        ByReference::NotFound | ByReference::RefundNotInLedger(_) => None,
+    }
+}
+
 /// What a ledger entry is, as statement lines may show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

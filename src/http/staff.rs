@@ -1152,6 +1152,17 @@ pub async fn create_token(
     ApiJson(b): ApiJson<CreateTokenBody>,
 ) -> Result<Response, ApiError> {
     p.require(Role::Admin, "creating a token")?;
+    // The four-eyes rule counts a token's issuer as its holder, one level up. A token issued
+    // through the API issuing tokens in turn would hide its own issuer (who saw both): an
+    // admin could issue a made-up admin, and through it an approver for their own requests.
+    if let Some(issuer) = &p.issued_by {
+        return Err(ApiError::forbidden(format!(
+            "creating a token needs an admin token made on the server (`ledger token create`); \
+             this one ({}) was issued through the API by {issuer}, and tokens it issued would \
+             hide that {issuer} could act with them",
+            p.actor
+        )));
+    }
     let (token, info) = s
         .tokens
         .create_by(b.actor, b.role, Some(p.actor.clone()))

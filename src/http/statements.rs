@@ -286,9 +286,15 @@ pub async fn import_statement(
     }
     // Lines are recorded in order: one upload at a time.
     let _one_at_a_time = s.statement_imports.lock().await;
-    let recorded = record_statement(&s.node, &input, &summary, &p.actor, &options)
-        .await
-        .map_err(recording_error)?;
+    let recorded = record_statement(
+        &s.node,
+        &input,
+        &summary,
+        (&p.actor, p.issued_by.as_ref()),
+        &options,
+    )
+    .await
+    .map_err(recording_error)?;
     let rec = reconcile_recorded(
         &s.node,
         recorded.statement_seq,
