@@ -259,17 +259,61 @@ pub struct PublishArgs {
     pub data: DataArgs,
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The publisher's organisation identifier (IATI org id, or a 360Giving prefix).
-    #[arg(long, default_value = "CN-USCC-ERQI-CHARITY")]
+    /// The publisher's organisation identifier (IATI org id, or a 360Giving prefix): its
+    /// registration agency's prefix, `-`, its number; 3 to 128 letters, digits, `-`, `_`, `.`.
+    #[arg(long, default_value = "CN-USCC-ERQI-CHARITY", value_parser = parse_org_id)]
     pub org_id: String,
     #[arg(
         long,
-        default_value = "二七区慈善总会 (Erqi District Charity Federation)"
+        default_value = "二七区慈善总会 (Erqi District Charity Federation)",
+        value_parser = parse_org_name
     )]
     pub org_name: String,
     /// ISO 3166-1 alpha-2 country of the activities.
-    #[arg(long, default_value = "CN")]
+    #[arg(long, default_value = "CN", value_parser = parse_country)]
     pub country: String,
+}
+
+/// The most characters of an organisation identifier or name in the published files.
+pub const ORG_ID_LEN_MAX: usize = 128;
+pub const ORG_NAME_LEN_MAX: usize = 256;
+
+/// `--org-id`: an IATI organisation identifier (or 360Giving prefix), as the IATI rules
+/// write one: `<agency prefix>-<number>`, with none of the characters they rule out
+/// (spaces, `/`, `?`, `#`, `&`, ...).
+fn parse_org_id(s: &str) -> Result<String, String> {
+    let ok = (3..=ORG_ID_LEN_MAX).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s.trim_matches('-').contains('-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "must be an organisation identifier: a registration agency's prefix, `-`, a number \
+             (such as CN-USCC-…), 3 to {ORG_ID_LEN_MAX} letters, digits, `-`, `_` or `.`"
+        ))
+    }
+}
+
+/// `--org-name`: 1 to [`ORG_NAME_LEN_MAX`] characters, no control characters.
+fn parse_org_name(s: &str) -> Result<String, String> {
+    let n = s.chars().count();
+    if s.trim().is_empty() || n > ORG_NAME_LEN_MAX || s.chars().any(char::is_control) {
+        return Err(format!(
+            "must be 1 to {ORG_NAME_LEN_MAX} characters without control characters (got {n})"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// `--country`: an ISO 3166-1 alpha-2 code, two capital letters.
+fn parse_country(s: &str) -> Result<String, String> {
+    if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(s.to_owned())
+    } else {
+        Err("must be an ISO 3166-1 alpha-2 code: two capital letters, such as CN".into())
+    }
 }
 
 impl PublishArgs {

@@ -245,3 +245,35 @@ fn reading_commands_refuse_a_data_directory_without_a_ledger() {
         assert!(!data.exists(), "{args:?} created the data directory");
     }
 }
+
+/// The publication exports refuse a country, organisation id or name the published files
+/// could not carry, naming the option, before reading anything.
+#[test]
+fn publication_options_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (args, expected) in [
+        (
+            &["export-iati", "--country", "china<>"][..],
+            "--country <COUNTRY>': must be an ISO 3166-1 alpha-2 code",
+        ),
+        (
+            &["export-iati", "--org-id", "a b/c"],
+            "--org-id <ORG_ID>': must be an organisation identifier",
+        ),
+        (
+            &["export-360giving", "--org-id", "nodash"],
+            "--org-id <ORG_ID>': must be an organisation identifier",
+        ),
+        (
+            &["export-iati", "--org-name", " "],
+            "--org-name <ORG_NAME>': must be 1 to 256 characters",
+        ),
+    ] {
+        let out = ledger(args, &data);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!data.exists());
+    }
+}
