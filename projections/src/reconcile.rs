@@ -500,16 +500,11 @@ pub fn line_paired(
     if let Some(entry) = linked_entry(state, statement.seq, line_no) {
         return Some((entry, MatchRule::Linked));
     }
-    let line = statement.line(line_no)?;
-    let channel = statement.source.channel();
-    let found = by_reference(state, channel, LineFacts::kept(line), |r| {
-        payout_by_reference(state, channel, r)
-    });
     let ByReference::Found {
         entry,
         difference: None,
         ..
-    } = found
+    } = kept_line_by_reference(state, statement, line_no)?
     else {
         return None;
     };
@@ -527,14 +522,23 @@ pub fn line_reference_entry(
     statement: &Statement,
     line_no: u64,
 ) -> Option<u64> {
-    let line = statement.line(line_no)?;
-    let channel = statement.source.channel();
-    match by_reference(state, channel, LineFacts::kept(line), |r| {
-        payout_by_reference(state, channel, r)
-    }) {
+    match kept_line_by_reference(state, statement, line_no)? {
         ByReference::Found { entry, .. } => Some(entry),
         ByReference::NotFound | ByReference::RefundNotInLedger(_) => None,
     }
+}
+
+/// The reference rule on a line as the ledger keeps it (`None`: no such line).
+fn kept_line_by_reference(
+    state: &LedgerState,
+    statement: &Statement,
+    line_no: u64,
+) -> Option<ByReference> {
+    let line = statement.line(line_no)?;
+    let channel = statement.source.channel();
+    Some(by_reference(state, channel, LineFacts::kept(line), |r| {
+        payout_by_reference(state, channel, r)
+    }))
 }
 
 /// What a ledger entry is, as statement lines may show it.
