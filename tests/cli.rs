@@ -15,6 +15,29 @@ fn ledger(args: &[&str], data: &Path) -> std::process::Output {
         .expect("run ledger")
 }
 
+/// `ledger verify --export FILE`.
+fn verify_export_with_binary(export: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["verify", "--export"])
+        .arg(export)
+        .output()
+        .expect("run ledger")
+}
+
+/// The independent checker (Python's json + hashlib) on an export: its output and stdout.
+fn verify_export_with_python(export: &Path) -> (std::process::Output, String) {
+    let py = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/verify_export.py"
+        ))
+        .arg(export)
+        .output()
+        .expect("python3 is on every machine of this project (see README)");
+    let out = String::from_utf8_lossy(&py.stdout).into_owned();
+    (py, out)
+}
+
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -68,22 +91,10 @@ fn demo_verify_rebuild_export_balances() {
     assert_eq!(to_stdout.stdout, text.as_bytes());
 
     // The export verifies with the binary ...
-    let v = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .args(["verify", "--export"])
-        .arg(&export)
-        .output()
-        .unwrap();
+    let v = verify_export_with_binary(&export);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     // ... and with an independent implementation (Python's json + hashlib).
-    let py = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/verify_export.py"
-        ))
-        .arg(&export)
-        .output()
-        .expect("python3 is on every machine of this project (see README)");
-    let py_out = String::from_utf8_lossy(&py.stdout).into_owned();
+    let (py, py_out) = verify_export_with_python(&export);
     assert!(py.status.success(), "{py_out}");
     assert_eq!(
         py_out.trim(),
@@ -95,26 +106,14 @@ fn demo_verify_rebuild_export_balances() {
     let mut rows: Vec<String> = text.lines().map(str::to_owned).collect();
     rows[100] = rows[100].replacen("\"ts_ms\":1", "\"ts_ms\":2", 1);
     std::fs::write(&tampered, rows.join("\n") + "\n").unwrap();
-    let v = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .args(["verify", "--export"])
-        .arg(&tampered)
-        .output()
-        .unwrap();
+    let v = verify_export_with_binary(&tampered);
     assert!(!v.status.success());
     assert!(
         String::from_utf8_lossy(&v.stderr).contains("event 100"),
         "{}",
         String::from_utf8_lossy(&v.stderr)
     );
-    let py = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/verify_export.py"
-        ))
-        .arg(&tampered)
-        .output()
-        .unwrap();
-    let py_out = String::from_utf8_lossy(&py.stdout).into_owned();
+    let (py, py_out) = verify_export_with_python(&tampered);
     assert!(!py.status.success());
     assert!(py_out.starts_with("FAILED at seq 100: hash "), "{py_out}");
 
@@ -123,23 +122,11 @@ fn demo_verify_rebuild_export_balances() {
     let mut rows: Vec<String> = text.lines().map(str::to_owned).collect();
     rows[200] = rows[200].replacen("{\"actor\":", "{\"actor\":\"someone-else\",\"actor\":", 1);
     std::fs::write(&tampered, rows.join("\n") + "\n").unwrap();
-    let v = Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .args(["verify", "--export"])
-        .arg(&tampered)
-        .output()
-        .unwrap();
+    let v = verify_export_with_binary(&tampered);
     let err = String::from_utf8_lossy(&v.stderr).into_owned();
     assert!(!v.status.success());
     assert!(err.contains("not in RFC 8785 canonical form"), "{err}");
-    let py = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/verify_export.py"
-        ))
-        .arg(&tampered)
-        .output()
-        .unwrap();
-    let py_out = String::from_utf8_lossy(&py.stdout).into_owned();
+    let (py, py_out) = verify_export_with_python(&tampered);
     assert!(!py.status.success());
     assert!(
         py_out.starts_with("FAILED at seq 200: not an event: a duplicate member"),

@@ -195,17 +195,15 @@ fn currency_must_match_the_project() {
 #[test]
 fn a_project_takes_only_a_currency_counted_in_hundredths() {
     let mut l = Ledger::new();
+    let open_in = |code: &str| Command::OpenProject {
+        project: id(&format!("p-{}", code.to_lowercase())),
+        kind: ProjectKind::CommunityProject,
+        name: text("x"),
+        currency: Currency::new(code).unwrap(),
+        goal_minor: None,
+    };
     for (code, digits) in [("JPY", 0), ("KRW", 0), ("KWD", 3)] {
-        let e = l.err(
-            "admin",
-            Command::OpenProject {
-                project: id("p"),
-                kind: ProjectKind::CommunityProject,
-                name: text("x"),
-                currency: Currency::new(code).unwrap(),
-                goal_minor: None,
-            },
-        );
+        let e = l.err("admin", open_in(code));
         assert_eq!(e.code(), "currency_not_supported");
         assert_eq!(
             e.to_string(),
@@ -213,16 +211,7 @@ fn a_project_takes_only_a_currency_counted_in_hundredths() {
         );
     }
     for code in ["CNY", "USD", "HKD", "EUR"] {
-        l.ok(
-            "admin",
-            Command::OpenProject {
-                project: id(&format!("p-{}", code.to_lowercase())),
-                kind: ProjectKind::CommunityProject,
-                name: text("x"),
-                currency: Currency::new(code).unwrap(),
-                goal_minor: None,
-            },
-        );
+        l.ok("admin", open_in(code));
     }
 }
 
