@@ -54,20 +54,53 @@ fn gift(project: &str, minor: u64, fee: u64, channel: Channel, txn: &str, named:
     })
 }
 
+/// A writer on a fresh sled log in a temporary directory, with a clock the test sets.
+struct Writing {
+    _dir: tempfile::TempDir,
+    log: Arc<SledLog>,
+    clock: Arc<AtomicU64>,
+    writer: WriterHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writing {
+    fn new() -> Writing {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(SledLog::open(dir.path()).unwrap());
+        let clock = Arc::new(AtomicU64::new(T0));
+        let c = clock.clone();
+        let (writer, task) = spawn_writer(
+            log.clone(),
+            LedgerState::default(),
+            WriterConfig {
+                ledger: id("erqi"),
+                clock: Arc::new(move || c.load(Ordering::Relaxed)),
+            },
+        );
+        Writing {
+            _dir: dir,
+            log,
+            clock,
+            writer,
+            task,
+        }
+    }
+
+    /// Stops the writer and reads back every event it wrote.
+    async fn events(self) -> Vec<SealedEvent> {
+        drop(self.writer);
+        self.task.await.unwrap();
+        let head = self.log.head().await.unwrap();
+        read_range(self.log.as_ref(), 0, head.len - 1)
+            .await
+            .unwrap()
+    }
+}
+
 /// A quarter of a community project's life and a help request's payout.
 async fn sample_events() -> Vec<SealedEvent> {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(SledLog::open(dir.path()).unwrap());
-    let clock = Arc::new(AtomicU64::new(T0));
-    let c = clock.clone();
-    let (w, task) = spawn_writer(
-        log.clone(),
-        LedgerState::default(),
-        WriterConfig {
-            ledger: id("erqi"),
-            clock: Arc::new(move || c.load(Ordering::Relaxed)),
-        },
-    );
+    let t = Writing::new();
+    let (w, clock) = (&t.writer, &t.clock);
     submit(
         &w,
         "admin",
@@ -197,10 +230,7 @@ async fn sample_events() -> Vec<SealedEvent> {
         vec![gift("cp-001", 700, 4, Channel::Wechat, "w3", false)],
     )
     .await;
-    drop(w);
-    task.await.unwrap();
-    let head = log.head().await.unwrap();
-    read_range(log.as_ref(), 0, head.len - 1).await.unwrap()
+    t.events().await
 }
 
 /// The publisher of the test exports.
@@ -607,18 +637,8 @@ async fn iati_export_validates_against_the_xsd_when_available() {
 /// two pledges (one partly given then cancelled, a gift towards it refunded after), moves
 /// between projects (and one still pending), payouts paid and one approved but unpaid.
 async fn reconciling_events() -> Vec<SealedEvent> {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(SledLog::open(dir.path()).unwrap());
-    let clock = Arc::new(AtomicU64::new(T0));
-    let c = clock.clone();
-    let (w, task) = spawn_writer(
-        log.clone(),
-        LedgerState::default(),
-        WriterConfig {
-            ledger: id("erqi"),
-            clock: Arc::new(move || c.load(Ordering::Relaxed)),
-        },
-    );
+    let t = Writing::new();
+    let (w, clock) = (&t.writer, &t.clock);
     let pool = |pool: &str, projects: &[&str], total_cap_minor: u64| {
         Command::CommitMatchingPool(MatchingPoolCommitted {
             pool: id(pool),
@@ -785,10 +805,7 @@ async fn reconciling_events() -> Vec<SealedEvent> {
         });
     }
     submit(&w, "finance-li", paid).await;
-    drop(w);
-    task.await.unwrap();
-    let head = log.head().await.unwrap();
-    read_range(log.as_ref(), 0, head.len - 1).await.unwrap()
+    t.events().await
 }
 
 /// One IATI transaction as read back from the file.
