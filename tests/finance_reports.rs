@@ -102,7 +102,7 @@ async fn sample_events() -> Vec<SealedEvent> {
     let t = Writing::new();
     let (w, clock) = (&t.writer, &t.clock);
     submit(
-        &w,
+        w,
         "admin",
         vec![
             Command::OpenProject {
@@ -144,7 +144,7 @@ async fn sample_events() -> Vec<SealedEvent> {
     .await;
     // Before the period (September would be earlier; we use the first days as "before").
     submit(
-        &w,
+        w,
         "recorder",
         vec![gift("cp-001", 100_000, 600, Channel::Wechat, "w1", true)],
     )
@@ -152,7 +152,7 @@ async fn sample_events() -> Vec<SealedEvent> {
     clock.store(T0 + 10 * DAY, Ordering::Relaxed);
     // In the period: gifts, a refund, payouts, a move.
     let seqs = submit(
-        &w,
+        w,
         "recorder",
         vec![
             gift("cp-001", 100, 0, Channel::Alipay, "a1", false),
@@ -163,7 +163,7 @@ async fn sample_events() -> Vec<SealedEvent> {
     .await;
     let refund_target = seqs[0];
     submit(
-        &w,
+        w,
         "admin",
         vec![Command::RefundDonation {
             donation_seq: refund_target,
@@ -176,7 +176,7 @@ async fn sample_events() -> Vec<SealedEvent> {
         ("help-001", 200_000, "王小明"),
     ] {
         let req = submit(
-            &w,
+            w,
             "finance-li",
             vec![Command::RequestPayout(PayoutRequested {
                 project: id(project),
@@ -189,13 +189,13 @@ async fn sample_events() -> Vec<SealedEvent> {
         )
         .await[0];
         submit(
-            &w,
+            w,
             "director-wang",
             vec![Command::ApprovePayout { payout_seq: req }],
         )
         .await;
         submit(
-            &w,
+            w,
             "finance-li",
             vec![Command::DisbursePayout {
                 payout_seq: req,
@@ -205,7 +205,7 @@ async fn sample_events() -> Vec<SealedEvent> {
         .await;
     }
     let mv = submit(
-        &w,
+        w,
         "finance-li",
         vec![Command::RequestMove(MoveRequested {
             from_project: id("cp-001"),
@@ -217,7 +217,7 @@ async fn sample_events() -> Vec<SealedEvent> {
     )
     .await[0];
     submit(
-        &w,
+        w,
         "director-wang",
         vec![Command::ApproveMove { move_seq: mv }],
     )
@@ -225,7 +225,7 @@ async fn sample_events() -> Vec<SealedEvent> {
     // After the period.
     clock.store(T0 + 100 * DAY, Ordering::Relaxed);
     submit(
-        &w,
+        w,
         "recorder",
         vec![gift("cp-001", 700, 4, Channel::Wechat, "w3", false)],
     )
@@ -679,7 +679,7 @@ async fn reconciling_events() -> Vec<SealedEvent> {
             currency: Currency::CNY,
         });
     }
-    let seqs = submit(&w, "admin", setup).await;
+    let seqs = submit(w, "admin", setup).await;
     let (pledge_a, pledge_b) = (seqs[4], seqs[5]);
     let pledged = |command: Command, pledge_seq: u64| match command {
         Command::RecordDonation(mut d) => {
@@ -700,11 +700,11 @@ async fn reconciling_events() -> Vec<SealedEvent> {
         ),
         gift("help-c", 300_000, 0, Channel::Bank, "chan-txn-c1", true),
     ] {
-        donations.push(submit(&w, "recorder", vec![command]).await[0]);
+        donations.push(submit(w, "recorder", vec![command]).await[0]);
     }
     clock.store(T0 + DAY, Ordering::Relaxed);
     submit(
-        &w,
+        w,
         "admin",
         vec![
             pool("pool-2", &["cp-a"], 100_000),
@@ -729,7 +729,7 @@ async fn reconciling_events() -> Vec<SealedEvent> {
             pledge_b,
         ),
     ] {
-        donations.push(submit(&w, "recorder", vec![command]).await[0]);
+        donations.push(submit(w, "recorder", vec![command]).await[0]);
     }
     // Refunds: a match released to the open pool (the gift of 700 and its match), two to
     // the closed one, one of them towards the cancelled pledge.
@@ -740,7 +740,7 @@ async fn reconciling_events() -> Vec<SealedEvent> {
             reason: text("重复支付"),
         });
     }
-    submit(&w, "admin", refunds).await;
+    submit(w, "admin", refunds).await;
     clock.store(T0 + 3 * DAY, Ordering::Relaxed);
     let payout = |project: &str, minor: u64, payee: &str| {
         Command::RequestPayout(PayoutRequested {
@@ -762,7 +762,7 @@ async fn reconciling_events() -> Vec<SealedEvent> {
         })
     };
     let requests = submit(
-        &w,
+        w,
         "finance-li",
         vec![
             payout("cp-a", 3_000, "二七区星星课堂服务中心"),
@@ -775,7 +775,7 @@ async fn reconciling_events() -> Vec<SealedEvent> {
     )
     .await;
     submit(
-        &w,
+        w,
         "director-wang",
         vec![
             Command::ApprovePayout {
@@ -804,7 +804,7 @@ async fn reconciling_events() -> Vec<SealedEvent> {
             bank_reference: format!("ICBC-{payout_seq}"),
         });
     }
-    submit(&w, "finance-li", paid).await;
+    submit(w, "finance-li", paid).await;
     t.events().await
 }
 
