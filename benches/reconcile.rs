@@ -107,7 +107,8 @@ fn main() {
                 currency: Currency::CNY,
                 channel: Channel::Wechat,
                 channel_txn_id: txn.clone(),
-                fee_minor: amount * 6 / 1000,
+                // The bill's 0.6% rounded to the fen, as the ledger books a fee.
+                fee_minor: (amount * 6 + 500) / 1000,
                 pledge_seq: None,
                 anonymous: true,
                 public_name: None,
@@ -142,7 +143,8 @@ fn main() {
             },
             channel_order_id: format!("4200{i:016}"),
             amount_minor: if i % 10_000 == 2 { amount + 1 } else { amount },
-            fee_minor: i64::try_from(amount * 6 / 1000).expect("a small fee"),
+            // 0.6%, printed to 0.00001 yuan as WeChat Pay prints it.
+            fee_milli_minor: i64::try_from(amount * 6).expect("a small fee"),
             refund_id: None,
         })
     });

@@ -321,9 +321,10 @@ pub async fn run_demo(
             95..=97 => Channel::CharityMall,
             _ => Channel::Cash,
         };
-        // Channel fees: 0.6% for the online channels, rounded down; none for cash and bank.
+        // Channel fees: 0.6% for the online channels, booked to the fen as the channel's
+        // bill rounds it (half away from zero: 0.006 yuan is 0.01); none for cash and bank.
         let fee = match channel {
-            Channel::Wechat | Channel::Alipay | Channel::CharityMall => minor * 6 / 1000,
+            Channel::Wechat | Channel::Alipay | Channel::CharityMall => (minor * 6 + 500) / 1000,
             _ => 0,
         };
         txn += 1;

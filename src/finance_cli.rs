@@ -22,8 +22,8 @@ use crate::reports::{
     china_date, DisclosureBuilder, GrantsCsv, IatiBuilder, JournalCsv, Publisher,
 };
 use crate::statement::{
-    format_minor, parse_decimal_minor, parse_statement, ParsedLine, StatementError,
-    StatementOptions, StatementSummary,
+    format_milli_minor, format_minor, parse_decimal_minor, parse_statement, ParsedLine,
+    StatementError, StatementOptions, StatementSummary,
 };
 use crate::store::{EventLog, READ_EVENTS_MAX};
 use crate::writer::{Submission, SUBMISSION_COMMANDS_MAX};
@@ -687,13 +687,37 @@ fn print_reconciliation(rec: &Reconciliation) {
         money(t.money_out_minor),
         t.lines_out
     );
-    println!(
-        "  fees charged {}, fees returned {}, net fees {}; net {}",
-        money(t.fees_charged_minor),
-        money(t.fees_returned_minor),
-        format_minor(t.net_fees_minor()),
-        format_minor(t.net_minor())
-    );
+    let milli = |sum: u128| format_milli_minor(i128::try_from(sum).unwrap_or(i128::MAX));
+    if (
+        t.fees_charged_milli_minor % 1000,
+        t.fees_returned_milli_minor % 1000,
+    ) == (0, 0)
+    {
+        println!(
+            "  fees charged {}, fees returned {}, net fees {}; net {}",
+            money(t.fees_charged_minor()),
+            money(t.fees_returned_minor()),
+            format_minor(t.net_fees_minor()),
+            format_minor(t.net_minor())
+        );
+    } else {
+        // Fees below the fen (WeChat Pay's 手续费): exactly, then as the channel keeps them.
+        println!(
+            "  fees charged {}, fees returned {}, net fees {} ({} to the fen); net {}",
+            milli(t.fees_charged_milli_minor),
+            milli(t.fees_returned_milli_minor),
+            format_milli_minor(t.net_fees_milli_minor()),
+            format_minor(t.net_fees_minor()),
+            format_minor(t.net_minor())
+        );
+    }
+    if t.fee_rounding_minor() != 0 {
+        println!(
+            "  the lines' fees, each to the fen, add up to {}: a rounding difference of {}",
+            format_minor(t.line_fees_minor),
+            format_minor(t.fee_rounding_minor())
+        );
+    }
     for (rule, n) in rec.matched_counts() {
         println!("  matched by {rule}: {n}");
     }

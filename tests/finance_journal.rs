@@ -511,6 +511,7 @@ async fn bank_line(h: &mut Harness, a: u64, resolution: Resolution) {
             booked_ms: now - 1,
             amount_minor: amount(a),
             fee_minor: 0,
+            fee_milli_minor: None,
             currency: Currency::CNY,
         })],
     )

@@ -53,7 +53,7 @@ fn bill_line(n: u64, amount: u64, fee: i64) -> BillLine {
         order_id: format!("wechat-{n:010}"),
         channel_order_id: format!("42000000{n:012}"),
         amount_minor: amount,
-        fee_minor: fee,
+        fee_milli_minor: fee * 1000,
         refund_id: None,
     }
 }
@@ -170,8 +170,8 @@ const WECHAT_BILL_WITH_REFUNDS: &str = "\
 `5,`36.50,`11.00,`0.00,`0.15,`36.50,`11.00
 ";
 
-/// The totals a bill states in its summary rows (the last two rows): column name → minor
-/// units, parsed exactly.
+/// The totals a bill states in its summary rows (the last two rows): column name →
+/// thousandths of a fen (WeChat Pay prints 手续费总金额 to 0.00001 yuan), parsed exactly.
 fn stated_totals(bill: &str) -> std::collections::HashMap<String, i128> {
     let rows: Vec<&str> = bill.lines().filter(|l| !l.trim().is_empty()).collect();
     let names = rows[rows.len() - 2].split(',');
@@ -179,9 +179,9 @@ fn stated_totals(bill: &str) -> std::collections::HashMap<String, i128> {
     names
         .zip(values)
         .map(|(n, v)| {
-            let (negative, minor) = ledger::statement::parse_decimal_minor(v).unwrap();
-            let minor = i128::from(minor);
-            (n.to_owned(), if negative { -minor } else { minor })
+            let (negative, milli) = ledger::statement::parse_decimal_units(v, 5).unwrap();
+            let milli = i128::from(milli);
+            (n.to_owned(), if negative { -milli } else { milli })
         })
         .collect()
 }
@@ -216,13 +216,14 @@ fn wechat_refund_fees_keep_their_sign_and_totals_equal_the_bill_summary() {
     let stated = stated_totals(WECHAT_BILL_WITH_REFUNDS);
     assert_eq!(
         i128::from(t.lines_in + t.lines_out),
-        stated["总交易单数"] / 100
+        stated["总交易单数"] / 100_000
     );
-    assert_eq!(t.money_in_minor as i128, stated["应结订单总金额"]);
-    assert_eq!(t.money_out_minor as i128, stated["退款总金额"]);
-    assert_eq!(t.net_fees_minor(), stated["手续费总金额"]);
+    assert_eq!(t.money_in_minor as i128 * 1000, stated["应结订单总金额"]);
+    assert_eq!(t.money_out_minor as i128 * 1000, stated["退款总金额"]);
+    assert_eq!(t.net_fees_milli_minor(), stated["手续费总金额"]);
+    assert_eq!(t.fee_rounding_minor(), 0, "every fee is whole fen");
     assert_eq!((t.money_in_minor, t.money_out_minor), (3_650, 1_100));
-    assert_eq!((t.fees_charged_minor, t.fees_returned_minor), (22, 7));
+    assert_eq!((t.fees_charged_minor(), t.fees_returned_minor()), (22, 7));
     assert_eq!(t.net_fees_minor(), 15);
     assert_eq!(t.net_minor(), 3_650 - 1_100 - 15);
 
@@ -233,6 +234,81 @@ fn wechat_refund_fees_keep_their_sign_and_totals_equal_the_bill_summary() {
         .replacen("`-0.01,", "`0.01,", 1);
     let (line, _, field) = malformed(StatementSource::Wechat, unsigned.as_bytes());
     assert_eq!((line, field.as_str()), (8, "手续费总金额"));
+}
+
+/// Bill lines of 1-yuan gifts `1..=n` whose 0.6% fee WeChat Pay prints as `0.00600`.
+fn sub_fen_fee_lines(n: u64) -> Vec<BillLine> {
+    (1..=n)
+        .map(|i| BillLine {
+            fee_milli_minor: 600,
+            ..bill_line(i, 100, 0)
+        })
+        .collect()
+}
+
+/// WeChat Pay prints 手续费 and 手续费总金额 to 0.00001 yuan (0.6% of 1 yuan is `0.00600`).
+/// Each line keeps its fee exactly and in fen rounded half away from zero; the bill's
+/// 手续费总金额 is checked exactly; the statement's net fee is rounded once, and what the
+/// lines' fen add up to beyond it is reported as the rounding difference.
+#[test]
+fn wechat_fees_below_the_fen_are_kept_exactly_and_rounded_once() {
+    let mut lines = sub_fen_fee_lines(3);
+    lines.push(BillLine {
+        fee_milli_minor: 5_940,
+        ..bill_line(4, 990, 0)
+    });
+    lines.push(BillLine {
+        fee_milli_minor: -600,
+        refund_id: Some("RF1".into()),
+        ts_ms: DAY_10AM + 3_600_000,
+        ..bill_line(1, 100, 0)
+    });
+    let mut bill = Vec::new();
+    write_wechat_bill(&mut bill, "1900000109", lines).unwrap();
+    let text = String::from_utf8(bill).unwrap();
+    assert!(text.contains("`0.00600,`0.60%"), "{text}");
+    assert!(text.contains("`-0.00600,`0.60%"), "{text}");
+
+    let (parsed, _) = parse(StatementSource::Wechat, text.as_bytes()).expect("the bill parses");
+    let fees: Vec<(i64, Option<i64>)> = parsed
+        .iter()
+        .map(|l| (l.fee_minor, l.fee_milli_minor))
+        .collect();
+    assert_eq!(
+        fees,
+        vec![
+            (1, Some(600)),
+            (1, Some(600)),
+            (1, Some(600)),
+            (6, Some(5_940)),
+            (-1, Some(-600))
+        ]
+    );
+    let t = totals_of(&parsed);
+    let stated = stated_totals(&text);
+    assert_eq!(t.net_fees_milli_minor(), stated["手续费总金额"]);
+    assert_eq!(t.net_fees_milli_minor(), 3 * 600 + 5_940 - 600);
+    assert_eq!((t.fees_charged_minor(), t.fees_returned_minor()), (8, 1));
+    // The channel keeps 0.07140, 0.07 to the fen; the lines' own fen add up to 0.08.
+    assert_eq!((t.net_fees_minor(), t.line_fees_minor), (7, 8));
+    assert_eq!(t.fee_rounding_minor(), -1);
+    assert_eq!(t.net_minor(), 300 + 990 - 100 - 7);
+
+    // 手续费总金额 rounded to the fen is not the lines' exact sum: refused, naming it.
+    let rounded_total = text.replacen("`0.07140,", "`0.07,", 1);
+    assert_ne!(rounded_total, text);
+    let (_, _, field) = malformed(StatementSource::Wechat, rounded_total.as_bytes());
+    assert_eq!(field, "手续费总金额");
+    // A sixth decimal is finer than WeChat Pay prints: refused, naming 手续费.
+    let finer = text.replacen("`0.05940,", "`0.059400,", 1);
+    assert_ne!(finer, text);
+    match parse(StatementSource::Wechat, finer.as_bytes()) {
+        Err(StatementError::Malformed { field, reason, .. }) => {
+            assert_eq!(field, "手续费");
+            assert!(reason.contains("at most 5 decimals"), "{reason}");
+        }
+        other => panic!("expected a malformed statement, got {other:?}"),
+    }
 }
 
 /// A refund amount with a sign is refused, naming 退款金额 and its column; so is a fee that
@@ -285,7 +361,7 @@ fn alipay_refund_fees_keep_their_direction_and_totals_add_up() {
     assert_eq!((t.lines_in, t.lines_out), (2, 1));
     assert_eq!((t.money_in_minor, t.money_out_minor), (12_000, 2_000));
     assert_eq!(t.money_in_minor as i128 - t.money_out_minor as i128, 10_000);
-    assert_eq!((t.fees_charged_minor, t.fees_returned_minor), (72, 12));
+    assert_eq!((t.fees_charged_minor(), t.fees_returned_minor()), (72, 12));
     let service_fee_column_sum: i128 = -60 - 12 + 12;
     assert_eq!(t.net_fees_minor(), -service_fee_column_sum);
     // 商家实收 summed (100.00 + 20.00 − 20.00) less the net fee: what Alipay owes.
@@ -313,7 +389,7 @@ fn bank_csv_parses_with_chinese_headers() {
     let t = totals_of(&lines);
     assert_eq!((t.money_in_minor, t.money_out_minor), (994_000, 100_000));
     assert_eq!((t.lines_in, t.lines_out), (1, 1));
-    assert_eq!((t.fees_charged_minor, t.fees_returned_minor), (0, 0));
+    assert_eq!((t.fees_charged_minor(), t.fees_returned_minor()), (0, 0));
     assert_eq!(
         t.net_minor(),
         894_000,
@@ -537,7 +613,7 @@ async fn import_reconcile_resolve_and_reimport() {
         match i {
             3 => continue,
             4 => l.amount_minor = 150,
-            5 => l.fee_minor = 2,
+            5 => l.fee_milli_minor = 2_000,
             7 => {
                 l.order_id = "unknown-order".into();
                 l.channel_order_id = "4200000099".into();
@@ -727,7 +803,7 @@ async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction()
     let t = rec.totals;
     assert_eq!((t.lines_in, t.lines_out), (4, 1));
     assert_eq!((t.money_in_minor, t.money_out_minor), (800, 100));
-    assert_eq!((t.fees_charged_minor, t.fees_returned_minor), (6, 1));
+    assert_eq!((t.fees_charged_minor(), t.fees_returned_minor()), (6, 1));
     assert_eq!((t.net_fees_minor(), t.net_minor()), (5, 695));
     // The bill's own summary says the same: 应结订单总金额 8.00, 退款总金额 1.00,
     // 手续费总金额 0.05.
@@ -738,8 +814,54 @@ async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction()
             stated["退款总金额"],
             stated["手续费总金额"]
         ),
-        (800, 100, 5)
+        (800_000, 100_000, 5_000)
     );
+}
+
+/// End to end: gifts booked with a fee of 0.01 (0.6% of 1 yuan, rounded half away from
+/// zero) match a WeChat bill's `0.00600` fees line by line; the log keeps each line's exact
+/// fee, and the reconciliation reports the bill's fees exactly, as the channel keeps them
+/// (rounded once) and the rounding difference from booking each to the fen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gifts_match_a_bill_with_fees_below_the_fen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    ledger_with_gifts(&dir, 3).await;
+    let file = tmp.path().join("bill.csv");
+    let mut f = std::fs::File::create(&file).unwrap();
+    write_wechat_bill(&mut f, "1900000109", sub_fen_fee_lines(3)).unwrap();
+    drop(f);
+    let code = import_statement(import_args(&dir, &file)).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+
+    let log = ledger::finance_cli::open_log(&dir).await.unwrap();
+    let mut state = projections::LedgerState::default();
+    ledger::writer::catch_up(&log, &mut state).await.unwrap();
+    let statement_seq = *state.statements.keys().next().unwrap();
+    let recorded = log.read(statement_seq + 1, 1).await.unwrap();
+    let events::EventBody::StatementLineRecorded(line) = recorded[0].body() else {
+        panic!("not a statement line: {:?}", recorded[0].body());
+    };
+    assert_eq!((line.fee_minor, line.fee_milli_minor), (1, Some(600)));
+    let rec = reconcile_statement(&log, &state, statement_seq, MatchConfig::default())
+        .await
+        .unwrap();
+    // No fee_difference: only the ledger's late gift, which this bill does not carry.
+    let exceptions: Vec<_> = rec
+        .exceptions
+        .iter()
+        .map(|e| (e.reason, e.reference.as_str()))
+        .collect();
+    assert_eq!(
+        exceptions,
+        vec![(ReasonCode::TimingDifference, "wechat-late")]
+    );
+    assert_eq!(rec.matched.len(), 3);
+    let t = rec.totals;
+    assert_eq!(t.net_fees_milli_minor(), 1_800);
+    assert_eq!((t.net_fees_minor(), t.line_fees_minor), (2, 3));
+    assert_eq!(t.fee_rounding_minor(), -1);
+    assert_eq!(t.net_minor(), 300 - 2);
 }
 
 /// An import cut short (here: the statement and its first lines recorded by hand) is

@@ -20,7 +20,7 @@ fn bill_line(txn: &str, amount: u64, n: u64) -> BillLine {
         order_id: txn.to_owned(),
         channel_order_id: format!("42000000{n:012}"),
         amount_minor: amount,
-        fee_minor: 0,
+        fee_milli_minor: 0,
         refund_id: None,
     }
 }
@@ -195,6 +195,32 @@ async fn upload_reupload_and_reconciliation_listing() {
     t.finish().await;
 }
 
+/// WeChat Pay's fees below the fen (`0.00600` on each of two lines): the summary gives the
+/// net fees exactly (1,200 thousandths of a fen), as the channel keeps them (0.01, rounded
+/// once) and the rounding difference from the lines' own fen (0.01 each).
+#[tokio::test]
+async fn fees_below_the_fen_are_summed_exactly_and_rounded_once() {
+    let t = setup_with_donations().await;
+    let lines = ["wx-1", "wx-2"].into_iter().zip([1_000, 2_000]).zip(1..);
+    let lines = lines.map(|((txn, amount), n)| BillLine {
+        fee_milli_minor: 600,
+        ..bill_line(txn, amount, n)
+    });
+    let mut bytes = Vec::new();
+    write_wechat_bill(&mut bytes, MERCHANT, lines).expect("writing to a Vec");
+    let text = String::from_utf8(bytes).expect("the bill is UTF-8");
+    assert!(text.contains("`0.00600,"), "{text}");
+
+    let r = upload(&t, UPLOAD, "recorder", &text).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let summary = &r.body["reconciliation"];
+    assert_eq!(summary["net_fees_milli_minor"], 1_200, "{r:?}");
+    assert_eq!(summary["net_fees_minor"], 1);
+    assert_eq!(summary["fee_rounding_minor"], -1);
+    assert_eq!(summary["net_minor"], 3_000 - 1);
+    t.finish().await;
+}
+
 /// A refund on the bill that gives back its fee: the summary counts it as money out and
 /// the fee as returned (negative net fees here), and the exception shows the line's fee
 /// with its sign.
@@ -203,7 +229,7 @@ async fn a_refund_giving_back_its_fee_is_money_out_and_a_returned_fee() {
     let t = setup_with_donations().await;
     let mut refund = bill_line("wx-2", 2_000, 2);
     refund.refund_id = Some("RF2".into());
-    refund.fee_minor = -12;
+    refund.fee_milli_minor = -12_000;
     let mut bytes = Vec::new();
     write_wechat_bill(
         &mut bytes,
@@ -212,7 +238,7 @@ async fn a_refund_giving_back_its_fee_is_money_out_and_a_returned_fee() {
     )
     .expect("writing to a Vec");
     let text = String::from_utf8(bytes).expect("the bill is UTF-8");
-    assert!(text.contains("`-0.12,"), "{text}");
+    assert!(text.contains("`-0.12000,"), "{text}");
 
     let r = upload(&t, UPLOAD, "recorder", &text).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
@@ -224,6 +250,8 @@ async fn a_refund_giving_back_its_fee_is_money_out_and_a_returned_fee() {
     assert_eq!(summary["fees_charged_minor"], 0);
     assert_eq!(summary["fees_returned_minor"], 12);
     assert_eq!(summary["net_fees_minor"], -12);
+    assert_eq!(summary["net_fees_milli_minor"], -12_000);
+    assert_eq!(summary["fee_rounding_minor"], 0);
     assert_eq!(summary["net_minor"], 1_000 - 2_000 + 12);
     // The ledger has not refunded wx-2: the refund line is an exception, fee and all.
     let seq = r.body["statement_seq"].as_u64().expect("statement_seq");

@@ -1226,6 +1226,7 @@ fn reconciled() -> Reconciled {
                 booked_ms: T0,
                 amount_minor: amount(minor),
                 fee_minor: 0,
+                fee_milli_minor: None,
                 currency: Currency::CNY,
             },
         )

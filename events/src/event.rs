@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::{Amount, Channel, Currency, Hash, Id, ProjectKind, Text, AMOUNT_MINOR_MAX};
+use crate::values::{
+    fee_parts, Amount, Channel, Currency, Hash, Id, ProjectKind, Text, AMOUNT_MINOR_MAX,
+    MILLI_PER_MINOR,
+};
 use crate::ValueError;
 
 /// The longest channel transaction id or bank reference, in bytes.
@@ -233,6 +236,9 @@ impl EventBody {
                         ),
                     });
                 }
+                if let Some(milli) = e.fee_milli_minor {
+                    check_fee_milli_minor(milli, e.fee_minor)?;
+                }
                 if e.kind == StatementLineKind::Refund && e.original_reference.is_none() {
                     return Err(ValueError::Invalid {
                         field: "original_reference",
@@ -317,6 +323,37 @@ fn check_reference(field: &'static str, value: &str) -> Result<(), ValueError> {
             ),
         })
     }
+}
+
+/// A statement line's exact fee in thousandths: within ±(2^53 − 1), not a whole number of
+/// minor units (a whole one is `fee_minor` alone), and `fee_minor` is it rounded.
+fn check_fee_milli_minor(milli: i64, fee_minor: i64) -> Result<(), ValueError> {
+    if milli.unsigned_abs() > AMOUNT_MINOR_MAX {
+        return Err(ValueError::Invalid {
+            field: "fee_milli_minor",
+            reason: format!("from -{AMOUNT_MINOR_MAX} to {AMOUNT_MINOR_MAX} (got {milli})"),
+        });
+    }
+    let (rounded, exact) = fee_parts(milli);
+    if exact.is_none() {
+        return Err(ValueError::Invalid {
+            field: "fee_milli_minor",
+            reason: format!(
+                "only for a fee that is not a whole number of minor units (got {milli}, which \
+                 is {rounded} minor units: record it as fee_minor alone)"
+            ),
+        });
+    }
+    if fee_minor != rounded {
+        return Err(ValueError::Invalid {
+            field: "fee_minor",
+            reason: format!(
+                "must be fee_milli_minor {milli} in whole minor units ({MILLI_PER_MINOR} \
+                 thousandths each), rounded half away from zero: {rounded} (got {fee_minor})"
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -585,11 +622,19 @@ pub struct StatementLineRecorded {
     /// When the channel or bank booked it, milliseconds since the Unix epoch.
     pub booked_ms: u64,
     pub currency: Currency,
+    /// The fee exactly, in thousandths of a minor unit, present only when it is not a whole
+    /// number of minor units: WeChat Pay prints 手续费 to 0.00001 yuan (`0.05940` is 5,940).
+    /// Signed as `fee_minor`, within ±(2^53 − 1); `fee_minor` is it rounded
+    /// ([`crate::milli_minor_rounded`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_milli_minor: Option<i64>,
     /// The channel's fee on this line, signed as the channel's bill states its direction:
     /// positive when the channel charged it, negative when the channel gave it back (a
     /// WeChat Pay refund returns its share of the payment's fee). Within ±(2^53 − 1).
     /// Lines recorded before fees were signed hold the fee's magnitude, so a returned fee
-    /// in such a line reads as charged.
+    /// in such a line reads as charged. When the channel prints a fee finer than the minor
+    /// unit, this is that fee rounded half away from zero and `fee_milli_minor` holds it
+    /// exactly.
     pub fee_minor: i64,
     pub kind: StatementLineKind,
     /// 1-based number of the entry within the statement.
@@ -602,6 +647,16 @@ pub struct StatementLineRecorded {
     pub reference: String,
     /// The seq of the `StatementImported` event.
     pub statement_seq: u64,
+}
+
+impl StatementLineRecorded {
+    /// The fee exactly, in thousandths of a minor unit.
+    pub fn fee_exact_milli_minor(&self) -> i128 {
+        self.fee_milli_minor.map_or_else(
+            || i128::from(self.fee_minor) * i128::from(MILLI_PER_MINOR),
+            i128::from,
+        )
+    }
 }
 
 /// How staff settled a reconciliation exception.

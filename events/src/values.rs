@@ -11,6 +11,38 @@ use crate::ValueError;
 /// implementation represents exactly.
 pub const AMOUNT_MINOR_MAX: u64 = (1 << 53) - 1;
 
+/// Thousandths of a minor unit in one minor unit. WeChat Pay prints its fee (手续费) to
+/// 0.00001 yuan, a thousandth of a fen; a statement line keeps such a fee exactly
+/// ([`crate::StatementLineRecorded::fee_milli_minor`]).
+pub const MILLI_PER_MINOR: i64 = 1000;
+
+/// A fee in thousandths of a minor unit rounded to whole minor units, half away from zero
+/// (四舍五入 on the magnitude): `5_940` → `6`, `-500` → `-1`, `-499` → `0`.
+/// Takes a sum's width (`i128`) so a statement's total fee rounds the same way as a line's.
+pub fn milli_minor_rounded(milli_minor: i128) -> i128 {
+    let per = MILLI_PER_MINOR.unsigned_abs() as u128;
+    let whole = (milli_minor.unsigned_abs() + per / 2) / per;
+    let whole = i128::try_from(whole).expect("a thousandth of an i128 fits an i128");
+    if milli_minor < 0 {
+        -whole
+    } else {
+        whole
+    }
+}
+
+/// A fee in thousandths of a minor unit as a statement line records it: its whole minor
+/// units (rounded as [`milli_minor_rounded`]) and, only when it is not a whole number of
+/// them, the exact thousandths. One representation for each fee.
+pub fn fee_parts(milli_minor: i64) -> (i64, Option<i64>) {
+    if milli_minor % MILLI_PER_MINOR == 0 {
+        (milli_minor / MILLI_PER_MINOR, None)
+    } else {
+        let rounded = milli_minor_rounded(i128::from(milli_minor));
+        let rounded = i64::try_from(rounded).expect("a thousandth of an i64 fits an i64");
+        (rounded, Some(milli_minor))
+    }
+}
+
 /// An amount of money in minor units (fen, cents): 1 ..= 2^53 − 1. Never zero, never a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
@@ -374,6 +406,33 @@ pub(crate) fn truncate_for_message(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fees_in_thousandths_round_half_away_from_zero() {
+        let cases = [
+            (5_940, 6),
+            (500, 1),
+            (499, 0),
+            (1_500, 2),
+            (-500, -1),
+            (-499, 0),
+            (-6_000, -6),
+            (0, 0),
+            (i128::MAX, i128::MAX / 1000 + 1),
+            (i128::MIN, i128::MIN / 1000 - 1),
+        ];
+        for (milli, minor) in cases {
+            assert_eq!(milli_minor_rounded(milli), minor, "{milli}");
+        }
+        assert_eq!(fee_parts(6_000), (6, None));
+        assert_eq!(fee_parts(-12_000), (-12, None));
+        assert_eq!(fee_parts(5_940), (6, Some(5_940)));
+        assert_eq!(fee_parts(-20), (0, Some(-20)));
+        assert_eq!(
+            fee_parts(i64::MIN + 1),
+            (i64::MIN / 1000 - 1, Some(i64::MIN + 1))
+        );
+    }
 
     #[test]
     fn amount_bounds() {

@@ -31,7 +31,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use events::{Channel, Currency, Resolution, StatementLineKind, StatementLineRecorded};
+use events::{
+    milli_minor_rounded, Channel, Currency, Resolution, StatementLineKind, StatementLineRecorded,
+};
 use serde::Serialize;
 
 use crate::{
@@ -159,7 +161,13 @@ pub struct Exception {
 /// What a statement's lines add up to, each direction of money and of fees apart (never
 /// netted into one gross), in minor units of the statement's currency. A channel's bill
 /// states the same figures in its summary: WeChat Pay's 应结订单总金额 is `money_in_minor`,
-/// 退款总金额 `money_out_minor` and 手续费总金额 [`StatementTotals::net_fees_minor`].
+/// 退款总金额 `money_out_minor` and 手续费总金额 [`StatementTotals::net_fees_milli_minor`].
+///
+/// Fees are summed exactly, in thousandths of a minor unit, as WeChat Pay prints them
+/// (`0.05940`). What the channel keeps is taken to be that sum rounded once, half away from
+/// zero, to the fen ([`StatementTotals::net_fees_minor`]); each line is compared with the
+/// ledger at its own fee rounded to the fen, and [`StatementTotals::fee_rounding_minor`]
+/// is what those per-line fees differ from the statement's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StatementTotals {
     /// Payment and bank credit lines.
@@ -170,11 +178,16 @@ pub struct StatementTotals {
     pub money_in_minor: u128,
     /// Money out: the amounts of refunds and bank debits.
     pub money_out_minor: u128,
-    /// Fees the channel charged (lines with a positive fee).
-    pub fees_charged_minor: u128,
-    /// Fees the channel gave back (lines with a negative fee, by their magnitude): a WeChat
-    /// Pay refund returns its share of the payment's fee.
-    pub fees_returned_minor: u128,
+    /// Fees the channel charged (lines with a positive fee), exactly, in thousandths of a
+    /// minor unit.
+    pub fees_charged_milli_minor: u128,
+    /// Fees the channel gave back (lines with a negative fee, by their magnitude), exactly,
+    /// in thousandths of a minor unit: a WeChat Pay refund returns its share of the
+    /// payment's fee.
+    pub fees_returned_milli_minor: u128,
+    /// The lines' fees each rounded to whole minor units (`fee_minor`), net: the figures
+    /// the line-by-line matching compares with the ledger.
+    pub line_fees_minor: i128,
 }
 
 impl StatementTotals {
@@ -188,16 +201,35 @@ impl StatementTotals {
             self.lines_out += 1;
             self.money_out_minor += amount;
         }
-        let fee = u128::from(line.fee_minor.unsigned_abs());
-        if line.fee_minor >= 0 {
-            self.fees_charged_minor += fee;
+        let fee = line.fee_exact_milli_minor();
+        if fee >= 0 {
+            self.fees_charged_milli_minor += fee.unsigned_abs();
         } else {
-            self.fees_returned_minor += fee;
+            self.fees_returned_milli_minor += fee.unsigned_abs();
         }
+        self.line_fees_minor += i128::from(line.fee_minor);
     }
-    /// Fees charged less fees given back: what the channel kept.
+    /// Fees charged, rounded to whole minor units.
+    pub fn fees_charged_minor(&self) -> u128 {
+        milli_minor_rounded(signed(self.fees_charged_milli_minor)).unsigned_abs()
+    }
+    /// Fees given back, rounded to whole minor units.
+    pub fn fees_returned_minor(&self) -> u128 {
+        milli_minor_rounded(signed(self.fees_returned_milli_minor)).unsigned_abs()
+    }
+    /// Fees charged less fees given back, exactly, in thousandths of a minor unit.
+    pub fn net_fees_milli_minor(&self) -> i128 {
+        signed(self.fees_charged_milli_minor) - signed(self.fees_returned_milli_minor)
+    }
+    /// What the channel kept: the net fees rounded once to whole minor units.
     pub fn net_fees_minor(&self) -> i128 {
-        signed(self.fees_charged_minor) - signed(self.fees_returned_minor)
+        milli_minor_rounded(self.net_fees_milli_minor())
+    }
+    /// The statement's net fees less the sum of its lines' rounded fees: what booking each
+    /// line's fee to the fen leaves over, to book as a rounding difference. 0 when every
+    /// fee is a whole number of minor units.
+    pub fn fee_rounding_minor(&self) -> i128 {
+        self.net_fees_minor() - self.line_fees_minor
     }
     /// Money in less money out less the net fees: what the statement's lines leave on the
     /// account (for a channel, what it owes the merchant for them).
@@ -1311,6 +1343,7 @@ mod tests {
             booked_ms: ts,
             amount_minor: Amount::new(minor).unwrap(),
             fee_minor: 0,
+            fee_milli_minor: None,
             currency: Currency::CNY,
         }
     }
@@ -1350,11 +1383,14 @@ mod tests {
                 lines_out: 2,
                 money_in_minor: 3_650,
                 money_out_minor: 1_100,
-                fees_charged_minor: 22,
-                fees_returned_minor: 6,
+                fees_charged_milli_minor: 22_000,
+                fees_returned_milli_minor: 6_000,
+                line_fees_minor: 16,
             }
         );
+        assert_eq!((t.fees_charged_minor(), t.fees_returned_minor()), (22, 6));
         assert_eq!(t.net_fees_minor(), 16);
+        assert_eq!(t.fee_rounding_minor(), 0);
         assert_eq!(t.net_minor(), 3_650 - 1_100 - 16);
 
         let bank = [
@@ -1369,6 +1405,41 @@ mod tests {
         assert_eq!((t.money_in_minor, t.money_out_minor), (994_000, 100_005));
         assert_eq!((t.lines_in, t.lines_out), (1, 2));
         assert_eq!((t.net_fees_minor(), t.net_minor()), (0, 893_995));
+    }
+
+    /// Fees below the fen (WeChat Pay's `0.00600`) are summed exactly, rounded once for what
+    /// the channel keeps, and the lines' own rounded fees are kept apart to show the
+    /// rounding difference.
+    #[test]
+    fn statement_totals_round_fees_below_the_fen_once() {
+        let exact = |n: u64, kind, milli: i64| {
+            let (fee_minor, fee_milli_minor) = events::fee_parts(milli);
+            StatementLineRecorded {
+                fee_minor,
+                fee_milli_minor,
+                ..line(1, n, kind, "a", T0, 100)
+            }
+        };
+        let mut t = StatementTotals::default();
+        for l in [
+            exact(1, StatementLineKind::Payment, 600),
+            exact(2, StatementLineKind::Payment, 600),
+            exact(3, StatementLineKind::Payment, 600),
+            exact(4, StatementLineKind::Payment, 5_940),
+            exact(5, StatementLineKind::Refund, -600),
+        ] {
+            t.add(&l);
+        }
+        assert_eq!(
+            (t.fees_charged_milli_minor, t.fees_returned_milli_minor),
+            (7_740, 600)
+        );
+        assert_eq!((t.fees_charged_minor(), t.fees_returned_minor()), (8, 1));
+        assert_eq!(t.net_fees_milli_minor(), 7_140);
+        // 0.07140 rounds to 0.07; the lines' own fen (1 + 1 + 1 + 6 − 1) make 0.08.
+        assert_eq!((t.net_fees_minor(), t.line_fees_minor), (7, 8));
+        assert_eq!(t.fee_rounding_minor(), -1);
+        assert_eq!(t.net_minor(), 400 - 100 - 7);
     }
 
     #[test]

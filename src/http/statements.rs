@@ -112,11 +112,18 @@ pub struct ReconciliationSummary {
     /// the bill's summary: money in (payments, bank credits), money out (refunds, bank
     /// debits), fees the channel charged, fees it gave back (a WeChat Pay refund returns its
     /// share of the fee), net fees (charged − given back) and net (in − out − net fees).
+    /// Fees are summed exactly and rounded to the minor unit once (half away from zero).
     pub money_in_minor: u64,
     pub money_out_minor: u64,
     pub fees_charged_minor: u64,
     pub fees_returned_minor: u64,
     pub net_fees_minor: i64,
+    /// Net fees exactly, in thousandths of a minor unit: WeChat Pay prints 手续费 to
+    /// 0.00001 yuan (its 手续费总金额 `0.05940` is 5940).
+    pub net_fees_milli_minor: i64,
+    /// `net_fees_minor` less the lines' fees each rounded to the minor unit: what booking
+    /// every line's fee to the fen leaves over. 0 when no fee is below the minor unit.
+    pub fee_rounding_minor: i64,
     pub net_minor: i64,
 }
 
@@ -151,9 +158,11 @@ impl ReconciliationSummary {
             lines_out: rec.totals.lines_out,
             money_in_minor: clamp_u64(rec.totals.money_in_minor),
             money_out_minor: clamp_u64(rec.totals.money_out_minor),
-            fees_charged_minor: clamp_u64(rec.totals.fees_charged_minor),
-            fees_returned_minor: clamp_u64(rec.totals.fees_returned_minor),
+            fees_charged_minor: clamp_u64(rec.totals.fees_charged_minor()),
+            fees_returned_minor: clamp_u64(rec.totals.fees_returned_minor()),
             net_fees_minor: clamp_i64(rec.totals.net_fees_minor()),
+            net_fees_milli_minor: clamp_i64(rec.totals.net_fees_milli_minor()),
+            fee_rounding_minor: clamp_i64(rec.totals.fee_rounding_minor()),
             net_minor: clamp_i64(rec.totals.net_minor()),
         }
     }

@@ -325,6 +325,7 @@ fn finish_entry(en: Entry, line_no: u64) -> Result<Option<ParsedLine>, Statement
         booked_ms,
         amount_minor: amount,
         fee_minor: 0,
+        fee_milli_minor: None,
         currency,
     }))
 }

@@ -5,12 +5,18 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use events::{Amount, Currency, StatementLineKind};
+use events::{fee_parts, Amount, Currency, StatementLineKind};
 
 use super::{
-    clean_reference, parse_decimal_minor, parse_local_date, parse_local_datetime, ParsedLine,
-    Partial, PeriodTracker, StatementError, StatementOptions, FIELD_BYTES_MAX,
+    clean_reference, format_units, parse_decimal_units, parse_local_date, parse_local_datetime,
+    ParsedLine, Partial, PeriodTracker, StatementError, StatementOptions, FIELD_BYTES_MAX,
 };
+
+/// The decimal places of money on the bills: to the fen.
+const MINOR_DECIMALS: usize = 2;
+/// The decimal places of WeChat Pay's 手续费 and 手续费总金额: to 0.00001 yuan, a thousandth
+/// of a fen.
+const WECHAT_FEE_DECIMALS: usize = 5;
 
 type Result<T> = std::result::Result<T, StatementError>;
 
@@ -114,18 +120,20 @@ impl Row<'_> {
     fn bad(&self, index: usize, name: &str, reason: impl Into<String>) -> StatementError {
         StatementError::at(self.line, index as u64 + 1, name, reason)
     }
-    fn decimal(&self, index: usize, name: &str) -> Result<(bool, u64)> {
+    /// A decimal with at most `decimals` places, as a sign and units of 10^−`decimals`.
+    fn decimal(&self, index: usize, name: &str, decimals: usize) -> Result<(bool, u64)> {
         let v = self.get(index, name)?;
-        parse_decimal_minor(v).map_err(|r| self.bad(index, name, r))
+        parse_decimal_units(v, decimals).map_err(|r| self.bad(index, name, r))
     }
-    /// A signed decimal as signed minor units (within ±(2^53 − 1), so it fits).
-    fn signed(&self, index: usize, name: &str) -> Result<i64> {
-        let (negative, minor) = self.decimal(index, name)?;
-        let minor = i64::try_from(minor).expect("parse_decimal_minor stays within 2^53 - 1");
-        Ok(if negative { -minor } else { minor })
+    /// A signed decimal with at most `decimals` places as signed units of 10^−`decimals`
+    /// (within ±(2^53 − 1), so it fits).
+    fn signed(&self, index: usize, name: &str, decimals: usize) -> Result<i64> {
+        let (negative, units) = self.decimal(index, name, decimals)?;
+        let units = i64::try_from(units).expect("parse_decimal_units stays within 2^53 - 1");
+        Ok(if negative { -units } else { units })
     }
     fn amount(&self, index: usize, name: &str) -> Result<(bool, Amount)> {
-        let (negative, minor) = self.decimal(index, name)?;
+        let (negative, minor) = self.decimal(index, name, MINOR_DECIMALS)?;
         let amount = Amount::new(minor)
             .map_err(|_| self.bad(index, name, "the amount must be more than 0"))?;
         Ok((negative, amount))
@@ -168,7 +176,7 @@ impl ChannelRow<'_> {
         row: &Row<'_>,
         line_no: u64,
         booked_ms: u64,
-        fee_minor: i64,
+        (fee_minor, fee_milli_minor): (i64, Option<i64>),
         currency: Currency,
     ) -> Result<ParsedLine> {
         Ok(ParsedLine {
@@ -180,6 +188,7 @@ impl ChannelRow<'_> {
             booked_ms,
             amount_minor: self.amount,
             fee_minor,
+            fee_milli_minor,
             currency,
         })
     }
@@ -300,7 +309,8 @@ struct Wechat {
     currency: Same<Currency>,
     sum_amount: u128,
     sum_refund: u128,
-    sum_fee: i128,
+    /// In thousandths of a fen, as the bill prints 手续费.
+    sum_fee_milli: i128,
     /// The totals header (its first column 总交易单数), once seen.
     totals: Option<Columns>,
     totals_checked: bool,
@@ -314,7 +324,7 @@ impl Wechat {
             currency: Same::new(),
             sum_amount: 0,
             sum_refund: 0,
-            sum_fee: 0,
+            sum_fee_milli: 0,
             totals: None,
             totals_checked: false,
         }
@@ -357,7 +367,7 @@ impl Bill<10> for Wechat {
                 line_count,
                 self.sum_amount,
                 self.sum_refund,
-                self.sum_fee,
+                self.sum_fee_milli,
             )?;
             self.totals_checked = true;
             return Ok(true);
@@ -378,9 +388,10 @@ impl Bill<10> for Wechat {
         let ccy = row.currency(t_ccy, "货币种类")?;
         self.currency.check(ccy, row, t_ccy, "货币种类")?;
         // WeChat Pay signs the fee as the ledger does: charged positive, given back negative
-        // (a refund returns its share of the payment's fee).
-        let fee = row.signed(t_fee, "手续费")?;
-        self.sum_fee += i128::from(fee);
+        // (a refund returns its share of the payment's fee). It prints the fee to 0.00001
+        // yuan (`0.05940`): the line keeps it exactly, and in fen rounded (fee_parts).
+        let fee = row.signed(t_fee, "手续费", WECHAT_FEE_DECIMALS)?;
+        self.sum_fee_milli += i128::from(fee);
         let status = row.get(t_status, "交易状态")?;
         let channel_row = match status {
             "SUCCESS" => {
@@ -428,7 +439,7 @@ impl Bill<10> for Wechat {
                 ))
             }
         };
-        channel_row.line(row, line_no, booked_ms, fee, ccy)
+        channel_row.line(row, line_no, booked_ms, fee_parts(fee), ccy)
     }
 
     fn end(self, last_line: u64) -> Result<(Option<String>, Option<Currency>)> {
@@ -451,7 +462,7 @@ fn check_wechat_totals(
     line_count: u64,
     sum_amount: u128,
     sum_refund: u128,
-    sum_fee: i128,
+    sum_fee_milli: i128,
 ) -> Result<()> {
     let row = Row { record, line };
     let count_ix = t.require(&["总交易单数"])?;
@@ -463,27 +474,23 @@ fn check_wechat_totals(
             format!("says {count:?}; the bill has {line_count} lines"),
         ));
     }
-    let checks: [(&str, i128); 3] = [
-        ("应结订单总金额", sum_amount as i128),
-        ("退款总金额", sum_refund as i128),
-        ("手续费总金额", sum_fee),
+    // Each total with the places the bill prints it with.
+    let checks: [(&str, i128, usize); 3] = [
+        ("应结订单总金额", sum_amount as i128, MINOR_DECIMALS),
+        ("退款总金额", sum_refund as i128, MINOR_DECIMALS),
+        ("手续费总金额", sum_fee_milli, WECHAT_FEE_DECIMALS),
     ];
-    for (name, sum) in checks {
+    for (name, sum, decimals) in checks {
         let Some(ix) = t.find(&[name]) else { continue };
-        let (negative, minor) = row.decimal(ix, name)?;
-        let stated = if negative {
-            -(minor as i128)
-        } else {
-            minor as i128
-        };
+        let stated = i128::from(row.signed(ix, name, decimals)?);
         if stated != sum {
             return Err(row.bad(
                 ix,
                 name,
                 format!(
                     "says {}; the lines add up to {}",
-                    super::format_minor(stated),
-                    super::format_minor(sum)
+                    format_units(stated, decimals as u32),
+                    format_units(sum, decimals as u32)
                 ),
             ));
         }
@@ -557,7 +564,7 @@ impl Bill<7> for Alipay {
         // Alipay prints money as the merchant's account sees it: the service fee it charges
         // is negative, a fee it gives back positive. The ledger signs a fee the other way
         // (charged positive, given back negative).
-        let fee = -row.signed(t_fee, "服务费(元)")?;
+        let fee = -row.signed(t_fee, "服务费(元)", MINOR_DECIMALS)?;
         let channel_row = match row.get(t_type, "业务类型")? {
             "交易" => {
                 if negative {
@@ -591,7 +598,7 @@ impl Bill<7> for Alipay {
                 ))
             }
         };
-        channel_row.line(row, line_no, booked_ms, fee, Currency::CNY)
+        channel_row.line(row, line_no, booked_ms, (fee, None), Currency::CNY)
     }
 
     fn end(self, _last_line: u64) -> Result<(Option<String>, Option<Currency>)> {
@@ -666,6 +673,7 @@ impl Bill<6> for Bank {
             booked_ms,
             amount_minor: amount,
             fee_minor: 0,
+            fee_milli_minor: None,
             currency: ccy,
         })
     }

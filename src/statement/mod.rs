@@ -36,8 +36,12 @@ pub struct ParsedLine {
     /// The gross amount; `kind` gives its direction.
     pub amount_minor: Amount,
     /// The channel's fee: positive when charged, negative when given back (the sign of
-    /// [`StatementLineRecorded::fee_minor`], whatever sign the channel prints it with).
+    /// [`StatementLineRecorded::fee_minor`], whatever sign the channel prints it with),
+    /// rounded to whole minor units when `fee_milli_minor` holds it exactly.
     pub fee_minor: i64,
+    /// The fee in thousandths of a minor unit when the channel printed it finer than the
+    /// minor unit ([`StatementLineRecorded::fee_milli_minor`]).
+    pub fee_milli_minor: Option<i64>,
     pub currency: Currency,
 }
 
@@ -53,6 +57,7 @@ impl ParsedLine {
             booked_ms: self.booked_ms,
             amount_minor: self.amount_minor,
             fee_minor: self.fee_minor,
+            fee_milli_minor: self.fee_milli_minor,
             currency: self.currency,
         }
     }
@@ -253,6 +258,14 @@ impl<R: BufRead> BufRead for TrackedReader<R> {
 /// into a sign and integer minor units, exactly: no floats; at most two decimals; an
 /// optional leading `` ` `` (WeChat bills) and surrounding spaces are ignored.
 pub fn parse_decimal_minor(s: &str) -> Result<(bool, u64), String> {
+    parse_decimal_units(s, 2)
+}
+
+/// [`parse_decimal_minor`] for a value printed with up to `decimals` places (2 to 9): the
+/// result counts units of 10^−`decimals` of the major unit, at most 2^53 − 1 of them.
+/// WeChat Pay's 手续费 has five places: `0.05940` is 5,940 thousandths of a fen.
+pub fn parse_decimal_units(s: &str, decimals: usize) -> Result<(bool, u64), String> {
+    assert!((2..=9).contains(&decimals), "2 to 9 decimals");
     let t = s.trim().trim_start_matches('`').trim();
     let (negative, digits) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -260,8 +273,8 @@ pub fn parse_decimal_minor(s: &str) -> Result<(bool, u64), String> {
         _ => (false, t),
     };
     let (whole, frac) = match digits.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (digits, None),
+        Some((w, f)) => (w, f),
+        None => (digits, ""),
     };
     if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
@@ -269,47 +282,69 @@ pub fn parse_decimal_minor(s: &str) -> Result<(bool, u64), String> {
             short(s)
         ));
     }
-    let frac_minor = match frac {
-        None => 0,
-        Some(f) if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err(format!(
-                "expected digits after the decimal point (got {:?})",
-                short(s)
-            ))
-        }
-        Some(f) if f.len() > 2 => {
-            return Err(format!(
-                "at most 2 decimals (got {} in {:?})",
-                f.len(),
-                short(s)
-            ))
-        }
-        Some(f) if f.len() == 1 => u64::from(f.as_bytes()[0] - b'0') * 10,
-        Some(f) => u64::from(f.as_bytes()[0] - b'0') * 10 + u64::from(f.as_bytes()[1] - b'0'),
-    };
-    let too_big = || {
-        format!(
-            "at most {AMOUNT_MINOR_MAX} minor units (got {:?})",
+    if digits.contains('.') && (frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(format!(
+            "expected digits after the decimal point (got {:?})",
             short(s)
-        )
+        ));
+    }
+    if frac.len() > decimals {
+        return Err(format!(
+            "at most {decimals} decimals (got {} in {:?})",
+            frac.len(),
+            short(s)
+        ));
+    }
+    let too_big = || {
+        let unit = if decimals == 2 {
+            "minor units".to_string()
+        } else {
+            format!("units of 10^-{decimals}")
+        };
+        format!("at most {AMOUNT_MINOR_MAX} {unit} (got {:?})", short(s))
     };
     if whole.len() > 16 {
         return Err(too_big());
     }
-    let whole: u64 = whole.parse().map_err(|_| too_big())?;
-    let minor = whole
-        .checked_mul(100)
-        .and_then(|w| w.checked_add(frac_minor))
-        .filter(|m| *m <= AMOUNT_MINOR_MAX)
+    // At most 16 + 9 digits: within u128 many times over.
+    let scale = 10u128.pow(decimals as u32);
+    let whole: u128 = whole.parse().map_err(|_| too_big())?;
+    let frac_units: u128 = if frac.is_empty() {
+        0
+    } else {
+        let f: u128 = frac.parse().map_err(|_| too_big())?;
+        f * 10u128.pow((decimals - frac.len()) as u32)
+    };
+    let units = whole * scale + frac_units;
+    let units = u64::try_from(units)
+        .ok()
+        .filter(|u| *u <= AMOUNT_MINOR_MAX)
         .ok_or_else(too_big)?;
-    Ok((negative, minor))
+    Ok((negative, units))
 }
 
 /// Formats minor units as a decimal with two places: `123` → `1.23`, `-5` → `-0.05`.
 pub fn format_minor(minor: i128) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let m = minor.unsigned_abs();
-    format!("{sign}{}.{:02}", m / 100, m % 100)
+    format_units(minor, 2)
+}
+
+/// Formats thousandths of a minor unit with five places, as WeChat Pay prints 手续费:
+/// `5_940` → `0.05940`, `-6_000` → `-0.06000`.
+pub fn format_milli_minor(milli_minor: i128) -> String {
+    format_units(milli_minor, 5)
+}
+
+/// `units` of 10^−`decimals` of the major unit as a decimal with that many places.
+pub(crate) fn format_units(units: i128, decimals: u32) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let scale = 10u128.pow(decimals);
+    let m = units.unsigned_abs();
+    format!(
+        "{sign}{}.{:0width$}",
+        m / scale,
+        m % scale,
+        width = decimals as usize
+    )
 }
 
 fn short(s: &str) -> String {
@@ -426,6 +461,25 @@ mod tests {
         assert!(parse_decimal_minor("1.001")
             .unwrap_err()
             .contains("at most 2 decimals"));
+    }
+
+    #[test]
+    fn fees_parse_to_five_places() {
+        assert_eq!(parse_decimal_units("`0.05940", 5), Ok((false, 5_940)));
+        assert_eq!(parse_decimal_units("-0.02000", 5), Ok((true, 2_000)));
+        assert_eq!(parse_decimal_units("0.06", 5), Ok((false, 6_000)));
+        assert_eq!(parse_decimal_units("3", 5), Ok((false, 300_000)));
+        assert_eq!(
+            parse_decimal_units("90071992547.40991", 5),
+            Ok((false, AMOUNT_MINOR_MAX))
+        );
+        let too_fine = parse_decimal_units("0.000001", 5).unwrap_err();
+        assert!(too_fine.contains("at most 5 decimals"), "{too_fine}");
+        let too_big = parse_decimal_units("90071992547.40992", 5).unwrap_err();
+        assert!(too_big.contains("units of 10^-5"), "{too_big}");
+        assert_eq!(format_milli_minor(5_940), "0.05940");
+        assert_eq!(format_milli_minor(-6_000), "-0.06000");
+        assert_eq!(format_milli_minor(123_456_789), "1234.56789");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::format_minor;
+use super::{format_milli_minor, format_minor};
 
 /// One payment or refund to print on a synthetic bill.
 #[derive(Debug, Clone)]
@@ -14,9 +14,11 @@ pub struct BillLine {
     /// The channel's own order number.
     pub channel_order_id: String,
     pub amount_minor: u64,
-    /// The channel's fee, signed as the ledger records it: positive when charged, negative
-    /// when given back (a WeChat Pay refund returns its share of the payment's fee).
-    pub fee_minor: i64,
+    /// The channel's fee in thousandths of a minor unit, signed as the ledger records it:
+    /// positive when charged, negative when given back (a WeChat Pay refund returns its
+    /// share of the payment's fee). WeChat Pay prints it to 0.00001 yuan as it is; Alipay,
+    /// which prints fees to the fen, rounds it (half away from zero).
+    pub fee_milli_minor: i64,
     /// `Some(refund id)` for a refund of `order_id`.
     pub refund_id: Option<String>,
 }
@@ -45,26 +47,26 @@ pub fn write_wechat_bill(
         match &l.refund_id {
             None => {
                 amount += l.amount_minor;
-                fee += i128::from(l.fee_minor);
+                fee += i128::from(l.fee_milli_minor);
                 let a = format_minor(i128::from(l.amount_minor));
                 writeln!(
                     out,
                     "`{time},`wx0000000000000001,`{merchant},`0,`,`{},`{},`o_anon,`NATIVE,`SUCCESS,`OTHERS,`CNY,`{a},`0.00,`0,`0,`0.00,`0.00,`,`,`捐赠,`,`{},`0.60%,`{a},`0.00,`",
                     l.channel_order_id,
                     l.order_id,
-                    format_minor(i128::from(l.fee_minor)),
+                    format_milli_minor(i128::from(l.fee_milli_minor)),
                 )?;
             }
             Some(refund_id) => {
                 refund += l.amount_minor;
-                fee += i128::from(l.fee_minor);
+                fee += i128::from(l.fee_milli_minor);
                 let a = format_minor(i128::from(l.amount_minor));
                 writeln!(
                     out,
                     "`{time},`wx0000000000000001,`{merchant},`0,`,`{},`{},`o_anon,`NATIVE,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`50{refund_id},`{refund_id},`{a},`0.00,`ORIGINAL,`SUCCESS,`捐赠,`,`{},`0.60%,`{a},`{a},`",
                     l.channel_order_id,
                     l.order_id,
-                    format_minor(i128::from(l.fee_minor)),
+                    format_milli_minor(i128::from(l.fee_milli_minor)),
                 )?;
             }
         }
@@ -79,7 +81,7 @@ pub fn write_wechat_bill(
         "`{count},`{},`{},`0.00,`{},`{},`{}",
         format_minor(i128::from(amount)),
         format_minor(i128::from(refund)),
-        format_minor(fee),
+        format_milli_minor(fee),
         format_minor(i128::from(amount)),
         format_minor(i128::from(refund)),
     )?;
@@ -102,7 +104,7 @@ pub fn write_alipay_bill(
     for l in lines {
         let time = local_datetime(l.ts_ms, 480);
         let a = format_minor(i128::from(l.amount_minor));
-        let fee = format_minor(-i128::from(l.fee_minor));
+        let fee = format_minor(-events::milli_minor_rounded(i128::from(l.fee_milli_minor)));
         match &l.refund_id {
             None => writeln!(
                 out,
