@@ -255,7 +255,7 @@ pub enum CommandError {
         line_no: u64,
         entry_seq: u64,
     },
-    #[error("{field}: the {what} at seq {entry_seq} is already matched to line {line_no} of statement {statement_seq} ({rule}); within a statement an entry is matched to one line")]
+    #[error("{field}: the {what} at seq {entry_seq} is already matched to line {line_no} of statement {statement_seq} ({rule}); an entry is matched to one statement line")]
     EntryMatched {
         field: &'static str,
         what: &'static str,
@@ -657,7 +657,8 @@ pub fn decide(
 /// Checks a resolution against the exception it resolves: the statement is fully recorded,
 /// the line or entry is an open exception of it (not paired by reference or by a link;
 /// a pairing by amount and date is a proposal, which a resolution may overrule), and the
-/// resolution fits it (see [`check_link`], [`check_booked_line`]). Reads only the ledger
+/// resolution fits it (see [`check_link`], [`check_booked_line`]; a link also takes an entry
+/// no line of any other statement has, [`check_unaccounted_elsewhere`]). Reads only the ledger
 /// state: the reconciliation's rules come from `projections::reconcile`, over the lines the
 /// state keeps.
 fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), CommandError> {
@@ -741,6 +742,7 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
                 Entry::at(state, *entry_seq).ok_or(CommandError::UnknownEntry(*entry_seq))?;
             check_link(st, line_no, line, &entry)?;
             check_unaccounted(state, st, "resolution.entry_seq", &entry, Some(line_no))?;
+            check_unaccounted_elsewhere(state, st, &entry)?;
         }
         Resolution::Settlement {
             channel,
@@ -814,6 +816,29 @@ fn check_unaccounted(
         });
     }
     Ok(())
+}
+
+/// Refuses to link an entry that a line of another statement already accounts for, by
+/// reference or by a link (`reconcile::line_elsewhere_accounting_for`, which the fold
+/// asserts too): across the ledger, an entry is linked only when no other line shows it. A
+/// gift's refund is another entry than the gift, so its refund line may be linked while a
+/// payment line of another statement has the gift.
+fn check_unaccounted_elsewhere(
+    state: &LedgerState,
+    st: &Statement,
+    entry: &Entry,
+) -> Result<(), CommandError> {
+    match reconcile::line_elsewhere_accounting_for(state, st.seq, entry.seq) {
+        None => Ok(()),
+        Some(other) => Err(CommandError::EntryMatched {
+            field: "resolution.entry_seq",
+            what: entry.kind.as_str(),
+            entry_seq: entry.seq,
+            statement_seq: other.statement_seq,
+            line_no: other.line_no,
+            rule: other.rule.as_str(),
+        }),
+    }
 }
 
 /// A link says the line *is* the entry, as a match by reference would: the entry is one the

@@ -1590,6 +1590,226 @@ fn a_link_needs_the_lines_direction_channel_and_amount() {
     r.line(8, link(r.paid)).expect("line 8 is the payout");
 }
 
+/// A WeChat Pay bill of the day around T0, recorded in full: `lines` of (kind, reference,
+/// original reference, amount), without fees. `digest` tells bills apart. Its seq.
+fn wechat_bill(
+    l: &mut Ledger,
+    digest: &[u8],
+    lines: &[(StatementLineKind, &str, Option<&str>, u64)],
+) -> u64 {
+    let st = l.ok(
+        "recorder",
+        Command::ImportStatement(StatementImported {
+            statement_sha256: sha256(digest),
+            source: StatementSource::Wechat,
+            account: "1900000109".into(),
+            currency: Currency::CNY,
+            period_start_ms: T0 - DAY / 2,
+            period_end_ms: T0 + DAY / 2,
+            line_count: lines.len() as u64,
+        }),
+    )[0]
+    .seq();
+    for ((kind, reference, original, minor), line_no) in lines.iter().zip(1..) {
+        l.ok(
+            "recorder",
+            Command::RecordStatementLine(StatementLineRecorded {
+                statement_seq: st,
+                line_no,
+                kind: *kind,
+                reference: (*reference).into(),
+                original_reference: original.map(Into::into),
+                booked_ms: T0,
+                amount_minor: amount(*minor),
+                fee_minor: 0,
+                fee_milli_minor: None,
+                currency: Currency::CNY,
+            }),
+        );
+    }
+    st
+}
+
+/// Links line `line_no` of statement `statement_seq` to the entry at `entry_seq`.
+fn link_line(
+    l: &mut Ledger,
+    (statement_seq, line_no): (u64, u64),
+    entry_seq: u64,
+) -> Result<Vec<SealedEvent>, CommandError> {
+    l.run(
+        "finance",
+        Command::ResolveException(ExceptionResolved {
+            statement_seq,
+            line_no: Some(line_no),
+            entry_seq: None,
+            resolution: link(entry_seq),
+            note: text("对账"),
+        }),
+    )
+}
+
+/// An entry is matched to one statement line in the whole ledger: a link from a line of a
+/// second bill is refused when a line of the first accounts for the entry, by reference
+/// (paired, or with a difference) or by an earlier link, naming that line; nothing is
+/// written.
+#[test]
+fn a_link_takes_an_entry_no_line_of_another_statement_has() {
+    use StatementLineKind::Payment;
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let g1 = give(&mut l, "cp", 10_000, "wx-1", "donor-1")[0].seq();
+    let g2 = give(&mut l, "cp", 20_000, "wx-2", "donor-2")[0].seq();
+    let g3 = give(&mut l, "cp", 30_000, "wx-3", "donor-3")[0].seq();
+    let g4 = give(&mut l, "cp", 40_000, "wx-4", "donor-4")[0].seq();
+    // Bill A: wx-1 by reference, wx-3 with another amount (the line still accounts for the
+    // gift), and a payment under WeChat's own order number, which staff link to wx-2.
+    let a = wechat_bill(
+        &mut l,
+        b"bill A",
+        &[
+            (Payment, "wx-1", None, 10_000),
+            (Payment, "wx-3", None, 29_999),
+            (Payment, "4200000002", None, 20_000),
+        ],
+    );
+    link_line(&mut l, (a, 3), g2).expect("no line has wx-2 yet");
+    // Bill B shows the same gifts again, under numbers the ledger does not know (each line
+    // an open exception of its own bill, of the gift's amount and fee), and wx-4 twice.
+    let b = wechat_bill(
+        &mut l,
+        b"bill B",
+        &[
+            (Payment, "4200000011", None, 10_000),
+            (Payment, "4200000012", None, 20_000),
+            (Payment, "4200000013", None, 30_000),
+            (Payment, "4200000014", None, 40_000),
+            (Payment, "4200000015", None, 40_000),
+        ],
+    );
+    let before = l.state.position;
+    let matched = |entry_seq: u64, line_no: u64, rule: &'static str| CommandError::EntryMatched {
+        field: "resolution.entry_seq",
+        what: "donation",
+        entry_seq,
+        statement_seq: a,
+        line_no,
+        rule,
+    };
+    // Paired by reference on bill A.
+    let e = link_line(&mut l, (b, 1), g1).unwrap_err();
+    assert_eq!(e, matched(g1, 1, "reference"));
+    assert_eq!(e.code(), "entry_matched");
+    assert!(e.is_conflict());
+    assert!(
+        e.to_string().starts_with(&format!(
+            "resolution.entry_seq: the donation at seq {g1} is already matched to line 1 of statement {a} (reference)"
+        )),
+        "{e}"
+    );
+    // Linked on bill A.
+    assert_eq!(
+        link_line(&mut l, (b, 2), g2).unwrap_err(),
+        matched(g2, 3, "linked")
+    );
+    // Named by reference on bill A, with a difference: that line accounts for it too.
+    assert_eq!(
+        link_line(&mut l, (b, 3), g3).unwrap_err(),
+        matched(g3, 2, "reference")
+    );
+    assert_eq!(l.state.position, before, "a refused link writes nothing");
+    // Within one bill the rule holds as before: wx-4 is on no other bill, is linked once,
+    // and the second line for it is refused, naming the first.
+    link_line(&mut l, (b, 4), g4).expect("no line has wx-4 yet");
+    let before = l.state.position;
+    assert_eq!(
+        link_line(&mut l, (b, 5), g4).unwrap_err(),
+        CommandError::EntryMatched {
+            field: "resolution.entry_seq",
+            what: "donation",
+            entry_seq: g4,
+            statement_seq: b,
+            line_no: 4,
+            rule: "linked",
+        }
+    );
+    assert_eq!(l.state.position, before, "a refused link writes nothing");
+}
+
+/// A gift's payment and its refund are two entries, so a payment line of one bill and a
+/// refund line of another legitimately both name the gift: the refund line is linked to the
+/// refund whether the payment line has the gift by reference or by a link. The refund is
+/// then had by that line, and a third bill's refund line cannot be linked to it.
+#[test]
+fn a_refund_line_is_linked_beside_its_payment_on_another_statement() {
+    use StatementLineKind::{Payment, Refund};
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let g1 = give(&mut l, "cp", 10_000, "wx-1", "donor-1")[0].seq();
+    let g2 = give(&mut l, "cp", 20_000, "wx-2", "donor-2")[0].seq();
+    // Bill A: wx-1 by reference; wx-2 under WeChat's own number, linked.
+    let a = wechat_bill(
+        &mut l,
+        b"bill A",
+        &[
+            (Payment, "wx-1", None, 10_000),
+            (Payment, "4200000002", None, 20_000),
+        ],
+    );
+    link_line(&mut l, (a, 2), g2).expect("no line has wx-2 yet");
+    let refund = |l: &mut Ledger, donation_seq: u64| {
+        l.ok(
+            "finance",
+            Command::RefundDonation {
+                donation_seq,
+                reason: text("捐赠人申请退款"),
+            },
+        )[0]
+        .seq()
+    };
+    let r1 = refund(&mut l, g1);
+    let r2 = refund(&mut l, g2);
+    // Bill B: both refunds, each naming its payment by WeChat's own number, which the
+    // ledger does not know.
+    let b = wechat_bill(
+        &mut l,
+        b"bill B",
+        &[
+            (Refund, "RF-1", Some("4200000001"), 10_000),
+            (Refund, "RF-2", Some("4200000002"), 20_000),
+        ],
+    );
+    link_line(&mut l, (b, 1), r1).expect("a refund line beside the payment line on bill A");
+    link_line(&mut l, (b, 2), r2).expect("a refund line beside the linked payment on bill A");
+    // The gifts themselves are still had by bill A's lines.
+    assert_eq!(
+        projections::reconcile::line_elsewhere_accounting_for(&l.state, b, g1).map(|x| (
+            x.statement_seq,
+            x.line_no,
+            x.rule.as_str()
+        )),
+        Some((a, 1, "reference"))
+    );
+    // Bill C shows the first refund again: bill B's line has it.
+    let c = wechat_bill(
+        &mut l,
+        b"bill C",
+        &[(Refund, "RF-1", Some("4200000001"), 10_000)],
+    );
+    let before = l.state.position;
+    assert_eq!(
+        link_line(&mut l, (c, 1), r1).unwrap_err(),
+        CommandError::EntryMatched {
+            field: "resolution.entry_seq",
+            what: "refund",
+            entry_seq: r1,
+            statement_seq: b,
+            line_no: 1,
+            rule: "linked",
+        }
+    );
+    assert_eq!(l.state.position, before, "a refused link writes nothing");
+}
+
 #[test]
 fn an_entry_resolved_is_one_the_statement_lacks() {
     let mut r = reconciled();

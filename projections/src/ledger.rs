@@ -374,9 +374,14 @@ pub struct LedgerState {
     pub statement_digests: OrdMap<Hash, u64>,
     /// Resolved reconciliation exceptions by (statement seq, what).
     pub resolved: OrdMap<(u64, ExceptionKey), ResolvedException>,
-    /// (statement seq, reference, line number) for every reference a [`StatementLine`]
-    /// keeps: the lines that may name a given ledger entry.
-    pub statement_references: OrdSet<(u64, Arc<str>, u64)>,
+    /// (reference, statement seq, line number) for every reference a [`StatementLine`]
+    /// keeps: the lines that may name a given ledger entry, in one statement (a range of
+    /// the reference and the statement) or in all of them (a range of the reference).
+    pub statement_references: OrdSet<(Arc<str>, u64, u64)>,
+    /// (entry seq, statement seq, line number) for every line staff linked to a ledger
+    /// entry (`ExceptionResolved` with `linked`): the lines linked to a given entry, in one
+    /// statement or in all of them.
+    pub linked_lines: OrdSet<(u64, u64, u64)>,
 }
 
 fn invariant(seq: u64, what: impl Into<String>) -> ProjectionError {
@@ -913,8 +918,8 @@ impl LedgerState {
                     .flatten()
                 {
                     self.statement_references.insert((
-                        e.statement_seq,
                         reference.clone(),
+                        e.statement_seq,
                         e.line_no,
                     ));
                 }
@@ -937,6 +942,15 @@ impl LedgerState {
                         format!("unknown statement {}", e.statement_seq),
                     ));
                 }
+                // decide() refuses a link to an entry a line of another statement accounts
+                // for (`EntryMatched`). The fold does not assert it, as with the other
+                // resolution checks: a log written before the rule must still open.
+                let link = match (key, &e.resolution) {
+                    (ExceptionKey::Line(line_no), Resolution::Linked { entry_seq }) => {
+                        Some((*entry_seq, e.statement_seq, line_no))
+                    }
+                    _ => None,
+                };
                 let resolved = ResolvedException {
                     seq,
                     resolution: e.resolution.clone(),
@@ -947,6 +961,9 @@ impl LedgerState {
                     .is_some()
                 {
                     return Err(invariant(seq, "an exception was resolved twice"));
+                }
+                if let Some(link) = link {
+                    self.linked_lines.insert(link);
                 }
                 if let Resolution::MatchingReceived { pool, amount_minor } = &e.resolution {
                     let pool = self

@@ -26,7 +26,9 @@
 //!
 //! The write side checks a resolution against its exception without the log or a whole
 //! reconciliation: [`line_paired`] and [`lines_accounting_for`] run the same reference rule
-//! over the lines the ledger state keeps (`StatementLine`), a few lookups each.
+//! over the lines the ledger state keeps (`StatementLine`), a few lookups each, and
+//! [`line_elsewhere_accounting_for`] runs it over the other statements' lines that carry an
+//! entry's reference, so a link takes an entry no line of any statement has.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -482,34 +484,18 @@ pub fn lines_accounting_for(
     entry_seq: u64,
 ) -> Vec<(u64, MatchRule)> {
     let st = statement.seq;
-    let channel = statement.source.channel();
     let mut out: Vec<(u64, MatchRule)> = state
-        .resolved
-        .range((st, ExceptionKey::Line(0))..=(st, ExceptionKey::Line(u64::MAX)))
-        .filter_map(|((_, key), r)| match (key, &r.resolution) {
-            (ExceptionKey::Line(n), Resolution::Linked { entry_seq: e }) if *e == entry_seq => {
-                Some((*n, MatchRule::Linked))
-            }
-            _ => None,
-        })
+        .linked_lines
+        .range((entry_seq, st, 0)..=(entry_seq, st, u64::MAX))
+        .map(|(_, _, n)| (*n, MatchRule::Linked))
         .collect();
     if let Some(reference) = entry_reference(state, entry_seq) {
         let reference: Arc<str> = Arc::from(reference);
         let lines = state
             .statement_references
-            .range((st, reference.clone(), 0)..=(st, reference, u64::MAX));
+            .range((reference.clone(), st, 0)..=(reference, st, u64::MAX));
         for (_, _, line_no) in lines {
-            // A linked line is paired by its link; the reference rule is not applied to it.
-            if linked_entry(state, st, *line_no).is_some() {
-                continue;
-            }
-            let Some(line) = statement.line(*line_no) else {
-                continue;
-            };
-            let found = by_reference(state, channel, LineFacts::kept(line), |r| {
-                payout_by_reference(state, channel, r)
-            });
-            if matches!(found, ByReference::Found { entry, .. } if entry == entry_seq) {
+            if line_finds_by_reference(state, statement, *line_no, entry_seq) {
                 out.push((*line_no, MatchRule::Reference));
             }
         }
@@ -517,6 +503,76 @@ pub fn lines_accounting_for(
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// A line of a recorded statement that accounts for a ledger entry, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LineAccounting {
+    pub statement_seq: u64,
+    pub line_no: u64,
+    pub rule: MatchRule,
+}
+
+/// The first line (by statement, then line) of a statement other than `statement_seq` that
+/// accounts for a ledger entry, as [`lines_accounting_for`] decides within each statement:
+/// a line staff linked to the entry, or a line whose reference finds it (paired, or with a
+/// difference, or a duplicate). A link takes an entry that no such line has, so across the
+/// ledger an entry is linked only when no other statement's line shows it. Entries are
+/// what lines are matched to: a payment line accounts for its donation, a refund line for
+/// the refund (another entry), so a gift's payment and its refund may be on two statements.
+/// Looks only at the lines linked to the entry and the lines carrying its reference (the
+/// state's indexes, a few lookups each), never at whole statements.
+pub fn line_elsewhere_accounting_for(
+    state: &LedgerState,
+    statement_seq: u64,
+    entry_seq: u64,
+) -> Option<LineAccounting> {
+    let linked = state
+        .linked_lines
+        .range((entry_seq, 0, 0)..=(entry_seq, u64::MAX, u64::MAX))
+        .find(|(_, st, _)| *st != statement_seq)
+        .map(|(_, st, n)| LineAccounting {
+            statement_seq: *st,
+            line_no: *n,
+            rule: MatchRule::Linked,
+        });
+    let by_reference = entry_reference(state, entry_seq).and_then(|reference| {
+        let reference: Arc<str> = Arc::from(reference);
+        state
+            .statement_references
+            .range((reference.clone(), 0, 0)..=(reference, u64::MAX, u64::MAX))
+            .filter(|(_, st, _)| *st != statement_seq)
+            .find(|(_, st, n)| {
+                state.statements.get(st).is_some_and(|statement| {
+                    line_finds_by_reference(state, statement, *n, entry_seq)
+                })
+            })
+            .map(|(_, st, n)| LineAccounting {
+                statement_seq: *st,
+                line_no: *n,
+                rule: MatchRule::Reference,
+            })
+    });
+    // A linked line is not counted by its reference, so the two never name the same line.
+    linked.into_iter().chain(by_reference).min()
+}
+
+/// Whether the reference rule on a kept line finds `entry_seq`, with or without a
+/// difference. A linked line is paired by its link; the reference rule is not applied to
+/// it.
+fn line_finds_by_reference(
+    state: &LedgerState,
+    statement: &Statement,
+    line_no: u64,
+    entry_seq: u64,
+) -> bool {
+    if linked_entry(state, statement.seq, line_no).is_some() {
+        return false;
+    }
+    matches!(
+        kept_line_by_reference(state, statement, line_no),
+        Some(ByReference::Found { entry, .. }) if entry == entry_seq
+    )
 }
 
 /// The entry a recorded statement line is paired with by reference or by staff's link, if
@@ -1260,6 +1316,15 @@ mod tests {
             )
         }
         fn apply(&mut self, actor: &str, ts_ms: u64, body: EventBody) -> u64 {
+            self.try_apply(actor, ts_ms, body).unwrap()
+        }
+        /// Applies an event; on an error the state is as it was.
+        fn try_apply(
+            &mut self,
+            actor: &str,
+            ts_ms: u64,
+            body: EventBody,
+        ) -> Result<u64, crate::ProjectionError> {
             let seq = self.state.position;
             let r = EventRecord {
                 seq,
@@ -1271,8 +1336,10 @@ mod tests {
                 token_issuer: None,
                 body,
             };
-            self.state.apply_record(&r, Hash([seq as u8; 32])).unwrap();
-            seq
+            let mut next = self.state.clone();
+            next.apply_record(&r, Hash([seq as u8; 32]))?;
+            self.state = next;
+            Ok(seq)
         }
         fn gift(&mut self, ts_ms: u64, minor: u64, txn: &str) -> u64 {
             self.gift_via(Channel::Bank, ts_ms, minor, txn)
@@ -1440,6 +1507,75 @@ mod tests {
         assert_eq!((t.net_fees_minor(), t.line_fees_minor), (7, 8));
         assert_eq!(t.fee_rounding_minor(), -1);
         assert_eq!(t.net_minor(), 400 - 100 - 7);
+    }
+
+    /// What decide() consults before a link: the line of another statement that accounts
+    /// for the entry, by reference or by a link. A refund is another entry than its gift,
+    /// so a refund line may be linked while another statement has the gift. The fold
+    /// records links without refusing them (a log from before the rule still opens).
+    #[test]
+    fn a_line_of_another_statement_accounting_for_an_entry_is_found() {
+        use StatementLineKind::{Credit, Debit};
+        let mut l = Ledger::with_project();
+        let g1 = l.gift(T0 + HOUR, 500, "B-1");
+        let g2 = l.gift(T0 + HOUR, 700, "B-2");
+        let link = |statement_seq: u64, line_no: u64, entry_seq: u64| {
+            EventBody::ExceptionResolved(events::ExceptionResolved {
+                statement_seq,
+                line_no: Some(line_no),
+                entry_seq: None,
+                resolution: Resolution::Linked { entry_seq },
+                note: Text::new("对账").unwrap(),
+            })
+        };
+        let record = |l: &mut Ledger, x: StatementLineRecorded| {
+            l.apply(
+                "recorder",
+                T0 + 30 * HOUR,
+                EventBody::StatementLineRecorded(x),
+            );
+        };
+        // Statement A: B-1 by reference, and a credit staff link to B-2.
+        let a = l.statement(1, StatementSource::BankCsv, "6222", 2);
+        record(&mut l, line(a, 1, Credit, "B-1", T0, 500));
+        record(&mut l, line(a, 2, Credit, "X-2", T0, 700));
+        l.apply("finance", T0 + 30 * HOUR, link(a, 2, g2));
+        // Statement B shows both gifts again, and B-1's refund.
+        let b = l.statement(2, StatementSource::BankCsv, "6222", 3);
+        record(&mut l, line(b, 1, Credit, "X-1", T0, 500));
+        record(&mut l, line(b, 2, Credit, "X-3", T0, 700));
+        record(&mut l, line(b, 3, Debit, "X-4", T0, 500));
+        let refund = l.apply(
+            "admin",
+            T0 + 31 * HOUR,
+            EventBody::DonationRefunded(events::DonationRefunded {
+                donation_seq: g1,
+                reason: Text::new("退款").unwrap(),
+            }),
+        );
+        for (line_no, entry, had_by) in [
+            (1, g1, (1, MatchRule::Reference)),
+            (2, g2, (2, MatchRule::Linked)),
+        ] {
+            let had_by = LineAccounting {
+                statement_seq: a,
+                line_no: had_by.0,
+                rule: had_by.1,
+            };
+            assert_eq!(
+                line_elsewhere_accounting_for(&l.state, b, entry),
+                Some(had_by)
+            );
+            // Statement A's own lines are not "elsewhere" for statement A.
+            assert_eq!(line_elsewhere_accounting_for(&l.state, a, entry), None);
+            // The fold records such a link (decide() refuses it), as an older log holds it.
+            l.apply("finance", T0 + 32 * HOUR, link(b, line_no, entry));
+            assert!(l.state.linked_lines.contains(&(entry, b, line_no)));
+        }
+        // The refund is another entry: the debit is linked to it.
+        assert_eq!(line_elsewhere_accounting_for(&l.state, b, refund), None);
+        l.apply("finance", T0 + 32 * HOUR, link(b, 3, refund));
+        assert!(l.state.linked_lines.contains(&(refund, b, 3)));
     }
 
     #[test]
