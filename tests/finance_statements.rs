@@ -294,11 +294,28 @@ fn wechat_fees_below_the_fen_are_kept_exactly_and_rounded_once() {
     assert_eq!(t.fee_rounding_minor(), -1);
     assert_eq!(t.net_minor(), 300 + 990 - 100 - 7);
 
-    // 手续费总金额 rounded to the fen is not the lines' exact sum: refused, naming it.
-    let rounded_total = text.replacen("`0.07140,", "`0.07,", 1);
-    assert_ne!(rounded_total, text);
-    let (_, _, field) = malformed(StatementSource::Wechat, rounded_total.as_bytes());
+    // 手续费总金额 with five places must be the exact sum: refused, naming it.
+    let inexact_total = text.replacen("`0.07140,", "`0.07000,", 1);
+    assert_ne!(inexact_total, text);
+    let (_, _, field) = malformed(StatementSource::Wechat, inexact_total.as_bytes());
     assert_eq!(field, "手续费总金额");
+    // Printed to the fen, it is the exact sum rounded once: 0.07 is taken, 0.08 refused.
+    let to_the_fen = text.replacen("`0.07140,", "`0.07,", 1);
+    assert_ne!(to_the_fen, text);
+    parse(StatementSource::Wechat, to_the_fen.as_bytes()).expect("0.07140 is 0.07 to the fen");
+    match parse(
+        StatementSource::Wechat,
+        text.replacen("`0.07140,", "`0.08,", 1).as_bytes(),
+    ) {
+        Err(StatementError::Malformed { field, reason, .. }) => {
+            assert_eq!(field, "手续费总金额");
+            assert!(
+                reason.contains("add up to 0.07140, 0.07 to the fen"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a malformed statement, got {other:?}"),
+    }
     // A sixth decimal is finer than WeChat Pay prints: refused, naming 手续费.
     let finer = text.replacen("`0.05940,", "`0.059400,", 1);
     assert_ne!(finer, text);

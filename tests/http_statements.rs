@@ -215,6 +215,8 @@ async fn fees_below_the_fen_are_summed_exactly_and_rounded_once() {
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let summary = &r.body["reconciliation"];
     assert_eq!(summary["net_fees_milli_minor"], 1_200, "{r:?}");
+    assert_eq!(summary["fees_charged_milli_minor"], 1_200);
+    assert_eq!(summary["fees_returned_milli_minor"], 0);
     assert_eq!(summary["net_fees_minor"], 1);
     assert_eq!(summary["fee_rounding_minor"], -1);
     assert_eq!(summary["net_minor"], 3_000 - 1);

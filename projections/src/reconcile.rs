@@ -187,8 +187,8 @@ pub struct StatementTotals {
     /// in thousandths of a minor unit: a WeChat Pay refund returns its share of the
     /// payment's fee.
     pub fees_returned_milli_minor: u128,
-    /// The lines' fees each rounded to whole minor units (`fee_minor`), net: the figures
-    /// the line-by-line matching compares with the ledger.
+    /// The lines' fees each rounded to whole minor units (`fee_minor`), net, over every
+    /// line (a payment line's fee is the one the matching compares with its gift's).
     pub line_fees_minor: i128,
 }
 

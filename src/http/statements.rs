@@ -118,8 +118,12 @@ pub struct ReconciliationSummary {
     pub fees_charged_minor: u64,
     pub fees_returned_minor: u64,
     pub net_fees_minor: i64,
-    /// Net fees exactly, in thousandths of a minor unit: WeChat Pay prints 手续费 to
-    /// 0.00001 yuan (its 手续费总金额 `0.05940` is 5940).
+    /// Fees charged, fees given back and net fees exactly, in thousandths of a minor unit:
+    /// WeChat Pay prints 手续费 to 0.00001 yuan (its 手续费总金额 `0.05940` is 5940). The
+    /// `_minor` figures above are each rounded on their own, so charged − given back may
+    /// differ from `net_fees_minor` by a fen; these three always subtract exactly.
+    pub fees_charged_milli_minor: u64,
+    pub fees_returned_milli_minor: u64,
     pub net_fees_milli_minor: i64,
     /// `net_fees_minor` less the lines' fees each rounded to the minor unit: what booking
     /// every line's fee to the fen leaves over. 0 when no fee is below the minor unit.
@@ -161,6 +165,8 @@ impl ReconciliationSummary {
             fees_charged_minor: clamp_u64(rec.totals.fees_charged_minor()),
             fees_returned_minor: clamp_u64(rec.totals.fees_returned_minor()),
             net_fees_minor: clamp_i64(rec.totals.net_fees_minor()),
+            fees_charged_milli_minor: clamp_u64(rec.totals.fees_charged_milli_minor),
+            fees_returned_milli_minor: clamp_u64(rec.totals.fees_returned_milli_minor),
             net_fees_milli_minor: clamp_i64(rec.totals.net_fees_milli_minor()),
             fee_rounding_minor: clamp_i64(rec.totals.fee_rounding_minor()),
             net_minor: clamp_i64(rec.totals.net_minor()),

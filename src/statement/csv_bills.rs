@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use events::{fee_parts, Amount, Currency, StatementLineKind};
+use events::{
+    fee_parts, milli_minor_rounded, Amount, Currency, StatementLineKind, MILLI_PER_MINOR,
+};
 
 use super::{
-    clean_reference, format_units, parse_decimal_units, parse_local_date, parse_local_datetime,
-    ParsedLine, Partial, PeriodTracker, StatementError, StatementOptions, FIELD_BYTES_MAX,
+    clean_reference, format_minor, format_units, parse_decimal_units, parse_local_date,
+    parse_local_datetime, ParsedLine, Partial, PeriodTracker, StatementError, StatementOptions,
+    FIELD_BYTES_MAX,
 };
 
 /// The decimal places of money on the bills: to the fen.
@@ -483,14 +486,27 @@ fn check_wechat_totals(
     for (name, sum, decimals) in checks {
         let Some(ix) = t.find(&[name]) else { continue };
         let stated = i128::from(row.signed(ix, name, decimals)?);
-        if stated != sum {
+        let places = row
+            .get(ix, name)?
+            .split_once('.')
+            .map_or(0, |(_, f)| f.len());
+        let shown = format_units(sum, decimals as u32);
+        // Fees printed to 0.00001 yuan with their total printed to the fen: the total is
+        // their exact sum rounded once (half away from zero), as the channel keeps it.
+        let (expected, shown) = if decimals > MINOR_DECIMALS && places <= MINOR_DECIMALS {
+            let fen = milli_minor_rounded(sum);
+            let rounded = format!("{shown}, {} to the fen", format_minor(fen));
+            (fen * i128::from(MILLI_PER_MINOR), rounded)
+        } else {
+            (sum, shown)
+        };
+        if stated != expected {
             return Err(row.bad(
                 ix,
                 name,
                 format!(
-                    "says {}; the lines add up to {}",
+                    "says {}; the lines add up to {shown}",
                     format_units(stated, decimals as u32),
-                    format_units(sum, decimals as u32)
                 ),
             ));
         }
