@@ -16,7 +16,7 @@ use projections::journal::{Books, FundStatement, JournalEntry, Side};
 use projections::ProjectionError;
 use serde::Serialize;
 
-use crate::statement::format_minor;
+use crate::statement::{format_milli_minor, format_minor};
 
 /// An error writing a report.
 #[derive(Debug, thiserror::Error)]
@@ -1424,7 +1424,11 @@ pub fn write_exceptions_csv(
                 &money(e.statement_amount_minor),
                 &money(e.ledger_amount_minor),
                 &difference,
-                &signed_money(e.statement_fee_minor),
+                // As the bill prints it: to 0.00001 yuan when finer than the fen.
+                &match e.statement_fee_milli_minor {
+                    Some(milli) => format_milli_minor(i128::from(milli)),
+                    None => signed_money(e.statement_fee_minor),
+                },
                 &money(e.ledger_fee_minor),
                 &opt(e.resolved_seq),
                 e.resolution.unwrap_or(""),

@@ -836,9 +836,11 @@ async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction()
 }
 
 /// End to end: gifts booked with a fee of 0.01 (0.6% of 1 yuan, rounded half away from
-/// zero) match a WeChat bill's `0.00600` fees line by line; the log keeps each line's exact
-/// fee, and the reconciliation reports the bill's fees exactly, as the channel keeps them
-/// (rounded once) and the rounding difference from booking each to the fen.
+/// zero) match a WeChat bill's `0.00600` fees line by line, and one whose line says
+/// `0.01600` is a fee_difference showing that exact fee (also in the exceptions CSV); the
+/// log keeps each line's exact fee, and the reconciliation reports the bill's fees
+/// exactly, as the channel keeps them (rounded once) and the rounding difference from
+/// booking each to the fen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gifts_match_a_bill_with_fees_below_the_fen() {
     let tmp = tempfile::tempdir().unwrap();
@@ -846,10 +848,26 @@ async fn gifts_match_a_bill_with_fees_below_the_fen() {
     ledger_with_gifts(&dir, 3).await;
     let file = tmp.path().join("bill.csv");
     let mut f = std::fs::File::create(&file).unwrap();
-    write_wechat_bill(&mut f, "1900000109", sub_fen_fee_lines(3)).unwrap();
+    // Gift 3's line says 0.01600: 0.02 to the fen, not the 0.01 the ledger booked.
+    let mut lines = sub_fen_fee_lines(3);
+    lines[2].fee_milli_minor = 1_600;
+    write_wechat_bill(&mut f, "1900000109", lines).unwrap();
     drop(f);
-    let code = import_statement(import_args(&dir, &file)).await.unwrap();
+    let csv = tmp.path().join("exceptions.csv");
+    let code = import_statement(ImportStatementArgs {
+        exceptions: Some(csv.clone()),
+        ..import_args(&dir, &file)
+    })
+    .await
+    .unwrap();
     assert_eq!(code, std::process::ExitCode::SUCCESS);
+    // The exceptions file shows the bill's fee as printed, beside the ledger's.
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let row = csv
+        .lines()
+        .find(|l| l.contains(",fee_difference,"))
+        .unwrap_or_else(|| panic!("a fee_difference row in {csv}"));
+    assert!(row.contains(",0.01600,0.01,"), "{row}");
 
     let log = ledger::finance_cli::open_log(&dir).await.unwrap();
     let mut state = projections::LedgerState::default();
@@ -863,22 +881,26 @@ async fn gifts_match_a_bill_with_fees_below_the_fen() {
     let rec = reconcile_statement(&log, &state, statement_seq, MatchConfig::default())
         .await
         .unwrap();
-    // No fee_difference: only the ledger's late gift, which this bill does not carry.
+    // Gifts 1 and 2 match with their 0.00600 fees; gift 3's fee differs, and the ledger's
+    // late gift is not on this bill.
     let exceptions: Vec<_> = rec
         .exceptions
         .iter()
-        .map(|e| (e.reason, e.reference.as_str()))
+        .map(|e| (e.reason, e.reference.as_str(), e.statement_fee_milli_minor))
         .collect();
     assert_eq!(
         exceptions,
-        vec![(ReasonCode::TimingDifference, "wechat-late")]
+        vec![
+            (ReasonCode::FeeDifference, "wechat-0000000003", Some(1_600)),
+            (ReasonCode::TimingDifference, "wechat-late", None)
+        ]
     );
-    assert_eq!(rec.matched.len(), 3);
+    assert_eq!(rec.matched.len(), 2);
     let t = rec.totals;
-    assert_eq!(t.net_fees_milli_minor(), 1_800);
-    assert_eq!((t.net_fees_minor(), t.line_fees_minor), (2, 3));
+    assert_eq!(t.net_fees_milli_minor(), 2_800);
+    assert_eq!((t.net_fees_minor(), t.line_fees_minor), (3, 4));
     assert_eq!(t.fee_rounding_minor(), -1);
-    assert_eq!(t.net_minor(), 300 - 2);
+    assert_eq!(t.net_minor(), 300 - 3);
 }
 
 /// An import cut short (here: the statement and its first lines recorded by hand) is

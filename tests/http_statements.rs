@@ -220,6 +220,23 @@ async fn fees_below_the_fen_are_summed_exactly_and_rounded_once() {
     assert_eq!(summary["net_fees_minor"], 1);
     assert_eq!(summary["fee_rounding_minor"], -1);
     assert_eq!(summary["net_minor"], 3_000 - 1);
+    // The gifts were booked without a fee: each line is a fee_difference, showing the
+    // bill's exact fee beside its fen.
+    let seq = r.body["statement_seq"].as_u64().expect("statement_seq");
+    let page = t
+        .get(
+            &format!("/api/v1/staff/statements/{seq}/reconciliation"),
+            Some("auditor"),
+        )
+        .await;
+    let line = page.body["exceptions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["line_no"] == 1))
+        .expect("line 1's exception");
+    assert_eq!(line["reason"], "fee_difference", "{page:?}");
+    assert_eq!(line["statement_fee_minor"], 1);
+    assert_eq!(line["statement_fee_milli_minor"], 600);
+    assert_eq!(line["ledger_fee_minor"], 0);
     t.finish().await;
 }
 
@@ -270,6 +287,7 @@ async fn a_refund_giving_back_its_fee_is_money_out_and_a_returned_fee() {
     assert_eq!(line["reason"], "refund_not_in_ledger", "{page:?}");
     assert_eq!(line["statement_amount_minor"], 2_000);
     assert_eq!(line["statement_fee_minor"], -12);
+    assert!(line["statement_fee_milli_minor"].is_null(), "{line}");
     t.finish().await;
 }
 

@@ -155,6 +155,10 @@ pub struct Exception {
     pub ledger_amount_minor: Option<u64>,
     /// The line's fee: positive when the channel charged it, negative when it gave it back.
     pub statement_fee_minor: Option<i64>,
+    /// The line's fee exactly, in thousandths of a minor unit, when the channel printed it
+    /// finer than the minor unit (WeChat Pay's `0.00600` is 600; `statement_fee_minor` is
+    /// then 1).
+    pub statement_fee_milli_minor: Option<i64>,
     pub ledger_fee_minor: Option<u64>,
     pub resolved_seq: Option<u64>,
     pub resolution: Option<&'static str>,
@@ -830,6 +834,7 @@ impl<'a> Reconciler<'a> {
             statement_amount_minor: line.map(|l| l.amount_minor.minor()),
             ledger_amount_minor: entry.map(|c| c.amount_minor),
             statement_fee_minor: line.map(|l| l.fee_minor),
+            statement_fee_milli_minor: line.and_then(|l| l.fee_milli_minor),
             ledger_fee_minor: entry.map(|c| c.fee_minor),
             resolved_seq: resolved.map(|r| r.seq),
             resolution: resolved.map(|r| r.resolution.as_str()),

@@ -385,6 +385,9 @@ pub struct ExceptionItem {
     pub ledger_amount_minor: Option<u64>,
     /// The line's fee: positive when the channel charged it, negative when it gave it back.
     pub statement_fee_minor: Option<i64>,
+    /// The line's fee exactly, in thousandths of a minor unit, when it is below the fen's
+    /// precision (WeChat Pay's `0.00600` is 600); `null` otherwise.
+    pub statement_fee_milli_minor: Option<i64>,
     pub ledger_fee_minor: Option<u64>,
     /// The `ExceptionResolved` event, once resolved.
     pub resolved_seq: Option<u64>,
@@ -401,6 +404,7 @@ impl From<&Exception> for ExceptionItem {
             statement_amount_minor: e.statement_amount_minor,
             ledger_amount_minor: e.ledger_amount_minor,
             statement_fee_minor: e.statement_fee_minor,
+            statement_fee_milli_minor: e.statement_fee_milli_minor,
             ledger_fee_minor: e.ledger_fee_minor,
             resolved_seq: e.resolved_seq,
             resolution: e.resolution.map(str::to_owned),
