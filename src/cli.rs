@@ -908,6 +908,7 @@ async fn serve(
     };
     let sled = open_sled(dir)?;
     let db = sled.db().clone();
+    let tokens = crate::http::TokenStore::open(&sled)?;
     // A demo goes into a new ledger named after the seed's district.
     let new_ledger = sled.head().await?.len == 0 && db.open_tree("meta")?.get(b"ledger")?.is_none();
     let wanted = (demo_donations.is_some() && new_ledger)
@@ -946,7 +947,6 @@ async fn serve(
             );
         }
     }
-    let tokens = crate::http::TokenStore::open(&db)?;
     if tokens.list()?.is_empty() {
         eprintln!(
             "no staff tokens yet: stop the server and run `ledger token create --data {} --actor NAME --role admin`",
@@ -994,13 +994,13 @@ fn token(command: TokenCmd) -> anyhow::Result<ExitCode> {
             data.data.clone()
         }
     };
-    let db = crate::store::SledLog::open_db(&dir).with_context(|| {
+    let log = crate::store::SledLog::open(&dir).with_context(|| {
         format!(
             "opening {} (is `ledger serve` running on it? then use the admin API)",
             dir.display()
         )
     })?;
-    let tokens = crate::http::TokenStore::open(&db)?;
+    let tokens = crate::http::TokenStore::open(&log)?;
     match command {
         TokenCmd::Create { actor, role, .. } => {
             let (token, info) = tokens.create(actor, role)?;

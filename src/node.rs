@@ -101,14 +101,20 @@ impl Node {
         Ok(Node::open_with_db(config).await?.0)
     }
 
-    /// Like [`Node::open`], and also hands back the sled database so other trees (the HTTP
-    /// service's tokens) can live beside the log: sled allows one open per directory.
+    /// Like [`Node::open`], and also hands back the sled database so other trees can live
+    /// beside the log: sled allows one open per directory.
     pub async fn open_with_db(config: NodeConfig) -> anyhow::Result<(Node, sled::Db)> {
+        let (node, log) = Node::open_with_log(config).await?;
+        Ok((node, log.db().clone()))
+    }
+
+    /// Like [`Node::open_with_db`], handing back the sled log itself, whose durability
+    /// barrier other trees beside it (the HTTP service's tokens) sync through.
+    pub async fn open_with_log(config: NodeConfig) -> anyhow::Result<(Node, SledLog)> {
         let sled = open_sled(&config.data_dir)?;
-        let db = sled.db().clone();
-        let ledger = ledger_id(&db, config.ledger.as_ref())?;
-        let node = Node::open_on_sled(sled, &config.data_dir, ledger, config.clock).await?;
-        Ok((node, db))
+        let ledger = ledger_id(sled.db(), config.ledger.as_ref())?;
+        let node = Node::open_on_sled(sled.clone(), &config.data_dir, ledger, config.clock).await?;
+        Ok((node, sled))
     }
 
     /// Opens a ledger on an already open sled log: projections, the Merkle tree and the

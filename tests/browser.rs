@@ -482,7 +482,7 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
     let verifier_key = ledger::tlog::checkpoints::keygen(dir.path(), "example.org/ledger/erqi")
         .unwrap()
         .to_text();
-    let (node, db) = common::demo_with_db(dir.path(), &common::demo_size(300, 5)).await;
+    let (node, log) = common::demo_with_log(dir.path(), &common::demo_size(300, 5)).await;
     node.writer
         .submit(Submission {
             actor: Id::new("admin-zhao").unwrap(),
@@ -505,7 +505,7 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
     assert_eq!(size, head);
 
     let node = Arc::new(node);
-    let app_state = AppState::new(node.clone(), TokenStore::open(&db).unwrap());
+    let app_state = AppState::new(node.clone(), TokenStore::open(&log).unwrap());
     let (addr, stop_tx, server) = common::server::serve_local(app_state.clone()).await;
     let base = format!("http://{addr}");
 

@@ -74,7 +74,7 @@ async fn no_public_response_carries_donor_data() {
         donations: 2000,
         ..DemoSize::default()
     };
-    let (node, db) = common::demo_with_db(dir.path(), &size).await;
+    let (node, log) = common::demo_with_log(dir.path(), &size).await;
     let head = node.log.head().await.unwrap().len;
     let state = node
         .state_at(head, std::time::Duration::from_secs(30))
@@ -94,7 +94,7 @@ async fn no_public_response_carries_donor_data() {
         .collect();
     let projects: Vec<String> = state.projects.keys().map(|p| p.to_string()).collect();
     let node = Arc::new(node);
-    let app_state = AppState::new(node.clone(), TokenStore::open(&db).unwrap());
+    let app_state = AppState::new(node.clone(), TokenStore::open(&log).unwrap());
     let mut s = Scanner {
         app: app(app_state.clone()),
         personal,
@@ -103,7 +103,7 @@ async fn no_public_response_carries_donor_data() {
 
     // Positive control: the staff view of the same data does show donor references, so the
     // scan would notice a leak.
-    let (token, _) = TokenStore::open(&db)
+    let (token, _) = TokenStore::open(&log)
         .unwrap()
         .create(
             events::Id::new("auditor-chen").unwrap(),

@@ -69,10 +69,10 @@ async fn a_directory_made_with_smaller_segments_opens_with_them() {
 #[tokio::test]
 async fn a_torn_snapshot_blob_is_survived() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, db) = common::demo_with_db(dir.path(), &common::demo_size(3000, 7)).await;
+    let (node, log) = common::demo_with_log(dir.path(), &common::demo_size(3000, 7)).await;
     let before = ledger::projector::encode_state(&*common::caught_up(&node).await);
     node.shutdown().await.unwrap();
-    drop(db);
+    drop(log);
     let blobs = dir.path().join("sled").join("blobs");
     let mut torn = 0;
     for entry in std::fs::read_dir(&blobs).unwrap() {
@@ -84,7 +84,7 @@ async fn a_torn_snapshot_blob_is_survived() {
         torn += 1;
     }
     assert!(torn > 0, "the snapshot was kept in a blob file");
-    let (node, _db, _clock) = common::open_erqi(dir.path()).await;
+    let (node, _log, _clock) = common::open_erqi(dir.path()).await;
     let after = ledger::projector::encode_state(&*common::caught_up(&node).await);
     assert!(before == after, "the refolded state equals the one before");
     node.shutdown().await.unwrap();

@@ -67,7 +67,7 @@ const HOSTILE: &str = r#"<script>alert("x")</script> & 'quotes'"#;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_over_demo_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, db) = common::demo_with_db(dir.path(), &small_demo()).await;
+    let (node, log) = common::demo_with_log(dir.path(), &small_demo()).await;
     submit(
         &node,
         "admin-zhao",
@@ -87,7 +87,7 @@ async fn every_page_over_demo_data() {
         personal.insert(d.channel_txn_id.to_string());
     }
     let node = Arc::new(node);
-    let app_state = AppState::new(node.clone(), TokenStore::open(&db).unwrap());
+    let app_state = AppState::new(node.clone(), TokenStore::open(&log).unwrap());
     let router = app(app_state.clone());
     let mut pages: Vec<(String, String)> = Vec::new();
     let mut ok = |uri: String, body: String| pages.push((uri, body));
@@ -323,7 +323,7 @@ async fn every_page_over_demo_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_trace_accounts_for_every_fen_of_the_demo() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, _db) = common::demo_with_db(dir.path(), &small_demo()).await;
+    let (node, _log) = common::demo_with_log(dir.path(), &small_demo()).await;
     let state = caught_up(&node).await;
     let mut refunds = 0;
     for p in state.projects.values() {
@@ -359,7 +359,7 @@ async fn fifo_trace_accounts_for_every_fen_of_the_demo() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_trace_by_hand() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, _db, _clock) = common::open_erqi(dir.path()).await;
+    let (node, _log, _clock) = common::open_erqi(dir.path()).await;
     let project = Id::new("fifo").unwrap();
     submit(
         &node,

@@ -4,6 +4,11 @@
 //! SHA-256 is stored: a slow password hash buys nothing for a secret of 256 random bits, and
 //! the lookup stays one sled read per request. A token's public id is the first 16 hex
 //! digits of that hash; `token list` and the admin API show ids, never tokens.
+//!
+//! A token's creation and revocation are durable before they are answered: the store syncs
+//! through the log's durability barrier ([`SledLog::sync`]: sled's flush, then fdatasync),
+//! not sled's own flush, which on Linux survives a crash of the process but not a power
+//! loss, so a revoked token could come back.
 
 use events::Id;
 use rand::RngCore;
@@ -11,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Role;
-use crate::store::StoreError;
+use crate::store::{SledLog, StoreError};
 
 /// The prefix of every token, so a leaked one is easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "ldg_";
@@ -43,7 +48,10 @@ pub struct TokenInfo {
 /// The token store. Cheap to clone.
 #[derive(Clone)]
 pub struct TokenStore {
-    db: sled::Db,
+    /// The ledger's log, whose database holds the tree and whose barrier makes a change
+    /// durable (one barrier for the whole database, so a failed fdatasync stops the log
+    /// too, whoever saw it).
+    log: SledLog,
     tree: sled::Tree,
 }
 
@@ -60,10 +68,10 @@ fn now_ms() -> u64 {
 
 impl TokenStore {
     /// Opens the token tree of a ledger's sled database.
-    pub fn open(db: &sled::Db) -> Result<TokenStore, StoreError> {
+    pub fn open(log: &SledLog) -> Result<TokenStore, StoreError> {
         Ok(TokenStore {
-            db: db.clone(),
-            tree: db.open_tree(TOKENS_TREE).map_err(StoreError::io)?,
+            log: log.clone(),
+            tree: log.db().open_tree(TOKENS_TREE).map_err(StoreError::io)?,
         })
     }
 
@@ -94,7 +102,7 @@ impl TokenStore {
         };
         let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
         self.tree.insert(hash, value).map_err(StoreError::io)?;
-        self.db.flush().map_err(StoreError::io)?;
+        self.log.sync()?;
         Ok((token, info))
     }
 
@@ -123,7 +131,7 @@ impl TokenStore {
                 info.revoked_ms = Some(now_ms());
                 let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
                 self.tree.insert(key, value).map_err(StoreError::io)?;
-                self.db.flush().map_err(StoreError::io)?;
+                self.log.sync()?;
             }
             return Ok(Some(info));
         }
@@ -149,8 +157,9 @@ mod tests {
     #[test]
     fn create_lookup_revoke_list() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let store = TokenStore::open(&db).unwrap();
+        let log = SledLog::open(dir.path()).unwrap();
+        let db = log.db().clone();
+        let store = TokenStore::open(&log).unwrap();
         let (token, info) = store
             .create(Id::new("finance-li").unwrap(), Role::Admin)
             .unwrap();
@@ -169,5 +178,25 @@ mod tests {
         assert_eq!(store.lookup(&token).unwrap(), None);
         assert_eq!(store.revoke("0000000000000000").unwrap(), None);
         assert_eq!(store.list().unwrap(), vec![revoked]);
+    }
+
+    /// Creating and revoking a token are answered only after the log's durability barrier:
+    /// a failed fdatasync is an error, never a silent success (with sled's own flush a
+    /// revocation could be lost to a power cut), and it stops the log as any failed
+    /// barrier does.
+    #[test]
+    fn changes_go_through_the_logs_durability_barrier() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SledLog::open(dir.path()).unwrap();
+        let store = TokenStore::open(&log).unwrap();
+        let (_, info) = store
+            .create(Id::new("finance-li").unwrap(), Role::Admin)
+            .unwrap();
+        log.fail_next_barrier();
+        assert!(store.revoke(&info.id).is_err());
+        assert!(log.sync().is_err(), "the failed barrier stopped the log");
+        assert!(store
+            .create(Id::new("cashier-wu").unwrap(), Role::Recorder)
+            .is_err());
     }
 }

@@ -14,6 +14,7 @@ use events::{
 use ledger::command::DonationInput;
 use ledger::demo::{run_demo, DemoClock, DemoSize, Progress};
 use ledger::node::{Node, NodeConfig};
+use ledger::store::SledLog;
 
 pub fn id(s: &str) -> Id {
     Id::new(s).unwrap()
@@ -81,7 +82,7 @@ pub async fn demo_node(dir: &Path, donations: usize, key: bool) -> Node {
     if key {
         ledger::tlog::checkpoints::keygen(dir, "example.org/ledger/erqi").unwrap();
     }
-    demo_with_db(dir, &demo_size(donations, 7)).await.0
+    demo_with_log(dir, &demo_size(donations, 7)).await.0
 }
 
 /// A small demo: three community projects, two help requests, two micro-wishes, a general
@@ -98,27 +99,27 @@ pub fn demo_size(donations: usize, seed: u64) -> DemoSize {
     }
 }
 
-/// The demo ledger `size` describes, in `dir`, and its sled database (for the HTTP
-/// service's tokens).
-pub async fn demo_with_db(dir: &Path, size: &DemoSize) -> (Node, sled::Db) {
-    let (node, db, clock) = open_erqi(dir).await;
+/// The demo ledger `size` describes, in `dir`, and its sled log (for the HTTP service's
+/// tokens, which live in its database and sync through its barrier).
+pub async fn demo_with_log(dir: &Path, size: &DemoSize) -> (Node, SledLog) {
+    let (node, log, clock) = open_erqi(dir).await;
     run_demo(&node.writer, &clock, size, &NoProgress)
         .await
         .unwrap();
-    (node, db)
+    (node, log)
 }
 
-/// Opens the ledger `erqi` in `dir` on a demo clock, with its sled database.
-pub async fn open_erqi(dir: &Path) -> (Node, sled::Db, DemoClock) {
+/// Opens the ledger `erqi` in `dir` on a demo clock, with its sled log.
+pub async fn open_erqi(dir: &Path) -> (Node, SledLog, DemoClock) {
     let clock = DemoClock::new();
-    let (node, db) = Node::open_with_db(NodeConfig {
+    let (node, log) = Node::open_with_log(NodeConfig {
         data_dir: dir.to_owned(),
         ledger: Some(Id::new("erqi").unwrap()),
         clock: clock.clock(),
     })
     .await
     .unwrap();
-    (node, db, clock)
+    (node, log, clock)
 }
 
 /// Signs a checkpoint at the node's current size now (the background signer is rate

@@ -27,14 +27,14 @@ pub struct LiveServer {
 /// Opens the ledger `ledger_id` in `dir` (on the system clock), creates the tokens of `admin`
 /// and `recorder`, and serves it.
 pub async fn start(dir: &Path, ledger_id: &str, admin: &str, recorder: &str) -> LiveServer {
-    let (node, db) = Node::open_with_db(NodeConfig {
+    let (node, log) = Node::open_with_log(NodeConfig {
         data_dir: dir.to_owned(),
         ledger: Some(Id::new(ledger_id).unwrap()),
         clock: ledger::writer::system_clock(),
     })
     .await
     .expect("open ledger");
-    let tokens = TokenStore::open(&db).unwrap();
+    let tokens = TokenStore::open(&log).unwrap();
     let (admin, _) = tokens.create(Id::new(admin).unwrap(), Role::Admin).unwrap();
     let (recorder, _) = tokens
         .create(Id::new(recorder).unwrap(), Role::Recorder)
@@ -46,7 +46,7 @@ pub async fn start(dir: &Path, ledger_id: &str, admin: &str, recorder: &str) -> 
         admin,
         recorder,
         node,
-        db,
+        db: log.db().clone(),
         stop,
         server,
     }

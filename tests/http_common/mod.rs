@@ -41,14 +41,14 @@ pub async fn setup() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(AtomicU64::new(T0_MS));
     let c = clock.clone();
-    let (node, db) = Node::open_with_db(NodeConfig {
+    let (node, log) = Node::open_with_log(NodeConfig {
         data_dir: dir.path().to_owned(),
         ledger: Some(Id::new("test").unwrap()),
         clock: Arc::new(move || c.load(Ordering::Relaxed)),
     })
     .await
     .unwrap();
-    let store = TokenStore::open(&db).unwrap();
+    let store = TokenStore::open(&log).unwrap();
     let mut tokens = HashMap::new();
     for (name, actor, role) in TOKENS {
         let (token, _) = store.create(Id::new(actor).unwrap(), *role).unwrap();
