@@ -269,6 +269,10 @@ pub struct PublishArgs {
         value_parser = parse_org_name
     )]
     pub org_name: String,
+    /// The publisher's IATI OrganisationType code: 22 (national NGO) for a district
+    /// charity federation; 10, 11, 15, 21, 23, 24, 30, 40, 60, 70–73, 80 or 90 otherwise.
+    #[arg(long, default_value = "22", value_parser = parse_org_type)]
+    pub org_type: String,
     /// ISO 3166-1 alpha-2 country of the activities.
     #[arg(long, default_value = "CN", value_parser = parse_country)]
     pub country: String,
@@ -307,6 +311,24 @@ fn parse_org_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `--org-type`: a code of the IATI OrganisationType codelist.
+fn parse_org_type(s: &str) -> Result<String, String> {
+    if crate::reports::IATI_ORGANISATION_TYPES
+        .iter()
+        .any(|(code, _)| *code == s)
+    {
+        return Ok(s.to_owned());
+    }
+    let codes: Vec<String> = crate::reports::IATI_ORGANISATION_TYPES
+        .iter()
+        .map(|(code, name)| format!("{code} ({name})"))
+        .collect();
+    Err(format!(
+        "must be an IATI OrganisationType code: {}",
+        codes.join(", ")
+    ))
+}
+
 /// `--country`: an ISO 3166-1 alpha-2 code, two capital letters.
 fn parse_country(s: &str) -> Result<String, String> {
     if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -321,6 +343,7 @@ impl PublishArgs {
         Publisher {
             org_id: self.org_id.clone(),
             org_name: self.org_name.clone(),
+            org_type: self.org_type.clone(),
             country: self.country.clone(),
         }
     }

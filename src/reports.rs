@@ -572,9 +572,32 @@ pub struct Publisher {
     /// 360Giving prefix such as `360G-erqi`.
     pub org_id: String,
     pub org_name: String,
+    /// The publisher's IATI OrganisationType code, e.g. `22` (national NGO); checked
+    /// against [`IATI_ORGANISATION_TYPES`] by the CLI.
+    pub org_type: String,
     /// ISO 3166-1 country of the activities.
     pub country: String,
 }
+
+/// The IATI OrganisationType codelist: code and name.
+pub const IATI_ORGANISATION_TYPES: [(&str, &str); 16] = [
+    ("10", "Government"),
+    ("11", "Local Government"),
+    ("15", "Other Public Sector"),
+    ("21", "International NGO"),
+    ("22", "National NGO"),
+    ("23", "Regional NGO"),
+    ("24", "Partner Country based NGO"),
+    ("30", "Public Private Partnership"),
+    ("40", "Multilateral"),
+    ("60", "Foundation"),
+    ("70", "Private Sector"),
+    ("71", "Private Sector in Provider Country"),
+    ("72", "Private Sector in Aid Recipient Country"),
+    ("73", "Private Sector in Third Country"),
+    ("80", "Academic, Training and Research"),
+    ("90", "Other"),
+];
 
 /// IATI transaction type codes (IATI 2.03 codelist TransactionType). Mind the numbering:
 /// incoming funds are 1, and 12 is an *outgoing* pledge.
@@ -586,9 +609,6 @@ pub mod iati_type {
     pub const INCOMING_COMMITMENT: &str = "11";
     pub const INCOMING_PLEDGE: &str = "13";
 }
-
-/// The organisation type the publisher reports itself as (IATI codelist OrganisationType).
-const PUBLISHER_ORG_TYPE: &str = "21";
 
 /// The IATI identifier of a project's activity: the publisher's org id and the project id.
 fn activity_identifier(publisher: &Publisher, project: &Id) -> String {
@@ -1049,7 +1069,7 @@ impl IatiBuilder {
                 "reporting-org",
                 &[
                     ("ref", publisher.org_id.as_str()),
-                    ("type", PUBLISHER_ORG_TYPE),
+                    ("type", publisher.org_type.as_str()),
                 ],
                 &publisher.org_name,
             )
@@ -1068,7 +1088,7 @@ impl IatiBuilder {
                 &[
                     ("ref", publisher.org_id.as_str()),
                     ("role", "4"),
-                    ("type", PUBLISHER_ORG_TYPE),
+                    ("type", publisher.org_type.as_str()),
                 ],
                 &publisher.org_name,
             )
@@ -1214,7 +1234,7 @@ fn write_transaction(
                     &[
                         ("ref", publisher.org_id.as_str()),
                         (activity_attribute, identifier.as_str()),
-                        ("type", PUBLISHER_ORG_TYPE),
+                        ("type", publisher.org_type.as_str()),
                     ],
                     &publisher.org_name,
                 )?;

@@ -256,6 +256,10 @@ fn publication_options_are_checked() {
             &["export-iati", "--org-name", " "],
             "--org-name <ORG_NAME>': must be 1 to 256 characters",
         ),
+        (
+            &["export-iati", "--org-type", "99"],
+            "--org-type <ORG_TYPE>': must be an IATI OrganisationType code: 10 (Government)",
+        ),
     ] {
         let out = ledger(args, &data);
         let err = String::from_utf8_lossy(&out.stderr);

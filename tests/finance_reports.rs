@@ -238,6 +238,7 @@ fn test_publisher() -> Publisher {
     Publisher {
         org_id: "CN-USCC-TEST".into(),
         org_name: "二七区慈善总会".into(),
+        org_type: "22".into(),
         country: "CN".into(),
     }
 }
@@ -340,11 +341,7 @@ async fn help_request_payees_are_masked_in_publications() {
         grants.push(e).unwrap();
         iati.push(e).unwrap();
     }
-    let publisher = Publisher {
-        org_id: "CN-USCC-TEST".into(),
-        org_name: "二七区慈善总会".into(),
-        country: "CN".into(),
-    };
+    let publisher = test_publisher();
     let d = builder.finish().unwrap();
     assert_eq!(d.payouts[0].payee, "个人受助人 (individual recipient)");
     let mut out = Vec::new();
@@ -486,7 +483,8 @@ async fn iati_export_has_the_2_03_structure() {
                     activity_children.push(name.clone());
                     match name.as_str() {
                         "reporting-org" => {
-                            assert!(attr("ref").is_some() && attr("type").is_some())
+                            assert!(attr("ref").is_some());
+                            assert_eq!(attr("type").as_deref(), Some("22"), "the publisher's");
                         }
                         "participating-org" => assert!(attr("role").is_some()),
                         "activity-status" => {
