@@ -53,21 +53,21 @@ impl StatementFormat {
 
 #[derive(clap::Args, Debug)]
 pub struct MatchArgs {
-    /// Match by amount when booked within this many hours of the ledger entry.
-    #[arg(long, default_value_t = 48)]
+    /// Match by amount when booked within this many hours of the ledger entry (at most 720).
+    #[arg(long, default_value_t = 48,
+          value_parser = clap::value_parser!(u64).range(..=projections::reconcile::DATE_WINDOW_HOURS_MAX))]
     pub date_window_hours: u64,
     /// Entries this many minutes before the period's end that the statement lacks are
-    /// timing differences, not missing.
-    #[arg(long, default_value_t = 60)]
+    /// timing differences, not missing (at most 10080).
+    #[arg(long, default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(..=projections::reconcile::TIMING_WINDOW_MINUTES_MAX))]
     pub timing_window_minutes: u64,
 }
 
 impl MatchArgs {
     fn config(&self) -> MatchConfig {
-        MatchConfig {
-            date_window_ms: self.date_window_hours.saturating_mul(3_600_000),
-            timing_window_ms: self.timing_window_minutes.saturating_mul(60_000),
-        }
+        MatchConfig::from_windows(self.date_window_hours, self.timing_window_minutes)
+            .expect("clap keeps the windows within their limits")
     }
 }
 

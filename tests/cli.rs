@@ -233,8 +233,9 @@ fn reading_commands_refuse_a_data_directory_without_a_ledger() {
     }
 }
 
-/// The publication exports refuse a country, organisation id or name the published files
-/// could not carry, naming the option, before reading anything.
+/// The publication exports refuse a country, organisation id, name or type the published
+/// files could not carry, and `reconcile` a matching window beyond its limit, naming the
+/// option, before reading anything.
 #[test]
 fn publication_options_are_checked() {
     let dir = tempfile::tempdir().unwrap();
@@ -255,6 +256,26 @@ fn publication_options_are_checked() {
         (
             &["export-iati", "--org-name", " "],
             "--org-name <ORG_NAME>': must be 1 to 256 characters",
+        ),
+        (
+            &[
+                "reconcile",
+                "--statement",
+                "1",
+                "--date-window-hours",
+                "721",
+            ],
+            "--date-window-hours <DATE_WINDOW_HOURS>': 721 is not in 0..=720",
+        ),
+        (
+            &[
+                "reconcile",
+                "--statement",
+                "1",
+                "--timing-window-minutes",
+                "10081",
+            ],
+            "--timing-window-minutes <TIMING_WINDOW_MINUTES>': 10081 is not in 0..=10080",
         ),
         (
             &["export-iati", "--org-type", "99"],

@@ -160,6 +160,18 @@ async fn upload_reupload_and_reconciliation_listing() {
     assert_eq!(line["reference"], "wx-9");
     // No token: 401.
     assert_eq!(t.get(&uri, None).await.status, StatusCode::UNAUTHORIZED);
+    // A timing window of u64::MAX minutes: 400 naming it (it overflowed before).
+    let r = t
+        .get(
+            &format!("{uri}?timing_window_minutes=18446744073709551615"),
+            Some("auditor"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.message().contains("timing_window_minutes: at most 10080"),
+        "{r:?}"
+    );
 
     // Paged.
     let p1 = t.get(&format!("{uri}?limit=1"), Some("auditor")).await;
@@ -381,6 +393,23 @@ async fn refused_uploads_record_nothing() {
     ] {
         let r = upload(&t, uri, "recorder", &text).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {r:?}");
+    }
+    // Matching windows beyond their limits, named, before anything is recorded (a window
+    // of u64::MAX minutes used to overflow in the reconciliation after the recording).
+    for (query, expected) in [
+        (
+            "date_window_hours=721",
+            "date_window_hours: at most 720 (got 721)",
+        ),
+        (
+            "timing_window_minutes=18446744073709551615",
+            "timing_window_minutes: at most 10080",
+        ),
+    ] {
+        let r = upload(&t, &format!("{UPLOAD}&{query}"), "recorder", &text).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}: {r:?}");
+        assert_eq!(r.code(), "invalid_query");
+        assert!(r.message().contains(expected), "{r:?}");
     }
     let r = t
         .call_with(

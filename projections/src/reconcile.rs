@@ -53,6 +53,50 @@ pub struct MatchConfig {
     pub timing_window_ms: u64,
 }
 
+/// The widest date window staff may ask for, in hours: 30 days.
+pub const DATE_WINDOW_HOURS_MAX: u64 = 720;
+/// The widest timing window staff may ask for, in minutes: 7 days.
+pub const TIMING_WINDOW_MINUTES_MAX: u64 = 10_080;
+
+impl MatchConfig {
+    /// The windows as staff give them (hours, minutes), each within its limit; a window
+    /// beyond it is refused naming the field and the limit.
+    pub fn from_windows(
+        date_window_hours: u64,
+        timing_window_minutes: u64,
+    ) -> Result<MatchConfig, WindowError> {
+        for (field, value, max) in [
+            (
+                "date_window_hours",
+                date_window_hours,
+                DATE_WINDOW_HOURS_MAX,
+            ),
+            (
+                "timing_window_minutes",
+                timing_window_minutes,
+                TIMING_WINDOW_MINUTES_MAX,
+            ),
+        ] {
+            if value > max {
+                return Err(WindowError { field, value, max });
+            }
+        }
+        Ok(MatchConfig {
+            date_window_ms: date_window_hours * 3_600_000,
+            timing_window_ms: timing_window_minutes * 60_000,
+        })
+    }
+}
+
+/// A matching window beyond its limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: at most {max} (got {value})")]
+pub struct WindowError {
+    pub field: &'static str,
+    pub value: u64,
+    pub max: u64,
+}
+
 impl Default for MatchConfig {
     fn default() -> Self {
         MatchConfig {
@@ -983,7 +1027,7 @@ impl<'a> Reconciler<'a> {
             .collect();
         missing.sort_by_key(|c| c.seq);
         for c in missing {
-            let reason = if c.ts_ms + self.config.timing_window_ms >= end {
+            let reason = if c.ts_ms.saturating_add(self.config.timing_window_ms) >= end {
                 ReasonCode::TimingDifference
             } else {
                 ReasonCode::MissingFromStatement

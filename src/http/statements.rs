@@ -39,15 +39,16 @@ pub const STATEMENT_CONTENT_TYPES: &[&str] = &[
 const DATE_WINDOW_HOURS_DEFAULT: u64 = 48;
 const TIMING_WINDOW_MINUTES_DEFAULT: u64 = 60;
 
-fn match_config(date_window_hours: Option<u64>, timing_window_minutes: Option<u64>) -> MatchConfig {
-    MatchConfig {
-        date_window_ms: date_window_hours
-            .unwrap_or(DATE_WINDOW_HOURS_DEFAULT)
-            .saturating_mul(3_600_000),
-        timing_window_ms: timing_window_minutes
-            .unwrap_or(TIMING_WINDOW_MINUTES_DEFAULT)
-            .saturating_mul(60_000),
-    }
+/// The matching windows asked for, each within its limit (`400 invalid_query` naming it).
+fn match_config(
+    date_window_hours: Option<u64>,
+    timing_window_minutes: Option<u64>,
+) -> Result<MatchConfig, ApiError> {
+    MatchConfig::from_windows(
+        date_window_hours.unwrap_or(DATE_WINDOW_HOURS_DEFAULT),
+        timing_window_minutes.unwrap_or(TIMING_WINDOW_MINUTES_DEFAULT),
+    )
+    .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
 }
 
 /// How to read an uploaded statement.
@@ -64,10 +65,11 @@ pub struct ImportQuery {
     /// Minutes east of UTC of times without a zone in the file (default 480, China);
     /// within ±840.
     pub utc_offset_minutes: Option<i32>,
-    /// Match by amount when booked within this many hours of the ledger entry (default 48).
+    /// Match by amount when booked within this many hours of the ledger entry (default 48,
+    /// at most 720).
     pub date_window_hours: Option<u64>,
     /// Entries this many minutes before the period's end that the statement lacks are timing
-    /// differences (default 60).
+    /// differences (default 60, at most 10080).
     pub timing_window_minutes: Option<u64>,
 }
 
@@ -274,6 +276,8 @@ pub async fn import_statement(
         ));
     }
     let options = StatementOptions { utc_offset_minutes };
+    // Checked before anything is recorded.
+    let config = match_config(q.date_window_hours, q.timing_window_minutes)?;
     let source = q.format.source();
     // Pass 1: the whole file is checked before anything is recorded.
     let input = StatementInput::Bytes(bytes);
@@ -310,13 +314,9 @@ pub async fn import_statement(
     )
     .await
     .map_err(recording_error)?;
-    let rec = reconcile_recorded(
-        &s.node,
-        recorded.statement_seq,
-        match_config(q.date_window_hours, q.timing_window_minutes),
-    )
-    .await
-    .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let rec = reconcile_recorded(&s.node, recorded.statement_seq, config)
+        .await
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
     let body = ImportResponse {
         statement_seq: recorded.statement_seq,
         already_imported: !recorded.changed(),
@@ -360,9 +360,10 @@ pub struct ReconciliationQuery {
     pub offset: Option<usize>,
     /// At most this many exceptions (default 100, at most 1000).
     pub limit: Option<usize>,
-    /// Match by amount when booked within this many hours of the ledger entry (default 48).
+    /// Match by amount when booked within this many hours of the ledger entry (default 48,
+    /// at most 720).
     pub date_window_hours: Option<u64>,
-    /// Timing window before the period's end, in minutes (default 60).
+    /// Timing window before the period's end, in minutes (default 60, at most 10080).
     pub timing_window_minutes: Option<u64>,
     /// Wait (at most 5 s) until the read models include this seq.
     pub min_seq: Option<u64>,
@@ -444,12 +445,12 @@ pub async fn reconciliation(
     ApiQuery(q): ApiQuery<ReconciliationQuery>,
 ) -> Result<Json<ReconciliationPage>, ApiError> {
     let limit = page_limit(q.limit, PAGE_EXCEPTIONS_DEFAULT, PAGE_EXCEPTIONS_MAX)?;
+    let config = match_config(q.date_window_hours, q.timing_window_minutes)?;
     let state = s.read_state(q.min_seq).await?;
     let statement = state
         .statements
         .get(&seq)
         .ok_or_else(|| ApiError::not_found(format!("statement: no statement at seq {seq}")))?;
-    let config = match_config(q.date_window_hours, q.timing_window_minutes);
     let rec = reconcile_statement(s.node.log.as_ref(), &state, seq, config)
         .await
         .map_err(|e| ApiError::internal(format!("{e:#}")))?;
