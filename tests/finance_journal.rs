@@ -350,6 +350,7 @@ async fn run(h: &mut Harness, op: Op) {
             for_one_of(h, live, n, "admin", |seq| Command::RefundDonation {
                 donation_seq: seq,
                 reason: text("duplicate"),
+                fee_returned_minor: None,
             })
             .await;
         }

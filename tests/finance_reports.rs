@@ -168,6 +168,7 @@ async fn sample_events() -> Vec<SealedEvent> {
         vec![Command::RefundDonation {
             donation_seq: refund_target,
             reason: text("重复支付"),
+            fee_returned_minor: None,
         }],
     )
     .await;
@@ -738,6 +739,7 @@ async fn reconciling_events() -> Vec<SealedEvent> {
         refunds.push(Command::RefundDonation {
             donation_seq,
             reason: text("重复支付"),
+            fee_returned_minor: None,
         });
     }
     submit(w, "admin", refunds).await;

@@ -326,6 +326,7 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             let command = Command::RefundDonation {
                 donation_seq: seq,
                 reason: Text::new("退款").unwrap(),
+                fee_returned_minor: None,
             };
             let result = h.submit(actor("recorder", 0), command).await;
             let Some(d) = m.donations.get_mut(donation) else {

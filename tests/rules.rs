@@ -438,6 +438,7 @@ fn a_goal_cap_counts_matches_and_moves_in() {
         Command::RefundDonation {
             donation_seq: events[0].seq(),
             reason: text("捐赠人申请退款"),
+            fee_returned_minor: None,
         },
     );
     assert_eq!(l.state.projects[&id("help")].balances.received(), 0);
@@ -828,6 +829,7 @@ fn refunds_name_a_donation_once_and_release_the_match() {
         Command::RefundDonation {
             donation_seq: 999,
             reason: text("x"),
+            fee_returned_minor: None,
         },
     );
     assert!(matches!(e, CommandError::UnknownDonation(999)));
@@ -836,6 +838,7 @@ fn refunds_name_a_donation_once_and_release_the_match() {
         Command::RefundDonation {
             donation_seq,
             reason: text("重复支付"),
+            fee_returned_minor: None,
         },
     );
     assert_eq!(
@@ -851,6 +854,7 @@ fn refunds_name_a_donation_once_and_release_the_match() {
         Command::RefundDonation {
             donation_seq,
             reason: text("again"),
+            fee_returned_minor: None,
         },
     );
     assert!(matches!(e, CommandError::AlreadyRefunded(_)));
@@ -868,6 +872,7 @@ fn a_refund_cannot_take_money_already_paid_out() {
         Command::RefundDonation {
             donation_seq: seq,
             reason: text("x"),
+            fee_returned_minor: None,
         },
     );
     assert!(
@@ -897,6 +902,7 @@ fn the_channel_keeps_its_fee_on_refund() {
         Command::RefundDonation {
             donation_seq: seq,
             reason: text("x"),
+            fee_returned_minor: None,
         },
     );
     assert_eq!(
@@ -904,6 +910,99 @@ fn the_channel_keeps_its_fee_on_refund() {
         9_994,
         "the donor gets 1,000 back; the fee of 6 is lost"
     );
+}
+
+/// WeChat Pay and Alipay give back the refund's share of the fee: recorded on the refund,
+/// it comes back to the project, so a refund needs only the amount (and match) less it.
+#[test]
+fn a_fee_given_back_on_a_refund_returns_to_the_project() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let mut d = donation("cp", 1_000, "t1", "d1");
+    d.fee_minor = 6;
+    let seq = l.ok("recorder", Command::RecordDonation(d))[0].seq();
+    assert_eq!(l.available("cp"), 994);
+    let refund = |fee_returned_minor| Command::RefundDonation {
+        donation_seq: seq,
+        reason: text("捐赠人申请退款"),
+        fee_returned_minor,
+    };
+    // Keeping the fee, the channel would take back more than the project holds.
+    let e = l.err("recorder", refund(None));
+    assert!(
+        matches!(
+            e,
+            CommandError::InsufficientFunds {
+                requested: 1_000,
+                available: 994,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let events = l.ok("recorder", refund(Some(6)));
+    match events[0].body() {
+        EventBody::DonationRefunded(r) => assert_eq!(r.fee_returned_minor, Some(6)),
+        other => panic!("expected a refund, got {other:?}"),
+    }
+    let b = &l.state.projects[&id("cp")].balances;
+    assert_eq!((b.fees, b.fees_returned, b.refunded), (6, 6, 1_000));
+    assert_eq!(
+        l.available("cp"),
+        0,
+        "the donor has it all back, the fee too"
+    );
+    // A part of the fee: the project keeps the rest as its cost.
+    give(&mut l, "cp", 10_000, "t3", "d3");
+    let mut d = donation("cp", 2_000, "t2", "d2");
+    d.fee_minor = 12;
+    let seq = l.ok("recorder", Command::RecordDonation(d))[0].seq();
+    l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: seq,
+            reason: text("x"),
+            fee_returned_minor: Some(5),
+        },
+    );
+    assert_eq!(l.available("cp"), 10_000 + 1_988 - 2_000 + 5);
+}
+
+/// A channel gives back at most the fee it charged: more than the gift's fee, or any fee
+/// on a gift that paid none, is refused naming `fee_returned_minor` and the limit, and
+/// nothing is written. Zero is spelt by leaving it out.
+#[test]
+fn a_returned_fee_is_at_most_the_gifts_fee() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    give(&mut l, "cp", 10_000, "t0", "d0");
+    let mut d = donation("cp", 1_000, "t1", "d1");
+    d.fee_minor = 6;
+    let with_fee = l.ok("recorder", Command::RecordDonation(d))[0].seq();
+    let without_fee = give(&mut l, "cp", 1_000, "t2", "d2")[0].seq();
+    let refund = |donation_seq, fee_returned_minor| Command::RefundDonation {
+        donation_seq,
+        reason: text("x"),
+        fee_returned_minor: Some(fee_returned_minor),
+    };
+    let e = l.err("recorder", refund(with_fee, 7));
+    assert_eq!(e.code(), "fee_returned_over_fee");
+    assert!(!e.is_conflict());
+    assert_eq!(
+        e.to_string(),
+        format!("fee_returned_minor: 7 is more than the fee of 6 that donation {with_fee} paid; a channel gives back at most the gift's fee (1 to 6)")
+    );
+    let e = l.err("recorder", refund(without_fee, 1));
+    assert_eq!(e.code(), "fee_returned_over_fee");
+    assert_eq!(
+        e.to_string(),
+        format!("fee_returned_minor: 1 is more than the fee of 0 that donation {without_fee} paid; a channel gives back at most the gift's fee (the gift paid no fee: omit fee_returned_minor)")
+    );
+    let e = l.err("recorder", refund(with_fee, 0));
+    assert_eq!(e.code(), "invalid");
+    assert!(e.to_string().contains("fee_returned_minor"), "{e}");
+    // The whole fee is allowed.
+    l.ok("recorder", refund(with_fee, 6));
 }
 
 #[test]
@@ -1762,6 +1861,7 @@ fn a_refund_line_is_linked_beside_its_payment_on_another_statement() {
             Command::RefundDonation {
                 donation_seq,
                 reason: text("捐赠人申请退款"),
+                fee_returned_minor: None,
             },
         )[0]
         .seq()

@@ -379,7 +379,9 @@ pub struct ExceptionItem {
     pub ledger_amount_minor: Option<u64>,
     /// The line's fee: positive when the channel charged it, negative when it gave it back.
     pub statement_fee_minor: Option<i64>,
-    pub ledger_fee_minor: Option<u64>,
+    /// The entry's fee, signed as the line's: a gift's fee (positive), the part of it a
+    /// refund got back (negative), 0 for a payout.
+    pub ledger_fee_minor: Option<i64>,
     /// The `ExceptionResolved` event, once resolved.
     pub resolved_seq: Option<u64>,
     pub resolution: Option<String>,
