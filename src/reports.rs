@@ -621,6 +621,17 @@ struct IatiTransaction {
     reference: String,
 }
 
+/// One day's gifts through one channel, in minor units: how many, their gross amount and
+/// fees, the gifts refunded that day and the fees given back on those refunds.
+#[derive(Debug, Clone, Copy, Default)]
+struct DailyGifts {
+    count: u64,
+    gross: u64,
+    fees: u64,
+    refunds: u64,
+    fees_returned: u64,
+}
+
 #[derive(Debug, Clone)]
 struct IatiActivity {
     id: Id,
@@ -630,9 +641,8 @@ struct IatiActivity {
     opened_date: String,
     closed_date: Option<String>,
     transactions: Vec<IatiTransaction>,
-    /// Gifts aggregated per (date, channel): count, gross, fees, refunds, fees given back
-    /// on refunds.
-    daily: BTreeMap<(String, Channel), (u64, u64, u64, u64, u64)>,
+    /// Gifts aggregated per (date, channel).
+    daily: BTreeMap<(String, Channel), DailyGifts>,
     /// Matches aggregated per (date, pool): count, allocated, released, sponsor.
     daily_matches: BTreeMap<(String, Id), (u64, u64, u64, String)>,
 }
@@ -787,17 +797,17 @@ impl IatiBuilder {
             EventBody::DonationReceived(d) => {
                 if let Some(a) = self.activities.get_mut(&d.project) {
                     let e = a.daily.entry((date.clone(), d.channel)).or_default();
-                    e.0 += 1;
-                    e.1 += d.amount_minor.minor();
-                    e.2 += d.fee_minor;
+                    e.count += 1;
+                    e.gross += d.amount_minor.minor();
+                    e.fees += d.fee_minor;
                 }
             }
             EventBody::DonationRefunded(x) => {
                 if let Some(d) = before.donations.get(&x.donation_seq) {
                     if let Some(a) = self.activities.get_mut(&d.project) {
                         let e = a.daily.entry((date.clone(), d.channel)).or_default();
-                        e.3 += d.amount_minor;
-                        e.4 += x.fee_returned_minor.unwrap_or(0);
+                        e.refunds += d.amount_minor;
+                        e.fees_returned += x.fee_returned_minor.unwrap_or(0);
                     }
                 }
             }
@@ -1112,7 +1122,17 @@ impl IatiBuilder {
 
     fn transactions_of(&self, a: &IatiActivity) -> Vec<IatiTransaction> {
         let mut out = a.transactions.clone();
-        for ((date, channel), (count, gross, fees, refunds, fees_returned)) in &a.daily {
+        for (
+            (date, channel),
+            DailyGifts {
+                count,
+                gross,
+                fees,
+                refunds,
+                fees_returned,
+            },
+        ) in &a.daily
+        {
             let base = |code, value_minor: i128, description: String| IatiTransaction {
                 code,
                 date: date.clone(),
