@@ -1834,6 +1834,77 @@ fn a_link_takes_an_entry_no_line_of_another_statement_has() {
     assert_eq!(l.state.position, before, "a refused link writes nothing");
 }
 
+/// A link pairs a refund line with a refund of the same fee given back, as the reference
+/// rule does: a line giving back 0.06 is not linked to a refund recorded as keeping the fee
+/// (`amount_mismatch` naming both fees, nothing written), and is linked to one giving back 6.
+#[test]
+fn a_refund_line_is_linked_only_to_a_refund_giving_back_its_fee() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    give(&mut l, "cp", 10_000, "wx-0", "donor-0");
+    let gift = |l: &mut Ledger, txn: &str| {
+        let mut d = donation("cp", 1_000, txn, "donor-1");
+        d.fee_minor = 6;
+        l.ok("recorder", Command::RecordDonation(d))[0].seq()
+    };
+    let kept = gift(&mut l, "wx-1");
+    let returned = gift(&mut l, "wx-2");
+    let refund = |l: &mut Ledger, donation_seq: u64, fee_returned_minor| {
+        l.ok(
+            "finance",
+            Command::RefundDonation {
+                donation_seq,
+                reason: text("捐赠人申请退款"),
+                fee_returned_minor,
+            },
+        )[0]
+        .seq()
+    };
+    let r_kept = refund(&mut l, kept, None);
+    let r_returned = refund(&mut l, returned, Some(6));
+    // One bill, two refund lines each giving back 0.06, naming their payments by WeChat's
+    // own numbers (which the ledger does not know, so only a link pairs them).
+    let st = l.ok(
+        "recorder",
+        Command::ImportStatement(StatementImported {
+            statement_sha256: sha256(b"refund fees"),
+            source: StatementSource::Wechat,
+            account: "1900000109".into(),
+            currency: Currency::CNY,
+            period_start_ms: T0 - DAY / 2,
+            period_end_ms: T0 + DAY / 2,
+            line_count: 2,
+        }),
+    )[0]
+    .seq();
+    for (line_no, original) in [(1, "4200000001"), (2, "4200000002")] {
+        l.ok(
+            "recorder",
+            Command::RecordStatementLine(StatementLineRecorded {
+                statement_seq: st,
+                line_no,
+                kind: StatementLineKind::Refund,
+                reference: format!("RF-{line_no}"),
+                original_reference: Some(original.into()),
+                booked_ms: T0,
+                amount_minor: amount(1_000),
+                fee_minor: -6,
+                fee_milli_minor: None,
+                currency: Currency::CNY,
+            }),
+        );
+    }
+    let before = l.state.position;
+    let e = link_line(&mut l, (st, 1), r_kept).unwrap_err();
+    assert_eq!(e.code(), "amount_mismatch");
+    assert_eq!(
+        e.to_string(),
+        format!("resolution.entry_seq: the linked entry has fee 0, line 1 of statement {st} has -6: a link pairs a line with an entry of the same amount and fee, to the fen; resolve a difference as explained")
+    );
+    assert_eq!(l.state.position, before, "a refused link writes nothing");
+    link_line(&mut l, (st, 2), r_returned).expect("the same fee given back");
+}
+
 /// A gift's payment and its refund are two entries, so a payment line of one bill and a
 /// refund line of another legitimately both name the gift: the refund line is linked to the
 /// refund whether the payment line has the gift by reference or by a link. The refund is
