@@ -33,6 +33,10 @@ pub enum Command {
     RefundDonation {
         donation_seq: u64,
         reason: Text,
+        /// The part of the gift's fee the channel gave back (WeChat Pay and Alipay return
+        /// the refund's share): 1 to the gift's `fee_minor`; `None` when it kept it all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fee_returned_minor: Option<u64>,
     },
     MakePledge {
         project: Id,
@@ -144,6 +148,14 @@ pub enum CommandError {
         field: &'static str,
         currency: Currency,
         digits: u8,
+    },
+    #[error("fee_returned_minor: {given} is more than the fee of {fee} that donation {donation_seq} paid; a channel gives back at most the gift's fee ({limit})")]
+    FeeReturnedOverFee {
+        donation_seq: u64,
+        given: u64,
+        fee: u64,
+        /// The allowed range in words: `1 to <fee>`, or that the gift paid no fee.
+        limit: String,
     },
     #[error("amount_minor: {requested} exceeds project {project}'s available balance {available}")]
     InsufficientFunds {
@@ -304,6 +316,7 @@ impl CommandError {
             CommandError::CurrencyMismatch { .. } => "currency_mismatch",
             CommandError::CurrencyNotSupported { .. } => "currency_not_supported",
             CommandError::InsufficientFunds { .. } => "insufficient_funds",
+            CommandError::FeeReturnedOverFee { .. } => "fee_returned_over_fee",
             CommandError::OverGoal { .. } => "over_goal",
             CommandError::InflowLimit { .. } => "inflow_limit",
             CommandError::DuplicateChannelTxn { .. } => "duplicate_channel_txn",
@@ -468,6 +481,7 @@ pub fn decide(
         Command::RefundDonation {
             donation_seq,
             reason,
+            fee_returned_minor,
         } => {
             let d = state
                 .donations
@@ -476,11 +490,31 @@ pub fn decide(
             if d.refunded_seq.is_some() {
                 return Err(CommandError::AlreadyRefunded(*donation_seq));
             }
+            if let Some(given) = *fee_returned_minor {
+                if given > d.fee_minor {
+                    return Err(CommandError::FeeReturnedOverFee {
+                        donation_seq: *donation_seq,
+                        given,
+                        fee: d.fee_minor,
+                        limit: match d.fee_minor {
+                            0 => "the gift paid no fee: omit fee_returned_minor".into(),
+                            fee => format!("1 to {fee}"),
+                        },
+                    });
+                }
+            }
             let p = project(state, &d.project)?;
             let matched = d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
-            ensure_available(p, d.amount_minor + matched)?;
+            // The project pays back the gift and gives up its match; the fee the channel
+            // returns comes back to it in the same event, so it needs only the difference
+            // (the fee returned is below the gift's fee, itself below the amount).
+            ensure_available(
+                p,
+                d.amount_minor + matched - fee_returned_minor.unwrap_or(0),
+            )?;
             let mut out = vec![EventBody::DonationRefunded(DonationRefunded {
                 donation_seq: *donation_seq,
+                fee_returned_minor: *fee_returned_minor,
                 reason: reason.clone(),
             })];
             if let Some((pool, amount)) = &d.matched {
@@ -843,7 +877,7 @@ fn check_unaccounted_elsewhere(
 
 /// A link says the line *is* the entry, as a match by reference would: the entry is one the
 /// line's direction can show, in the statement's channel and currency, with the same gross
-/// amount (and, for a channel's payment line, the same fee), to the fen. A difference is
+/// amount (and, for a channel's payment or refund line, the same fee: a gift's fee, or the part of it a refund got back), to the fen. A difference is
 /// not linked away; staff resolve it as `explained` (or correct the ledger).
 fn check_link(
     st: &Statement,
@@ -920,14 +954,18 @@ fn check_link(
             rule,
         });
     }
-    if line.kind == StatementLineKind::Payment
-        && i128::from(entry.fee_minor) != i128::from(line.fee_minor)
+    // A channel's payment line shows the gift's fee, its refund line the part of it given
+    // back (negative, as the refund entry's); a bank line carries no fee.
+    if matches!(
+        line.kind,
+        StatementLineKind::Payment | StatementLineKind::Refund
+    ) && entry.fee_minor != line.fee_minor
     {
         return Err(CommandError::AmountMismatch {
             field: FIELD,
             given: "the linked entry",
             what: "fee",
-            given_minor: signed_minor(entry.fee_minor),
+            given_minor: entry.fee_minor,
             statement_seq: st.seq,
             line_no,
             line_minor: line.fee_minor,

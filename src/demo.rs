@@ -383,6 +383,7 @@ pub async fn run_demo(
         let refund = Command::RefundDonation {
             donation_seq: seq,
             reason: text("捐赠人重复支付,原路退回"),
+            fee_returned_minor: None,
         };
         // Not every sampled seq is a donation; the ledger says which are not.
         if writer

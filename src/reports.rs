@@ -85,6 +85,7 @@ pub struct Disclosure {
     pub through_seq: Option<u64>,
     pub opening_balance_minor: i128,
     pub donations_gross_minor: i128,
+    /// Channel fees net of those given back on refunds (the fund's 5101 balance moved).
     pub fees_minor: i128,
     pub refunded_minor: i128,
     pub matched_minor: i128,
@@ -294,7 +295,7 @@ impl DisclosureBuilder {
             through_seq: self.through_seq,
             opening_balance_minor: opening.balance_minor(),
             donations_gross_minor: d(|f| f.donations_gross_minor),
-            fees_minor: d(|f| f.fees_minor),
+            fees_minor: d(|f| f.fees_minor - f.fees_returned_minor),
             refunded_minor: d(|f| f.refunded_minor),
             matched_minor: d(|f| f.matched_minor),
             spent_minor: d(|f| f.paid_out_minor),
@@ -640,6 +641,17 @@ struct IatiTransaction {
     reference: String,
 }
 
+/// One day's gifts through one channel, in minor units: how many, their gross amount and
+/// fees, the gifts refunded that day and the fees given back on those refunds.
+#[derive(Debug, Clone, Copy, Default)]
+struct DailyGifts {
+    count: u64,
+    gross: u64,
+    fees: u64,
+    refunds: u64,
+    fees_returned: u64,
+}
+
 #[derive(Debug, Clone)]
 struct IatiActivity {
     id: Id,
@@ -649,8 +661,8 @@ struct IatiActivity {
     opened_date: String,
     closed_date: Option<String>,
     transactions: Vec<IatiTransaction>,
-    /// Gifts aggregated per (date, channel): count, gross, fees, refunds.
-    daily: BTreeMap<(String, Channel), (u64, u64, u64, u64)>,
+    /// Gifts aggregated per (date, channel).
+    daily: BTreeMap<(String, Channel), DailyGifts>,
     /// Matches aggregated per (date, pool): count, allocated, released, sponsor.
     daily_matches: BTreeMap<(String, Id), (u64, u64, u64, String)>,
 }
@@ -662,7 +674,8 @@ struct IatiActivity {
 ///   (anonymous)"), refunds negative; matches per day and pool (provider: the sponsor),
 ///   released matches negative; a move in (provider: the sending activity). Adds up to
 ///   gross − refunded + matched + moved in.
-/// - expenditure (4): channel fees per day and channel. Adds up to the fees.
+/// - expenditure (4): channel fees per day and channel, fees given back on refunds
+///   negative. Adds up to the fees less the fees returned.
 /// - outgoing commitment (2): an approved payout (receiver: the payee, masked for a
 ///   person); an approved move out (receiver: the receiving activity). Adds up to
 ///   programme cost + moved out.
@@ -804,15 +817,17 @@ impl IatiBuilder {
             EventBody::DonationReceived(d) => {
                 if let Some(a) = self.activities.get_mut(&d.project) {
                     let e = a.daily.entry((date.clone(), d.channel)).or_default();
-                    e.0 += 1;
-                    e.1 += d.amount_minor.minor();
-                    e.2 += d.fee_minor;
+                    e.count += 1;
+                    e.gross += d.amount_minor.minor();
+                    e.fees += d.fee_minor;
                 }
             }
             EventBody::DonationRefunded(x) => {
                 if let Some(d) = before.donations.get(&x.donation_seq) {
                     if let Some(a) = self.activities.get_mut(&d.project) {
-                        a.daily.entry((date.clone(), d.channel)).or_default().3 += d.amount_minor;
+                        let e = a.daily.entry((date.clone(), d.channel)).or_default();
+                        e.refunds += d.amount_minor;
+                        e.fees_returned += x.fee_returned_minor.unwrap_or(0);
                     }
                 }
             }
@@ -1127,7 +1142,17 @@ impl IatiBuilder {
 
     fn transactions_of(&self, a: &IatiActivity) -> Vec<IatiTransaction> {
         let mut out = a.transactions.clone();
-        for ((date, channel), (count, gross, fees, refunds)) in &a.daily {
+        for (
+            (date, channel),
+            DailyGifts {
+                count,
+                gross,
+                fees,
+                refunds,
+                fees_returned,
+            },
+        ) in &a.daily
+        {
             let base = |code, value_minor: i128, description: String| IatiTransaction {
                 code,
                 date: date.clone(),
@@ -1157,6 +1182,18 @@ impl IatiBuilder {
                     iati_type::EXPENDITURE,
                     i128::from(*fees),
                     format!("{} fees", channel_name(*channel)),
+                );
+                t.provider = None;
+                t.receiver = Some(Party::Named(channel_name(*channel).to_owned()));
+                out.push(t);
+            }
+            // A fee the channel gave back on a refund lowers the expenditure, as a refund
+            // lowers the incoming funds: a negative 4 on the refund's day.
+            if *fees_returned > 0 {
+                let mut t = base(
+                    iati_type::EXPENDITURE,
+                    -i128::from(*fees_returned),
+                    format!("{} fees returned on refunds", channel_name(*channel)),
                 );
                 t.provider = None;
                 t.receiver = Some(Party::Named(channel_name(*channel).to_owned()));
@@ -1449,7 +1486,7 @@ pub fn write_exceptions_csv(
                     Some(milli) => format_milli_minor(i128::from(milli)),
                     None => signed_money(e.statement_fee_minor),
                 },
-                &money(e.ledger_fee_minor),
+                &signed_money(e.ledger_fee_minor),
                 &opt(e.resolved_seq),
                 e.resolution.unwrap_or(""),
             ],

@@ -19,6 +19,8 @@ pub struct ProjectFigures {
     pub raised_minor: u64,
     pub matched_minor: u64,
     pub refunded_minor: u64,
+    /// Channel fees given back on refunds: the project's money again.
+    pub fees_returned_minor: u64,
     pub paid_out_minor: u64,
     pub moved_in_minor: u64,
     pub moved_out_minor: u64,
@@ -44,6 +46,7 @@ pub fn project_figures(p: &Project) -> ProjectFigures {
         raised_minor: b.raised,
         matched_minor: b.matched,
         refunded_minor: b.refunded,
+        fees_returned_minor: b.fees_returned,
         paid_out_minor: b.paid_out,
         moved_in_minor: b.moved_in,
         moved_out_minor: b.moved_out,

@@ -145,7 +145,8 @@ fn demo_verify_rebuild_export_balances() {
                 - n("refunded_minor")
                 - n("paid_out_minor")
                 - n("moved_out_minor")
-                + n("moved_in_minor"),
+                + n("moved_in_minor")
+                + n("fees_returned_minor"),
             n("balance_minor"),
             "money is conserved for {}",
             row["project"]

@@ -563,6 +563,7 @@ mod cases {
         let refund = |donation_seq: u64| Command::RefundDonation {
             donation_seq,
             reason: Text::new("重复扣款").unwrap(),
+            fee_returned_minor: None,
         };
 
         // Writer A sets the ledger up: a fund and four gifts (seqs 1 to 4).

@@ -30,7 +30,8 @@ enum Op {
         channel: usize,
         pledge: bool,
     },
-    Refund(usize),
+    /// Refunds one of the live gifts; the channel gives back quarters (0 to 4) of its fee.
+    Refund(usize, u64),
     Pledge {
         project: usize,
         amount: u64,
@@ -72,7 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
                 pledge
             }
         ),
-        2 => any::<usize>().prop_map(Op::Refund),
+        2 => (any::<usize>(), 0..5u64).prop_map(|(n, quarters)| Op::Refund(n, quarters)),
         1 => (0..4usize, 1..100_000u64).prop_map(|(project, amount)| Op::Pledge { project, amount }),
         1 => any::<usize>().prop_map(Op::CancelPledge),
         2 => (0..4usize, 1..30_000u64).prop_map(|(project, amount)| Op::RequestPayout { project, amount }),
@@ -217,6 +218,7 @@ fn check_books(books: &Books) {
         let i = |v: u64| i128::from(v);
         assert_eq!(fs.donations_gross_minor, i(b.raised_gross), "{}", p.id);
         assert_eq!(fs.fees_minor, i(b.fees), "{}", p.id);
+        assert_eq!(fs.fees_returned_minor, i(b.fees_returned), "{}", p.id);
         assert_eq!(
             fs.donations_gross_minor - fs.fees_minor,
             i(b.raised),
@@ -340,7 +342,7 @@ async fn run(h: &mut Harness, op: Op) {
             )
             .await;
         }
-        Op::Refund(n) => {
+        Op::Refund(n, quarters) => {
             let live: Vec<u64> = st
                 .donations
                 .values()
@@ -350,6 +352,8 @@ async fn run(h: &mut Harness, op: Op) {
             for_one_of(h, live, n, "admin", |seq| Command::RefundDonation {
                 donation_seq: seq,
                 reason: text("duplicate"),
+                fee_returned_minor: Some(st.donations[&seq].fee_minor * quarters / 4)
+                    .filter(|fee| *fee > 0),
             })
             .await;
         }
@@ -607,7 +611,7 @@ fn worked_example_postings() {
         .await;
         // Refund: the full 10,000 leaves the clearing account; the fee stays spent.
         let first = *h.books.ledger.donations.keys().next().unwrap();
-        run(&mut h, Op::Refund(0)).await;
+        run(&mut h, Op::Refund(0, 0)).await;
         h.check().await;
         assert!(h.books.ledger.donations[&first].refunded_seq.is_some());
         h.check().await;
@@ -633,6 +637,70 @@ fn worked_example_postings() {
                 .balance()
                 .map(i128::from)
         );
+
+        // A WeChat gift of 2,000 with a fee of 12, refunded with the whole fee given back:
+        // the clearing account owes the 12 again (Dr 1101) and the fee expense is reversed
+        // (Cr 5101), so the project has its 12 back.
+        h.txn += 1;
+        let gift = h
+            .submit(
+                "recorder",
+                vec![Command::RecordDonation(DonationInput {
+                    project: id("cp-a"),
+                    amount_minor: amount(2_000),
+                    currency: cny,
+                    channel: Channel::Wechat,
+                    channel_txn_id: "wx-fee-back".into(),
+                    fee_minor: 12,
+                    pledge_seq: None,
+                    anonymous: true,
+                    public_name: None,
+                    donor_ref: id("donor-9"),
+                })],
+            )
+            .await
+            .unwrap()[0];
+        h.check().await;
+        let clearing = A::Clearing {
+            channel: Channel::Wechat,
+        };
+        let fees = A::ChannelFees {
+            channel: Channel::Wechat,
+            project: id("cp-a"),
+        };
+        let before = h.books.trial.clone();
+        let balance_before = h.books.ledger.projects[&id("cp-a")]
+            .balances
+            .balance()
+            .unwrap();
+        h.submit(
+            "admin",
+            vec![Command::RefundDonation {
+                donation_seq: gift,
+                reason: text("捐赠人申请退款"),
+                fee_returned_minor: Some(12),
+            }],
+        )
+        .await
+        .unwrap();
+        h.check().await;
+        let moved = |a: &A| {
+            let (now, was) = (h.books.trial.turnover(cny, a), before.turnover(cny, a));
+            (
+                now.debit_minor - was.debit_minor,
+                now.credit_minor - was.credit_minor,
+            )
+        };
+        assert_eq!(moved(&clearing), (12, 2_000));
+        assert_eq!(moved(&fees), (0, 12));
+        let fs = h.books.fund_statement(&id("cp-a")).unwrap();
+        assert_eq!((fs.fees_minor, fs.fees_returned_minor), (60 + 12, 12));
+        let b = &h.books.ledger.projects[&id("cp-a")].balances;
+        let matched = h.books.ledger.donations[&gift]
+            .matched
+            .as_ref()
+            .map_or(0, |(_, m)| *m);
+        assert_eq!(b.balance().unwrap(), balance_before - 2_000 - matched + 12);
     });
 }
 

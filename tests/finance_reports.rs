@@ -168,6 +168,7 @@ async fn sample_events() -> Vec<SealedEvent> {
         vec![Command::RefundDonation {
             donation_seq: refund_target,
             reason: text("重复支付"),
+            fee_returned_minor: None,
         }],
     )
     .await;
@@ -730,12 +731,18 @@ async fn reconciling_events() -> Vec<SealedEvent> {
         donations.push(submit(w, "recorder", vec![command]).await[0]);
     }
     // Refunds: a match released to the open pool (the gift of 700 and its match), two to
-    // the closed one, one of them towards the cancelled pledge.
+    // the closed one, one of them towards the cancelled pledge. Alipay gives back the whole
+    // fee of 4, WeChat Pay 6 of 12 (the bank had none).
     let mut refunds = Vec::new();
-    for donation_seq in [donations[5], donations[0], donations[2]] {
+    for (donation_seq, fee_returned_minor) in [
+        (donations[5], Some(4)),
+        (donations[0], Some(6)),
+        (donations[2], None),
+    ] {
         refunds.push(Command::RefundDonation {
             donation_seq,
             reason: text("重复支付"),
+            fee_returned_minor,
         });
     }
     submit(w, "admin", refunds).await;
@@ -905,6 +912,10 @@ async fn iati_transactions_add_up_to_each_fund_statement() {
     assert!(state.pools.values().any(|p| p.open && p.released > 0));
     assert!(state.pledges.values().any(|p| p.cancelled));
     assert!(state
+        .projects
+        .values()
+        .any(|p| p.balances.fees_returned > 0));
+    assert!(state
         .moves
         .values()
         .any(|m| m.status == projections::RequestStatus::Requested));
@@ -939,7 +950,16 @@ async fn iati_transactions_add_up_to_each_fund_statement() {
             f.moved_in_minor,
             "{what}: moved in"
         );
-        assert_eq!(fees, f.fees_minor, "{what}: fees");
+        assert_eq!(
+            fees,
+            f.fees_minor - f.fees_returned_minor,
+            "{what}: fees less those given back"
+        );
+        assert_eq!(
+            sum("4", &|t| t.value_minor < 0),
+            -f.fees_returned_minor,
+            "{what}: fees given back"
+        );
         assert_eq!(
             committed,
             f.programme_cost_minor + f.moved_out_minor,

@@ -746,11 +746,19 @@ async fn import_reconcile_resolve_and_reimport() {
     assert_eq!(rec.open_exceptions().count(), 6);
 }
 
-/// End to end: a WeChat bill with a refund that gives back its fee is imported; the line
-/// is recorded with its negative fee, matches the ledger's refund, and the reconciliation's
-/// totals are the bill's money in, money out and fees, each apart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction() {
+/// A ledger of three one-yuan WeChat gifts (fee 0.01 each) whose gift 3 is refunded with
+/// `fee_returned_minor`, and a WeChat bill of the gifts, a late one and the refund of gift 3
+/// giving back its 0.01, imported. Answers the reconciliation, the refund's seq, gift 3's
+/// seq, the bill and the data directory (kept by the `TempDir`).
+async fn a_bill_refunding_gift3(
+    fee_returned_minor: Option<u64>,
+) -> (
+    projections::reconcile::Reconciliation,
+    u64,
+    u64,
+    std::path::PathBuf,
+    tempfile::TempDir,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     ledger_with_gifts(&dir, 3).await;
@@ -771,6 +779,7 @@ async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction()
             Command::RefundDonation {
                 donation_seq: gift3,
                 reason: Text::new("捐赠人申请退款").unwrap(),
+                fee_returned_minor,
             },
         ))
         .await
@@ -812,6 +821,16 @@ async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction()
     let rec = reconcile_statement(&log, &state, statement_seq, MatchConfig::default())
         .await
         .unwrap();
+    (rec, refund_seq, gift3, file, tmp)
+}
+
+/// End to end: a WeChat bill with a refund that gives back its fee is imported; the line
+/// is recorded with its negative fee, matches the ledger's refund (recorded with the fee
+/// returned, 0.01), and the reconciliation's totals are the bill's money in, money out and
+/// fees, each apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction() {
+    let (rec, refund_seq, _, file, _tmp) = a_bill_refunding_gift3(Some(1)).await;
     assert!(rec.exceptions.is_empty(), "{:?}", rec.exceptions);
     assert!(rec
         .matched
@@ -833,6 +852,31 @@ async fn an_imported_refund_keeps_its_returned_fee_and_the_totals_by_direction()
         ),
         (800_000, 100_000, 5_000)
     );
+}
+
+/// The same bill against a refund recorded as keeping the whole fee: the refund line's fee
+/// given back (-0.01) differs from the ledger's (0), a `fee_difference` on that line, shown
+/// with its donation; the line still accounts for the refund (it is not also missing), and
+/// the statement's totals are the bill's as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_recorded_without_its_returned_fee_is_a_fee_difference() {
+    let (rec, refund_seq, gift3, _, _tmp) = a_bill_refunding_gift3(None).await;
+    assert_eq!(rec.exceptions.len(), 1, "{:?}", rec.exceptions);
+    let e = &rec.exceptions[0];
+    assert_eq!(e.reason, ReasonCode::FeeDifference);
+    assert_eq!((e.line_no, e.entry_seq), (Some(5), Some(gift3)));
+    assert_eq!(
+        (e.statement_fee_minor, e.ledger_fee_minor),
+        (Some(-1), Some(0))
+    );
+    assert_eq!(
+        (e.statement_amount_minor, e.ledger_amount_minor),
+        (Some(100), Some(100))
+    );
+    assert!(!rec.matched.iter().any(|m| m.entry_seq == refund_seq));
+    let t = rec.totals;
+    assert_eq!((t.fees_charged_minor(), t.fees_returned_minor()), (6, 1));
+    assert_eq!((t.net_fees_minor(), t.net_minor()), (5, 695));
 }
 
 /// End to end: gifts booked with a fee of 0.01 (0.6% of 1 yuan, rounded half away from

@@ -489,11 +489,22 @@ async fn every_command_through_its_resource_endpoint() {
         donation("cp-1", 100_000, "wx-extra", "donor-000099"),
     )
     .await;
+    // A fee given back is at most the gift's fee (180). Nothing is written.
+    let r = t
+        .post(
+            &format!("/api/v1/staff/donations/{donation_seq}/refund"),
+            "recorder",
+            json!({"reason": "重复支付", "fee_returned_minor": 181}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+    assert_eq!(r.code(), "fee_returned_over_fee", "{r:?}");
+    // WeChat Pay gives the whole fee back with the refund: the project has it again.
     let w = t
         .created(
             &format!("/api/v1/staff/donations/{donation_seq}/refund"),
             "recorder",
-            json!({"reason": "重复支付"}),
+            json!({"reason": "重复支付", "fee_returned_minor": 180}),
         )
         .await;
     assert_eq!(w["events"][1]["type"], "match_released");
@@ -539,6 +550,7 @@ async fn every_command_through_its_resource_endpoint() {
     let f = &r.body["figures"];
     assert_eq!(f["raised_gross_minor"], 130_000);
     assert_eq!(f["refunded_minor"], 30_000);
+    assert_eq!(f["fees_returned_minor"], 180);
     assert_eq!(f["matched_minor"], 10_000);
     assert_eq!(f["paid_out_minor"], 5_000);
     assert_eq!(f["moved_out_minor"], 100);
@@ -1067,6 +1079,8 @@ async fn openapi_health_and_metrics() {
     let batch = &r.body["components"]["schemas"]["BatchBody"]["properties"]["donations"];
     assert_eq!(batch["maxItems"], 1000, "{batch}");
     assert!(r.body["components"]["schemas"]["CommandBody"].is_object());
+    let refund = &r.body["components"]["schemas"]["RefundBody"]["properties"];
+    assert_eq!(refund["fee_returned_minor"]["minimum"], 1, "{refund}");
     let r = t.get("/healthz", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["status"], "ok");

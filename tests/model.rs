@@ -34,6 +34,9 @@ enum Step {
     },
     Refund {
         donation: usize,
+        /// The part of the fee the channel gives back; 0 for none (the command says
+        /// `None`). Up to 9, past the largest fee (7), so refusals happen too.
+        fee_returned: u64,
     },
     Payout {
         project: usize,
@@ -65,7 +68,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0..PROJECTS, 1u64..1_500, 0u64..8, 0usize..3)
             .prop_map(|(project, amount, fee, donor)| Step::Donate { project, amount, fee, donor }),
-        2 => (0usize..24).prop_map(|donation| Step::Refund { donation }),
+        2 => (0usize..24, prop_oneof![Just(0u64), 1u64..10])
+            .prop_map(|(donation, fee_returned)| Step::Refund { donation, fee_returned }),
         3 => (0..PROJECTS, 1u64..2_500, 0usize..2)
             .prop_map(|(project, amount, requester)| Step::Payout { project, amount, requester }),
         3 => (0usize..10, 0usize..2, any::<bool>())
@@ -91,6 +95,8 @@ struct MProject {
     balance: u64,
     committed: u64,
     requested: u64,
+    /// Fees channels gave back on refunds.
+    fees_returned: u64,
 }
 
 impl MProject {
@@ -317,7 +323,10 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             });
             Ok(())
         }
-        Step::Refund { donation } => {
+        Step::Refund {
+            donation,
+            fee_returned,
+        } => {
             let seq = m
                 .donations
                 .get(donation)
@@ -326,21 +335,27 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             let command = Command::RefundDonation {
                 donation_seq: seq,
                 reason: Text::new("退款").unwrap(),
+                fee_returned_minor: (fee_returned > 0).then_some(fee_returned),
             };
             let result = h.submit(actor("recorder", 0), command).await;
             let Some(d) = m.donations.get_mut(donation) else {
                 return expect_refused(result, "unknown donation");
             };
             let p = &mut m.projects[d.project];
-            if d.refunded || p.available() < d.amount + d.matched {
-                return expect_refused(result, "refunded or not enough money");
+            // The fee given back is at most the gift's fee and comes back to the project.
+            let fee = d.amount - d.net;
+            if d.refunded
+                || fee_returned > fee
+                || p.available() < d.amount + d.matched - fee_returned
+            {
+                return expect_refused(result, "refunded, fee over, or not enough money");
             }
             result.map_err(|e| format!("refund refused: {e}"))?;
             d.refunded = true;
-            p.balance -= d.amount + d.matched;
+            p.balance -= d.amount + d.matched - fee_returned;
+            p.fees_returned += fee_returned;
             m.pool_used -= d.matched;
             *m.donor_used.get_mut(&d.donor).unwrap() -= d.matched;
-            let _ = d.net;
             Ok(())
         }
         Step::Payout {
@@ -506,14 +521,25 @@ async fn check(h: &Harness, m: &Model) -> Result<(), String> {
             - b.refunded as i128
             - b.paid_out as i128
             - b.moved_out as i128
-            + b.moved_in as i128;
+            + b.moved_in as i128
+            + b.fees_returned as i128;
         if lhs != balance as i128 || b.raised != b.raised_gross - b.fees {
             return Err(format!("{id}: conservation: {b:?}"));
         }
         let mp = &m.projects[p];
-        if (balance, available, b.committed, b.requested)
-            != (mp.balance, mp.available(), mp.committed, mp.requested)
-        {
+        if (
+            balance,
+            available,
+            b.committed,
+            b.requested,
+            b.fees_returned,
+        ) != (
+            mp.balance,
+            mp.available(),
+            mp.committed,
+            mp.requested,
+            mp.fees_returned,
+        ) {
             return Err(format!("{id}: ledger {b:?} vs model {mp:?}"));
         }
     }

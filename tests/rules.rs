@@ -438,6 +438,7 @@ fn a_goal_cap_counts_matches_and_moves_in() {
         Command::RefundDonation {
             donation_seq: events[0].seq(),
             reason: text("捐赠人申请退款"),
+            fee_returned_minor: None,
         },
     );
     assert_eq!(l.state.projects[&id("help")].balances.received(), 0);
@@ -828,6 +829,7 @@ fn refunds_name_a_donation_once_and_release_the_match() {
         Command::RefundDonation {
             donation_seq: 999,
             reason: text("x"),
+            fee_returned_minor: None,
         },
     );
     assert!(matches!(e, CommandError::UnknownDonation(999)));
@@ -836,6 +838,7 @@ fn refunds_name_a_donation_once_and_release_the_match() {
         Command::RefundDonation {
             donation_seq,
             reason: text("重复支付"),
+            fee_returned_minor: None,
         },
     );
     assert_eq!(
@@ -851,6 +854,7 @@ fn refunds_name_a_donation_once_and_release_the_match() {
         Command::RefundDonation {
             donation_seq,
             reason: text("again"),
+            fee_returned_minor: None,
         },
     );
     assert!(matches!(e, CommandError::AlreadyRefunded(_)));
@@ -868,6 +872,7 @@ fn a_refund_cannot_take_money_already_paid_out() {
         Command::RefundDonation {
             donation_seq: seq,
             reason: text("x"),
+            fee_returned_minor: None,
         },
     );
     assert!(
@@ -897,6 +902,7 @@ fn the_channel_keeps_its_fee_on_refund() {
         Command::RefundDonation {
             donation_seq: seq,
             reason: text("x"),
+            fee_returned_minor: None,
         },
     );
     assert_eq!(
@@ -904,6 +910,99 @@ fn the_channel_keeps_its_fee_on_refund() {
         9_994,
         "the donor gets 1,000 back; the fee of 6 is lost"
     );
+}
+
+/// WeChat Pay and Alipay give back the refund's share of the fee: recorded on the refund,
+/// it comes back to the project, so a refund needs only the amount (and match) less it.
+#[test]
+fn a_fee_given_back_on_a_refund_returns_to_the_project() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let mut d = donation("cp", 1_000, "t1", "d1");
+    d.fee_minor = 6;
+    let seq = l.ok("recorder", Command::RecordDonation(d))[0].seq();
+    assert_eq!(l.available("cp"), 994);
+    let refund = |fee_returned_minor| Command::RefundDonation {
+        donation_seq: seq,
+        reason: text("捐赠人申请退款"),
+        fee_returned_minor,
+    };
+    // Keeping the fee, the channel would take back more than the project holds.
+    let e = l.err("recorder", refund(None));
+    assert!(
+        matches!(
+            e,
+            CommandError::InsufficientFunds {
+                requested: 1_000,
+                available: 994,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let events = l.ok("recorder", refund(Some(6)));
+    match events[0].body() {
+        EventBody::DonationRefunded(r) => assert_eq!(r.fee_returned_minor, Some(6)),
+        other => panic!("expected a refund, got {other:?}"),
+    }
+    let b = &l.state.projects[&id("cp")].balances;
+    assert_eq!((b.fees, b.fees_returned, b.refunded), (6, 6, 1_000));
+    assert_eq!(
+        l.available("cp"),
+        0,
+        "the donor has it all back, the fee too"
+    );
+    // A part of the fee: the project keeps the rest as its cost.
+    give(&mut l, "cp", 10_000, "t3", "d3");
+    let mut d = donation("cp", 2_000, "t2", "d2");
+    d.fee_minor = 12;
+    let seq = l.ok("recorder", Command::RecordDonation(d))[0].seq();
+    l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: seq,
+            reason: text("x"),
+            fee_returned_minor: Some(5),
+        },
+    );
+    assert_eq!(l.available("cp"), 10_000 + 1_988 - 2_000 + 5);
+}
+
+/// A channel gives back at most the fee it charged: more than the gift's fee, or any fee
+/// on a gift that paid none, is refused naming `fee_returned_minor` and the limit, and
+/// nothing is written. Zero is spelt by leaving it out.
+#[test]
+fn a_returned_fee_is_at_most_the_gifts_fee() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    give(&mut l, "cp", 10_000, "t0", "d0");
+    let mut d = donation("cp", 1_000, "t1", "d1");
+    d.fee_minor = 6;
+    let with_fee = l.ok("recorder", Command::RecordDonation(d))[0].seq();
+    let without_fee = give(&mut l, "cp", 1_000, "t2", "d2")[0].seq();
+    let refund = |donation_seq, fee_returned_minor| Command::RefundDonation {
+        donation_seq,
+        reason: text("x"),
+        fee_returned_minor: Some(fee_returned_minor),
+    };
+    let e = l.err("recorder", refund(with_fee, 7));
+    assert_eq!(e.code(), "fee_returned_over_fee");
+    assert!(!e.is_conflict());
+    assert_eq!(
+        e.to_string(),
+        format!("fee_returned_minor: 7 is more than the fee of 6 that donation {with_fee} paid; a channel gives back at most the gift's fee (1 to 6)")
+    );
+    let e = l.err("recorder", refund(without_fee, 1));
+    assert_eq!(e.code(), "fee_returned_over_fee");
+    assert_eq!(
+        e.to_string(),
+        format!("fee_returned_minor: 1 is more than the fee of 0 that donation {without_fee} paid; a channel gives back at most the gift's fee (the gift paid no fee: omit fee_returned_minor)")
+    );
+    let e = l.err("recorder", refund(with_fee, 0));
+    assert_eq!(e.code(), "invalid");
+    assert!(e.to_string().contains("fee_returned_minor"), "{e}");
+    // The whole fee is allowed.
+    l.ok("recorder", refund(with_fee, 6));
 }
 
 #[test]
@@ -1735,6 +1834,77 @@ fn a_link_takes_an_entry_no_line_of_another_statement_has() {
     assert_eq!(l.state.position, before, "a refused link writes nothing");
 }
 
+/// A link pairs a refund line with a refund of the same fee given back, as the reference
+/// rule does: a line giving back 0.06 is not linked to a refund recorded as keeping the fee
+/// (`amount_mismatch` naming both fees, nothing written), and is linked to one giving back 6.
+#[test]
+fn a_refund_line_is_linked_only_to_a_refund_giving_back_its_fee() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    give(&mut l, "cp", 10_000, "wx-0", "donor-0");
+    let gift = |l: &mut Ledger, txn: &str| {
+        let mut d = donation("cp", 1_000, txn, "donor-1");
+        d.fee_minor = 6;
+        l.ok("recorder", Command::RecordDonation(d))[0].seq()
+    };
+    let kept = gift(&mut l, "wx-1");
+    let returned = gift(&mut l, "wx-2");
+    let refund = |l: &mut Ledger, donation_seq: u64, fee_returned_minor| {
+        l.ok(
+            "finance",
+            Command::RefundDonation {
+                donation_seq,
+                reason: text("捐赠人申请退款"),
+                fee_returned_minor,
+            },
+        )[0]
+        .seq()
+    };
+    let r_kept = refund(&mut l, kept, None);
+    let r_returned = refund(&mut l, returned, Some(6));
+    // One bill, two refund lines each giving back 0.06, naming their payments by WeChat's
+    // own numbers (which the ledger does not know, so only a link pairs them).
+    let st = l.ok(
+        "recorder",
+        Command::ImportStatement(StatementImported {
+            statement_sha256: sha256(b"refund fees"),
+            source: StatementSource::Wechat,
+            account: "1900000109".into(),
+            currency: Currency::CNY,
+            period_start_ms: T0 - DAY / 2,
+            period_end_ms: T0 + DAY / 2,
+            line_count: 2,
+        }),
+    )[0]
+    .seq();
+    for (line_no, original) in [(1, "4200000001"), (2, "4200000002")] {
+        l.ok(
+            "recorder",
+            Command::RecordStatementLine(StatementLineRecorded {
+                statement_seq: st,
+                line_no,
+                kind: StatementLineKind::Refund,
+                reference: format!("RF-{line_no}"),
+                original_reference: Some(original.into()),
+                booked_ms: T0,
+                amount_minor: amount(1_000),
+                fee_minor: -6,
+                fee_milli_minor: None,
+                currency: Currency::CNY,
+            }),
+        );
+    }
+    let before = l.state.position;
+    let e = link_line(&mut l, (st, 1), r_kept).unwrap_err();
+    assert_eq!(e.code(), "amount_mismatch");
+    assert_eq!(
+        e.to_string(),
+        format!("resolution.entry_seq: the linked entry has fee 0, line 1 of statement {st} has -6: a link pairs a line with an entry of the same amount and fee, to the fen; resolve a difference as explained")
+    );
+    assert_eq!(l.state.position, before, "a refused link writes nothing");
+    link_line(&mut l, (st, 2), r_returned).expect("the same fee given back");
+}
+
 /// A gift's payment and its refund are two entries, so a payment line of one bill and a
 /// refund line of another legitimately both name the gift: the refund line is linked to the
 /// refund whether the payment line has the gift by reference or by a link. The refund is
@@ -1762,6 +1932,7 @@ fn a_refund_line_is_linked_beside_its_payment_on_another_statement() {
             Command::RefundDonation {
                 donation_seq,
                 reason: text("捐赠人申请退款"),
+                fee_returned_minor: None,
             },
         )[0]
         .seq()

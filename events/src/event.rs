@@ -187,6 +187,18 @@ impl EventBody {
                 }
                 Ok(())
             }
+            EventBody::DonationRefunded(e) => match e.fee_returned_minor {
+                // The upper bound against the gift's own fee is the writer's (the event
+                // alone does not know the gift); here only what any fee can be.
+                Some(fee) if fee == 0 || fee > AMOUNT_MINOR_MAX => Err(ValueError::Invalid {
+                    field: "fee_returned_minor",
+                    reason: format!(
+                        "a fee given back is 1 to {AMOUNT_MINOR_MAX} minor units (got {fee}); \
+                         omit it when the channel gave nothing back"
+                    ),
+                }),
+                _ => Ok(()),
+            },
             EventBody::PayoutDisbursed(e) => check_reference("bank_reference", &e.bank_reference),
             EventBody::MoveRequested(e) => {
                 if e.from_project == e.to_project {
@@ -405,12 +417,19 @@ impl DonationReceived {
     }
 }
 
-/// A donation returned to the donor in full. The channel keeps its fee; the match the
-/// donation triggered is released by a `MatchReleased` in the same batch.
+/// A donation returned to the donor in full. The channel keeps its fee unless it gives
+/// some back (`fee_returned_minor`); the match the donation triggered is released by a
+/// `MatchReleased` in the same batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DonationRefunded {
     pub donation_seq: u64,
+    /// The part of the gift's fee the channel gave back on the refund (WeChat Pay and
+    /// Alipay return the refund's share of it): 1 to the donation's `fee_minor`. Absent
+    /// when the channel kept the whole fee, and in every refund recorded before this member
+    /// existed (so their bytes and hashes are unchanged). The project gets it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_returned_minor: Option<u64>,
     pub reason: Text,
 }
 

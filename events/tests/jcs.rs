@@ -371,7 +371,11 @@ mod random {
             let reference = serde_json_canonicalizer::to_vec(&r).unwrap();
             prop_assert_eq!(r.canonical_bytes().unwrap(), reference);
             let refund = EventRecord {
-                body: EventBody::DonationRefunded(DonationRefunded { donation_seq: 3, reason }),
+                body: EventBody::DonationRefunded(DonationRefunded {
+                    donation_seq: 3,
+                    fee_returned_minor: (amount % 2 == 0).then_some(amount / 2 + 1),
+                    reason,
+                }),
                 ..r
             };
             prop_assert_eq!(refund.canonical_bytes().unwrap(), serde_json_canonicalizer::to_vec(&refund).unwrap());

@@ -399,7 +399,10 @@ pub fn journal_entry(
                 let d = before.donations.get(&x.donation_seq).ok_or_else(|| {
                     invariant(seq, format!("unknown donation {}", x.donation_seq))
                 })?;
-                // The full amount goes back through the channel; the fee stays an expense.
+                // The full amount goes back through the channel; the fee stays an expense,
+                // less what the channel gave back of it: that part the channel owes again
+                // (its clearing account, or the bank), and the project's fee expense falls
+                // by it, as the gift's fee was booked.
                 e.transfer(
                     Account::DonationsRefunded {
                         project: d.project.clone(),
@@ -408,7 +411,24 @@ pub fn journal_entry(
                     d.amount_minor,
                     d.currency,
                 );
-                format!("refund of donation {}", x.donation_seq)
+                let fee_returned = x.fee_returned_minor.unwrap_or(0);
+                e.transfer(
+                    receiving_account(d.channel),
+                    Account::ChannelFees {
+                        channel: d.channel,
+                        project: d.project.clone(),
+                    },
+                    fee_returned,
+                    d.currency,
+                );
+                if fee_returned > 0 {
+                    format!(
+                        "refund of donation {}, fee {} returned",
+                        x.donation_seq, fee_returned
+                    )
+                } else {
+                    format!("refund of donation {}", x.donation_seq)
+                }
             }
             EventBody::PledgeMade(_) => format!("pledge {seq} made"),
             EventBody::PledgeCancelled(x) => format!("pledge {} cancelled", x.pledge_seq),
@@ -694,6 +714,7 @@ impl TrialBalance {
             donations_gross_minor: 0,
             refunded_minor: 0,
             fees_minor: 0,
+            fees_returned_minor: 0,
             matched_minor: 0,
             programme_cost_minor: 0,
             paid_out_minor: 0,
@@ -716,7 +737,10 @@ impl TrialBalance {
                         i128::from(t.credit_minor) - i128::from(t.debit_minor)
                 }
                 Account::DonationsRefunded { .. } => s.refunded_minor += t.balance(),
-                Account::ChannelFees { .. } => s.fees_minor += t.balance(),
+                Account::ChannelFees { .. } => {
+                    s.fees_minor += i128::from(t.debit_minor);
+                    s.fees_returned_minor += i128::from(t.credit_minor);
+                }
                 Account::MatchingIncome { .. } => s.matched_minor += -t.balance(),
                 Account::ProgrammeCost { .. } => s.programme_cost_minor += t.balance(),
                 Account::FundTransfers { .. } => {
@@ -737,8 +761,8 @@ impl TrialBalance {
 
 /// A project's restricted fund: where its money came from and went, from the journal.
 ///
-/// `net_assets = donations_gross − refunded − fees + matched − programme_cost + moved_in
-/// − moved_out`; `balance = net_assets + payable` is the money the charity holds for the
+/// `net_assets = donations_gross − refunded − fees + fees_returned + matched −
+/// programme_cost + moved_in − moved_out`; `balance = net_assets + payable` is the money the charity holds for the
 /// project, which equals the ledger's balance projection to the fen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FundStatement {
@@ -746,7 +770,10 @@ pub struct FundStatement {
     pub currency: Currency,
     pub donations_gross_minor: i128,
     pub refunded_minor: i128,
+    /// Channel fees charged on gifts (the debits of 5101).
     pub fees_minor: i128,
+    /// Channel fees given back on refunds (the credits of 5101).
+    pub fees_returned_minor: i128,
     pub matched_minor: i128,
     /// Payouts approved (recognised as cost when approved).
     pub programme_cost_minor: i128,
@@ -763,7 +790,9 @@ pub struct FundStatement {
 impl FundStatement {
     /// Restricted net assets of the project.
     pub fn net_assets_minor(&self) -> i128 {
-        self.donations_gross_minor - self.refunded_minor - self.fees_minor + self.matched_minor
+        self.donations_gross_minor - self.refunded_minor - self.fees_minor
+            + self.fees_returned_minor
+            + self.matched_minor
             - self.programme_cost_minor
             + self.moved_in_minor
             - self.moved_out_minor

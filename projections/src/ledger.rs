@@ -16,9 +16,10 @@ use crate::ProjectionError;
 
 /// Money figures of one project, in minor units of its currency.
 ///
-/// Conservation: `balance = raised + matched − refunded − paid_out − moved_out + moved_in`,
-/// where `raised` is net of channel fees (`raised_gross − fees`) and `matched` is net of
-/// released matches. `available = balance − committed − requested`: money neither promised
+/// Conservation: `balance = raised + matched + fees_returned − refunded − paid_out −
+/// moved_out + moved_in`, where `raised` is net of channel fees (`raised_gross − fees`),
+/// `matched` is net of released matches and `fees_returned` is what channels gave back of
+/// their fees on refunds. `available = balance − committed − requested`: money neither promised
 /// to an approved payout nor reserved by a pending payout or move.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balances {
@@ -27,6 +28,9 @@ pub struct Balances {
     pub raised: u64,
     pub matched: u64,
     pub refunded: u64,
+    /// Channel fees given back on refunds (`DonationRefunded::fee_returned_minor`): the
+    /// project's money again. `fees` stays what was charged, so each field is a sum of events.
+    pub fees_returned: u64,
     pub paid_out: u64,
     pub moved_in: u64,
     pub moved_out: u64,
@@ -37,13 +41,15 @@ pub struct Balances {
 }
 
 impl Balances {
-    /// Money the project holds: `raised + matched − refunded − paid_out − moved_out + moved_in`.
-    /// `None` would mean the conservation rule broke, or a sum overflowed (the write side
-    /// keeps a project's money below `2^62`): a bug, reported by the fold.
+    /// Money the project holds: `raised + matched + fees_returned − refunded − paid_out −
+    /// moved_out + moved_in`. `None` would mean the conservation rule broke, or a sum
+    /// overflowed (the write side keeps a project's money below `2^62`): a bug, reported by
+    /// the fold.
     pub fn balance(&self) -> Option<u64> {
         self.raised
             .checked_add(self.matched)?
             .checked_add(self.moved_in)?
+            .checked_add(self.fees_returned)?
             .checked_sub(self.refunded)?
             .checked_sub(self.paid_out)?
             .checked_sub(self.moved_out)
@@ -108,6 +114,9 @@ pub struct Donation {
     pub refunded_seq: Option<u64>,
     /// When the refund was recorded.
     pub refunded_ts_ms: Option<u64>,
+    /// The part of the fee the channel gave back on the refund; 0 when it kept it all (or
+    /// the gift is not refunded). A plain integer, not an option: every gift carries it.
+    pub fee_returned_minor: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -640,6 +649,7 @@ impl LedgerState {
                         matched: None,
                         refunded_seq: None,
                         refunded_ts_ms: None,
+                        fee_returned_minor: 0,
                     }),
                 );
             }
@@ -648,8 +658,19 @@ impl LedgerState {
                 if d.refunded_seq.is_some() {
                     return Err(invariant(seq, "donation refunded twice"));
                 }
+                let fee_returned = e.fee_returned_minor.unwrap_or(0);
+                if fee_returned > d.fee_minor {
+                    return Err(invariant(
+                        seq,
+                        format!(
+                            "a refund gives back a fee of {fee_returned}, more than the gift's {}",
+                            d.fee_minor
+                        ),
+                    ));
+                }
                 d.refunded_seq = Some(seq);
                 d.refunded_ts_ms = Some(r.ts_ms);
+                d.fee_returned_minor = fee_returned;
                 let (project, amount, pledge) = (d.project.clone(), d.amount_minor, d.pledge_seq);
                 self.refunds.insert(seq, e.donation_seq);
                 if let Some(pledge_seq) = pledge {
@@ -659,6 +680,7 @@ impl LedgerState {
                 }
                 let p = self.project_mut(&project, seq)?;
                 add(&mut p.balances.refunded, amount, seq)?;
+                add(&mut p.balances.fees_returned, fee_returned, seq)?;
             }
             EventBody::PledgeMade(e) => {
                 self.pledges.insert(

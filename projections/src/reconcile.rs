@@ -203,7 +203,9 @@ pub struct Exception {
     /// finer than the minor unit (WeChat Pay's `0.00600` is 600; `statement_fee_minor` is
     /// then 1).
     pub statement_fee_milli_minor: Option<i64>,
-    pub ledger_fee_minor: Option<u64>,
+    /// The entry's fee, signed as the line's: a gift's fee charged (positive), the part of
+    /// it a refund got back (negative), 0 for a payout.
+    pub ledger_fee_minor: Option<i64>,
     pub resolved_seq: Option<u64>,
     pub resolution: Option<&'static str>,
 }
@@ -338,8 +340,14 @@ struct Candidate {
     seq: u64,
     ts_ms: u64,
     amount_minor: u64,
-    fee_minor: u64,
+    /// Signed as statement lines sign fees: charged positive, given back negative.
+    fee_minor: i64,
     currency: Currency,
+}
+
+/// A fee of the ledger (at most 2^53 − 1) signed as statement lines sign it.
+fn signed_fee(minor: u64) -> i64 {
+    i64::try_from(minor).unwrap_or(i64::MAX)
 }
 
 impl Candidate {
@@ -349,9 +357,21 @@ impl Candidate {
             seq: d.seq,
             ts_ms: d.ts_ms,
             amount_minor: d.amount_minor,
-            fee_minor: d.fee_minor,
+            fee_minor: signed_fee(d.fee_minor),
             currency: d.currency,
         }
+    }
+
+    /// A donation's refund, as the money went back: the whole amount, and the part of the
+    /// fee the channel gave back (negative). `None` when the donation is not refunded.
+    fn refund(d: &Donation) -> Option<Candidate> {
+        Some(Candidate {
+            seq: d.refunded_seq?,
+            ts_ms: d.refunded_ts_ms?,
+            amount_minor: d.amount_minor,
+            fee_minor: -signed_fee(d.fee_returned_minor),
+            currency: d.currency,
+        })
     }
 
     /// A payout, as it was disbursed.
@@ -445,24 +465,36 @@ fn by_reference(
         return ByReference::NotFound;
     };
     if line.kind == StatementLineKind::Refund {
-        let refunded = state.donations.get(&c.seq).and_then(|d| d.refunded_seq);
-        let Some(refund_seq) = refunded else {
+        let refund = state
+            .donations
+            .get(&c.seq)
+            .and_then(|d| Candidate::refund(d));
+        let Some(refund) = refund else {
             return ByReference::RefundNotInLedger(c);
         };
+        // Shown by its donation (the reference), with the refund's own fee: the part of the
+        // gift's fee given back, negative as the line's.
+        let difference = if line.amount_minor != refund.amount_minor {
+            Some(ReasonCode::AmountDifference)
+        } else if line.fee_minor != refund.fee_minor {
+            Some(ReasonCode::FeeDifference)
+        } else {
+            None
+        };
         return ByReference::Found {
-            entry: refund_seq,
-            shown: c,
-            difference: (line.amount_minor != c.amount_minor)
-                .then_some(ReasonCode::AmountDifference),
+            entry: refund.seq,
+            shown: Candidate {
+                fee_minor: refund.fee_minor,
+                ..c
+            },
+            difference,
         };
     }
     let difference = if line.currency != c.currency {
         Some(ReasonCode::CurrencyDifference)
     } else if line.amount_minor != c.amount_minor {
         Some(ReasonCode::AmountDifference)
-    } else if line.kind == StatementLineKind::Payment
-        && i128::from(line.fee_minor) != i128::from(c.fee_minor)
-    {
+    } else if line.kind == StatementLineKind::Payment && line.fee_minor != c.fee_minor {
         Some(ReasonCode::FeeDifference)
     } else {
         None
@@ -708,8 +740,9 @@ pub struct Entry {
     pub currency: Currency,
     /// Gross: a donation's amount, the amount a refund returned, a payout's amount.
     pub amount_minor: u64,
-    /// A donation's channel fee; 0 for refunds and payouts.
-    pub fee_minor: u64,
+    /// Signed as statement lines sign fees: a donation's channel fee (positive), the part of
+    /// it a refund got back (negative, 0 when the channel kept it all), 0 for a payout.
+    pub fee_minor: i64,
     /// When the money moved: the donation, the refund, the payout's disbursement (its
     /// request while it is not disbursed).
     pub ts_ms: u64,
@@ -727,7 +760,7 @@ impl Entry {
                 channel: d.channel,
                 currency: d.currency,
                 amount_minor: d.amount_minor,
-                fee_minor: d.fee_minor,
+                fee_minor: signed_fee(d.fee_minor),
                 ts_ms: d.ts_ms,
                 payout_status: None,
             });
@@ -739,7 +772,7 @@ impl Entry {
                 channel: d.channel,
                 currency: d.currency,
                 amount_minor: d.amount_minor,
-                fee_minor: 0,
+                fee_minor: -signed_fee(d.fee_returned_minor),
                 ts_ms: d.refunded_ts_ms.unwrap_or(d.ts_ms),
                 payout_status: None,
             });
@@ -940,16 +973,12 @@ impl<'a> Reconciler<'a> {
     /// statements, disbursed payouts).
     fn entries(&self, debit: bool) -> Vec<Candidate> {
         if debit {
-            let refunds = self.state.donations.values().filter_map(|d| {
-                let (seq, ts_ms) = (d.refunded_seq?, d.refunded_ts_ms?);
-                (d.channel == self.channel).then_some(Candidate {
-                    seq,
-                    ts_ms,
-                    amount_minor: d.amount_minor,
-                    fee_minor: 0,
-                    currency: d.currency,
-                })
-            });
+            let refunds = self
+                .state
+                .donations
+                .values()
+                .filter(|d| d.channel == self.channel)
+                .filter_map(|d| Candidate::refund(d));
             let payouts = self
                 .state
                 .payouts
@@ -1239,6 +1268,7 @@ mod tests {
                         EventBody::DonationRefunded(events::DonationRefunded {
                             donation_seq: *seq,
                             reason: Text::new("退款").unwrap(),
+                            fee_returned_minor: None,
                         }),
                     ));
                 }
@@ -1600,6 +1630,7 @@ mod tests {
             EventBody::DonationRefunded(events::DonationRefunded {
                 donation_seq: g1,
                 reason: Text::new("退款").unwrap(),
+                fee_returned_minor: None,
             }),
         );
         for (line_no, entry, had_by) in [
@@ -1708,6 +1739,7 @@ mod tests {
                 EventBody::DonationRefunded(events::DonationRefunded {
                     donation_seq: seq,
                     reason: Text::new("重复").unwrap(),
+                    fee_returned_minor: None,
                 }),
             )
         };

@@ -80,6 +80,20 @@ pub struct ReasonBody {
     pub reason: Text,
 }
 
+/// A refund of a whole gift: why, and the part of the gift's fee the channel gave back
+/// (WeChat Pay and Alipay return the refund's share of it), if any.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    #[schema(value_type = String, max_length = 500)]
+    pub reason: Text,
+    /// Minor units, 1 to the gift's `fee_minor`; omit it when the channel kept its fee.
+    /// The project gets it back, and the refund's statement line is matched against it.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub fee_returned_minor: Option<u64>,
+}
+
 /// A gift from a payment channel. The ledger derives the receipt code; a channel
 /// transaction is recorded at most once.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -268,6 +282,8 @@ pub enum CommandBody {
         donation_seq: u64,
         #[schema(value_type = String)]
         reason: Text,
+        #[serde(default)]
+        fee_returned_minor: Option<u64>,
     },
     MakePledge(PledgeBody),
     CancelPledge {
@@ -365,9 +381,11 @@ impl From<CommandBody> for Command {
             CommandBody::RefundDonation {
                 donation_seq,
                 reason,
+                fee_returned_minor,
             } => Command::RefundDonation {
                 donation_seq,
                 reason,
+                fee_returned_minor,
             },
             CommandBody::MakePledge(b) => b.into(),
             CommandBody::CancelPledge { pledge_seq, reason } => {
@@ -903,8 +921,9 @@ fn batch_response(outcome: &Outcome) -> Result<BatchResponse, ApiError> {
     })
 }
 
-/// Refund a donation in full (recorder); its match is released in the same write.
-#[utoipa::path(post, path = "/api/v1/staff/donations/{seq}/refund", tag = "staff", request_body = ReasonBody,
+/// Refund a donation in full (recorder); its match is released in the same write. The part
+/// of the fee the channel gave back, if any, comes back to the project.
+#[utoipa::path(post, path = "/api/v1/staff/donations/{seq}/refund", tag = "staff", request_body = RefundBody,
     params(("seq" = u64, Path, description = "The donation's seq"), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = WriteResponse), (status = 200, description = "Replayed", body = WriteResponse), WriteErrors),
     security(("bearer" = [])))]
@@ -913,11 +932,12 @@ pub async fn refund_donation(
     p: Principal,
     h: HeaderMap,
     ApiPath(seq): ApiPath<u64>,
-    ApiJson(b): ApiJson<ReasonBody>,
+    ApiJson(b): ApiJson<RefundBody>,
 ) -> Result<Response, ApiError> {
     let c = Command::RefundDonation {
         donation_seq: seq,
         reason: b.reason,
+        fee_returned_minor: b.fee_returned_minor,
     };
     write(&s, &p, &h, c).await
 }

@@ -389,7 +389,9 @@ pub struct ExceptionItem {
     /// The line's fee exactly, in thousandths of a minor unit, when it is below the fen's
     /// precision (WeChat Pay's `0.00600` is 600); `null` otherwise.
     pub statement_fee_milli_minor: Option<i64>,
-    pub ledger_fee_minor: Option<u64>,
+    /// The entry's fee, signed as the line's: a gift's fee (positive), the part of it a
+    /// refund got back (negative), 0 for a payout.
+    pub ledger_fee_minor: Option<i64>,
     /// The `ExceptionResolved` event, once resolved.
     pub resolved_seq: Option<u64>,
     pub resolution: Option<String>,

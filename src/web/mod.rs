@@ -499,7 +499,8 @@ fn project_flows(state: &LedgerState, id: &Id) -> Vec<Flow> {
             0,
         );
         if let Some(ts) = d.refunded_ts_ms {
-            push(ts, 0, d.amount_minor + matched);
+            // The fee the channel gave back on the refund came back to the project.
+            push(ts, 0, d.amount_minor + matched - d.fee_returned_minor);
         }
     }
     for p in state.payouts.values().filter(|p| &p.project == id) {

@@ -92,7 +92,13 @@ pub fn trace_project(state: &LedgerState, project: &Id) -> ProjectTrace {
             flows.push((
                 refund_seq,
                 0,
-                Flow::Out(Use::Refund { donation_seq }, d.amount_minor),
+                // The donor gets the whole amount back; the part of the fee the channel
+                // gave back returned to the project, so the project's money goes down by
+                // the difference.
+                Flow::Out(
+                    Use::Refund { donation_seq },
+                    d.amount_minor - d.fee_returned_minor,
+                ),
             ));
             if let Some((_, matched)) = &d.matched {
                 flows.push((
