@@ -80,12 +80,20 @@ async fn no_public_response_carries_donor_data() {
         .state_at(head, std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    // What counts as personal: every donor reference and channel transaction id.
+    // What counts as personal: every donor reference and channel transaction id, and the
+    // bank references of payouts (the same references a bank statement line shows).
     let mut personal = HashSet::new();
     for d in state.donations.values() {
         personal.insert(d.donor_ref.to_string());
         personal.insert(d.channel_txn_id.to_string());
     }
+    let bank_references: Vec<String> = state
+        .payouts
+        .values()
+        .filter_map(|p| p.bank_reference.clone())
+        .collect();
+    assert!(!bank_references.is_empty(), "the demo disburses payouts");
+    personal.extend(bank_references);
     assert!(personal.len() > 1000, "the demo has donors to look for");
     let receipts: Vec<String> = state
         .donations

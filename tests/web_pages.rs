@@ -185,6 +185,38 @@ async fn every_page_over_demo_data() {
         ok(uri, body);
     }
     assert!(traced_to_payout > 0, "some gifts are traced to payouts");
+    // A refunded gift says so, with its refund's entry, and its match as released; another
+    // says it was received.
+    let refunded = state
+        .donations
+        .values()
+        .find(|d| d.refunded_seq.is_some())
+        .expect("the demo refunds gifts");
+    let (_, body) = get(
+        &router,
+        &format!("/receipt?code={}&lang=en", refunded.receipt_code),
+    )
+    .await;
+    let r = refunded.refunded_seq.unwrap();
+    assert!(
+        body.contains(r#"<dd data-figure="status">Refunded to the donor on "#)
+            && body.contains(&format!("(ledger entry #{r})</dd>")),
+        "{body}"
+    );
+    if refunded.matched.is_some() {
+        assert!(body.contains("; released back to the pool"));
+    }
+    let kept = state
+        .donations
+        .values()
+        .find(|d| d.refunded_seq.is_none())
+        .unwrap();
+    let (_, body) = get(
+        &router,
+        &format!("/receipt?code={}&lang=en", kept.receipt_code),
+    )
+    .await;
+    assert!(body.contains(r#"<dd data-figure="status">Received</dd>"#));
 
     // Verify and feed.
     let code = state.donations.values().next().unwrap().receipt_code;
@@ -215,6 +247,12 @@ async fn every_page_over_demo_data() {
     assert!(
         body.contains(&format!("#{} ", head - 1)),
         "the newest event"
+    );
+    // The live stream goes on from the event after the newest row, so nothing appended
+    // before the script connects is missed.
+    assert!(
+        body.contains(&format!(r#"data-from="{head}""#)),
+        "the stream's start"
     );
     // The live script gets a label for every event type, in the page's language; matches
     // are shown with their project's currency.

@@ -108,7 +108,14 @@ pub fn public_data(body: &EventBody, state: &LedgerState) -> serde_json::Value {
         }),
         EventBody::PayoutApproved(e) => serde_json::to_value(e),
         EventBody::PayoutRejected(e) => serde_json::to_value(e),
-        EventBody::PayoutDisbursed(e) => serde_json::to_value(e),
+        // The bank's reference of the transfer is kept private like a statement line's
+        // (it is the reference a bank statement shows, and the reconciliation matches by).
+        EventBody::PayoutDisbursed(e) => serde_json::to_value(e).map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("bank_reference");
+            }
+            v
+        }),
         EventBody::MoveRequested(e) => serde_json::to_value(e),
         EventBody::MoveApproved(e) => serde_json::to_value(e),
         EventBody::MoveRejected(e) => serde_json::to_value(e),

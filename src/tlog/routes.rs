@@ -460,7 +460,11 @@ async fn receipt_proof(
     if !is_receipt_code(&code) {
         return Err(ApiError::bad(
             "code",
-            format!("{} is not a receipt code", echo(&code)),
+            format!(
+                "{} is not a receipt code: 16 uppercase hex digits in groups of four, such as \
+                 3F2A-91C0-5B7E-D4A8",
+                echo(&code)
+            ),
         ));
     }
     let seq = state

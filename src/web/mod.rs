@@ -915,6 +915,7 @@ async fn receipt_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Res
 <dt>{net_l}</dt><dd data-figure="net">{net}</dd>
 <dt>{match_l}</dt><dd data-figure="match">{matched}</dd>
 <dt>{seq_l}</dt><dd>#{seq}</dd>
+<dt>{status_l}</dt><dd data-figure="status">{status}</dd>
 </dl>
 <p><a href="{verify}">{verify_l}</a></p>"#,
         title = l.t("您的捐赠", "Your donation"),
@@ -933,16 +934,31 @@ async fn receipt_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Res
         net = money(d.amount_minor.saturating_sub(d.fee_minor), c),
         match_l = l.t("触发的配捐", "Match it triggered"),
         matched = match matched {
-            Some((pool, m)) => format!(
-                "{} ({})",
-                money(*m, c),
-                esc(&state
-                    .pools
-                    .get(pool)
-                    .map(|p| p.sponsor.to_string())
-                    .unwrap_or_else(|| pool.to_string()))
-            ),
+            Some((pool, m)) =>
+                format!(
+                    "{} ({})",
+                    money(*m, c),
+                    esc(&state
+                        .pools
+                        .get(pool)
+                        .map(|p| p.sponsor.to_string())
+                        .unwrap_or_else(|| pool.to_string()))
+                ) + if d.refunded_seq.is_some() {
+                    l.t("，已退回配捐池", "; released back to the pool")
+                } else {
+                    ""
+                },
             None => l.t("无", "none").to_owned(),
+        },
+        status_l = l.t("状态", "Status"),
+        status = match (d.refunded_seq, d.refunded_ts_ms) {
+            (Some(r), Some(ts)) => format!(
+                "{} {} ({} #{r})",
+                l.t("已于", "Refunded to the donor on"),
+                datetime(ts),
+                l.t("账本序号", "ledger entry"),
+            ),
+            _ => l.t("已到账", "Received").to_owned(),
         },
         seq_l = l.t("账本序号", "Ledger entry"),
         seq = d.seq,
@@ -1182,14 +1198,20 @@ async fn feed_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respon
     let q = Query::parse(raw);
     let l = q.lang();
     let mut page = Page::new(&q, "/feed", l.t("账本动态", "Ledger feed").to_owned());
+    // The live stream continues from the first seq after the rows written here, so an
+    // event appended between this read and the script's connection is not missed.
+    let mut next = None;
     let events = match s.node.log.head().await {
         Ok(head) => {
             let from = head.len.saturating_sub(FEED_EVENTS_MAX);
-            s.node
+            let events = s
+                .node
                 .log
                 .read(from, FEED_EVENTS_MAX as usize)
                 .await
-                .unwrap_or_default()
+                .unwrap_or_default();
+            next = Some(events.last().map_or(from, |e| e.seq() + 1));
+            events
         }
         Err(e) => {
             tracing::error!(error = %e, "the feed page cannot read the log head");
@@ -1198,12 +1220,15 @@ async fn feed_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respon
     };
     let _ = write!(
         page.body,
-        r#"<p class="muted">{intro} <span id="live" aria-live="polite"></span></p><ol id="feed" reversed data-types="{types}">"#,
+        r#"<p class="muted">{intro} <span id="live" aria-live="polite"></span></p><ol id="feed" reversed data-types="{types}"{from}>"#,
         intro = l.t(
             "最新的账本事件，新的在上。启用 JavaScript 时自动更新。",
             "The latest ledger events, newest first. Updates live when JavaScript is on."
         ),
         types = esc(&event_type_labels_json(l)),
+        from = next
+            .map(|n| format!(r#" data-from="{n}""#))
+            .unwrap_or_default(),
     );
     let state = s.node.state();
     for e in events.iter().rev() {

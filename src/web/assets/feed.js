@@ -10,7 +10,10 @@
   const zh = document.documentElement.lang !== "en";
   let labels = {};
   try { labels = JSON.parse(list.dataset.types || "{}"); } catch (_) { /* keep raw names */ }
-  const src = new EventSource("/api/v1/public/stream");
+  // From the first seq after the rows the server wrote, so nothing appended in between is
+  // missed (without it, the stream starts at the head of the moment it connects).
+  const from = /^[0-9]{1,16}$/.test(list.dataset.from || "") ? "?from=" + list.dataset.from : "";
+  const src = new EventSource("/api/v1/public/stream" + from);
   src.onopen = () => { if (status) status.textContent = zh ? "实时更新中" : "live"; };
   src.onerror = () => { if (status) status.textContent = zh ? "连接中断，正在重连" : "reconnecting"; };
   // China Standard Time (UTC+8), the platform's zone: "2026-11-29 16:09".

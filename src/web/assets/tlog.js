@@ -66,7 +66,18 @@ window.Tlog = (function () {
     } catch (_) {
       fail(t("无法获取 ", "cannot fetch ") + path);
     }
-    if (!resp.ok) fail(t("获取失败 ", "fetch failed ") + path + " (" + resp.status + ")");
+    if (!resp.ok) {
+      // The server's JSON error says why (e.g. not_yet_checkpointed); read only a small one.
+      let why = "";
+      const length = resp.headers.get("content-length");
+      if (length !== null && Number(length) <= 4096) {
+        try {
+          const body = JSON.parse(await resp.text());
+          if (body && body.error && typeof body.error.message === "string") why = ": " + body.error.message.slice(0, 300);
+        } catch (_) { /* not a JSON error body */ }
+      }
+      fail(t("获取失败 ", "fetch failed ") + path + " (" + resp.status + ")" + why);
+    }
     const declared = Number(resp.headers.get("content-length"));
     if (declared > limit) fail(path + t(" 的长度 ", " is ") + declared + t(" 字节，超过上限 ", " bytes; the limit is ") + limit);
     if (!resp.body) return new Uint8Array(0);

@@ -55,12 +55,17 @@
     }
     await verifyInclusion(await leafHash(leafInput), ev.seq, size, hashes, rootHash);
     step(t("包含证明有效：", "Inclusion proof valid: ") + hashes.length + t(" 个哈希通向已签名的根", " hashes lead to the signed root"), true);
+
+    // 5. Whether the gift was refunded since (the server's word, shown as such).
+    const receipt = await get("/api/v1/public/receipts/" + encodeURIComponent(code), "json");
+    return !!(receipt && receipt.donation && receipt.donation.refunded === true);
   }
 
   result.textContent = t("验证中…", "verifying…");
   run().then(
-    () => { result.textContent = "verified"; result.className = "ok";
-      document.getElementById("verdict").textContent = t("已在您的浏览器中验证：这笔捐赠记录在已签名的账本中。", "Verified in your browser: this donation is in the signed ledger."); },
+    (refunded) => { result.textContent = "verified"; result.className = "ok";
+      document.getElementById("verdict").textContent = t("已在您的浏览器中验证：这笔捐赠记录在已签名的账本中。", "Verified in your browser: this donation is in the signed ledger.") +
+        (refunded ? t("据服务器所示，这笔捐赠之后已退款（见收据页）。", " The server says it was refunded since (see the receipt page).") : ""); },
     (e) => { step(String(e.message || e), false); result.textContent = "failed"; result.className = "bad";
       document.getElementById("verdict").textContent = t("验证失败：", "Verification failed: ") + (e.message || e); }
   );
