@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Role;
-use crate::store::{SledLog, StoreError};
+use crate::store::{BarrierHandle, SledLog, StoreError};
 
 /// The prefix of every token, so a leaked one is easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "ldg_";
@@ -48,10 +48,10 @@ pub struct TokenInfo {
 /// The token store. Cheap to clone.
 #[derive(Clone)]
 pub struct TokenStore {
-    /// The ledger's log, whose database holds the tree and whose barrier makes a change
+    /// The barrier of the ledger's log, whose database holds the tree: it makes a change
     /// durable (one barrier for the whole database, so a failed fdatasync stops the log
-    /// too, whoever saw it).
-    log: SledLog,
+    /// too, whoever saw it). Weak: the store does not keep the log open.
+    barrier: BarrierHandle,
     tree: sled::Tree,
 }
 
@@ -70,7 +70,7 @@ impl TokenStore {
     /// Opens the token tree of a ledger's sled database.
     pub fn open(log: &SledLog) -> Result<TokenStore, StoreError> {
         Ok(TokenStore {
-            log: log.clone(),
+            barrier: log.barrier_handle(),
             tree: log.db().open_tree(TOKENS_TREE).map_err(StoreError::io)?,
         })
     }
@@ -102,7 +102,7 @@ impl TokenStore {
         };
         let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
         self.tree.insert(hash, value).map_err(StoreError::io)?;
-        self.log.sync()?;
+        self.barrier.sync()?;
         Ok((token, info))
     }
 
@@ -131,7 +131,7 @@ impl TokenStore {
                 info.revoked_ms = Some(now_ms());
                 let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
                 self.tree.insert(key, value).map_err(StoreError::io)?;
-                self.log.sync()?;
+                self.barrier.sync()?;
             }
             return Ok(Some(info));
         }
@@ -198,5 +198,22 @@ mod tests {
         assert!(store
             .create(Id::new("cashier-wu").unwrap(), Role::Recorder)
             .is_err());
+    }
+
+    /// The store does not keep the log open (whoever drops the last handle on the log runs
+    /// sled's flush-on-drop, which must not be a late, cancelled task holding the store);
+    /// once the log is closed, a change is refused rather than left undurable.
+    #[test]
+    fn the_store_does_not_keep_the_log_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SledLog::open(dir.path()).unwrap();
+        let store = TokenStore::open(&log).unwrap();
+        let weak = log.barrier_handle();
+        drop(log);
+        assert!(weak.sync().is_err(), "the log closed with its last handle");
+        let err = store
+            .create(Id::new("finance-li").unwrap(), Role::Admin)
+            .unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
     }
 }

@@ -17,7 +17,7 @@ pub mod sled_log;
 pub use eventstore_log::EventStoreLog;
 pub use memory_log::MemoryLog;
 pub use merkle::{PersistedTree, TreeAt, TreeReadError, TreeStore};
-pub use sled_log::{SledLog, SledLogConfig, SEGMENT_SIZE};
+pub use sled_log::{BarrierHandle, SledLog, SledLogConfig, SEGMENT_SIZE};
 
 /// The most events one `read` returns.
 pub const READ_EVENTS_MAX: usize = 4096;

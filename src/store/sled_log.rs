@@ -136,6 +136,21 @@ struct Inner {
 /// How many of the latest appended events are kept in memory for readers.
 pub const RECENT_EVENTS_MAX: usize = 65_536;
 
+/// [`SledLog::sync`] for a log that may have closed: then an error, nothing synced.
+#[derive(Clone)]
+pub struct BarrierHandle(std::sync::Weak<Inner>);
+
+impl BarrierHandle {
+    /// The log's durability barrier ([`SledLog::sync`]), if the log is still open.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let inner = self
+            .0
+            .upgrade()
+            .ok_or_else(|| StoreError::io("the ledger's log is closed"))?;
+        SledLog { inner }.sync()
+    }
+}
+
 /// The sled-backed event log. Cheap to clone.
 #[derive(Clone)]
 pub struct SledLog {
@@ -284,6 +299,13 @@ impl SledLog {
     /// The sled database, for other trees kept beside the log.
     pub fn db(&self) -> &sled::Db {
         &self.inner.db
+    }
+
+    /// A handle on this log's barrier that does not keep the log open: for other trees of
+    /// its database (the HTTP tokens), whose holders may be dropped late, by a cancelled
+    /// task, where dropping the last handle on the log would run sled's flush-on-drop.
+    pub fn barrier_handle(&self) -> BarrierHandle {
+        BarrierHandle(Arc::downgrade(&self.inner))
     }
 
     /// Flushes sled and fdatasyncs its data file: the durability barrier. Blob files sled
