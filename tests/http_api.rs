@@ -754,6 +754,11 @@ async fn malformed_requests_are_4xx_and_change_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
     assert_eq!(r.code(), "invalid_path");
+    assert_eq!(
+        r.message(),
+        r#"seq: must be a whole number from 0 to 18446744073709551615 (got "abc")"#,
+        "names the parameter and what it must be"
+    );
     let r = t
         .post(
             "/api/v1/staff/projects/Not%20An%20Id/close",

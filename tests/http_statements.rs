@@ -446,10 +446,13 @@ async fn refused_uploads_record_nothing() {
     assert!(r.message().contains(&limit), "{r:?}");
     let huge = format!("{text}{}", "#".repeat(STATEMENT_BODY_BYTES_MAX));
     let r = upload(&t, UPLOAD, "recorder", &huge).await;
-    drop(huge);
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{r:?}");
     assert_eq!(r.code(), "payload_too_large");
     assert!(r.message().contains(&limit), "{r:?}");
+    // Another role's upload is refused before its body is read: 403, not 413.
+    let r = upload(&t, UPLOAD, "auditor", &huge).await;
+    drop(huge);
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
     // Other routes keep their own, smaller limit.
     let r = t
         .call_with(

@@ -359,12 +359,50 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(e) => Err(ApiError::bad_request(
-                "invalid_path",
-                format!("path: {}", e.body_text()),
-            )),
+            Err(e) => {
+                // The route's parameter names, to name the one that did not parse.
+                let names: Vec<String> =
+                    axum::extract::RawPathParams::from_request_parts(parts, state)
+                        .await
+                        .map(|raw| raw.iter().map(|(name, _)| name.to_owned()).collect())
+                        .unwrap_or_default();
+                Err(ApiError::bad_request(
+                    "invalid_path",
+                    path_error_message(&e, &names),
+                ))
+            }
         }
     }
+}
+
+/// A path parameter that does not parse, named, with what it must be: `seq: must be a
+/// whole number from 0 to 18446744073709551615 (got "abc")`.
+fn path_error_message(e: &axum::extract::rejection::PathRejection, names: &[String]) -> String {
+    use axum::extract::path::ErrorKind;
+    use axum::extract::rejection::PathRejection;
+    let PathRejection::FailedToDeserializePathParams(inner) = e else {
+        return format!("path: {}", e.body_text());
+    };
+    let (key, value, expected) = match inner.kind() {
+        ErrorKind::ParseErrorAtKey {
+            key,
+            value,
+            expected_type,
+        } => (key.as_str(), value, *expected_type),
+        // One parameter (`{seq}`): its name is the route's only one.
+        ErrorKind::ParseError {
+            value,
+            expected_type,
+        } if names.len() == 1 => (names[0].as_str(), value, *expected_type),
+        _ => return format!("path: {}", e.body_text()),
+    };
+    let what = match expected {
+        "u64" => format!("a whole number from 0 to {}", u64::MAX),
+        "u32" => format!("a whole number from 0 to {}", u32::MAX),
+        other => format!("a {other}"),
+    };
+    let shown: String = value.chars().take(40).collect();
+    format!("{key}: must be {what} (got {shown:?})")
 }
 
 /// Query parameters, with a 400 naming the parameter when one does not parse or is unknown.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -71,6 +71,23 @@ pub struct ImportQuery {
     /// Entries this many minutes before the period's end that the statement lacks are timing
     /// differences (default 60, at most 10080).
     pub timing_window_minutes: Option<u64>,
+}
+
+/// The principal of a statement upload, checked to be a recorder before the body (up to
+/// [`STATEMENT_BODY_BYTES_MAX`]) is read: another role's upload is refused at once.
+pub struct Uploader(pub Principal);
+
+impl FromRequestParts<AppState> for Uploader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let p = Principal::from_request_parts(parts, state).await?;
+        p.require(Role::Recorder, "import_statement")?;
+        Ok(Uploader(p))
+    }
 }
 
 /// The raw bytes of a statement upload: at most [`STATEMENT_BODY_BYTES_MAX`], one of
@@ -263,11 +280,10 @@ fn recording_error(e: anyhow::Error) -> ApiError {
     security(("bearer" = [])))]
 pub async fn import_statement(
     State(s): State<AppState>,
-    p: Principal,
+    Uploader(p): Uploader,
     ApiQuery(q): ApiQuery<ImportQuery>,
     StatementBody(bytes): StatementBody,
 ) -> Result<Response, ApiError> {
-    p.require(Role::Recorder, "import_statement")?;
     let utc_offset_minutes = q.utc_offset_minutes.unwrap_or(480);
     if !(-840..=840).contains(&utc_offset_minutes) {
         return Err(ApiError::bad_request(
