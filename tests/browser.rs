@@ -631,6 +631,17 @@ async fn checks_in_the_browser(
         browser.screenshot(&tab, "verify-tampered");
         assert_eq!(result_of(&dom), "failed", "{dom}");
         assert!(dom.contains("root mismatch"), "{dom}");
+        // With the verifier key pinned in the address: the right one verifies, another key
+        // of the same name fails at the checkpoint's signature.
+        let tab = browser.open();
+        let url = format!("{base}/verify?code={code}&lang=en&{right_key}");
+        let dom = finished_page(&mut browser, &tab, &url);
+        assert_eq!(result_of(&dom), "verified", "{dom}");
+        assert!(dom.contains("Your verifier key"), "{dom}");
+        let tab = browser.open();
+        let url = format!("{base}/verify?code={code}&lang=en&{wrong_key}");
+        let dom = finished_page(&mut browser, &tab, &url);
+        assert_eq!(result_of(&dom), "failed", "{dom}");
 
         // The whole ledger.
         let tab = browser.open();

@@ -224,7 +224,15 @@ async fn every_page_over_demo_data() {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains(r#"<output id="result""#));
     assert!(body.contains(r#"<script src="/assets/verify.js" defer>"#));
+    assert!(body.contains(r#"data-key="""#), "no key pinned");
     ok("/verify".into(), body);
+    // A pinned key goes to the script (escaped); one beyond the limit is refused.
+    let (_, body) = get(&router, &format!("/verify?code={code}&key=a%22b")).await;
+    assert!(body.contains(r#"data-key="a&quot;b""#), "{body}");
+    let long = "k".repeat(1000);
+    let (status, body) = get(&router, &format!("/verify?code={code}&key={long}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains(r#"data-key="""#) && !body.contains(&long));
     // An unknown project kind is refused, naming the field and the kinds there are.
     let (status, body) = get(&router, "/?kind=bogus&lang=en").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

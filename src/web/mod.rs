@@ -1019,6 +1019,29 @@ async fn receipt_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Res
 // ---------------------------------------------------------------------------------------------
 // Verify
 
+/// A verifier key given in the query (a link published elsewhere can carry it), for the
+/// pages that verify in the browser: the script parses and checks it, this only bounds its
+/// length (an alert, and no key, beyond [`PINNED_KEY_BYTES_MAX`]).
+fn pinned_key<'q>(q: &'q Query, page: &mut Page) -> &'q str {
+    let l = q.lang();
+    let key = q.get("key").unwrap_or("").trim();
+    if key.len() <= PINNED_KEY_BYTES_MAX {
+        return key;
+    }
+    let message = l.t(
+        "验证公钥过长，上限为",
+        "That verifier key is too long; the limit is",
+    );
+    page.alert(
+        StatusCode::BAD_REQUEST,
+        &format!("{message} {PINNED_KEY_BYTES_MAX}."),
+    );
+    // Nor is it carried into the language switch.
+    let rest = q.0.iter().filter(|(k, _)| k != "key").cloned().collect();
+    page.query = Query(rest).switched();
+    ""
+}
+
 async fn verify_page(RawQuery(raw): RawQuery) -> Response {
     let q = Query::parse(raw);
     let l = q.lang();
@@ -1036,10 +1059,12 @@ async fn verify_page(RawQuery(raw): RawQuery) -> Response {
         }
         return page.render();
     }
+    let key = pinned_key(&q, &mut page);
     let _ = write!(
         page.body,
-        r#"<div id="verify" data-code="{code}">
+        r#"<div id="verify" data-code="{code}" data-key="{key}">
 <p>{intro}</p>
+<p class="muted">{trust}</p>
 <p>{code_l}: <code>{code}</code></p>
 <noscript><p class="error">{nojs}</p></noscript>
 <ol id="steps" class="steps" aria-live="polite"></ol>
@@ -1047,6 +1072,11 @@ async fn verify_page(RawQuery(raw): RawQuery) -> Response {
 <p id="verdict" role="status"></p>
 </div>"#,
         code = esc(&code),
+        key = esc(key),
+        trust = l.t(
+            "信任的起点是验证公钥：请与平台在别处公布的公钥核对，或在本页地址后加上 &key=<那个公钥> 再打开。",
+            "The trust anchor is the verifier key: compare it with the one the platform publishes elsewhere, or open this page with &key=<that key> added to its address."
+        ),
         intro = l.t(
             "本页在您的浏览器中取得最新的签名检查点、验证公钥和这笔捐赠的包含证明，并用 WebCrypto（SHA-256、Ed25519）逐步检查，不依赖服务器的结论。",
             "This page fetches the latest signed checkpoint, the verifier key and this donation's inclusion proof, and checks them in your browser with WebCrypto (SHA-256, Ed25519), step by step. It does not take the server's word for it."
@@ -1075,23 +1105,7 @@ async fn audit_page(RawQuery(raw): RawQuery) -> Response {
         "/audit",
         l.t("审计整个账本", "Audit the whole ledger").to_owned(),
     );
-    // A key given in the query (a link published elsewhere can carry it) fills in the field;
-    // the script parses and checks it, this only bounds its length.
-    let mut key = q.get("key").unwrap_or("").trim();
-    if key.len() > PINNED_KEY_BYTES_MAX {
-        let message = l.t(
-            "验证公钥过长，上限为",
-            "That verifier key is too long; the limit is",
-        );
-        page.alert(
-            StatusCode::BAD_REQUEST,
-            &format!("{message} {PINNED_KEY_BYTES_MAX}."),
-        );
-        key = "";
-        // Nor is it carried into the language switch.
-        let rest = q.0.iter().filter(|(k, _)| k != "key").cloned().collect();
-        page.query = Query(rest).switched();
-    }
+    let key = pinned_key(&q, &mut page);
     // The status line changes with every bundle, so it is not a live region (a screen reader
     // would read it hundreds of times); the steps and the result are.
     let _ = write!(

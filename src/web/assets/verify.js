@@ -11,7 +11,7 @@
 (function () {
   const root = document.getElementById("verify");
   if (!root || !window.Tlog) return;
-  const { t, fail, hex, unhex, concat, sha256, leafHash, stepper, get, verifyInclusion, fetchKey, fetchCheckpoint } = window.Tlog;
+  const { t, fail, hex, unhex, concat, sha256, leafHash, stepper, get, verifyInclusion, parseKey, fetchKey, fetchCheckpoint } = window.Tlog;
   const code = root.dataset.code;
   const tamper = new URLSearchParams(location.search).get("tamper") === "1";
   const step = stepper(document.getElementById("steps"));
@@ -19,9 +19,11 @@
   const enc = new TextEncoder();
 
   async function run() {
-    // 1. The verifier key: <name>+<key id>+base64(0x01 || 32-byte key).
-    const key = await fetchKey();
-    step(t("验证公钥：", "Verifier key: ") + key.text, true);
+    // 1. The verifier key: <name>+<key id>+base64(0x01 || 32-byte key); the one given in the
+    // page's address (from a source the donor trusts), else this site's.
+    const given = (root.dataset.key || "").trim();
+    const key = given ? await parseKey(given) : await fetchKey();
+    step((given ? t("您提供的验证公钥：", "Your verifier key: ") : t("本站 /log/key 的验证公钥：", "This site's verifier key (/log/key): ")) + key.text, true);
 
     // 2. The latest checkpoint: a signed note; the signature covers the text up to the blank line.
     const { size, root: rootHash } = await fetchCheckpoint(key);
