@@ -853,8 +853,9 @@ fn check_unaccounted(
 }
 
 /// Refuses to link an entry that a line of another statement already accounts for, by
-/// reference or by a link (`reconcile::line_elsewhere_accounting_for`, which the fold
-/// asserts too): across the ledger, an entry is linked only when no other line shows it. A
+/// reference or by a link (`reconcile::line_elsewhere_accounting_for`; the fold records
+/// links without this check, so an older log still opens): across the ledger, an entry is
+/// linked only when no other line shows it. A
 /// gift's refund is another entry than the gift, so its refund line may be linked while a
 /// payment line of another statement has the gift.
 fn check_unaccounted_elsewhere(

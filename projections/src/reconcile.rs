@@ -564,22 +564,9 @@ pub fn lines_accounting_for(
     entry_seq: u64,
 ) -> Vec<(u64, MatchRule)> {
     let st = statement.seq;
-    let mut out: Vec<(u64, MatchRule)> = state
-        .linked_lines
-        .range((entry_seq, st, 0)..=(entry_seq, st, u64::MAX))
-        .map(|(_, _, n)| (*n, MatchRule::Linked))
+    let mut out: Vec<(u64, MatchRule)> = accounting_lines(state, entry_seq, st..=st)
+        .map(|a| (a.line_no, a.rule))
         .collect();
-    if let Some(reference) = entry_reference(state, entry_seq) {
-        let reference: Arc<str> = Arc::from(reference);
-        let lines = state
-            .statement_references
-            .range((reference.clone(), st, 0)..=(reference, st, u64::MAX));
-        for (_, _, line_no) in lines {
-            if line_finds_by_reference(state, statement, *line_no, entry_seq) {
-                out.push((*line_no, MatchRule::Reference));
-            }
-        }
-    }
     out.sort_unstable();
     out.dedup();
     out
@@ -600,29 +587,41 @@ pub struct LineAccounting {
 /// ledger an entry is linked only when no other statement's line shows it. Entries are
 /// what lines are matched to: a payment line accounts for its donation, a refund line for
 /// the refund (another entry), so a gift's payment and its refund may be on two statements.
-/// Looks only at the lines linked to the entry and the lines carrying its reference (the
-/// state's indexes, a few lookups each), never at whole statements.
 pub fn line_elsewhere_accounting_for(
     state: &LedgerState,
     statement_seq: u64,
     entry_seq: u64,
 ) -> Option<LineAccounting> {
+    accounting_lines(state, entry_seq, 0..=u64::MAX)
+        .filter(|a| a.statement_seq != statement_seq)
+        .min()
+}
+
+/// The lines of the statements whose seqs are in `statements` that account for a ledger
+/// entry: those staff linked to it, then those whose reference finds it (a linked line is
+/// not counted by its reference, so the two never name the same line). Looks only at the
+/// lines linked to the entry and the lines carrying its reference (the state's indexes, a
+/// few lookups each), never at whole statements.
+fn accounting_lines(
+    state: &LedgerState,
+    entry_seq: u64,
+    statements: std::ops::RangeInclusive<u64>,
+) -> impl Iterator<Item = LineAccounting> + '_ {
+    let (first, last) = (*statements.start(), *statements.end());
     let linked = state
         .linked_lines
-        .range((entry_seq, 0, 0)..=(entry_seq, u64::MAX, u64::MAX))
-        .find(|(_, st, _)| *st != statement_seq)
+        .range((entry_seq, first, 0)..=(entry_seq, last, u64::MAX))
         .map(|(_, st, n)| LineAccounting {
             statement_seq: *st,
             line_no: *n,
             rule: MatchRule::Linked,
         });
-    let by_reference = entry_reference(state, entry_seq).and_then(|reference| {
-        let reference: Arc<str> = Arc::from(reference);
+    let reference: Option<Arc<str>> = entry_reference(state, entry_seq).map(Arc::from);
+    let by_reference = reference.into_iter().flat_map(move |reference| {
         state
             .statement_references
-            .range((reference.clone(), 0, 0)..=(reference, u64::MAX, u64::MAX))
-            .filter(|(_, st, _)| *st != statement_seq)
-            .find(|(_, st, n)| {
+            .range((reference.clone(), first, 0)..=(reference, last, u64::MAX))
+            .filter(move |(_, st, n)| {
                 state.statements.get(st).is_some_and(|statement| {
                     line_finds_by_reference(state, statement, *n, entry_seq)
                 })
@@ -633,8 +632,7 @@ pub fn line_elsewhere_accounting_for(
                 rule: MatchRule::Reference,
             })
     });
-    // A linked line is not counted by its reference, so the two never name the same line.
-    linked.into_iter().chain(by_reference).min()
+    linked.chain(by_reference)
 }
 
 /// Whether the reference rule on a kept line finds `entry_seq`, with or without a
