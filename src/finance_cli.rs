@@ -711,9 +711,10 @@ fn print_reconciliation(rec: &Reconciliation) {
         t.lines_out
     );
     let milli = |sum: u128| format_milli_minor(i128::try_from(sum).unwrap_or(i128::MAX));
+    let per = events::MILLI_PER_MINOR.unsigned_abs() as u128;
     if (
-        t.fees_charged_milli_minor % 1000,
-        t.fees_returned_milli_minor % 1000,
+        t.fees_charged_milli_minor % per,
+        t.fees_returned_milli_minor % per,
     ) == (0, 0)
     {
         println!(

@@ -78,6 +78,21 @@ async fn head(t: &TestApp) -> u64 {
     t.node.log.head().await.expect("head").len
 }
 
+/// The exception of line `line_no` in statement `seq`'s reconciliation, as an auditor reads it.
+async fn line_exception(t: &TestApp, seq: u64, line_no: u64) -> Value {
+    let page = t
+        .get(
+            &format!("/api/v1/staff/statements/{seq}/reconciliation"),
+            Some("auditor"),
+        )
+        .await;
+    page.body["exceptions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["line_no"] == line_no))
+        .unwrap_or_else(|| panic!("line {line_no}'s exception in {page:?}"))
+        .clone()
+}
+
 fn reasons(page: &Value) -> Vec<(String, Option<u64>, Option<u64>)> {
     page["exceptions"]
         .as_array()
@@ -151,11 +166,7 @@ async fn upload_reupload_and_reconciliation_listing() {
         assert!(got[1].2.is_some());
         assert!(r.body["next_offset"].is_null());
     }
-    let e = &t.get(&uri, Some("auditor")).await.body["exceptions"];
-    let line = e
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["line_no"] == 3))
-        .expect("the line exception");
+    let line = line_exception(&t, seq, 3).await;
     assert_eq!(line["statement_amount_minor"], 700);
     assert_eq!(line["reference"], "wx-9");
     // No token: 401.
@@ -235,17 +246,8 @@ async fn fees_below_the_fen_are_summed_exactly_and_rounded_once() {
     // The gifts were booked without a fee: each line is a fee_difference, showing the
     // bill's exact fee beside its fen.
     let seq = r.body["statement_seq"].as_u64().expect("statement_seq");
-    let page = t
-        .get(
-            &format!("/api/v1/staff/statements/{seq}/reconciliation"),
-            Some("auditor"),
-        )
-        .await;
-    let line = page.body["exceptions"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["line_no"] == 1))
-        .expect("line 1's exception");
-    assert_eq!(line["reason"], "fee_difference", "{page:?}");
+    let line = line_exception(&t, seq, 1).await;
+    assert_eq!(line["reason"], "fee_difference", "{line}");
     assert_eq!(line["statement_fee_minor"], 1);
     assert_eq!(line["statement_fee_milli_minor"], 600);
     assert_eq!(line["ledger_fee_minor"], 0);
@@ -286,17 +288,8 @@ async fn a_refund_giving_back_its_fee_is_money_out_and_a_returned_fee() {
     assert_eq!(summary["net_minor"], 1_000 - 2_000 + 12);
     // The ledger has not refunded wx-2: the refund line is an exception, fee and all.
     let seq = r.body["statement_seq"].as_u64().expect("statement_seq");
-    let page = t
-        .get(
-            &format!("/api/v1/staff/statements/{seq}/reconciliation"),
-            Some("auditor"),
-        )
-        .await;
-    let line = page.body["exceptions"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["line_no"] == 2))
-        .expect("the refund line's exception");
-    assert_eq!(line["reason"], "refund_not_in_ledger", "{page:?}");
+    let line = line_exception(&t, seq, 2).await;
+    assert_eq!(line["reason"], "refund_not_in_ledger", "{line}");
     assert_eq!(line["statement_amount_minor"], 2_000);
     assert_eq!(line["statement_fee_minor"], -12);
     assert!(line["statement_fee_milli_minor"].is_null(), "{line}");
