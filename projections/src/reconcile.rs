@@ -749,44 +749,36 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The donation, refund or payout at `seq`.
+    /// The donation, refund or payout at `seq`, as the matching sees it ([`Candidate`]).
     pub fn at(state: &LedgerState, seq: u64) -> Option<Entry> {
-        if let Some(d) = state.donations.get(&seq) {
-            return Some(Entry {
-                seq,
-                kind: EntryKind::Donation,
-                channel: d.channel,
-                currency: d.currency,
-                amount_minor: d.amount_minor,
-                fee_minor: signed_fee(d.fee_minor),
-                ts_ms: d.ts_ms,
-                payout_status: None,
-            });
-        }
-        if let Some(d) = state.refunds.get(&seq).and_then(|d| state.donations.get(d)) {
-            return Some(Entry {
-                seq,
-                kind: EntryKind::Refund,
-                channel: d.channel,
-                currency: d.currency,
-                amount_minor: d.amount_minor,
-                fee_minor: -signed_fee(d.fee_returned_minor),
-                ts_ms: d.refunded_ts_ms.unwrap_or(d.ts_ms),
-                payout_status: None,
-            });
-        }
-        let p = state.payouts.get(&seq)?;
-        let c = Candidate::payout(p);
-        Some(Entry {
+        let entry = |kind, channel, c: Candidate, payout_status| Entry {
             seq,
-            kind: EntryKind::Payout,
-            channel: Channel::Bank,
+            kind,
+            channel,
             currency: c.currency,
             amount_minor: c.amount_minor,
-            fee_minor: 0,
+            fee_minor: c.fee_minor,
             ts_ms: c.ts_ms,
-            payout_status: Some(p.status),
-        })
+            payout_status,
+        };
+        if let Some(d) = state.donations.get(&seq) {
+            return Some(entry(
+                EntryKind::Donation,
+                d.channel,
+                Candidate::donation(d),
+                None,
+            ));
+        }
+        if let Some(d) = state.refunds.get(&seq).and_then(|d| state.donations.get(d)) {
+            return Candidate::refund(d).map(|c| entry(EntryKind::Refund, d.channel, c, None));
+        }
+        let p = state.payouts.get(&seq)?;
+        Some(entry(
+            EntryKind::Payout,
+            Channel::Bank,
+            Candidate::payout(p),
+            Some(p.status),
+        ))
     }
 
     /// Why a statement does not reconcile this entry, or `None` when it does: a statement
