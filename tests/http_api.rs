@@ -89,6 +89,14 @@ async fn authentication_and_roles() {
         .post("/api/v1/staff/commands", "recorder", cmd.clone())
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    // A bad field inside a command is named by its field, before anything is written.
+    let mut bad = cmd.clone();
+    bad["goal_minor"] = json!(0);
+    let r = t.post("/api/v1/staff/commands", "admin", bad).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.code(), "invalid_field");
+    assert!(r.message().starts_with("goal_minor: "), "{r:?}");
+    assert_eq!(t.node.log.head().await.unwrap().len, 0);
     let w = t.created("/api/v1/staff/commands", "admin", cmd).await;
     assert_eq!(w["seq"], 0);
     assert_eq!(w["events"][0]["type"], "project_opened");

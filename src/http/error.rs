@@ -171,12 +171,20 @@ impl From<WriteError> for ApiError {
 /// Decodes JSON, naming the field that failed (`donations[3].amount_minor`).
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        json_error(&path, e.into_inner())
-    })?;
+    let value = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
     de.end().map_err(|e| json_error(".", e))?;
     Ok(value)
+}
+
+/// Decodes a JSON value already parsed (a body decoded in stages), naming the field that
+/// failed as [`decode_json`] does, relative to that value.
+pub fn decode_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(path_error)
+}
+
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    json_error(&path, e.into_inner())
 }
 
 fn json_error(path: &str, e: serde_json::Error) -> ApiError {

@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoResponses, ToSchema};
 
 use super::auth::{Principal, Role};
-use super::error::{decode_json, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, ItemError};
+use super::error::{
+    decode_json, decode_value, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, ItemError,
+    JsonBytes,
+};
 use super::limits::*;
 use super::tokens::TokenInfo;
 use super::AppState;
@@ -266,60 +269,167 @@ pub struct MoveBody {
 #[serde(deny_unknown_fields)]
 pub struct EmptyBody {}
 
-/// Any command, tagged by `command`: the generic form of the resource endpoints.
+/// Close a project (`command: close_project`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
-pub enum CommandBody {
-    OpenProject(OpenProjectBody),
-    CloseProject {
-        #[schema(value_type = String)]
-        project: Id,
-        #[schema(value_type = String)]
-        reason: Text,
-    },
-    RecordDonation(DonationBody),
-    RefundDonation {
-        donation_seq: u64,
-        #[schema(value_type = String)]
-        reason: Text,
-        #[serde(default)]
-        fee_returned_minor: Option<u64>,
-    },
-    MakePledge(PledgeBody),
-    CancelPledge {
-        pledge_seq: u64,
-        #[schema(value_type = String)]
-        reason: Text,
-    },
-    CommitMatchingPool(PoolBody),
-    CloseMatchingPool {
-        #[schema(value_type = String)]
-        pool: Id,
-        #[schema(value_type = String)]
-        reason: Text,
-    },
-    RequestPayout(PayoutBody),
-    ApprovePayout {
-        payout_seq: u64,
-    },
-    RejectPayout {
-        payout_seq: u64,
-        #[schema(value_type = String)]
-        reason: Text,
-    },
-    DisbursePayout {
-        payout_seq: u64,
-        bank_reference: String,
-    },
-    RequestMove(MoveBody),
-    ApproveMove {
-        move_seq: u64,
-    },
-    RejectMove {
-        move_seq: u64,
-        #[schema(value_type = String)]
-        reason: Text,
-    },
+#[serde(deny_unknown_fields)]
+pub struct CloseProjectBody {
+    #[schema(value_type = String, max_length = 64)]
+    pub project: Id,
+    #[schema(value_type = String, max_length = 500)]
+    pub reason: Text,
+}
+
+/// Refund a gift (`command: refund_donation`): the fields of [`RefundBody`] and the gift.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundDonationBody {
+    pub donation_seq: u64,
+    #[schema(value_type = String, max_length = 500)]
+    pub reason: Text,
+    /// Minor units, 1 to the gift's `fee_minor`; omit it when the channel kept its fee.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub fee_returned_minor: Option<u64>,
+}
+
+/// Cancel a pledge (`command: cancel_pledge`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelPledgeBody {
+    pub pledge_seq: u64,
+    #[schema(value_type = String, max_length = 500)]
+    pub reason: Text,
+}
+
+/// Close a matching pool (`command: close_matching_pool`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClosePoolBody {
+    #[schema(value_type = String, max_length = 64)]
+    pub pool: Id,
+    #[schema(value_type = String, max_length = 500)]
+    pub reason: Text,
+}
+
+/// Approve a payout (`command: approve_payout`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovePayoutBody {
+    pub payout_seq: u64,
+}
+
+/// Reject a payout (`command: reject_payout`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectPayoutBody {
+    pub payout_seq: u64,
+    #[schema(value_type = String, max_length = 500)]
+    pub reason: Text,
+}
+
+/// Record the bank transfer that paid a payout (`command: disburse_payout`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisbursePayoutBody {
+    pub payout_seq: u64,
+    /// 1–128 printable ASCII characters without spaces.
+    #[schema(max_length = 128)]
+    pub bank_reference: String,
+}
+
+/// Approve a move (`command: approve_move`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveMoveBody {
+    pub move_seq: u64,
+}
+
+/// Reject a move (`command: reject_move`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectMoveBody {
+    pub move_seq: u64,
+    #[schema(value_type = String, max_length = 500)]
+    pub reason: Text,
+}
+
+/// Declares [`CommandBody`], one variant per command with its name and body type, and the
+/// decoding of a command's fields by name, from the one list.
+macro_rules! command_bodies {
+    ($($variant:ident($body:ty) = $name:tt,)*) => {
+        /// Any command, as `{"command": "<name>", ...its fields}`: the generic form of the
+        /// resource endpoints. Decoded by [`decode_command`] (not a derived `Deserialize`:
+        /// serde buffers an internally tagged enum and loses the path of a bad field).
+        #[derive(Debug, Clone, ToSchema)]
+        #[serde(tag = "command")]
+        pub enum CommandBody {
+            $(#[serde(rename = $name)] $variant($body),)*
+        }
+
+        impl CommandBody {
+            /// Every command's name, as `command` spells it.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// The command `name` with `fields`, or `None` for no such command.
+            fn decode_fields(name: &str, fields: serde_json::Value) -> Option<Result<Self, ApiError>> {
+                Some(match name {
+                    $($name => decode_value(fields).map(CommandBody::$variant),)*
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+
+command_bodies! {
+    OpenProject(OpenProjectBody) = "open_project",
+    CloseProject(CloseProjectBody) = "close_project",
+    RecordDonation(DonationBody) = "record_donation",
+    RefundDonation(RefundDonationBody) = "refund_donation",
+    MakePledge(PledgeBody) = "make_pledge",
+    CancelPledge(CancelPledgeBody) = "cancel_pledge",
+    CommitMatchingPool(PoolBody) = "commit_matching_pool",
+    CloseMatchingPool(ClosePoolBody) = "close_matching_pool",
+    RequestPayout(PayoutBody) = "request_payout",
+    ApprovePayout(ApprovePayoutBody) = "approve_payout",
+    RejectPayout(RejectPayoutBody) = "reject_payout",
+    DisbursePayout(DisbursePayoutBody) = "disburse_payout",
+    RequestMove(MoveBody) = "request_move",
+    ApproveMove(ApproveMoveBody) = "approve_move",
+    RejectMove(RejectMoveBody) = "reject_move",
+}
+
+/// How much of an unknown command name an error repeats.
+const COMMAND_NAME_ECHO_MAX: usize = 64;
+
+/// Decodes the body of `POST /commands`: the `command` member first, then that command's
+/// other members, so that a bad one is named by its field (`total_cap_minor: ...`) as the
+/// resource routes name it.
+pub fn decode_command(bytes: &[u8]) -> Result<CommandBody, ApiError> {
+    let mut fields: serde_json::Map<String, serde_json::Value> = decode_json(bytes)?;
+    let expected = || format!("one of {}", CommandBody::NAMES.join(", "));
+    let name = match fields.remove("command") {
+        Some(serde_json::Value::String(name)) => name,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                format!("command: must be a string, {}", expected()),
+            ))
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "missing_field",
+                format!("command: missing; give {}", expected()),
+            ))
+        }
+    };
+    CommandBody::decode_fields(&name, serde_json::Value::Object(fields)).unwrap_or_else(|| {
+        let shown: String = name.chars().take(COMMAND_NAME_ECHO_MAX).collect();
+        Err(ApiError::bad_request(
+            "invalid_field",
+            format!("command: no command {shown:?}; give {}", expected()),
+        ))
+    })
 }
 
 impl From<OpenProjectBody> for Command {
@@ -374,44 +484,46 @@ impl From<CommandBody> for Command {
     fn from(b: CommandBody) -> Command {
         match b {
             CommandBody::OpenProject(b) => b.into(),
-            CommandBody::CloseProject { project, reason } => {
-                Command::CloseProject { project, reason }
-            }
+            CommandBody::CloseProject(b) => Command::CloseProject {
+                project: b.project,
+                reason: b.reason,
+            },
             CommandBody::RecordDonation(b) => Command::RecordDonation(b.into()),
-            CommandBody::RefundDonation {
-                donation_seq,
-                reason,
-                fee_returned_minor,
-            } => Command::RefundDonation {
-                donation_seq,
-                reason,
-                fee_returned_minor,
+            CommandBody::RefundDonation(b) => Command::RefundDonation {
+                donation_seq: b.donation_seq,
+                reason: b.reason,
+                fee_returned_minor: b.fee_returned_minor,
             },
             CommandBody::MakePledge(b) => b.into(),
-            CommandBody::CancelPledge { pledge_seq, reason } => {
-                Command::CancelPledge { pledge_seq, reason }
-            }
+            CommandBody::CancelPledge(b) => Command::CancelPledge {
+                pledge_seq: b.pledge_seq,
+                reason: b.reason,
+            },
             CommandBody::CommitMatchingPool(b) => Command::CommitMatchingPool(b.into()),
-            CommandBody::CloseMatchingPool { pool, reason } => {
-                Command::CloseMatchingPool { pool, reason }
-            }
+            CommandBody::CloseMatchingPool(b) => Command::CloseMatchingPool {
+                pool: b.pool,
+                reason: b.reason,
+            },
             CommandBody::RequestPayout(b) => b.into(),
-            CommandBody::ApprovePayout { payout_seq } => Command::ApprovePayout { payout_seq },
-            CommandBody::RejectPayout { payout_seq, reason } => {
-                Command::RejectPayout { payout_seq, reason }
-            }
-            CommandBody::DisbursePayout {
-                payout_seq,
-                bank_reference,
-            } => Command::DisbursePayout {
-                payout_seq,
-                bank_reference,
+            CommandBody::ApprovePayout(b) => Command::ApprovePayout {
+                payout_seq: b.payout_seq,
+            },
+            CommandBody::RejectPayout(b) => Command::RejectPayout {
+                payout_seq: b.payout_seq,
+                reason: b.reason,
+            },
+            CommandBody::DisbursePayout(b) => Command::DisbursePayout {
+                payout_seq: b.payout_seq,
+                bank_reference: b.bank_reference,
             },
             CommandBody::RequestMove(b) => b.into(),
-            CommandBody::ApproveMove { move_seq } => Command::ApproveMove { move_seq },
-            CommandBody::RejectMove { move_seq, reason } => {
-                Command::RejectMove { move_seq, reason }
-            }
+            CommandBody::ApproveMove(b) => Command::ApproveMove {
+                move_seq: b.move_seq,
+            },
+            CommandBody::RejectMove(b) => Command::RejectMove {
+                move_seq: b.move_seq,
+                reason: b.reason,
+            },
         }
     }
 }
@@ -624,9 +736,9 @@ pub async fn command(
     State(s): State<AppState>,
     p: Principal,
     h: HeaderMap,
-    ApiJson(b): ApiJson<CommandBody>,
+    JsonBytes(bytes): JsonBytes<JSON_BODY_BYTES_MAX>,
 ) -> Result<Response, ApiError> {
-    write(&s, &p, &h, b.into()).await
+    write(&s, &p, &h, decode_command(&bytes)?.into()).await
 }
 
 /// Open a project (admin).
@@ -691,7 +803,7 @@ pub async fn record_batch(
     State(s): State<AppState>,
     p: Principal,
     h: HeaderMap,
-    super::error::JsonBytes(bytes): super::error::JsonBytes<BATCH_BODY_BYTES_MAX>,
+    JsonBytes(bytes): JsonBytes<BATCH_BODY_BYTES_MAX>,
 ) -> Result<Response, ApiError> {
     p.require(Role::Recorder, "record_donation")?;
     let key = idempotency_key(&h)?;
@@ -1484,14 +1596,80 @@ mod tests {
 
     #[test]
     fn every_command_body_converts() {
-        let body: CommandBody =
-            decode_json(br#"{"command":"approve_payout","payout_seq":7}"#).unwrap();
+        let body = decode_command(br#"{"command":"approve_payout","payout_seq":7}"#).unwrap();
         assert_eq!(
             Command::from(body),
             Command::ApprovePayout { payout_seq: 7 }
         );
-        let e = decode_json::<CommandBody>(br#"{"command":"approve_payout","payout_seq":7,"x":1}"#)
-            .unwrap_err();
+        let e =
+            decode_command(br#"{"command":"approve_payout","payout_seq":7,"x":1}"#).unwrap_err();
         assert_eq!(e.code, "unknown_field", "{e:?}");
+    }
+
+    /// Every name in `NAMES` decodes as its own command: a name with no fields is refused
+    /// for a missing field of that command (or accepted, for none), never as unknown.
+    #[test]
+    fn every_command_name_is_decoded() {
+        for name in CommandBody::NAMES {
+            let body = format!(r#"{{"command":"{name}"}}"#);
+            if let Err(e) = decode_command(body.as_bytes()) {
+                assert_eq!(e.code, "missing_field", "{name}: {e:?}");
+            }
+        }
+        assert_eq!(CommandBody::NAMES.len(), 15);
+    }
+
+    /// The OpenAPI document spells the commands as `decode_command` reads them.
+    #[test]
+    fn the_document_names_the_commands_decoded() {
+        let doc = serde_json::to_value(crate::http::openapi::document()).unwrap();
+        let variants = doc["components"]["schemas"]["CommandBody"]["oneOf"]
+            .as_array()
+            .unwrap();
+        let names: Vec<&str> = variants
+            .iter()
+            .map(|v| {
+                v["allOf"][1]["properties"]["command"]["enum"][0]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(names, CommandBody::NAMES);
+    }
+
+    /// A bad field inside a command is named by its field, as the resource routes name it.
+    #[test]
+    fn a_bad_field_inside_a_command_is_named() {
+        let pool = br#"{"command":"commit_matching_pool","pool":"p","sponsor":"S",
+            "projects":["cp"],"currency":"CNY","ratio_numerator":1,"ratio_denominator":1,
+            "cap_per_donation_minor":100,"cap_per_donor_per_day_minor":100,
+            "total_cap_minor":0,"valid_from_ms":0,"valid_until_ms":1}"#;
+        let e = decode_command(pool).unwrap_err();
+        assert_eq!(e.code, "invalid_field", "{e:?}");
+        assert!(e.message.starts_with("total_cap_minor: "), "{e:?}");
+        let e = decode_command(br#"{"command":"refund_donation","donation_seq":"x","reason":"r"}"#)
+            .unwrap_err();
+        assert!(e.message.starts_with("donation_seq: "), "{e:?}");
+        let e = decode_command(br#"{"command":"reject_move","move_seq":1}"#).unwrap_err();
+        assert_eq!(e.code, "missing_field", "{e:?}");
+        assert!(e.message.contains("reason"), "{e:?}");
+    }
+
+    #[test]
+    fn the_command_member_is_checked_first() {
+        let e = decode_command(br#"{"payout_seq":7}"#).unwrap_err();
+        assert_eq!(e.code, "missing_field", "{e:?}");
+        assert!(e.message.starts_with("command: "), "{e:?}");
+        assert!(e.message.contains("approve_payout"), "{e:?}");
+        let e = decode_command(br#"{"command":7}"#).unwrap_err();
+        assert_eq!(e.code, "invalid_field", "{e:?}");
+        let long = format!(r#"{{"command":"{}"}}"#, "z".repeat(1000));
+        let e = decode_command(long.as_bytes()).unwrap_err();
+        assert_eq!(e.code, "invalid_field", "{e:?}");
+        assert!(e.message.len() < 600, "the name is cut short: {e:?}");
+        let e = decode_command(b"[1]").unwrap_err();
+        assert_eq!(e.code, "invalid_field", "{e:?}");
+        let e = decode_command(b"{").unwrap_err();
+        assert_eq!(e.code, "malformed_json", "{e:?}");
     }
 }
