@@ -641,6 +641,17 @@ fn verify_receipt(file: &Path, key: &str) -> anyhow::Result<ExitCode> {
                 r.checkpoint.root,
                 key.name()
             );
+            match &r.refund {
+                Some(f) if f.included => println!(
+                    "verify-receipt: refunded: event {} (hash {}) refunds it, included in the same checkpoint",
+                    f.seq, f.event_hash
+                ),
+                Some(f) => println!(
+                    "verify-receipt: refunded: event {} (hash {}) refunds it; it is newer than the checkpoint, so only its hash is checked: fetch the bundle again in a few seconds to prove it",
+                    f.seq, f.event_hash
+                ),
+                None => println!("verify-receipt: not refunded when the bundle was made"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

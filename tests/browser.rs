@@ -554,7 +554,16 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
     assert!(dom.contains(&format!("#{} ", head - 1)));
 
     // The pages that check the log with WebCrypto: one donation, then the whole ledger.
-    checks_in_the_browser(&bin, &base, &code, &verifier_key, &node, head).await;
+    let refunded = state
+        .donations
+        .values()
+        .find(|d| d.refunded_seq.is_some())
+        .expect("the demo refunds some gifts");
+    let refunded = (
+        refunded.receipt_code.to_string(),
+        refunded.refunded_seq.unwrap(),
+    );
+    checks_in_the_browser(&bin, &base, &code, &refunded, &verifier_key, &node, head).await;
 
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
@@ -575,6 +584,7 @@ async fn checks_in_the_browser(
     bin: &Path,
     base: &str,
     code: &str,
+    (refunded_code, refund_seq): &(String, u64),
     verifier_key: &str,
     node: &Node,
     head: u64,
@@ -610,6 +620,7 @@ async fn checks_in_the_browser(
     let bin = bin.to_owned();
     let base = base.to_owned();
     let code = code.to_owned();
+    let (refunded_code, refund_seq) = (refunded_code.clone(), *refund_seq);
     let (outcome, tampered, pinned, wrong) = tokio::task::spawn_blocking(move || {
         let mut browser = Browser::launch(&bin);
 
@@ -642,6 +653,32 @@ async fn checks_in_the_browser(
         let url = format!("{base}/verify?code={code}&lang=en&{wrong_key}");
         let dom = finished_page(&mut browser, &tab, &url);
         assert_eq!(result_of(&dom), "failed", "{dom}");
+        assert!(!dom.contains("Refund event"), "{dom}");
+
+        // A refunded gift: its refund is proven too; with the refund's proof tampered with,
+        // the page fails at the refund.
+        let tab = browser.open();
+        let url = format!("{base}/verify?code={refunded_code}&lang=en");
+        let dom = finished_page(&mut browser, &tab, &url);
+        browser.screenshot(&tab, "verify-refunded");
+        assert_eq!(result_of(&dom), "verified", "{dom}");
+        assert!(
+            dom.contains(&format!("Refund event #{refund_seq}")),
+            "{dom}"
+        );
+        assert!(
+            dom.contains(&format!("So is its refund (event #{refund_seq})")),
+            "{dom}"
+        );
+        let tab = browser.open();
+        let url = format!("{base}/verify?code={refunded_code}&lang=en&tamper=refund");
+        let dom = finished_page(&mut browser, &tab, &url);
+        assert_eq!(result_of(&dom), "failed", "{dom}");
+        assert!(
+            dom.contains("Inclusion proof valid"),
+            "the gift's proof held: {dom}"
+        );
+        assert!(dom.contains("root mismatch"), "{dom}");
 
         // The whole ledger.
         let tab = browser.open();

@@ -9,7 +9,9 @@ use axum::Router;
 use events::merkle::{leaf_hash, root, verify_consistency, verify_inclusion};
 use events::{parse_entry_bundle, parse_hash_tile, Checkpoint, Hash, VerifierKey};
 use ledger::node::Node;
-use ledger::tlog::wire::{hashes_from_hex, ConsistencyProof, InclusionProof, ReceiptProof};
+use ledger::tlog::wire::{
+    hashes_from_hex, ConsistencyProof, InclusionProof, ReceiptProof, RefundProof,
+};
 use ledger::tlog::{routes, TlogState};
 use tower::ServiceExt as _;
 
@@ -391,6 +393,80 @@ async fn routes_answer_and_refuse() {
     );
     let report = ledger::tlog::verify::verify_receipt(&a.text(), &f.key).unwrap();
     assert_eq!(report.seq, seq);
+    assert_eq!(
+        bundle.refund, None,
+        "the first gift of the demo is not refunded"
+    );
+    assert_eq!(report.refund, None);
+    assert!(
+        !a.text().contains("\"refund\""),
+        "no refund member: {}",
+        a.text()
+    );
+
+    // A refunded gift's bundle proves its refund too, in the same checkpoint.
+    let (code, seq, refund_seq) = state
+        .donations
+        .values()
+        .find_map(|d| Some((d.receipt_code, d.seq, d.refunded_seq?)))
+        .expect("the demo refunds some gifts");
+    let a = get(app, &format!("/api/v1/public/receipts/{code}/proof")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let bundle: ReceiptProof = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(bundle.seq, seq);
+    let refund = bundle.refund.clone().expect("a refund member");
+    assert_eq!(refund.seq, refund_seq);
+    assert_eq!(
+        refund.event.as_bytes(),
+        events[refund_seq as usize].canonical_bytes()
+    );
+    assert_eq!(refund.inclusion.as_ref().unwrap().tree_size, f.size);
+    let report = ledger::tlog::verify::verify_receipt(&a.text(), &f.key).unwrap();
+    let checked = report.refund.expect("the refund is reported");
+    assert_eq!((checked.seq, checked.included), (refund_seq, true));
+    assert_eq!(checked.event_hash, events[refund_seq as usize].hash());
+    // A refund that names another gift, or a changed refund event, or a changed proof of
+    // it, does not verify.
+    let with_refund = |refund: RefundProof| {
+        serde_json::to_string(&ReceiptProof {
+            refund: Some(refund),
+            ..bundle.clone()
+        })
+        .unwrap()
+    };
+    let other = state
+        .donations
+        .values()
+        .find_map(|d| d.refunded_seq.filter(|&r| r != refund_seq))
+        .expect("the demo refunds more than one gift");
+    let other = RefundProof {
+        seq: other,
+        event_hash: events[other as usize].hash().to_hex(),
+        event: String::from_utf8(events[other as usize].canonical_bytes().to_vec()).unwrap(),
+        inclusion: None,
+    };
+    let e = ledger::tlog::verify::verify_receipt(&with_refund(other), &f.key).unwrap_err();
+    assert!(e.to_string().contains("not a donation_refunded of"), "{e}");
+    let changed = RefundProof {
+        event: refund.event.replace("\"reason\":\"", "\"reason\":\"x"),
+        ..refund.clone()
+    };
+    let e = ledger::tlog::verify::verify_receipt(&with_refund(changed), &f.key).unwrap_err();
+    assert!(e.to_string().contains("the refund"), "{e}");
+    let mut moved = refund.clone();
+    moved.inclusion.as_mut().unwrap().hashes[0] = "00".repeat(32);
+    let e = ledger::tlog::verify::verify_receipt(&with_refund(moved), &f.key).unwrap_err();
+    assert!(
+        e.to_string().contains("inclusion proof does not verify"),
+        "{e}"
+    );
+    // A refund newer than the checkpoint is checked against its own hash only, and said so.
+    let newer = RefundProof {
+        inclusion: None,
+        ..refund.clone()
+    };
+    let report = ledger::tlog::verify::verify_receipt(&with_refund(newer), &f.key).unwrap();
+    assert!(!report.refund.unwrap().included);
     // A bundle with its event changed does not verify.
     let forged = a
         .text()

@@ -31,7 +31,7 @@ use events::{entry_bundle, is_receipt_code, Hash, Tile, TileKind};
 use serde_json::json;
 
 use super::index::LookupError;
-use super::wire::{hashes_to_hex, ConsistencyProof, InclusionProof, ReceiptProof};
+use super::wire::{hashes_to_hex, ConsistencyProof, InclusionProof, ReceiptProof, RefundProof};
 use super::TlogState;
 use crate::store::merkle::TILE_NODES;
 
@@ -467,12 +467,12 @@ async fn receipt_proof(
             ),
         ));
     }
-    let seq = state
+    let found = state
         .ledger
         .borrow()
         .donation_by_receipt(&code)
-        .map(|d| d.seq);
-    let seq = seq.ok_or_else(|| {
+        .map(|d| (d.seq, d.refunded_seq));
+    let (seq, refunded_seq) = found.ok_or_else(|| {
         ApiError::not_found(
             "no_such_receipt",
             format!("no donation has receipt code {code}"),
@@ -488,6 +488,38 @@ async fn receipt_proof(
             ),
         )
     })?;
+    let (event_hash, event, inclusion) = proven_event(&state, seq, size).await?;
+    let inclusion = inclusion.ok_or_else(|| ApiError::internal("a checkpointed event unproven"))?;
+    let refund = match refunded_seq {
+        None => None,
+        Some(refund_seq) => {
+            let (event_hash, event, inclusion) = proven_event(&state, refund_seq, size).await?;
+            Some(RefundProof {
+                seq: refund_seq,
+                event_hash,
+                event,
+                inclusion,
+            })
+        }
+    };
+    Ok(Json(ReceiptProof {
+        receipt_code: code,
+        seq,
+        event_hash,
+        event,
+        checkpoint: note,
+        inclusion,
+        refund,
+    }))
+}
+
+/// Event `seq`'s hash and canonical bytes, and its inclusion proof at tree size `size` when
+/// the tree of that size holds it.
+async fn proven_event(
+    state: &TlogState,
+    seq: u64,
+    size: u64,
+) -> Result<(String, String, Option<InclusionProof>), ApiError> {
     let event = state
         .log
         .read(seq, 1)
@@ -497,24 +529,22 @@ async fn receipt_proof(
         .next()
         .filter(|e| e.seq() == seq)
         .ok_or_else(|| ApiError::internal(format!("event {seq} of a receipt is not in the log")))?;
-    let tree = state.tree.clone();
-    let hashes = blocking(move || {
-        let at = tree.at(size).map_err(ApiError::internal)?;
-        inclusion_proof(seq, size, &at).map_err(ApiError::internal)
-    })
-    .await?;
-    let canonical = String::from_utf8(event.canonical_bytes().to_vec())
-        .map_err(|_| ApiError::internal("canonical bytes are not UTF-8"))?;
-    Ok(Json(ReceiptProof {
-        receipt_code: code,
-        seq,
-        event_hash: event.hash().to_hex(),
-        event: canonical,
-        checkpoint: note,
-        inclusion: InclusionProof {
+    let inclusion = if seq < size {
+        let tree = state.tree.clone();
+        let hashes = blocking(move || {
+            let at = tree.at(size).map_err(ApiError::internal)?;
+            inclusion_proof(seq, size, &at).map_err(ApiError::internal)
+        })
+        .await?;
+        Some(InclusionProof {
             leaf_index: seq,
             tree_size: size,
             hashes: hashes_to_hex(&hashes),
-        },
-    }))
+        })
+    } else {
+        None
+    };
+    let canonical = String::from_utf8(event.canonical_bytes().to_vec())
+        .map_err(|_| ApiError::internal("canonical bytes are not UTF-8"))?;
+    Ok((event.hash().to_hex(), canonical, inclusion))
 }

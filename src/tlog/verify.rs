@@ -26,7 +26,7 @@ use events::{
 };
 use indicatif::ProgressBar;
 
-use super::wire::{hashes_from_hex, ConsistencyProof, ReceiptProof};
+use super::wire::{hashes_from_hex, ConsistencyProof, InclusionProof, ReceiptProof};
 
 /// The longest exported line read (an event is at most 8 KiB in canonical form).
 pub const EXPORT_LINE_BYTES_MAX: u64 = 64 * 1024;
@@ -407,61 +407,78 @@ pub struct ReceiptReport {
     pub checkpoint: Checkpoint,
     /// The event's `data` members that describe the gift (project, amount_minor, currency).
     pub summary: String,
+    /// The gift's refund, when the bundle carries one: its event checked, and proven in the
+    /// same checkpoint unless it is newer.
+    pub refund: Option<RefundReport>,
+}
+
+/// A receipt's refund, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReport {
+    pub seq: u64,
+    pub event_hash: Hash,
+    /// Whether its inclusion proof led to the checkpoint's root; `false` when the refund is
+    /// newer than the checkpoint (its event then checks against its own hash only).
+    pub included: bool,
 }
 
 /// Checks a receipt bundle (as served by `/api/v1/public/receipts/{code}/proof`): the event
 /// hashes to `event_hash` and sits at `seq` with that receipt code, the checkpoint carries a
 /// valid signature by `key`, and the inclusion proof leads from the event to the
-/// checkpoint's root at its size.
+/// checkpoint's root at its size. A refund in the bundle is checked the same way, and must
+/// be a `donation_refunded` event naming the gift's seq.
 pub fn verify_receipt(bundle: &str, key: &VerifierKey) -> Result<ReceiptReport, VerifyError> {
     let bad = |m: String| VerifyError::Receipt(m);
     let bundle: ReceiptProof =
         serde_json::from_str(bundle).map_err(|e| bad(format!("not a receipt proof: {e}")))?;
-    let entry = bundle.event.as_bytes();
-    let checked = check_entry(entry).map_err(VerifyError::Chain)?;
-    let declared =
-        Hash::from_hex(&bundle.event_hash).map_err(|e| bad(format!("event_hash: {e}")))?;
-    if checked.hash != declared {
-        return Err(bad(format!(
-            "the event hashes to {}, the bundle says {declared}",
-            checked.hash
-        )));
-    }
-    if checked.seq != bundle.seq || bundle.inclusion.leaf_index != bundle.seq {
-        return Err(bad(format!(
-            "seq {} (event), {} (bundle) and leaf_index {} must agree",
-            checked.seq, bundle.seq, bundle.inclusion.leaf_index
-        )));
-    }
-    let value: serde_json::Value =
-        serde_json::from_slice(entry).map_err(|e| bad(format!("event: {e}")))?;
-    let data = &value["data"];
-    if data["receipt_code"].as_str() != Some(bundle.receipt_code.as_str()) {
-        return Err(bad(format!(
-            "the event's receipt_code is {}, the bundle is for {:?}",
-            data["receipt_code"], bundle.receipt_code
-        )));
-    }
     let checkpoint =
         Checkpoint::open(&bundle.checkpoint, key).map_err(|error| VerifyError::Checkpoint {
             which: "the receipt's checkpoint".into(),
             error,
         })?;
-    if bundle.inclusion.tree_size != checkpoint.size {
+    let gift = ProvenEvent {
+        what: "the event",
+        seq: bundle.seq,
+        event: &bundle.event,
+        event_hash: &bundle.event_hash,
+        inclusion: Some(&bundle.inclusion),
+    };
+    let (event_hash, value) = gift.check(&checkpoint)?;
+    let data = &value["data"];
+    if value["type"].as_str() != Some("donation_received")
+        || data["receipt_code"].as_str() != Some(bundle.receipt_code.as_str())
+    {
         return Err(bad(format!(
-            "the proof is for tree size {}, the checkpoint is at {}",
-            bundle.inclusion.tree_size, checkpoint.size
+            "the event is a {} with receipt_code {}, the bundle is for the gift {:?}",
+            value["type"], data["receipt_code"], bundle.receipt_code
         )));
     }
-    let hashes = hashes_from_hex(&bundle.inclusion.hashes).map_err(bad)?;
-    verify_inclusion(
-        &leaf_hash(entry),
-        bundle.seq,
-        checkpoint.size,
-        &hashes,
-        &checkpoint.root,
-    )
-    .map_err(|e| bad(format!("the inclusion proof does not verify: {e}")))?;
+    let refund = match &bundle.refund {
+        None => None,
+        Some(r) => {
+            let proven = ProvenEvent {
+                what: "the refund",
+                seq: r.seq,
+                event: &r.event,
+                event_hash: &r.event_hash,
+                inclusion: r.inclusion.as_ref(),
+            };
+            let (event_hash, value) = proven.check(&checkpoint)?;
+            if value["type"].as_str() != Some("donation_refunded")
+                || value["data"]["donation_seq"].as_u64() != Some(bundle.seq)
+            {
+                return Err(bad(format!(
+                    "the refund is a {} of donation {}, not a donation_refunded of {}",
+                    value["type"], value["data"]["donation_seq"], bundle.seq
+                )));
+            }
+            Some(RefundReport {
+                seq: r.seq,
+                event_hash,
+                included: r.inclusion.is_some(),
+            })
+        }
+    };
     let summary = format!(
         "{} {} {} to {}",
         value["type"].as_str().unwrap_or("?"),
@@ -472,8 +489,65 @@ pub fn verify_receipt(bundle: &str, key: &VerifierKey) -> Result<ReceiptReport, 
     Ok(ReceiptReport {
         receipt_code: bundle.receipt_code,
         seq: bundle.seq,
-        event_hash: declared,
+        event_hash,
         checkpoint,
         summary,
+        refund,
     })
+}
+
+/// One event of a receipt bundle, with what the bundle says of it.
+struct ProvenEvent<'a> {
+    /// How errors name it.
+    what: &'static str,
+    seq: u64,
+    event: &'a str,
+    event_hash: &'a str,
+    inclusion: Option<&'a InclusionProof>,
+}
+
+impl ProvenEvent<'_> {
+    /// Checks that the event is well formed, hashes to `event_hash`, sits at `seq`, and,
+    /// given an inclusion proof, that the proof leads from it to `checkpoint`'s root.
+    /// Returns its hash and its JSON.
+    fn check(&self, checkpoint: &Checkpoint) -> Result<(Hash, serde_json::Value), VerifyError> {
+        let what = self.what;
+        let bad = |m: String| VerifyError::Receipt(format!("{what}: {m}"));
+        let entry = self.event.as_bytes();
+        let checked = check_entry(entry).map_err(VerifyError::Chain)?;
+        let declared =
+            Hash::from_hex(self.event_hash).map_err(|e| bad(format!("event_hash: {e}")))?;
+        if checked.hash != declared {
+            return Err(bad(format!(
+                "the event hashes to {}, the bundle says {declared}",
+                checked.hash
+            )));
+        }
+        if checked.seq != self.seq {
+            return Err(bad(format!(
+                "seq {} (event) and {} (bundle) must agree",
+                checked.seq, self.seq
+            )));
+        }
+        if let Some(inclusion) = self.inclusion {
+            if inclusion.leaf_index != self.seq || inclusion.tree_size != checkpoint.size {
+                return Err(bad(format!(
+                    "the proof is of leaf {} at tree size {}; the event is {} and the \
+                     checkpoint is at {}",
+                    inclusion.leaf_index, inclusion.tree_size, self.seq, checkpoint.size
+                )));
+            }
+            let hashes = hashes_from_hex(&inclusion.hashes).map_err(bad)?;
+            verify_inclusion(
+                &leaf_hash(entry),
+                self.seq,
+                checkpoint.size,
+                &hashes,
+                &checkpoint.root,
+            )
+            .map_err(|e| bad(format!("the inclusion proof does not verify: {e}")))?;
+        }
+        let value = serde_json::from_slice(entry).map_err(|e| bad(format!("event: {e}")))?;
+        Ok((declared, value))
+    }
 }

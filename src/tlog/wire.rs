@@ -43,6 +43,24 @@ pub struct ReceiptProof {
     pub checkpoint: String,
     /// The inclusion proof of `seq` at the checkpoint's size.
     pub inclusion: InclusionProof,
+    /// The refund of this gift, when it was refunded: its own event and inclusion proof in
+    /// the same checkpoint. Absent for a gift not refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<RefundProof>,
+}
+
+/// The `donation_refunded` event that refunds a receipt's gift, proven like the gift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundProof {
+    pub seq: u64,
+    /// SHA-256 of `event`, lowercase hex.
+    pub event_hash: String,
+    /// The refund event's canonical bytes, as a string (see [`ReceiptProof::event`]).
+    pub event: String,
+    /// The inclusion proof of `seq` at the checkpoint's size; `null` while the refund is
+    /// newer than the latest signed checkpoint (ask again in a few seconds).
+    pub inclusion: Option<InclusionProof>,
 }
 
 /// Hashes as lowercase hex.
