@@ -177,7 +177,8 @@ pub enum TokenCmd {
         /// The staff member the token acts as (the four-eyes rule compares these).
         #[arg(long, value_parser = parse_id)]
         actor: events::Id,
-        #[arg(long, value_enum)]
+        /// recorder, approver, admin or auditor.
+        #[arg(long, value_parser = parse_role)]
         role: crate::http::Role,
     },
     /// Revoke a token by its id (from `token list`).
@@ -195,6 +196,10 @@ pub enum TokenCmd {
 
 fn parse_id(s: &str) -> Result<events::Id, String> {
     events::Id::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_role(s: &str) -> Result<crate::http::Role, String> {
+    s.parse().map_err(|e: events::ValueError| e.to_string())
 }
 
 impl Cmd {
@@ -957,6 +962,18 @@ async fn serve(
                 head.len
             );
         }
+    }
+    // Tokens made or revoked with the `token` command (the server stopped) reach the log
+    // now, before any request is answered (`TokenStore::record_in_log`).
+    let head = node.log.head().await?.len;
+    let state = node
+        .state_at(head, std::time::Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| node.state());
+    let recorded = tokens.void_unstored(&node.writer, &state).await?
+        + tokens.record_in_log(&node.writer, &state).await?;
+    if recorded > 0 {
+        tracing::info!(events = recorded, "staff tokens recorded in the log");
     }
     if tokens.list()?.is_empty() {
         eprintln!(

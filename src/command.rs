@@ -6,8 +6,9 @@ use events::{
     Amount, Channel, Currency, Decision, DonationReceived, DonationRefunded, EventBody,
     ExceptionResolved, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed,
     MatchingPoolCommitted, MoveRequested, PayoutDisbursed, PayoutRequested, PledgeCancelled,
-    PledgeMade, ProjectClosed, ProjectKind, ProjectOpened, Rejection, Resolution,
-    StatementImported, StatementLineKind, StatementLineRecorded, Text, ValueError,
+    PledgeMade, ProjectClosed, ProjectKind, ProjectOpened, Rejection, Resolution, StaffTokenIssued,
+    StaffTokenRevoked, StatementImported, StatementLineKind, StatementLineRecorded, Text,
+    ValueError,
 };
 use projections::reconcile::{self, Entry, EntryKind};
 use projections::{LedgerState, Project, RequestStatus, Statement, StatementLine};
@@ -77,6 +78,10 @@ pub enum Command {
     ImportStatement(StatementImported),
     RecordStatementLine(StatementLineRecorded),
     ResolveException(ExceptionResolved),
+    /// Records that a staff token was issued (the token store holds its secret's hash).
+    IssueStaffToken(StaffTokenIssued),
+    /// Records that a staff token was revoked.
+    RevokeStaffToken(StaffTokenRevoked),
 }
 
 /// A donation as recorded by staff or a payment channel's webhook. The receipt code is
@@ -122,6 +127,8 @@ impl Command {
             Command::ImportStatement(_) => "import_statement",
             Command::RecordStatementLine(_) => "record_statement_line",
             Command::ResolveException(_) => "resolve_exception",
+            Command::IssueStaffToken(_) => "issue_staff_token",
+            Command::RevokeStaffToken(_) => "revoke_staff_token",
         }
     }
 }
@@ -261,6 +268,23 @@ pub enum CommandError {
     AlreadyResolved { statement_seq: u64, seq: u64 },
     #[error("resolution: {0}")]
     BadResolution(String),
+    #[error("{field}: the bank credit {reference} of {amount_minor} was booked already, from line {line_no} of statement {statement_seq} (at seq {resolution_seq}); {what} would count that money twice")]
+    CreditBooked {
+        field: &'static str,
+        reference: String,
+        amount_minor: u64,
+        statement_seq: u64,
+        line_no: u64,
+        resolution_seq: u64,
+        /// What was refused, in words.
+        what: &'static str,
+    },
+    #[error("token_id: staff token {token_id} was issued already, at seq {seq}")]
+    TokenExists { token_id: String, seq: u64 },
+    #[error("token_id: no staff token {0} was issued")]
+    UnknownToken(String),
+    #[error("token_id: staff token {token_id} was revoked already, at seq {seq}")]
+    TokenRevoked { token_id: String, seq: u64 },
     #[error("line_no: line {line_no} of statement {statement_seq} is matched by reference to entry {entry_seq}; only an open exception is resolved")]
     LineMatched {
         statement_seq: u64,
@@ -342,6 +366,10 @@ impl CommandError {
             CommandError::UnknownEntry(_) => "unknown_entry",
             CommandError::AlreadyResolved { .. } => "already_resolved",
             CommandError::BadResolution(_) => "bad_resolution",
+            CommandError::CreditBooked { .. } => "credit_booked",
+            CommandError::TokenExists { .. } => "token_exists",
+            CommandError::UnknownToken(_) => "unknown_token",
+            CommandError::TokenRevoked { .. } => "token_revoked",
             CommandError::LineMatched { .. } => "line_matched",
             CommandError::EntryMatched { .. } => "entry_matched",
             CommandError::NotAnException { .. } => "not_an_exception",
@@ -367,6 +395,9 @@ impl CommandError {
                 | CommandError::AlreadyResolved { .. }
                 | CommandError::LineMatched { .. }
                 | CommandError::EntryMatched { .. }
+                | CommandError::CreditBooked { .. }
+                | CommandError::TokenExists { .. }
+                | CommandError::TokenRevoked { .. }
         )
     }
 }
@@ -681,6 +712,28 @@ pub fn decide(
             check_resolution(state, x)?;
             vec![EventBody::ExceptionResolved(x.clone())]
         }
+        Command::IssueStaffToken(t) => {
+            if let Some(issued) = state.staff_tokens.get(&t.token_id) {
+                return Err(CommandError::TokenExists {
+                    token_id: t.token_id.clone(),
+                    seq: issued.issued_seq,
+                });
+            }
+            vec![EventBody::StaffTokenIssued(t.clone())]
+        }
+        Command::RevokeStaffToken(t) => {
+            let issued = state
+                .staff_tokens
+                .get(&t.token_id)
+                .ok_or_else(|| CommandError::UnknownToken(t.token_id.clone()))?;
+            if let Some(seq) = issued.revoked_seq {
+                return Err(CommandError::TokenRevoked {
+                    token_id: t.token_id.clone(),
+                    seq,
+                });
+            }
+            vec![EventBody::StaffTokenRevoked(t.clone())]
+        }
     };
     for e in &events {
         e.validate()?;
@@ -795,6 +848,7 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             let (line_no, line) = line(x.line_no);
             check_booked_line(st, line_no, line, "the settlement", *amount_minor)?;
             check_names_no_entry(state, st, line_no, "a settlement")?;
+            check_credit_unbooked(state, st, line)?;
         }
         Resolution::MatchingReceived { pool, amount_minor } => {
             if st.source.channel() != events::Channel::Bank {
@@ -805,6 +859,7 @@ fn check_resolution(state: &LedgerState, x: &ExceptionResolved) -> Result<(), Co
             let (line_no, line) = line(x.line_no);
             check_booked_line(st, line_no, line, "the matching receipt", *amount_minor)?;
             check_names_no_entry(state, st, line_no, "a matching receipt")?;
+            check_credit_unbooked(state, st, line)?;
             let p = state
                 .pools
                 .get(pool)
@@ -1007,6 +1062,39 @@ fn check_names_no_entry(
     }
 }
 
+/// Refuses to book a bank credit line that another statement of the same account shows too
+/// (same reference, amount and booking time) and that was booked there already: two exports
+/// of one account that overlap would otherwise book one credit twice.
+fn check_credit_unbooked(
+    state: &LedgerState,
+    st: &Statement,
+    line: &StatementLine,
+) -> Result<(), CommandError> {
+    let Some(reference) = line.reference.as_deref() else {
+        return Ok(());
+    };
+    let booked = reconcile::credit_booked(
+        state,
+        Some(&st.account),
+        reference,
+        line.amount_minor,
+        Some(line.booked_ms),
+        Some(st.seq),
+    );
+    match booked {
+        None => Ok(()),
+        Some(b) => Err(CommandError::CreditBooked {
+            field: "resolution",
+            reference: reference.to_owned(),
+            amount_minor: line.amount_minor,
+            statement_seq: b.statement_seq,
+            line_no: b.line_no,
+            resolution_seq: b.resolution_seq,
+            what: "booking it again (resolve this line as explained)",
+        }),
+    }
+}
+
 /// A settlement or a matching receipt books a bank credit: money in, of exactly the line's
 /// amount (the journal's debit to the bank is this amount, and the bank got the line's).
 fn check_booked_line(
@@ -1170,6 +1258,23 @@ fn decide_donation(
         return Err(CommandError::ReceiptCollision {
             receipt_code: events::ReceiptCode::of_number(number).as_str().to_owned(),
         });
+    }
+    // A bank transfer whose credit was booked from a statement (as a settlement or a
+    // matching receipt) is in the books already.
+    if input.channel == Channel::Bank {
+        if let Some(b) =
+            reconcile::credit_booked(state, None, &input.channel_txn_id, amount, None, None)
+        {
+            return Err(CommandError::CreditBooked {
+                field: "channel_txn_id",
+                reference: input.channel_txn_id.clone(),
+                amount_minor: amount,
+                statement_seq: b.statement_seq,
+                line_no: b.line_no,
+                resolution_seq: b.resolution_seq,
+                what: "recording it as a gift too",
+            });
+        }
     }
     check_inflow(p, amount)?;
     if let Some(seq) = input.pledge_seq {

@@ -124,6 +124,18 @@ async fn tokens_api() {
     // The new token works.
     let who = whoami(&t, &format!("Bearer {token}")).await;
     assert_eq!(who.body["actor"], "cashier-sun", "{who:?}");
+    // The log records the grant, by the admin who issued it, before the token worked.
+    let issued = last_token_event(&t).await;
+    assert_eq!(issued.record().actor.as_str(), "admin-zhao");
+    assert_eq!(
+        issued.body(),
+        &events::EventBody::StaffTokenIssued(events::StaffTokenIssued {
+            holder: events::Id::new("cashier-sun").unwrap(),
+            role: events::StaffRole::Recorder,
+            token_id: id.clone(),
+        })
+    );
+    assert!(!String::from_utf8_lossy(issued.canonical_bytes()).contains(&token[4..]));
     // Listing shows ids, never tokens.
     let list = t.get("/api/v1/staff/tokens", Some("admin")).await;
     assert_eq!(list.status, StatusCode::OK);
@@ -160,8 +172,29 @@ async fn tokens_api() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert!(r.body["revoked_ms"].is_u64());
+    assert_eq!(r.body["revoked_by"], "admin-zhao");
     let who = whoami(&t, &format!("Bearer {token}")).await;
     assert_eq!(who.status, StatusCode::UNAUTHORIZED);
+    let revoked = last_token_event(&t).await;
+    assert_eq!(revoked.record().actor.as_str(), "admin-zhao");
+    assert_eq!(
+        revoked.body(),
+        &events::EventBody::StaffTokenRevoked(events::StaffTokenRevoked {
+            token_id: id.clone(),
+        })
+    );
+    // Revoking again is harmless and records nothing more.
+    let head = t.node.log.head().await.unwrap().len;
+    let r = t
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/staff/tokens/{id}"),
+            Some("admin"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(t.node.log.head().await.unwrap().len, head);
     let r = t
         .call(
             Method::DELETE,
@@ -171,6 +204,90 @@ async fn tokens_api() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    t.finish().await;
+}
+
+/// The last staff token event in the log.
+async fn last_token_event(t: &TestApp) -> events::SealedEvent {
+    let head = t.node.log.head().await.unwrap().len;
+    t.node
+        .log
+        .read(0, head as usize)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|e| e.body().type_name().starts_with("staff_token_"))
+        .expect("a staff token event")
+}
+
+/// Tokens made (or revoked) with the `token` command, with the server stopped, reach the
+/// log when `serve` starts (`record_in_log`), by the operator; a second run adds nothing.
+/// A grant the log shows whose token the store never kept is revoked (`void_unstored`).
+#[tokio::test]
+async fn tokens_made_on_the_server_reach_the_log() {
+    let t = setup().await;
+    let store = &t.state.tokens;
+    let (_, gone) = store
+        .create(
+            events::Id::new("cashier-wu").unwrap(),
+            ledger::http::Role::Recorder,
+        )
+        .unwrap();
+    store.revoke(&gone.id).unwrap().unwrap();
+    let state = t.node.state();
+    let added = store.record_in_log(&t.node.writer, &state).await.unwrap();
+    // One grant per setup token (five) and cashier-wu's, and cashier-wu's revocation.
+    assert_eq!(added, TOKENS.len() + 2);
+    let head = t.node.log.head().await.unwrap().len;
+    let state = t
+        .node
+        .state_at(head, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(state.staff_tokens.len(), TOKENS.len() + 1);
+    for info in store.list().unwrap() {
+        let grant = &state.staff_tokens[&info.id];
+        assert_eq!((&grant.holder, grant.role), (&info.actor, info.role));
+        assert_eq!(grant.issued_by.as_str(), ledger::http::tokens::OPERATOR);
+        assert_eq!(grant.revoked_seq.is_some(), info.revoked_ms.is_some());
+    }
+    assert_eq!(
+        store.record_in_log(&t.node.writer, &state).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.void_unstored(&t.node.writer, &state).await.unwrap(),
+        0
+    );
+    // A grant in the log alone (its token never stored) is revoked at the next start.
+    let orphan = "0123456789abcdef";
+    t.node
+        .writer
+        .submit(ledger::writer::Submission::one(
+            events::Id::new("admin-zhao").unwrap(),
+            ledger::command::Command::IssueStaffToken(events::StaffTokenIssued {
+                holder: events::Id::new("ghost").unwrap(),
+                role: events::StaffRole::Approver,
+                token_id: orphan.into(),
+            }),
+        ))
+        .await
+        .unwrap();
+    let head = t.node.log.head().await.unwrap().len;
+    let state = t
+        .node
+        .state_at(head, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.void_unstored(&t.node.writer, &state).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        last_token_event(&t).await.body().type_name(),
+        "staff_token_revoked"
+    );
     t.finish().await;
 }
 

@@ -246,8 +246,26 @@ fn the_binary_serves_and_stops_on_sigterm() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // Two events: the token made with `token create` was logged when `serve` started,
+    // before the request it served, then the project.
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 events"),
+        String::from_utf8_lossy(&out.stdout).contains("2 events"),
         "{out:?}"
+    );
+    let out = Command::new(exe)
+        .args(["export", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let export = String::from_utf8(out.stdout).unwrap();
+    let first: serde_json::Value = serde_json::from_str(export.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "staff_token_issued", "{first}");
+    assert_eq!(first["actor"], "operator");
+    assert_eq!(first["data"]["holder"], "admin-zhao");
+    assert_eq!(first["data"]["role"], "admin");
+    assert!(
+        !export.contains(&token[4..]),
+        "the token itself is never in the log"
     );
 }

@@ -1997,3 +1997,216 @@ fn an_entry_resolved_is_one_the_statement_lacks() {
     );
     r.entry(r.g4).expect("B-4 is missing from the statement");
 }
+
+/// A staff token's grant is recorded once, its revocation once, and only of a grant the log
+/// holds; a token id is 16 lowercase hex digits. The state follows who holds what.
+#[test]
+fn staff_token_grants_and_revocations_are_recorded_once() {
+    let mut l = Ledger::new();
+    let issue = |token_id: &str| {
+        Command::IssueStaffToken(StaffTokenIssued {
+            holder: id("cashier-sun"),
+            role: StaffRole::Recorder,
+            token_id: token_id.into(),
+        })
+    };
+    let revoke = |token_id: &str| {
+        Command::RevokeStaffToken(StaffTokenRevoked {
+            token_id: token_id.into(),
+        })
+    };
+    let tid = "00112233445566ff";
+    for bad in ["0011223344556", "00112233445566FF", "00112233445566fg", ""] {
+        let e = l.run("admin-zhao", issue(bad)).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                CommandError::Invalid(ValueError::Invalid {
+                    field: "token_id",
+                    ..
+                })
+            ),
+            "{bad:?}: {e}"
+        );
+    }
+    assert_eq!(
+        l.run("admin-zhao", revoke(tid)).unwrap_err(),
+        CommandError::UnknownToken(tid.into())
+    );
+    let issued = l.run("admin-zhao", issue(tid)).unwrap();
+    let seq = issued[0].seq();
+    let grant = &l.state.staff_tokens[tid];
+    assert_eq!(
+        (
+            &grant.holder,
+            grant.role,
+            grant.issued_seq,
+            &grant.issued_by,
+            grant.revoked_seq
+        ),
+        (
+            &id("cashier-sun"),
+            StaffRole::Recorder,
+            seq,
+            &id("admin-zhao"),
+            None
+        )
+    );
+    assert_eq!(
+        l.run("admin-zhao", issue(tid)).unwrap_err(),
+        CommandError::TokenExists {
+            token_id: tid.into(),
+            seq
+        }
+    );
+    let revoked = l.run("admin-qian", revoke(tid)).unwrap();
+    assert_eq!(
+        l.state.staff_tokens[tid].revoked_seq,
+        Some(revoked[0].seq())
+    );
+    let e = l.run("admin-zhao", revoke(tid)).unwrap_err();
+    assert_eq!(
+        e,
+        CommandError::TokenRevoked {
+            token_id: tid.into(),
+            seq: revoked[0].seq()
+        }
+    );
+    assert_eq!(e.code(), "token_revoked");
+    assert!(e.is_conflict());
+}
+
+/// One bank credit shown by two statements of the same account (overlapping exports) is
+/// booked once: a settlement from the second is refused, naming the first; a credit of
+/// another day, amount or account is not the same credit. And a bank gift whose transfer
+/// was booked as a settlement is refused too, so neither order counts the money twice.
+#[test]
+fn a_bank_credit_is_booked_once_across_statements() {
+    let mut r = reconciled();
+    let booked = r.line(2, settlement(99_400)).unwrap()[0].seq();
+    let second = |r: &mut Reconciled, tag: &[u8], account: &str, minor: u64, booked_ms: u64| {
+        let st = r.l.ok(
+            "recorder",
+            Command::ImportStatement(StatementImported {
+                statement_sha256: sha256(tag),
+                source: StatementSource::BankCsv,
+                account: account.into(),
+                currency: Currency::CNY,
+                period_start_ms: T0 - DAY / 2,
+                period_end_ms: T0 + DAY,
+                line_count: 1,
+            }),
+        )[0]
+        .seq();
+        r.l.ok(
+            "recorder",
+            Command::RecordStatementLine(StatementLineRecorded {
+                statement_seq: st,
+                line_no: 1,
+                kind: StatementLineKind::Credit,
+                reference: "TENPAY-SETTLE".into(),
+                original_reference: None,
+                booked_ms,
+                amount_minor: amount(minor),
+                fee_minor: 0,
+                fee_milli_minor: None,
+                currency: Currency::CNY,
+            }),
+        );
+        st
+    };
+    let book = |r: &mut Reconciled, st: u64, minor: u64| {
+        r.l.run(
+            "finance",
+            Command::ResolveException(ExceptionResolved {
+                statement_seq: st,
+                line_no: Some(1),
+                entry_seq: None,
+                resolution: settlement(minor),
+                note: text("对账"),
+            }),
+        )
+    };
+    // The same credit in a second export of the account.
+    let overlap = second(
+        &mut r,
+        b"bank statement (camt)",
+        "6222020200000000",
+        99_400,
+        T0,
+    );
+    let e = book(&mut r, overlap, 99_400).unwrap_err();
+    assert_eq!(
+        e,
+        CommandError::CreditBooked {
+            field: "resolution",
+            reference: "TENPAY-SETTLE".into(),
+            amount_minor: 99_400,
+            statement_seq: r.st,
+            line_no: 2,
+            resolution_seq: booked,
+            what: "booking it again (resolve this line as explained)",
+        }
+    );
+    assert_eq!(e.code(), "credit_booked");
+    assert!(e.to_string().contains("count that money twice"), "{e}");
+    // A matching receipt from it is refused the same way.
+    let pool_owes = r.l.run(
+        "finance",
+        Command::ResolveException(ExceptionResolved {
+            statement_seq: overlap,
+            line_no: Some(1),
+            entry_seq: None,
+            resolution: Resolution::MatchingReceived {
+                pool: id("nope"),
+                amount_minor: amount(99_400),
+            },
+            note: text("对账"),
+        }),
+    );
+    assert!(
+        matches!(pool_owes, Err(CommandError::CreditBooked { .. })),
+        "{pool_owes:?}"
+    );
+    // The next day's settlement with the same reference and amount is another credit, as is
+    // one of another amount or another account.
+    let next_day = second(
+        &mut r,
+        b"next day",
+        "6222020200000000",
+        99_400,
+        T0 + DAY / 2,
+    );
+    book(&mut r, next_day, 99_400).unwrap();
+    let other_amount = second(&mut r, b"other amount", "6222020200000000", 99_500, T0);
+    book(&mut r, other_amount, 99_500).unwrap();
+    let other_account = second(&mut r, b"other account", "6222020200000001", 99_400, T0);
+    book(&mut r, other_account, 99_400).unwrap();
+
+    // The other order: line 7 ("X-7", 30,000) booked as a settlement, then a bank gift of
+    // that transfer.
+    let seven = r.line(7, settlement(30_000)).unwrap()[0].seq();
+    let mut gift = donation("cp", 30_000, "X-7", "donor-9");
+    gift.channel = Channel::Bank;
+    let e =
+        r.l.run("recorder", Command::RecordDonation(gift.clone()))
+            .unwrap_err();
+    assert_eq!(
+        e,
+        CommandError::CreditBooked {
+            field: "channel_txn_id",
+            reference: "X-7".into(),
+            amount_minor: 30_000,
+            statement_seq: r.st,
+            line_no: 7,
+            resolution_seq: seven,
+            what: "recording it as a gift too",
+        }
+    );
+    // Through another channel, or of another amount, it is another payment.
+    gift.channel = Channel::Wechat;
+    r.l.ok("recorder", Command::RecordDonation(gift.clone()));
+    let mut other = donation("cp", 30_001, "X-7", "donor-9");
+    other.channel = Channel::Bank;
+    r.l.ok("recorder", Command::RecordDonation(other));
+}

@@ -50,6 +50,8 @@ pub enum EventBody {
     StatementImported(StatementImported),
     StatementLineRecorded(StatementLineRecorded),
     ExceptionResolved(ExceptionResolved),
+    StaffTokenIssued(StaffTokenIssued),
+    StaffTokenRevoked(StaffTokenRevoked),
 }
 
 impl EventBody {
@@ -76,6 +78,8 @@ impl EventBody {
             EventBody::StatementImported(_) => "statement_imported",
             EventBody::StatementLineRecorded(_) => "statement_line_recorded",
             EventBody::ExceptionResolved(_) => "exception_resolved",
+            EventBody::StaffTokenIssued(_) => "staff_token_issued",
+            EventBody::StaffTokenRevoked(_) => "staff_token_revoked",
         }
     }
 
@@ -287,8 +291,27 @@ impl EventBody {
                 }
                 Ok(())
             }
+            EventBody::StaffTokenIssued(e) => check_token_id(&e.token_id),
+            EventBody::StaffTokenRevoked(e) => check_token_id(&e.token_id),
             _ => Ok(()),
         }
+    }
+}
+
+/// A staff token's public id: 16 lowercase hex digits (the first 8 bytes of the SHA-256 of
+/// the token, which stays secret).
+fn check_token_id(id: &str) -> Result<(), ValueError> {
+    if id.len() == STAFF_TOKEN_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(ValueError::Invalid {
+            field: "token_id",
+            reason: format!(
+                "a token id is {STAFF_TOKEN_ID_LEN} lowercase hex digits (got {} characters)",
+                id.chars().count()
+            ),
+        })
     }
 }
 
@@ -316,6 +339,8 @@ impl Serialize for BodyData<'_> {
             EventBody::StatementImported(e) => e.serialize(serializer),
             EventBody::StatementLineRecorded(e) => e.serialize(serializer),
             EventBody::ExceptionResolved(e) => e.serialize(serializer),
+            EventBody::StaffTokenIssued(e) => e.serialize(serializer),
+            EventBody::StaffTokenRevoked(e) => e.serialize(serializer),
         }
     }
 }
@@ -508,6 +533,80 @@ pub struct PayoutRequested {
     pub payee: Text,
     pub project: Id,
     pub purpose: Text,
+}
+
+/// The length of a staff token's public id, in hex digits.
+pub const STAFF_TOKEN_ID_LEN: usize = 16;
+
+/// What a staff token may do (the staff API's roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    /// Records donations, refunds, pledges and statements.
+    Recorder,
+    /// Approves or rejects payouts and moves, and resolves reconciliation exceptions.
+    Approver,
+    /// Opens and closes projects and pools, requests payouts and moves, manages tokens.
+    Admin,
+    /// Reads every staff view; writes nothing.
+    Auditor,
+}
+
+impl StaffRole {
+    pub const ALL: [StaffRole; 4] = [
+        StaffRole::Recorder,
+        StaffRole::Approver,
+        StaffRole::Admin,
+        StaffRole::Auditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaffRole::Recorder => "recorder",
+            StaffRole::Approver => "approver",
+            StaffRole::Admin => "admin",
+            StaffRole::Auditor => "auditor",
+        }
+    }
+}
+
+impl std::fmt::Display for StaffRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StaffRole {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        StaffRole::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| ValueError::Invalid {
+                field: "role",
+                reason: format!("one of recorder, approver, admin, auditor (got {s:?})"),
+            })
+    }
+}
+
+/// A bearer token for the staff API was issued to `holder` with `role`, by the event's
+/// actor. The token itself stays secret (the service keeps only its SHA-256); `token_id` is
+/// the public id under which it is listed and revoked. With these events the log says who
+/// could act in which role, and from when to when, so a four-eyes check can be audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffTokenIssued {
+    pub holder: Id,
+    pub role: StaffRole,
+    pub token_id: String,
+}
+
+/// The staff token `token_id` was revoked, by the event's actor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffTokenRevoked {
+    pub token_id: String,
 }
 
 /// Approval of a payout or move; the actor (in the envelope) differs from the requester.

@@ -7,7 +7,8 @@ use imbl::{OrdMap, OrdSet, Vector};
 
 use events::{
     Amount, Channel, Currency, EventBody, EventRecord, Hash, Id, ProjectKind, ReceiptCode,
-    Resolution, SealedEvent, StatementLineKind, StatementLineRecorded, StatementSource, Text,
+    Resolution, SealedEvent, StaffRole, StatementLineKind, StatementLineRecorded, StatementSource,
+    Text,
 };
 use serde::{Deserialize, Serialize};
 
@@ -321,6 +322,9 @@ pub struct StatementLine {
     pub currency: Currency,
     pub reference: Option<Arc<str>>,
     pub original_reference: Option<Arc<str>>,
+    /// When the bank or channel booked it: with the account, reference and amount, what
+    /// tells one bank credit shown by two statements (overlapping exports) from another.
+    pub booked_ms: u64,
 }
 
 /// How and when staff resolved a reconciliation exception.
@@ -391,6 +395,19 @@ pub struct LedgerState {
     /// entry (`ExceptionResolved` with `linked`): the lines linked to a given entry, in one
     /// statement or in all of them.
     pub linked_lines: OrdSet<(u64, u64, u64)>,
+    /// Staff tokens by their public id, as the log records their issue and revocation.
+    pub staff_tokens: OrdMap<String, StaffToken>,
+}
+
+/// A staff token's grant as the log records it (the token itself is never in the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffToken {
+    pub holder: Id,
+    pub role: StaffRole,
+    pub issued_seq: u64,
+    /// The actor of the issuing event: the admin who issued it.
+    pub issued_by: Id,
+    pub revoked_seq: Option<u64>,
 }
 
 fn invariant(seq: u64, what: impl Into<String>) -> ProjectionError {
@@ -998,6 +1015,37 @@ impl LedgerState {
                     }
                 }
             }
+            EventBody::StaffTokenIssued(e) => {
+                let token = StaffToken {
+                    holder: e.holder.clone(),
+                    role: e.role,
+                    issued_seq: seq,
+                    issued_by: r.actor.clone(),
+                    revoked_seq: None,
+                };
+                if self
+                    .staff_tokens
+                    .insert(e.token_id.clone(), token)
+                    .is_some()
+                {
+                    return Err(invariant(
+                        seq,
+                        format!("staff token {} issued twice", e.token_id),
+                    ));
+                }
+            }
+            EventBody::StaffTokenRevoked(e) => {
+                let token = self
+                    .staff_tokens
+                    .get_mut(&e.token_id)
+                    .ok_or_else(|| invariant(seq, format!("unknown staff token {}", e.token_id)))?;
+                if token.revoked_seq.replace(seq).is_some() {
+                    return Err(invariant(
+                        seq,
+                        format!("staff token {} revoked twice", e.token_id),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -1027,6 +1075,7 @@ impl LedgerState {
             currency: e.currency,
             reference,
             original_reference,
+            booked_ms: e.booked_ms,
         }
     }
 

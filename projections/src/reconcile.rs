@@ -635,6 +635,55 @@ fn accounting_lines(
     linked.chain(by_reference)
 }
 
+/// A bank credit already booked (as a settlement or a matching receipt): where, and the
+/// resolution that booked it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookedCredit {
+    pub statement_seq: u64,
+    pub line_no: u64,
+    pub resolution_seq: u64,
+}
+
+/// A credit line with `reference` and `amount_minor`, of a statement other than `except`,
+/// booked as a settlement or a matching receipt; narrowed to the statements of `account`
+/// and to lines booked at `booked_ms` when those are given. Two statements that overlap (two
+/// exports of one account) show the same credit twice: booking it from both, or booking it
+/// and also recording it as a bank gift, would count the money twice.
+pub fn credit_booked(
+    state: &LedgerState,
+    account: Option<&str>,
+    reference: &str,
+    amount_minor: u64,
+    booked_ms: Option<u64>,
+    except: Option<u64>,
+) -> Option<BookedCredit> {
+    let reference: Arc<str> = Arc::from(reference);
+    state
+        .statement_references
+        .range((reference.clone(), 0, 0)..=(reference, u64::MAX, u64::MAX))
+        .filter(|(_, st, _)| Some(*st) != except)
+        .find_map(|(_, st, n)| {
+            let statement = state.statements.get(st)?;
+            if account.is_some_and(|a| statement.account != a) {
+                return None;
+            }
+            let line = statement.line(*n)?;
+            let same = line.kind == StatementLineKind::Credit
+                && line.amount_minor == amount_minor
+                && booked_ms.is_none_or(|b| line.booked_ms == b);
+            let resolved = state.resolved.get(&(*st, ExceptionKey::Line(*n)))?;
+            let booked = matches!(
+                resolved.resolution,
+                Resolution::Settlement { .. } | Resolution::MatchingReceived { .. }
+            );
+            (same && booked).then_some(BookedCredit {
+                statement_seq: *st,
+                line_no: *n,
+                resolution_seq: resolved.seq,
+            })
+        })
+}
+
 /// Whether the reference rule on a kept line finds `entry_seq`, with or without a
 /// difference. A linked line is paired by its link; the reference rule is not applied to
 /// it.

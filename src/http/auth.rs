@@ -20,24 +20,18 @@ use utoipa::ToSchema;
 use super::{ApiError, AppState};
 use crate::command::Command;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+/// A staff token's role: the events crate's, since the log records which tokens were issued
+/// with which role (`staff_token_issued`).
+pub use events::StaffRole as Role;
+
+/// A role, as the OpenAPI document shows it ([`Role`] lives in the events crate).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum RoleSchema {
     Recorder,
     Approver,
     Admin,
     Auditor,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Recorder => "recorder",
-            Role::Approver => "approver",
-            Role::Admin => "admin",
-            Role::Auditor => "auditor",
-        }
-    }
 }
 
 /// The one role that may submit a command.
@@ -62,7 +56,9 @@ pub fn role_for(command: &Command) -> Role {
         | Command::CloseMatchingPool { .. }
         | Command::RequestPayout(_)
         | Command::DisbursePayout { .. }
-        | Command::RequestMove(_) => Role::Admin,
+        | Command::RequestMove(_)
+        | Command::IssueStaffToken(_)
+        | Command::RevokeStaffToken(_) => Role::Admin,
     }
 }
 

@@ -120,6 +120,10 @@ pub fn public_data(body: &EventBody, state: &LedgerState) -> serde_json::Value {
         EventBody::MoveApproved(e) => serde_json::to_value(e),
         EventBody::MoveRejected(e) => serde_json::to_value(e),
         EventBody::StatementImported(e) => serde_json::to_value(e),
+        // Who may act in which role is public, as every event's actor is; the token stays
+        // secret (its id is a public name for it).
+        EventBody::StaffTokenIssued(e) => serde_json::to_value(e),
+        EventBody::StaffTokenRevoked(e) => serde_json::to_value(e),
         // A statement line's references are channel transaction ids, kept private like the
         // donation's own.
         EventBody::StatementLineRecorded(e) => serde_json::to_value(e).map(|mut v| {

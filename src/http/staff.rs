@@ -1244,6 +1244,7 @@ pub async fn reject_move(
 pub struct CreateTokenBody {
     #[schema(value_type = String, example = "director-wang")]
     pub actor: Id,
+    #[schema(value_type = super::auth::RoleSchema)]
     pub role: Role,
 }
 
@@ -1297,10 +1298,18 @@ pub async fn create_token(
     }
     let (token, info) = s
         .tokens
-        .create_by(b.actor, b.role, Some(p.actor.clone()))
-        .map_err(ApiError::internal)?;
+        .issue(&s.node.writer, p.actor.clone(), b.actor, b.role)
+        .await
+        .map_err(token_error)?;
     tracing::info!(by = %p.actor, id = %info.id, actor = %info.actor, role = info.role.as_str(), "token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })).into_response())
+}
+
+fn token_error(e: super::tokens::TokenError) -> ApiError {
+    match e {
+        super::tokens::TokenError::Store(e) => ApiError::internal(e),
+        super::tokens::TokenError::Write(e) => e.into(),
+    }
 }
 
 /// List tokens (admin): ids, actors, roles, never the tokens.
@@ -1326,8 +1335,9 @@ pub async fn revoke_token(
     p.require(Role::Admin, "revoking a token")?;
     let info = s
         .tokens
-        .revoke(&id)
-        .map_err(ApiError::internal)?
+        .withdraw(&s.node.writer, &s.node.state(), p.actor.clone(), &id)
+        .await
+        .map_err(token_error)?
         .ok_or_else(|| ApiError::not_found(format!("id: no token {id}")))?;
     tracing::info!(by = %p.actor, id = %info.id, "token revoked");
     Ok(Json(info))
@@ -1340,6 +1350,7 @@ pub async fn revoke_token(
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WhoAmI {
     pub actor: String,
+    #[schema(value_type = super::auth::RoleSchema)]
     pub role: Role,
     pub token_id: String,
 }

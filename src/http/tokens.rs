@@ -9,14 +9,38 @@
 //! through the log's durability barrier ([`SledLog::sync`]: sled's flush, then fdatasync),
 //! not sled's own flush, which on Linux survives a crash of the process but not a power
 //! loss, so a revoked token could come back.
+//!
+//! The log records every token's grant and revocation (`staff_token_issued`,
+//! `staff_token_revoked`, with the token's id, holder and role, never the token), so who could
+//! act in which role is auditable with the rest of the ledger. A token issued through the API
+//! is in the log before it exists in the store ([`TokenStore::issue`]); a revocation is in the
+//! store first, so the token stops working at once, then in the log. Tokens made or revoked
+//! with the `token` command, while the server is stopped, reach the log when `serve` starts
+//! ([`TokenStore::record_in_log`]), before it answers any request.
 
-use events::Id;
+use events::{Id, StaffTokenIssued, StaffTokenRevoked};
+use projections::LedgerState;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Role;
+use crate::command::{Command, CommandError};
 use crate::store::{BarrierHandle, SledLog, StoreError};
+use crate::writer::{Submission, WriteError, WriterHandle};
+
+/// The actor of token events that record what was done on the server's command line (the
+/// `token` command), where no staff member is named.
+pub const OPERATOR: &str = "operator";
+
+/// Why a token could not be issued, revoked or recorded in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
 
 /// The prefix of every token, so a leaked one is easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "ldg_";
@@ -33,6 +57,7 @@ pub struct TokenInfo {
     /// The staff member the token acts as; the four-eyes rule compares these.
     #[schema(value_type = String)]
     pub actor: Id,
+    #[schema(value_type = super::auth::RoleSchema)]
     pub role: Role,
     pub created_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,6 +68,11 @@ pub struct TokenInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub issued_by: Option<Id>,
+    /// The admin who revoked the token through the API; absent when it is live or was
+    /// revoked with the `token` command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub revoked_by: Option<Id>,
 }
 
 /// The token store. Cheap to clone.
@@ -88,22 +118,108 @@ impl TokenStore {
         role: Role,
         issued_by: Option<Id>,
     ) -> Result<(String, TokenInfo), StoreError> {
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
-        let hash = hash_token(&token);
-        let info = TokenInfo {
-            id: hex::encode(&hash[..8]),
-            actor,
-            role,
-            created_ms: now_ms(),
-            revoked_ms: None,
-            issued_by,
-        };
-        let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
-        self.tree.insert(hash, value).map_err(StoreError::io)?;
-        self.barrier.sync()?;
+        let (token, hash, info) = mint(actor, role, issued_by);
+        self.put(&hash, &info)?;
         Ok((token, info))
+    }
+
+    /// Issues a token through the API: records its grant in the log, made durable by the
+    /// writer, then keeps its hash, so no token works that the log does not show.
+    pub async fn issue(
+        &self,
+        writer: &WriterHandle,
+        issuer: Id,
+        holder: Id,
+        role: Role,
+    ) -> Result<(String, TokenInfo), TokenError> {
+        let (token, hash, info) = mint(holder, role, Some(issuer.clone()));
+        submit(writer, issuer, issue_command(&info)).await?;
+        self.put(&hash, &info)?;
+        Ok((token, info))
+    }
+
+    /// Revokes a token through the API, on behalf of `by`: in the store first (it stops
+    /// working at once), then in the log. `None` when there is no such token.
+    pub async fn withdraw(
+        &self,
+        writer: &WriterHandle,
+        state: &LedgerState,
+        by: Id,
+        id: &str,
+    ) -> Result<Option<TokenInfo>, TokenError> {
+        let Some(info) = self.revoke_by(id, Some(by))? else {
+            return Ok(None);
+        };
+        self.record_token(writer, state, &info).await?;
+        Ok(Some(info))
+    }
+
+    /// Records in the log what the store knows and the log does not: tokens made or revoked
+    /// with the `token` command (or before tokens were events), and a revocation whose event
+    /// failed. Run by `serve` before it answers requests. Answers how many events it added.
+    pub async fn record_in_log(
+        &self,
+        writer: &WriterHandle,
+        state: &LedgerState,
+    ) -> Result<usize, TokenError> {
+        let mut added = 0;
+        for info in self.list()? {
+            added += self.record_token(writer, state, &info).await?;
+        }
+        Ok(added)
+    }
+
+    /// Revokes in the log every token it shows live that the store does not hold: a grant
+    /// recorded by [`Self::issue`] whose token was then never kept (the process stopped in
+    /// between), so it never worked. Only while nothing is issuing tokens: `serve` runs it at
+    /// start. Answers how many events it added.
+    pub async fn void_unstored(
+        &self,
+        writer: &WriterHandle,
+        state: &LedgerState,
+    ) -> Result<usize, TokenError> {
+        let stored: std::collections::BTreeSet<String> =
+            self.list()?.into_iter().map(|t| t.id).collect();
+        let mut added = 0;
+        for (id, grant) in &state.staff_tokens {
+            if grant.revoked_seq.is_none() && !stored.contains(id) {
+                let revoke = Command::RevokeStaffToken(StaffTokenRevoked {
+                    token_id: id.clone(),
+                });
+                added += submit(writer, operator(), revoke).await?;
+            }
+        }
+        Ok(added)
+    }
+
+    /// Records one stored token's grant, and its revocation if revoked, where `state` (or the
+    /// writer, whose rules refuse a second record) does not have them yet.
+    async fn record_token(
+        &self,
+        writer: &WriterHandle,
+        state: &LedgerState,
+        info: &TokenInfo,
+    ) -> Result<usize, TokenError> {
+        let logged = state.staff_tokens.get(&info.id);
+        let mut added = 0;
+        if logged.is_none() {
+            let by = info.issued_by.clone().unwrap_or_else(operator);
+            added += submit(writer, by, issue_command(info)).await?;
+        }
+        if info.revoked_ms.is_some() && logged.is_none_or(|l| l.revoked_seq.is_none()) {
+            let by = info.revoked_by.clone().unwrap_or_else(operator);
+            let revoke = Command::RevokeStaffToken(StaffTokenRevoked {
+                token_id: info.id.clone(),
+            });
+            added += submit(writer, by, revoke).await?;
+        }
+        Ok(added)
+    }
+
+    fn put(&self, hash: &[u8; 32], info: &TokenInfo) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(info).map_err(StoreError::io)?;
+        self.tree.insert(hash, value).map_err(StoreError::io)?;
+        self.barrier.sync()
     }
 
     /// The record of a live (not revoked) token; `None` for an unknown or revoked one.
@@ -121,6 +237,11 @@ impl TokenStore {
     /// Revokes the token with this id; `None` when there is none. Revoking twice keeps the
     /// first revocation time.
     pub fn revoke(&self, id: &str) -> Result<Option<TokenInfo>, StoreError> {
+        self.revoke_by(id, None)
+    }
+
+    /// [`Self::revoke`], recording the admin who revoked it.
+    fn revoke_by(&self, id: &str, by: Option<Id>) -> Result<Option<TokenInfo>, StoreError> {
         for item in self.tree.iter() {
             let (key, bytes) = item.map_err(StoreError::io)?;
             let mut info: TokenInfo = serde_json::from_slice(&bytes).map_err(StoreError::io)?;
@@ -129,6 +250,7 @@ impl TokenStore {
             }
             if info.revoked_ms.is_none() {
                 info.revoked_ms = Some(now_ms());
+                info.revoked_by = by;
                 let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
                 self.tree.insert(key, value).map_err(StoreError::io)?;
                 self.barrier.sync()?;
@@ -147,6 +269,49 @@ impl TokenStore {
         }
         out.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         Ok(out)
+    }
+}
+
+/// A new token (shown once), its hash (the store's key) and its record.
+fn mint(holder: Id, role: Role, issued_by: Option<Id>) -> (String, [u8; 32], TokenInfo) {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
+    let hash = hash_token(&token);
+    let info = TokenInfo {
+        id: hex::encode(&hash[..8]),
+        actor: holder,
+        role,
+        created_ms: now_ms(),
+        revoked_ms: None,
+        issued_by,
+        revoked_by: None,
+    };
+    (token, hash, info)
+}
+
+fn operator() -> Id {
+    Id::new(OPERATOR).expect("a valid id")
+}
+
+fn issue_command(info: &TokenInfo) -> Command {
+    Command::IssueStaffToken(StaffTokenIssued {
+        holder: info.actor.clone(),
+        role: info.role,
+        token_id: info.id.clone(),
+    })
+}
+
+/// Submits one token command as `actor`; answers 1 when it added an event, 0 when the log
+/// had it already (the state the caller read was behind the writer's).
+async fn submit(writer: &WriterHandle, actor: Id, command: Command) -> Result<usize, TokenError> {
+    match writer.submit(Submission::one(actor, command)).await {
+        Ok(_) => Ok(1),
+        Err(WriteError::Rejected {
+            error: CommandError::TokenExists { .. } | CommandError::TokenRevoked { .. },
+            ..
+        }) => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1160,7 +1160,7 @@ async fn audit_page(RawQuery(raw): RawQuery) -> Response {
 
 /// Every event type with its label, Chinese and English: the feed page's names, also handed
 /// to its script (which listens for these types on the live stream).
-const EVENT_TYPE_LABELS: [(&str, &str, &str); 20] = [
+const EVENT_TYPE_LABELS: [(&str, &str, &str); 22] = [
     ("project_opened", "项目开启", "Project opened"),
     ("project_closed", "项目结束", "Project closed"),
     ("donation_received", "收到捐赠", "Donation received"),
@@ -1189,6 +1189,16 @@ const EVENT_TYPE_LABELS: [(&str, &str, &str); 20] = [
         "Statement line recorded",
     ),
     ("exception_resolved", "对账差异处理", "Exception resolved"),
+    (
+        "staff_token_issued",
+        "授予工作人员权限",
+        "Staff token issued",
+    ),
+    (
+        "staff_token_revoked",
+        "撤销工作人员权限",
+        "Staff token revoked",
+    ),
 ];
 
 fn event_type_name(l: Lang, t: &str) -> &str {
