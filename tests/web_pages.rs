@@ -131,6 +131,7 @@ async fn every_page_over_demo_data() {
     ok("/?kind=micro_wish".into(), wishes);
 
     // Every project's page.
+    let mut refunds_shown = 0;
     for p in state.projects.values() {
         let uri = format!("/projects/{}?lang=en", p.id);
         let (status, body) = get(&router, &uri).await;
@@ -144,8 +145,23 @@ async fn every_page_over_demo_data() {
         if p.donation_count > 0 {
             assert!(body.contains("<svg"), "{uri}: a chart");
         }
+        // The figures add up to what is available, refunds and moves included.
+        let f = |name: &str| figure(&body, name);
+        assert_eq!(
+            f("raised") + f("matched") - f("refunded") + f("fees_returned") + f("moved_in")
+                - f("moved_out")
+                - f("paid_out")
+                - f("reserved"),
+            f("available"),
+            "{uri}"
+        );
+        if p.balances.refunded > 0 {
+            refunds_shown += 1;
+            assert_eq!(f("refunded"), p.balances.refunded as i128, "{uri}");
+        }
         ok(uri, body);
     }
+    assert!(refunds_shown > 0, "some project page shows refunds");
     let (_, evil) = get(&router, "/projects/evil").await;
     assert!(!evil.contains("<script>alert") && evil.contains("&lt;script&gt;"));
 
@@ -271,8 +287,9 @@ async fn every_page_over_demo_data() {
         .expect("the feed's labels");
     let types: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&types.replace("&quot;", "\"")).unwrap();
-    assert_eq!(types.len(), 20);
+    assert_eq!(types.len(), 22);
     assert_eq!(types["match_allocated"], "Match allocated");
+    assert_eq!(types["staff_token_issued"], "Staff token issued");
     assert_eq!(types["exception_resolved"], "Exception resolved");
     for row in body
         .split("<li>")
@@ -485,4 +502,17 @@ async fn fifo_trace_by_hand() {
     assert_eq!(lot_b.held_minor, 2_900);
     assert_eq!(t.uncovered_minor, 0);
     node.shutdown().await.unwrap();
+}
+
+/// A money figure of a page (`<dd data-figure="NAME">¥1,234.56</dd>`) in minor units; 0 when
+/// the page does not show it.
+fn figure(body: &str, name: &str) -> i128 {
+    let open = format!(r#"<dd data-figure="{name}">"#);
+    let Some(start) = body.find(&open) else {
+        return 0;
+    };
+    let rest = &body[start + open.len()..];
+    let text = &rest[..rest.find("</dd>").unwrap()];
+    let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
+    digits.parse().unwrap()
 }

@@ -367,6 +367,9 @@ fn progress(l: Lang, p: &Project) -> String {
     }
 }
 
+/// A project's money, as terms that add up: raised + matched − refunded + fees returned +
+/// moved in − moved out − paid out − reserved = available (each optional term shown when it
+/// is not zero).
 fn figures(l: Lang, p: &Project) -> String {
     let f = project_figures(p);
     let c = f.currency.as_str();
@@ -374,25 +377,61 @@ fn figures(l: Lang, p: &Project) -> String {
         .goal_minor
         .map(|g| money(g, c))
         .unwrap_or_else(|| l.t("无", "none").to_owned());
+    let row = |label: &str, figure: &str, minor: u64| {
+        format!(
+            r#"<dt>{label}</dt><dd data-figure="{figure}">{}</dd>"#,
+            money(minor, c)
+        )
+    };
+    let optional = |label: &str, figure: &str, minor: u64| {
+        if minor == 0 {
+            String::new()
+        } else {
+            row(label, figure, minor) + "\n"
+        }
+    };
     format!(
         r#"<dl class="figures">
-<dt>{raised_l}</dt><dd data-figure="raised">{raised}</dd>
-<dt>{matched_l}</dt><dd data-figure="matched">{matched}</dd>
-<dt>{paid_l}</dt><dd data-figure="paid_out">{paid}</dd>
-<dt>{avail_l}</dt><dd data-figure="available">{avail}</dd>
+{raised}
+{matched}
+{refunded}{fees_returned}{moved_in}{moved_out}{paid}
+{reserved}{avail}
 <dt>{goal_l}</dt><dd data-figure="goal">{goal}</dd>
 <dt>{donors_l}</dt><dd>{donations} / {donors}</dd>
 </dl>"#,
-        raised_l = l.t("已筹（扣除手续费）", "Raised (net of fees)"),
-        raised = money(f.raised_minor, c),
-        matched_l = l.t("配捐", "Matched"),
-        matched = money(f.matched_minor, c),
-        paid_l = l.t("已拨付", "Paid out"),
-        paid = money(f.paid_out_minor, c),
-        avail_l = l.t("可用余额", "Available"),
-        avail = money(f.available_minor, c),
+        raised = row(
+            l.t("已筹（扣除手续费）", "Raised (net of fees)"),
+            "raised",
+            f.raised_minor
+        ),
+        matched = row(l.t("配捐", "Matched"), "matched", f.matched_minor),
+        refunded = optional(
+            l.t("已退还捐赠人", "Refunded to donors"),
+            "refunded",
+            f.refunded_minor
+        ),
+        fees_returned = optional(
+            l.t("渠道退还的手续费", "Fees returned by channels"),
+            "fees_returned",
+            f.fees_returned_minor
+        ),
+        moved_in = optional(l.t("调入", "Moved in"), "moved_in", f.moved_in_minor),
+        moved_out = optional(l.t("调出", "Moved out"), "moved_out", f.moved_out_minor),
+        paid = row(l.t("已拨付", "Paid out"), "paid_out", f.paid_out_minor),
+        reserved = optional(
+            l.t(
+                "已批准或待审批的拨付与调拨",
+                "Reserved for approved or pending payouts and moves"
+            ),
+            "reserved",
+            f.committed_minor + f.requested_minor
+        ),
+        avail = row(l.t("可用余额", "Available"), "available", f.available_minor),
         goal_l = l.t("目标", "Goal"),
-        donors_l = l.t("捐赠笔数 / 捐赠人数", "Gifts / donors"),
+        donors_l = l.t(
+            "捐赠笔数 / 捐赠人数（含已退款）",
+            "Gifts / donors (refunded included)"
+        ),
         donations = f.donation_count,
         donors = f.donor_count,
     )
