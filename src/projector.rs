@@ -29,20 +29,22 @@ pub struct SnapshotStore {
 /// self-describing, so a snapshot of another layout could be misread rather than refused):
 /// change it whenever the state's fields change, and add the old key below. A snapshot
 /// under another key is never read; the state is refolded from the log.
-const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v6";
+const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v7";
 /// Keys of earlier layouts, removed when found: `ledger_state` (before the layout was
 /// versioned), `ledger_state.v2` (before requests kept their requester's token issuer, or
 /// before statement lines were kept in the state: both were called v2 while they were
 /// being made), `ledger_state.v3` (before statement lines' fees were signed),
 /// `ledger_state.v4` (before statement references were indexed by reference first and
 /// linked lines by their entry), `ledger_state.v5` (before refunds gave back fees:
-/// `Balances::fees_returned`, `Donation::fee_returned_minor`).
+/// `Balances::fees_returned`, `Donation::fee_returned_minor`), `ledger_state.v6` (before
+/// fees given back after a refund were dated: `LedgerState::late_fee_returns`).
 const OLD_LEDGER_STATE_KEYS: &[&[u8]] = &[
     b"ledger_state",
     b"ledger_state.v2",
     b"ledger_state.v3",
     b"ledger_state.v4",
     b"ledger_state.v5",
+    b"ledger_state.v6",
 ];
 
 impl SnapshotStore {
