@@ -271,8 +271,9 @@ async fn every_page_over_demo_data() {
         .expect("the feed's labels");
     let types: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&types.replace("&quot;", "\"")).unwrap();
-    assert_eq!(types.len(), 20);
+    assert_eq!(types.len(), 21);
     assert_eq!(types["match_allocated"], "Match allocated");
+    assert_eq!(types["refund_fee_returned"], "Fee returned on a refund");
     assert_eq!(types["exception_resolved"], "Exception resolved");
     for row in body
         .split("<li>")
