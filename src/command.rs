@@ -6,12 +6,12 @@ use events::{
     Amount, Channel, Currency, Decision, DonationReceived, DonationRefunded, EventBody,
     ExceptionResolved, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed,
     MatchingPoolCommitted, MoveRequested, PayoutDisbursed, PayoutRequested, PledgeCancelled,
-    PledgeMade, ProjectClosed, ProjectKind, ProjectOpened, Rejection, Resolution, StaffTokenIssued,
-    StaffTokenRevoked, StatementImported, StatementLineKind, StatementLineRecorded, Text,
-    ValueError,
+    PledgeMade, ProjectClosed, ProjectKind, ProjectOpened, RefundFeeReturned, Rejection,
+    Resolution, StaffTokenIssued, StaffTokenRevoked, StatementImported, StatementLineKind,
+    StatementLineRecorded, Text, ValueError,
 };
 use projections::reconcile::{self, Entry, EntryKind};
-use projections::{LedgerState, Project, RequestStatus, Statement, StatementLine};
+use projections::{Donation, LedgerState, Project, RequestStatus, Statement, StatementLine};
 use serde::{Deserialize, Serialize};
 
 /// Something staff ask the ledger to do. Serialized as `{"command": "<name>", ...fields}`.
@@ -38,6 +38,14 @@ pub enum Command {
         /// the refund's share): 1 to the gift's `fee_minor`; `None` when it kept it all.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fee_returned_minor: Option<u64>,
+    },
+    /// Records a fee the channel gave back on a refund already recorded, which the refund
+    /// did not carry (or carried less of): `refund_seq` is the `donation_refunded` event.
+    /// What the refund and its corrections give back together is at most the gift's fee.
+    RecordRefundFeeReturned {
+        refund_seq: u64,
+        fee_returned_minor: u64,
+        reason: Text,
     },
     MakePledge {
         project: Id,
@@ -113,6 +121,7 @@ impl Command {
             Command::CloseProject { .. } => "close_project",
             Command::RecordDonation(_) => "record_donation",
             Command::RefundDonation { .. } => "refund_donation",
+            Command::RecordRefundFeeReturned { .. } => "record_refund_fee_returned",
             Command::MakePledge { .. } => "make_pledge",
             Command::CancelPledge { .. } => "cancel_pledge",
             Command::CommitMatchingPool(_) => "commit_matching_pool",
@@ -156,12 +165,15 @@ pub enum CommandError {
         currency: Currency,
         digits: u8,
     },
-    #[error("fee_returned_minor: {given} is more than the fee of {fee} that donation {donation_seq} paid; a channel gives back at most the gift's fee ({limit})")]
+    #[error("fee_returned_minor: {given}{} more than the fee of {fee} that donation {donation_seq} paid; a channel gives back at most the gift's fee ({limit})", with_returned_before(*.returned_before))]
     FeeReturnedOverFee {
         donation_seq: u64,
         given: u64,
         fee: u64,
-        /// The allowed range in words: `1 to <fee>`, or that the gift paid no fee.
+        /// What the channel gave back of the fee before: on the refund and in corrections
+        /// since (0 when the refund itself is being recorded).
+        returned_before: u64,
+        /// The allowed range in words: `1 to <what is left>`, or why nothing is.
         limit: String,
     },
     #[error("amount_minor: {requested} exceeds project {project}'s available balance {available}")]
@@ -191,6 +203,8 @@ pub enum CommandError {
     UnknownDonation(u64),
     #[error("donation_seq: the donation at seq {0} is already refunded")]
     AlreadyRefunded(u64),
+    #[error("refund_seq: no refund (donation_refunded) at seq {seq}: {reason}")]
+    UnknownRefund { seq: u64, reason: String },
     #[error("pledge_seq: no pledge at seq {0}")]
     UnknownPledge(u64),
     #[error("pledge_seq: pledge {0} is cancelled")]
@@ -347,6 +361,7 @@ impl CommandError {
             CommandError::ReceiptCollision { .. } => "receipt_collision",
             CommandError::UnknownDonation(_) => "unknown_donation",
             CommandError::AlreadyRefunded(_) => "already_refunded",
+            CommandError::UnknownRefund { .. } => "unknown_refund",
             CommandError::UnknownPledge(_) => "unknown_pledge",
             CommandError::PledgeCancelled(_) => "pledge_cancelled",
             CommandError::PledgeProjectMismatch { .. } => "pledge_project_mismatch",
@@ -399,6 +414,14 @@ impl CommandError {
                 | CommandError::TokenExists { .. }
                 | CommandError::TokenRevoked { .. }
         )
+    }
+}
+
+/// How [`CommandError::FeeReturnedOverFee`] counts what was given back before `given`.
+fn with_returned_before(returned_before: u64) -> String {
+    match returned_before {
+        0 => " is".to_owned(),
+        before => format!(" and the {before} given back before are"),
     }
 }
 
@@ -522,17 +545,7 @@ pub fn decide(
                 return Err(CommandError::AlreadyRefunded(*donation_seq));
             }
             if let Some(given) = *fee_returned_minor {
-                if given > d.fee_minor {
-                    return Err(CommandError::FeeReturnedOverFee {
-                        donation_seq: *donation_seq,
-                        given,
-                        fee: d.fee_minor,
-                        limit: match d.fee_minor {
-                            0 => "the gift paid no fee: omit fee_returned_minor".into(),
-                            fee => format!("1 to {fee}"),
-                        },
-                    });
-                }
+                check_fee_returned(d, given)?;
             }
             let p = project(state, &d.project)?;
             let matched = d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
@@ -557,6 +570,22 @@ pub fn decide(
                 }));
             }
             out
+        }
+        Command::RecordRefundFeeReturned {
+            refund_seq,
+            fee_returned_minor,
+            reason,
+        } => {
+            let correction = EventBody::RefundFeeReturned(RefundFeeReturned {
+                fee_returned_minor: *fee_returned_minor,
+                reason: reason.clone(),
+                refund_seq: *refund_seq,
+            });
+            // Field rules first, so a fee of 0 is named as such. No money check: the fee
+            // comes back to the project (a closed one too, as the refund went out of it).
+            correction.validate()?;
+            check_fee_returned(refunded_gift(state, *refund_seq)?, *fee_returned_minor)?;
+            vec![correction]
         }
         Command::MakePledge {
             project: id,
@@ -739,6 +768,67 @@ pub fn decide(
         e.validate()?;
     }
     Ok(events)
+}
+
+/// A channel gives back at most the fee it charged: `given` and what it gave back of the
+/// gift's fee before (on its refund and in corrections since) are together at most the
+/// gift's `fee_minor`. For a refund being recorded and for a later correction alike.
+fn check_fee_returned(d: &Donation, given: u64) -> Result<(), CommandError> {
+    // The fold keeps what was given back within the fee.
+    let left = d.fee_minor - d.fee_returned_minor;
+    if given <= left {
+        return Ok(());
+    }
+    let limit = match (d.fee_minor, left) {
+        (0, _) if d.refunded_seq.is_none() => {
+            "the gift paid no fee: omit fee_returned_minor".into()
+        }
+        (0, _) => "the gift paid no fee: there is nothing to give back".into(),
+        (fee, 0) => format!("all of its {fee} was given back already"),
+        (fee, left) if left == fee => format!("1 to {fee}"),
+        (_, left) => format!("1 to the {left} left"),
+    };
+    Err(CommandError::FeeReturnedOverFee {
+        donation_seq: d.seq,
+        given,
+        fee: d.fee_minor,
+        returned_before: d.fee_returned_minor,
+        limit,
+    })
+}
+
+/// The gift a refund returned, by the refund's seq (a `donation_refunded` event): refused
+/// for any other seq, saying what is there when it is a gift (its refund's seq, or that it
+/// is not refunded).
+fn refunded_gift(state: &LedgerState, refund_seq: u64) -> Result<&Donation, CommandError> {
+    if let Some(d) = state
+        .refunds
+        .get(&refund_seq)
+        .and_then(|donation_seq| state.donations.get(donation_seq))
+    {
+        return Ok(d);
+    }
+    let reason = match state.donations.get(&refund_seq) {
+        Some(d) => match d.refunded_seq {
+            Some(refund) => {
+                format!("it is the gift, donation {refund_seq}; its refund is at seq {refund}")
+            }
+            None => format!(
+                "it is the gift, donation {refund_seq}, which is not refunded; refund it with \
+                 its fee_returned_minor"
+            ),
+        },
+        None if refund_seq >= state.position => {
+            format!("the ledger has {} events so far", state.position)
+        }
+        None => {
+            "the event there is not a refund; give the seq of the donation_refunded event".into()
+        }
+    };
+    Err(CommandError::UnknownRefund {
+        seq: refund_seq,
+        reason,
+    })
 }
 
 /// Checks a resolution against the exception it resolves: the statement is fully recorded,

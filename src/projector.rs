@@ -37,7 +37,9 @@ const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v7";
 /// `ledger_state.v4` (before statement references were indexed by reference first and
 /// linked lines by their entry), `ledger_state.v5` (before refunds gave back fees:
 /// `Balances::fees_returned`, `Donation::fee_returned_minor`), `ledger_state.v6` (before
-/// staff tokens were events: `LedgerState::staff_tokens`).
+/// staff tokens were events, `LedgerState::staff_tokens`, fees given back after a refund
+/// were dated, `LedgerState::late_fee_returns`, and statement lines kept their booking
+/// time, `StatementLine::booked_ms`).
 const OLD_LEDGER_STATE_KEYS: &[&[u8]] = &[
     b"ledger_state",
     b"ledger_state.v2",

@@ -642,7 +642,8 @@ struct IatiTransaction {
 }
 
 /// One day's gifts through one channel, in minor units: how many, their gross amount and
-/// fees, the gifts refunded that day and the fees given back on those refunds.
+/// fees, the gifts refunded that day and the fees given back that day (on those refunds,
+/// and by corrections of earlier ones).
 #[derive(Debug, Clone, Copy, Default)]
 struct DailyGifts {
     count: u64,
@@ -822,12 +823,16 @@ impl IatiBuilder {
                     e.fees += d.fee_minor;
                 }
             }
-            EventBody::DonationRefunded(x) => {
-                if let Some(d) = before.donations.get(&x.donation_seq) {
+            // A refund, and a fee given back on it: with it, or by a correction later (then
+            // on the correction's day, as the journal books it).
+            EventBody::DonationRefunded(_) | EventBody::RefundFeeReturned(_) => {
+                if let Some((d, fee_returned)) = before.fee_returned_by(&r.body) {
                     if let Some(a) = self.activities.get_mut(&d.project) {
                         let e = a.daily.entry((date.clone(), d.channel)).or_default();
-                        e.refunds += d.amount_minor;
-                        e.fees_returned += x.fee_returned_minor.unwrap_or(0);
+                        if matches!(r.body, EventBody::DonationRefunded(_)) {
+                            e.refunds += d.amount_minor;
+                        }
+                        e.fees_returned += fee_returned;
                     }
                 }
             }
@@ -1188,7 +1193,8 @@ impl IatiBuilder {
                 out.push(t);
             }
             // A fee the channel gave back on a refund lowers the expenditure, as a refund
-            // lowers the incoming funds: a negative 4 on the refund's day.
+            // lowers the incoming funds: a negative 4 on the day it was recorded (the
+            // refund's, or a later correction's).
             if *fees_returned > 0 {
                 let mut t = base(
                     iati_type::EXPENDITURE,

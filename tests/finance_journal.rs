@@ -32,6 +32,10 @@ enum Op {
     },
     /// Refunds one of the live gifts; the channel gives back quarters (0 to 4) of its fee.
     Refund(usize, u64),
+    /// Records, for one of the refunds whose gift's fee is not all back, a fee the channel
+    /// gave back afterwards: quarters (1 to 5) of what is left of it, so 5 (more than is
+    /// left) is refused.
+    ReturnFee(usize, u64),
     Pledge {
         project: usize,
         amount: u64,
@@ -74,6 +78,7 @@ fn op() -> impl Strategy<Value = Op> {
             }
         ),
         2 => (any::<usize>(), 0..5u64).prop_map(|(n, quarters)| Op::Refund(n, quarters)),
+        2 => (any::<usize>(), 1..6u64).prop_map(|(n, quarters)| Op::ReturnFee(n, quarters)),
         1 => (0..4usize, 1..100_000u64).prop_map(|(project, amount)| Op::Pledge { project, amount }),
         1 => any::<usize>().prop_map(Op::CancelPledge),
         2 => (0..4usize, 1..30_000u64).prop_map(|(project, amount)| Op::RequestPayout { project, amount }),
@@ -354,6 +359,28 @@ async fn run(h: &mut Harness, op: Op) {
                 reason: text("duplicate"),
                 fee_returned_minor: Some(st.donations[&seq].fee_minor * quarters / 4)
                     .filter(|fee| *fee > 0),
+            })
+            .await;
+        }
+        Op::ReturnFee(n, quarters) => {
+            let refunds: Vec<u64> = st
+                .refunds
+                .iter()
+                .filter(|(_, gift)| {
+                    let d = &st.donations[*gift];
+                    d.fee_returned_minor < d.fee_minor
+                })
+                .map(|(refund_seq, _)| *refund_seq)
+                .collect();
+            for_one_of(h, refunds, n, "recorder", |refund_seq| {
+                let d = &st.donations[&st.refunds[&refund_seq]];
+                Command::RecordRefundFeeReturned {
+                    refund_seq,
+                    // At least 1: a fee of 0 is malformed, not a fee given back.
+                    fee_returned_minor: ((d.fee_minor - d.fee_returned_minor) * quarters / 4)
+                        .max(1),
+                    reason: text("退款账单退回手续费"),
+                }
             })
             .await;
         }
@@ -701,6 +728,126 @@ fn worked_example_postings() {
             .as_ref()
             .map_or(0, |(_, m)| *m);
         assert_eq!(b.balance().unwrap(), balance_before - 2_000 - matched + 12);
+    });
+}
+
+/// A fee the channel gave back after the refund was recorded is booked as one given back
+/// with the refund: Dr 1101 (the channel owes it again), Cr 5101 (the project's fee
+/// expense falls), dated when the correction was recorded; the fund statement's fees
+/// returned and the project's balance rise by it.
+#[test]
+fn a_fee_returned_after_the_refund_posts_as_one_returned_with_it() {
+    use projections::journal::{Posting, Side};
+    use projections::Account as A;
+    block_on(async {
+        let mut h = Harness::set_up().await;
+        let usd = Currency::new("USD").unwrap();
+        let p = || id("fund-usd");
+        let gift = |txn: &str, amount_minor: u64, channel: Channel, fee_minor: u64| {
+            Command::RecordDonation(DonationInput {
+                project: p(),
+                amount_minor: amount(amount_minor),
+                currency: usd,
+                channel,
+                channel_txn_id: txn.into(),
+                fee_minor,
+                pledge_seq: None,
+                anonymous: true,
+                public_name: None,
+                donor_ref: id("donor-1"),
+            })
+        };
+        let refund = |donation_seq: u64, fee_returned_minor: Option<u64>| {
+            vec![Command::RefundDonation {
+                donation_seq,
+                reason: text("捐赠人申请退款"),
+                fee_returned_minor,
+            }]
+        };
+        h.submit("recorder", vec![gift("usd-bank", 5_000, Channel::Bank, 0)])
+            .await
+            .unwrap();
+        let kept = h
+            .submit(
+                "recorder",
+                vec![gift("usd-wx-1", 2_000, Channel::Wechat, 12)],
+            )
+            .await
+            .unwrap()[0];
+        let given = h
+            .submit(
+                "recorder",
+                vec![gift("usd-wx-2", 2_000, Channel::Wechat, 12)],
+            )
+            .await
+            .unwrap()[0];
+        // One refund gives back 5 of its fee with it; the other keeps all of it, and the 5
+        // is recorded a day later.
+        h.submit("recorder", refund(given, Some(5))).await.unwrap();
+        let kept_refund = h.submit("recorder", refund(kept, None)).await.unwrap()[0];
+        h.check().await;
+        let balance_before = h.books.ledger.projects[&p()].balances.balance().unwrap();
+        let corrected_at = T0 + 86_400_000;
+        h.clock.store(corrected_at, Ordering::Relaxed);
+        let correction = h
+            .submit(
+                "recorder",
+                vec![Command::RecordRefundFeeReturned {
+                    refund_seq: kept_refund,
+                    fee_returned_minor: 5,
+                    reason: text("微信退款账单退回手续费"),
+                }],
+            )
+            .await
+            .unwrap()[0];
+        h.check().await;
+
+        let head = h.log.head().await.unwrap();
+        let mut books = Books::default();
+        let mut entries = std::collections::BTreeMap::new();
+        for e in read_range(h.log.as_ref(), 0, head.len - 1).await.unwrap() {
+            entries.insert(e.seq(), books.apply(&e).unwrap());
+        }
+        let post = |account: A, side: Side, amount_minor: u64| Posting {
+            account,
+            side,
+            amount_minor,
+            currency: usd,
+        };
+        let fee_back = vec![
+            post(
+                A::Clearing {
+                    channel: Channel::Wechat,
+                },
+                Side::Debit,
+                5,
+            ),
+            post(
+                A::ChannelFees {
+                    channel: Channel::Wechat,
+                    project: p(),
+                },
+                Side::Credit,
+                5,
+            ),
+        ];
+        let entry = &entries[&correction];
+        assert_eq!(entry.event_type, "refund_fee_returned");
+        assert_eq!(entry.postings, fee_back);
+        assert_eq!(entry.ts_ms, corrected_at);
+        // The same postings as the part of the refund that gave its 5 back with it.
+        let refund_with_fee = entries
+            .values()
+            .find(|e| e.event_type == "donation_refunded" && e.seq < kept_refund)
+            .unwrap();
+        assert_eq!(refund_with_fee.postings[2..], fee_back[..]);
+        let fs = books.fund_statement(&p()).unwrap();
+        assert_eq!((fs.fees_minor, fs.fees_returned_minor), (24, 10));
+        let b = &books.ledger.projects[&p()].balances;
+        assert_eq!(b.fees_returned, 10);
+        assert_eq!(b.balance().unwrap(), balance_before + 5);
+        assert_eq!(Some(fs.balance_minor()), b.balance().map(i128::from));
+        assert!(books.trial.is_balanced());
     });
 }
 

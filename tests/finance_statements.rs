@@ -879,6 +879,56 @@ async fn a_refund_recorded_without_its_returned_fee_is_a_fee_difference() {
     assert_eq!((t.net_fees_minor(), t.net_minor()), (5, 695));
 }
 
+/// The same bill and refund (recorded keeping the whole fee), then corrected: staff record
+/// the 0.01 the refund line shows the channel gave back (`record_refund_fee_returned`,
+/// naming the refund). The reconciliation compares the line with the refund's fee
+/// including the correction, so the `fee_difference` is gone and the line pairs with the
+/// refund by reference; the refund itself is unchanged in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fee_returned_recorded_after_the_refund_clears_its_fee_difference() {
+    let (rec, refund_seq, gift3, _, tmp) = a_bill_refunding_gift3(None).await;
+    let open: Vec<_> = rec
+        .open_exceptions()
+        .map(|e| (e.reason, e.line_no))
+        .collect();
+    assert_eq!(open, vec![(ReasonCode::FeeDifference, Some(5))]);
+    let dir = tmp.path().join("data");
+    let node = ledger::finance_cli::open_node(&dir).await.unwrap();
+    let correction = node
+        .writer
+        .submit(Submission::one(
+            id("finance-li"),
+            Command::RecordRefundFeeReturned {
+                refund_seq,
+                fee_returned_minor: 1,
+                reason: Text::new("微信退款账单退回手续费").unwrap(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(correction.events.len(), 1);
+    node.shutdown().await.unwrap();
+
+    let log = ledger::finance_cli::open_log(&dir).await.unwrap();
+    let mut state = projections::LedgerState::default();
+    ledger::writer::catch_up(&log, &mut state).await.unwrap();
+    assert_eq!(state.donations[&gift3].fee_returned_minor, 1);
+    let refund = log.read(refund_seq, 1).await.unwrap();
+    let events::EventBody::DonationRefunded(r) = refund[0].body() else {
+        panic!("not a refund: {:?}", refund[0].body());
+    };
+    assert_eq!(r.fee_returned_minor, None, "the refund is never edited");
+    let statement_seq = *state.statements.keys().next().unwrap();
+    let rec = reconcile_statement(&log, &state, statement_seq, MatchConfig::default())
+        .await
+        .unwrap();
+    assert!(rec.exceptions.is_empty(), "{:?}", rec.exceptions);
+    assert!(rec
+        .matched
+        .iter()
+        .any(|m| m.line_no == 5 && m.entry_seq == refund_seq && m.rule == MatchRule::Reference));
+}
+
 /// End to end: gifts booked with a fee of 0.01 (0.6% of 1 yuan, rounded half away from
 /// zero) match a WeChat bill's `0.00600` fees line by line, and one whose line says
 /// `0.01600` is a fee_difference showing that exact fee (also in the exceptions CSV); the

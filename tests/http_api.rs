@@ -702,6 +702,137 @@ async fn every_command_through_its_resource_endpoint() {
     t.finish().await;
 }
 
+/// A refund recorded without the fee its channel gave back gets it later, as a recorder:
+/// through its resource route and through the generic command endpoint. The refund's seq
+/// must name a refund, the fee must fit what is left of the gift's fee, the body takes no
+/// other field; each refusal writes nothing. After it the gift and the project show the
+/// fee back.
+#[tokio::test]
+async fn a_fee_returned_after_a_refund_is_recorded_by_a_recorder() {
+    let t = setup().await;
+    t.funded_project("fund-1", 10_000).await;
+    let mut gift = donation("fund-1", 1_000, "wx-fee-later", "donor-000002");
+    gift["fee_minor"] = json!(6);
+    let gift_seq = t.created("/api/v1/staff/donations", "recorder", gift).await["donation_seq"]
+        .as_u64()
+        .unwrap();
+    let refund_seq = t
+        .created(
+            &format!("/api/v1/staff/donations/{gift_seq}/refund"),
+            "recorder",
+            json!({"reason": "重复支付"}),
+        )
+        .await["seq"]
+        .as_u64()
+        .unwrap();
+    let route = format!("/api/v1/staff/refunds/{refund_seq}/fee-returned");
+    let body = json!({"fee_returned_minor": 2, "reason": "微信退款账单退回手续费"});
+    let head = t.node.log.head().await.unwrap().len;
+    let refusals = [
+        // The role is the refund's: a recorder's.
+        (
+            route.clone(),
+            "approver",
+            body.clone(),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "recorder role",
+        ),
+        // The gift's seq is not the refund's.
+        (
+            format!("/api/v1/staff/refunds/{gift_seq}/fee-returned"),
+            "recorder",
+            body.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_refund",
+            "refund_seq",
+        ),
+        (
+            route.clone(),
+            "recorder",
+            json!({"fee_returned_minor": 7, "reason": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "fee_returned_over_fee",
+            "(1 to 6)",
+        ),
+        (
+            route.clone(),
+            "recorder",
+            json!({"fee_returned_minor": 0, "reason": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "fee_returned_minor",
+        ),
+        (
+            route.clone(),
+            "recorder",
+            json!({"fee_returned_minor": 2, "reason": "x", "refund_seq": refund_seq}),
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            "refund_seq",
+        ),
+        (
+            route.clone(),
+            "recorder",
+            json!({"reason": "x"}),
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            "fee_returned_minor",
+        ),
+        (
+            "/api/v1/staff/commands".to_owned(),
+            "recorder",
+            json!({"command": "record_refund_fee_returned", "refund_seq": refund_seq, "fee_returned_minor": 2, "reason": "x", "note": "y"}),
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            "note",
+        ),
+    ];
+    for (uri, who, body, status, code, names) in refusals {
+        let r = t.post(&uri, who, body.clone()).await;
+        assert_eq!(r.status, status, "{uri} {body}: {r:?}");
+        assert_eq!(r.code(), code, "{uri} {body}: {r:?}");
+        assert!(r.message().contains(names), "{uri} {body}: {r:?}");
+        assert_eq!(t.node.log.head().await.unwrap().len, head, "{body}");
+    }
+    let w = t.created(&route, "recorder", body).await;
+    assert_eq!(w["events"][0]["type"], "refund_fee_returned");
+    // The rest of the fee through the generic endpoint.
+    let w = t
+        .created(
+            "/api/v1/staff/commands",
+            "recorder",
+            json!({"command": "record_refund_fee_returned", "refund_seq": refund_seq, "fee_returned_minor": 4, "reason": "支付宝账单退回手续费"}),
+        )
+        .await;
+    assert_eq!(w["events"][0]["type"], "refund_fee_returned");
+    let seq = w["seq"].as_u64().unwrap();
+    let d = t
+        .get(
+            &format!("/api/v1/staff/donations/{gift_seq}?min_seq={seq}"),
+            Some("auditor"),
+        )
+        .await;
+    assert_eq!(d.body["fee_returned_minor"], 6, "{d:?}");
+    let p = t
+        .get(
+            &format!("/api/v1/public/projects/fund-1?min_seq={seq}"),
+            None,
+        )
+        .await;
+    assert_eq!(p.body["figures"]["fees_returned_minor"], 6, "{p:?}");
+    // All of the fee is back: nothing more.
+    let r = t
+        .post(
+            &route,
+            "recorder",
+            json!({"fee_returned_minor": 1, "reason": "x"}),
+        )
+        .await;
+    assert_eq!(r.code(), "fee_returned_over_fee", "{r:?}");
+    t.finish().await;
+}
+
 #[tokio::test]
 async fn idempotency_replay_and_conflict() {
     let t = setup().await;
@@ -1169,6 +1300,7 @@ async fn openapi_health_and_metrics() {
         "/api/v1/staff/donations/batch",
         "/api/v1/staff/donations/{seq}",
         "/api/v1/staff/donations/{seq}/refund",
+        "/api/v1/staff/refunds/{refund_seq}/fee-returned",
         "/api/v1/staff/pledges",
         "/api/v1/staff/pledges/{seq}/cancel",
         "/api/v1/staff/matching-pools",
@@ -1211,6 +1343,19 @@ async fn openapi_health_and_metrics() {
     assert!(r.body["components"]["schemas"]["CommandBody"].is_object());
     let refund = &r.body["components"]["schemas"]["RefundBody"]["properties"];
     assert_eq!(refund["fee_returned_minor"]["minimum"], 1, "{refund}");
+    for body in ["RefundFeeReturnedBody", "RefundFeeReturnedCommandBody"] {
+        let schema = &r.body["components"]["schemas"][body];
+        assert_eq!(
+            schema["properties"]["fee_returned_minor"]["minimum"], 1,
+            "{body}: {schema}"
+        );
+        assert!(
+            schema["required"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|f| f == "fee_returned_minor")),
+            "{body}: {schema}"
+        );
+    }
     let r = t.get("/healthz", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["status"], "ok");

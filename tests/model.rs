@@ -33,10 +33,21 @@ enum Step {
         donor: usize,
     },
     Refund {
+        /// Which gift: the `donation`th, wrapping around the gifts and one seq past them
+        /// (no gift there, refused), so most refunds name a gift.
         donation: usize,
         /// The part of the fee the channel gives back; 0 for none (the command says
         /// `None`). Up to 9, past the largest fee (7), so refusals happen too.
         fee_returned: u64,
+    },
+    /// A fee the channel gave back after the refund was recorded, for one of the refunds
+    /// (the `refund`th, wrapping around; or, with `gift_seq`, naming its gift's own seq
+    /// instead, which is refused): 0 to 5, so a fee of 0 and more than is left of the
+    /// gift's fee (at most 7) are refused too.
+    ReturnFee {
+        refund: usize,
+        gift_seq: bool,
+        fee: u64,
     },
     Payout {
         project: usize,
@@ -68,8 +79,10 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0..PROJECTS, 1u64..1_500, 0u64..8, 0usize..3)
             .prop_map(|(project, amount, fee, donor)| Step::Donate { project, amount, fee, donor }),
-        2 => (0usize..24, prop_oneof![Just(0u64), 1u64..10])
+        2 => (any::<usize>(), prop_oneof![Just(0u64), 1u64..10])
             .prop_map(|(donation, fee_returned)| Step::Refund { donation, fee_returned }),
+        3 => (any::<usize>(), prop::bool::weighted(0.2), 0u64..6)
+            .prop_map(|(refund, gift_seq, fee)| Step::ReturnFee { refund, gift_seq, fee }),
         3 => (0..PROJECTS, 1u64..2_500, 0usize..2)
             .prop_map(|(project, amount, requester)| Step::Payout { project, amount, requester }),
         3 => (0usize..10, 0usize..2, any::<bool>())
@@ -112,7 +125,10 @@ struct MDonation {
     net: u64,
     matched: u64,
     donor: usize,
-    refunded: bool,
+    /// The seq of its refund, once refunded.
+    refund_seq: Option<u64>,
+    /// What the channel gave back of its fee: on the refund and afterwards.
+    fee_returned: u64,
 }
 
 struct MRequest {
@@ -319,7 +335,8 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
                 net: amount - fee,
                 matched,
                 donor,
-                refunded: false,
+                refund_seq: None,
+                fee_returned: 0,
             });
             Ok(())
         }
@@ -327,6 +344,7 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             donation,
             fee_returned,
         } => {
+            let donation = donation % (m.donations.len() + 1);
             let seq = m
                 .donations
                 .get(donation)
@@ -344,18 +362,56 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             let p = &mut m.projects[d.project];
             // The fee given back is at most the gift's fee and comes back to the project.
             let fee = d.amount - d.net;
-            if d.refunded
+            if d.refund_seq.is_some()
                 || fee_returned > fee
                 || p.available() < d.amount + d.matched - fee_returned
             {
                 return expect_refused(result, "refunded, fee over, or not enough money");
             }
-            result.map_err(|e| format!("refund refused: {e}"))?;
-            d.refunded = true;
+            let events = result.map_err(|e| format!("refund refused: {e}"))?;
+            d.refund_seq = Some(events[0].seq());
+            d.fee_returned = fee_returned;
             p.balance -= d.amount + d.matched - fee_returned;
             p.fees_returned += fee_returned;
             m.pool_used -= d.matched;
             *m.donor_used.get_mut(&d.donor).unwrap() -= d.matched;
+            Ok(())
+        }
+        Step::ReturnFee {
+            refund,
+            gift_seq,
+            fee,
+        } => {
+            let refunded: Vec<usize> = (0..m.donations.len())
+                .filter(|i| m.donations[*i].refund_seq.is_some())
+                .collect();
+            let donation = (!refunded.is_empty()).then(|| refunded[refund % refunded.len()]);
+            let seq = donation.map_or(1_000_000, |i| {
+                let d = &m.donations[i];
+                if gift_seq {
+                    d.seq
+                } else {
+                    d.refund_seq.expect("refunded")
+                }
+            });
+            let command = Command::RecordRefundFeeReturned {
+                refund_seq: seq,
+                fee_returned_minor: fee,
+                reason: Text::new("退款手续费退回").unwrap(),
+            };
+            let result = h.submit(actor("recorder", 0), command).await;
+            let Some(d) = donation.map(|i| &mut m.donations[i]) else {
+                return expect_refused(result, "no refund at that seq");
+            };
+            // Only a refund's seq is taken, and a fee of 1 up to what is left of the gift's.
+            if gift_seq || fee == 0 || d.fee_returned + fee > d.amount - d.net {
+                return expect_refused(result, "not a refund, fee 0, or more than the fee");
+            }
+            result.map_err(|e| format!("fee returned refused: {e}"))?;
+            d.fee_returned += fee;
+            let p = &mut m.projects[d.project];
+            p.balance += fee;
+            p.fees_returned += fee;
             Ok(())
         }
         Step::Payout {
@@ -546,6 +602,15 @@ async fn check(h: &Harness, m: &Model) -> Result<(), String> {
     if live.pools[&id("pool")].used() != m.pool_used {
         return Err("pool usage differs from the model".into());
     }
+    for d in &m.donations {
+        let fee_returned = live.donations[&d.seq].fee_returned_minor;
+        if fee_returned != d.fee_returned {
+            return Err(format!(
+                "donation {}: fee returned {fee_returned}, model {}",
+                d.seq, d.fee_returned
+            ));
+        }
+    }
     let rebuilt = h.rebuilt_state().await;
     if encode_state(&rebuilt) != encode_state(&live) {
         return Err("rebuilt projections differ from the live ones".into());
@@ -554,7 +619,7 @@ async fn check(h: &Harness, m: &Model) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn ledger_matches_model(steps in proptest::collection::vec(step(), 1..40)) {

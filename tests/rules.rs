@@ -1005,6 +1005,151 @@ fn a_returned_fee_is_at_most_the_gifts_fee() {
     l.ok("recorder", refund(with_fee, 6));
 }
 
+fn refund_fee_returned(refund_seq: u64, fee_returned_minor: u64) -> Command {
+    Command::RecordRefundFeeReturned {
+        refund_seq,
+        fee_returned_minor,
+        reason: text("微信退款账单退回手续费"),
+    }
+}
+
+/// A gift of 1,000 with a fee of 6 to cp (which holds 10,000 more), refunded giving back
+/// `fee_returned_minor`: answers the ledger, the gift's seq and the refund's.
+fn refunded_gift_with_fee(fee_returned_minor: Option<u64>) -> (Ledger, u64, u64) {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    give(&mut l, "cp", 10_000, "t0", "d0");
+    let mut d = donation("cp", 1_000, "t1", "d1");
+    d.fee_minor = 6;
+    let gift = l.ok("recorder", Command::RecordDonation(d))[0].seq();
+    let refund = l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: gift,
+            reason: text("捐赠人申请退款"),
+            fee_returned_minor,
+        },
+    )[0]
+    .seq();
+    (l, gift, refund)
+}
+
+/// A refund recorded without the fee its channel gave back gets it later: the correction
+/// names the refund, and the project and the gift have the fee back as if the refund had
+/// carried it; a second correction adds the rest of the fee.
+#[test]
+fn a_fee_returned_after_the_refund_is_added_to_it() {
+    let (mut l, gift, refund) = refunded_gift_with_fee(None);
+    let available = l.available("cp");
+    let events = l.ok("recorder", refund_fee_returned(refund, 2));
+    assert_eq!(events.len(), 1);
+    match events[0].body() {
+        EventBody::RefundFeeReturned(c) => {
+            assert_eq!((c.refund_seq, c.fee_returned_minor), (refund, 2));
+        }
+        other => panic!("expected a refund_fee_returned, got {other:?}"),
+    }
+    assert_eq!(l.state.donations[&gift].fee_returned_minor, 2);
+    let b = &l.state.projects[&id("cp")].balances;
+    assert_eq!((b.fees, b.fees_returned, b.refunded), (6, 2, 1_000));
+    assert_eq!(l.available("cp"), available + 2);
+    // The rest of the fee, in a second correction: all of the 6 is back.
+    l.ok("recorder", refund_fee_returned(refund, 4));
+    assert_eq!(l.state.donations[&gift].fee_returned_minor, 6);
+    assert_eq!(l.state.projects[&id("cp")].balances.fees_returned, 6);
+    assert_eq!(l.available("cp"), available + 6);
+    // Each correction is dated; the refund itself gave back nothing.
+    let late: Vec<u64> = l
+        .state
+        .fee_returns_after(refund)
+        .map(|(_, late)| late.fee_returned_minor)
+        .collect();
+    assert_eq!(late, vec![2, 4]);
+    assert_eq!(l.state.fee_returned_at_refund(&l.state.donations[&gift]), 0);
+}
+
+/// `refund_seq` names a `donation_refunded` event: the gift's own seq, a gift not
+/// refunded, another event or a seq past the log are refused with `unknown_refund`,
+/// naming the field and what is at that seq, and nothing is written.
+#[test]
+fn a_correction_names_a_refund() {
+    let (mut l, gift, refund) = refunded_gift_with_fee(None);
+    let unrefunded = give(&mut l, "cp", 500, "t2", "d2")[0].seq();
+    let cases = [
+        (
+            gift,
+            format!("refund_seq: no refund (donation_refunded) at seq {gift}: it is the gift, donation {gift}; its refund is at seq {refund}"),
+        ),
+        (
+            unrefunded,
+            format!("refund_seq: no refund (donation_refunded) at seq {unrefunded}: it is the gift, donation {unrefunded}, which is not refunded; refund it with its fee_returned_minor"),
+        ),
+        (
+            0,
+            "refund_seq: no refund (donation_refunded) at seq 0: the event there is not a refund; give the seq of the donation_refunded event".to_owned(),
+        ),
+        (
+            1_000,
+            format!("refund_seq: no refund (donation_refunded) at seq 1000: the ledger has {} events so far", l.state.position),
+        ),
+    ];
+    for (seq, message) in cases {
+        let e = l.err("recorder", refund_fee_returned(seq, 1));
+        assert_eq!(e.code(), "unknown_refund", "{e}");
+        assert!(!e.is_conflict());
+        assert_eq!(e.to_string(), message);
+    }
+    // The refund itself is taken.
+    l.ok("recorder", refund_fee_returned(refund, 1));
+}
+
+/// What a refund and its corrections give back together is at most the gift's fee: more
+/// is `fee_returned_over_fee`, naming `fee_returned_minor`, what was given back before and
+/// what is left; a fee of 0 is malformed (`invalid`, with the event's limit). Nothing is
+/// written.
+#[test]
+fn a_correction_gives_back_at_most_what_is_left_of_the_fee() {
+    let (mut l, gift, refund) = refunded_gift_with_fee(Some(4));
+    let e = l.err("recorder", refund_fee_returned(refund, 3));
+    assert_eq!(e.code(), "fee_returned_over_fee");
+    assert!(!e.is_conflict());
+    assert_eq!(
+        e.to_string(),
+        format!("fee_returned_minor: 3 and the 4 given back before are more than the fee of 6 that donation {gift} paid; a channel gives back at most the gift's fee (1 to the 2 left)")
+    );
+    let e = l.err("recorder", refund_fee_returned(refund, 0));
+    assert_eq!(e.code(), "invalid");
+    assert_eq!(
+        e.to_string(),
+        format!("fee_returned_minor: a fee given back is 1 to {AMOUNT_MINOR_MAX} minor units (got 0); a correction records a fee the channel did give back")
+    );
+    l.ok("recorder", refund_fee_returned(refund, 2));
+    // All of it is back: nothing more is taken.
+    let e = l.err("recorder", refund_fee_returned(refund, 1));
+    assert_eq!(e.code(), "fee_returned_over_fee");
+    assert_eq!(
+        e.to_string(),
+        format!("fee_returned_minor: 1 and the 6 given back before are more than the fee of 6 that donation {gift} paid; a channel gives back at most the gift's fee (all of its 6 was given back already)")
+    );
+    // A gift that paid no fee has none to give back.
+    let free = give(&mut l, "cp", 700, "t3", "d3")[0].seq();
+    let free_refund = l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: free,
+            reason: text("x"),
+            fee_returned_minor: None,
+        },
+    )[0]
+    .seq();
+    let e = l.err("recorder", refund_fee_returned(free_refund, 1));
+    assert_eq!(e.code(), "fee_returned_over_fee");
+    assert_eq!(
+        e.to_string(),
+        format!("fee_returned_minor: 1 is more than the fee of 0 that donation {free} paid; a channel gives back at most the gift's fee (the gift paid no fee: there is nothing to give back)")
+    );
+}
+
 #[test]
 fn matching_caps_and_window() {
     let mut l = Ledger::new();

@@ -287,9 +287,10 @@ async fn every_page_over_demo_data() {
         .expect("the feed's labels");
     let types: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&types.replace("&quot;", "\"")).unwrap();
-    assert_eq!(types.len(), 22);
+    assert_eq!(types.len(), 23);
     assert_eq!(types["match_allocated"], "Match allocated");
     assert_eq!(types["staff_token_issued"], "Staff token issued");
+    assert_eq!(types["refund_fee_returned"], "Fee returned on a refund");
     assert_eq!(types["exception_resolved"], "Exception resolved");
     for row in body
         .split("<li>")
@@ -515,4 +516,108 @@ fn figure(body: &str, name: &str) -> i128 {
     let text = &rest[..rest.find("</dd>").unwrap()];
     let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
     digits.parse().unwrap()
+}
+
+/// A fee the channel gave back after the refund was recorded is a lot of its own, at the
+/// correction: the refund took the whole amount less what it gave back itself (nothing),
+/// so 100 of it came from the oldest other lot; the 60 given back later is held until a
+/// payout takes it. Every fen is still traced or held, and what is held is the balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_trace_counts_a_fee_returned_after_the_refund_when_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _log, _clock) = common::open_erqi(dir.path()).await;
+    let project = Id::new("fifo").unwrap();
+    submit(
+        &node,
+        "admin-zhao",
+        vec![Command::OpenProject {
+            project: project.clone(),
+            kind: ProjectKind::GeneralFund,
+            name: Text::new("FIFO").unwrap(),
+            currency: Currency::CNY,
+            goal_minor: None,
+        }],
+    )
+    .await;
+    let gift = |txn: &str, minor: u64, fee_minor: u64| {
+        Command::RecordDonation(DonationInput {
+            project: project.clone(),
+            amount_minor: Amount::new(minor).unwrap(),
+            currency: Currency::CNY,
+            channel: Channel::Wechat,
+            channel_txn_id: txn.into(),
+            fee_minor,
+            pledge_seq: None,
+            anonymous: true,
+            public_name: None,
+            donor_ref: Id::new("donor-x").unwrap(),
+        })
+    };
+    let a = submit(&node, "recorder-liu", vec![gift("t-a", 10_000, 100)]).await[0];
+    let b = submit(&node, "recorder-liu", vec![gift("t-b", 5_000, 0)]).await[0];
+    let refund = submit(
+        &node,
+        "recorder-liu",
+        vec![Command::RefundDonation {
+            donation_seq: a,
+            reason: Text::new("捐赠人申请退款").unwrap(),
+            fee_returned_minor: None,
+        }],
+    )
+    .await[0];
+    let correction = submit(
+        &node,
+        "recorder-liu",
+        vec![Command::RecordRefundFeeReturned {
+            refund_seq: refund,
+            fee_returned_minor: 60,
+            reason: Text::new("微信退款账单退回手续费").unwrap(),
+        }],
+    )
+    .await[0];
+    let payout = submit(
+        &node,
+        "finance-li",
+        vec![Command::RequestPayout(PayoutRequested {
+            project: project.clone(),
+            amount_minor: Amount::new(4_950).unwrap(),
+            currency: Currency::CNY,
+            payee: Text::new("Clinic").unwrap(),
+            purpose: Text::new("Treatment").unwrap(),
+            document_sha256: events::sha256(b"invoice"),
+        })],
+    )
+    .await[0];
+    submit(
+        &node,
+        "director-wang",
+        vec![Command::ApprovePayout { payout_seq: payout }],
+    )
+    .await;
+    submit(
+        &node,
+        "finance-li",
+        vec![Command::DisbursePayout {
+            payout_seq: payout,
+            bank_reference: "REF-1".into(),
+        }],
+    )
+    .await;
+    let state = caught_up(&node).await;
+    let t = trace_project(&state, &project);
+    let refunded = Use::Refund { donation_seq: a };
+    let lot_a = t.lot(Source::Gift { donation_seq: a }).unwrap();
+    assert_eq!(lot_a.uses, vec![(refunded, 9_900)]);
+    let lot_b = t.lot(Source::Gift { donation_seq: b }).unwrap();
+    let paid = Use::Payout { payout_seq: payout };
+    assert_eq!(lot_b.uses, vec![(refunded, 100), (paid, 4_900)]);
+    assert_eq!(lot_b.held_minor, 0);
+    let fee_back = t.lot(Source::FeeReturned { donation_seq: a }).unwrap();
+    assert_eq!((fee_back.seq, fee_back.amount_minor), (correction, 60));
+    assert_eq!(fee_back.uses, vec![(paid, 50)]);
+    assert_eq!(fee_back.held_minor, 10);
+    assert_eq!(t.uncovered_minor, 0);
+    let balance = state.projects[&project].balances.balance().unwrap();
+    assert_eq!((t.held_minor(), balance), (10, 10));
+    node.shutdown().await.unwrap();
 }

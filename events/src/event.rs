@@ -34,6 +34,7 @@ pub enum EventBody {
     ProjectClosed(ProjectClosed),
     DonationReceived(DonationReceived),
     DonationRefunded(DonationRefunded),
+    RefundFeeReturned(RefundFeeReturned),
     PledgeMade(PledgeMade),
     PledgeCancelled(PledgeCancelled),
     MatchingPoolCommitted(MatchingPoolCommitted),
@@ -62,6 +63,7 @@ impl EventBody {
             EventBody::ProjectClosed(_) => "project_closed",
             EventBody::DonationReceived(_) => "donation_received",
             EventBody::DonationRefunded(_) => "donation_refunded",
+            EventBody::RefundFeeReturned(_) => "refund_fee_returned",
             EventBody::PledgeMade(_) => "pledge_made",
             EventBody::PledgeCancelled(_) => "pledge_cancelled",
             EventBody::MatchingPoolCommitted(_) => "matching_pool_committed",
@@ -191,18 +193,16 @@ impl EventBody {
                 }
                 Ok(())
             }
+            // The upper bound against the gift's own fee is the writer's (the event alone
+            // does not know the gift); here only what any fee given back can be.
             EventBody::DonationRefunded(e) => match e.fee_returned_minor {
-                // The upper bound against the gift's own fee is the writer's (the event
-                // alone does not know the gift); here only what any fee can be.
-                Some(fee) if fee == 0 || fee > AMOUNT_MINOR_MAX => Err(ValueError::Invalid {
-                    field: "fee_returned_minor",
-                    reason: format!(
-                        "a fee given back is 1 to {AMOUNT_MINOR_MAX} minor units (got {fee}); \
-                         omit it when the channel gave nothing back"
-                    ),
-                }),
-                _ => Ok(()),
+                Some(fee) => check_fee_returned(fee, "omit it when the channel gave nothing back"),
+                None => Ok(()),
             },
+            EventBody::RefundFeeReturned(e) => check_fee_returned(
+                e.fee_returned_minor,
+                "a correction records a fee the channel did give back",
+            ),
             EventBody::PayoutDisbursed(e) => check_reference("bank_reference", &e.bank_reference),
             EventBody::MoveRequested(e) => {
                 if e.from_project == e.to_project {
@@ -325,6 +325,7 @@ impl Serialize for BodyData<'_> {
             EventBody::ProjectClosed(e) => e.serialize(serializer),
             EventBody::DonationReceived(e) => e.serialize(serializer),
             EventBody::DonationRefunded(e) => e.serialize(serializer),
+            EventBody::RefundFeeReturned(e) => e.serialize(serializer),
             EventBody::PledgeMade(e) => e.serialize(serializer),
             EventBody::PledgeCancelled(e) => e.serialize(serializer),
             EventBody::MatchingPoolCommitted(e) => e.serialize(serializer),
@@ -343,6 +344,20 @@ impl Serialize for BodyData<'_> {
             EventBody::StaffTokenRevoked(e) => e.serialize(serializer),
         }
     }
+}
+
+/// A fee given back (`fee_returned_minor`, on a refund or in a later correction) is 1 to
+/// 2^53 − 1 minor units; `zero` says how a fee of nothing is spelt instead.
+fn check_fee_returned(fee: u64, zero: &str) -> Result<(), ValueError> {
+    if fee == 0 || fee > AMOUNT_MINOR_MAX {
+        return Err(ValueError::Invalid {
+            field: "fee_returned_minor",
+            reason: format!(
+                "a fee given back is 1 to {AMOUNT_MINOR_MAX} minor units (got {fee}); {zero}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn check_reference(field: &'static str, value: &str) -> Result<(), ValueError> {
@@ -444,7 +459,8 @@ impl DonationReceived {
 
 /// A donation returned to the donor in full. The channel keeps its fee unless it gives
 /// some back (`fee_returned_minor`); the match the donation triggered is released by a
-/// `MatchReleased` in the same batch.
+/// `MatchReleased` in the same batch. A fee the channel gave back that the refund did not
+/// record is added later by a [`RefundFeeReturned`] naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DonationRefunded {
@@ -456,6 +472,22 @@ pub struct DonationRefunded {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fee_returned_minor: Option<u64>,
     pub reason: Text,
+}
+
+/// A correction: the channel gave back (more of) a refunded gift's fee than the refund
+/// `refund_seq` (a `DonationRefunded`) recorded, e.g. a refund recorded before the
+/// channel's refund notice or bill showed the fee it returned. The project gets
+/// `fee_returned_minor` back, as if the refund had carried it; what the refund and its
+/// corrections give back together is at most the gift's fee (the writer's rule). The
+/// refund itself is never edited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundFeeReturned {
+    /// 1 to 2^53 − 1 minor units on the event alone.
+    pub fee_returned_minor: u64,
+    pub reason: Text,
+    /// The seq of the `DonationRefunded` event it corrects.
+    pub refund_seq: u64,
 }
 
 /// A promise of money (not cash) from a sponsor to a project; fulfilled by donations that

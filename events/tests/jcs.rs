@@ -201,6 +201,7 @@ fn event_structs_declare_their_fields_in_canonical_order() {
         declared_fields::<ProjectClosed>(),
         declared_fields::<DonationReceived>(),
         declared_fields::<DonationRefunded>(),
+        declared_fields::<RefundFeeReturned>(),
         declared_fields::<PledgeMade>(),
         declared_fields::<PledgeCancelled>(),
         declared_fields::<MatchingPoolCommitted>(),
@@ -352,6 +353,7 @@ mod random {
         fn fast_canonical_bytes_equal_rfc8785(
             name in text(),
             reason in text(),
+            correction_reason in text(),
             txn in "[!-~]{1,40}",
             amount in 1u64..=AMOUNT_MINOR_MAX,
             seq in any::<u32>(),
@@ -379,6 +381,15 @@ mod random {
                 ..r
             };
             prop_assert_eq!(refund.canonical_bytes().unwrap(), serde_json_canonicalizer::to_vec(&refund).unwrap());
+            let correction = EventRecord {
+                body: EventBody::RefundFeeReturned(RefundFeeReturned {
+                    fee_returned_minor: amount,
+                    reason: correction_reason,
+                    refund_seq: u64::from(seq) / 2,
+                }),
+                ..refund
+            };
+            prop_assert_eq!(correction.canonical_bytes().unwrap(), serde_json_canonicalizer::to_vec(&correction).unwrap());
         }
     }
 }

@@ -361,196 +361,193 @@ pub fn journal_entry(
 ) -> Result<JournalEntry, ProjectionError> {
     let seq = r.seq;
     let mut e = EntryBuilder::new();
-    let memo =
-        match &r.body {
-            EventBody::DonationReceived(d) => {
-                let gross = d.amount_minor.minor();
-                e.post(
-                    receiving_account(d.channel),
-                    Side::Debit,
-                    d.net_minor(),
-                    d.currency,
-                );
-                e.post(
-                    Account::ChannelFees {
-                        channel: d.channel,
-                        project: d.project.clone(),
-                    },
-                    Side::Debit,
-                    d.fee_minor,
-                    d.currency,
-                );
-                e.post(
-                    Account::DonationIncome {
-                        project: d.project.clone(),
-                    },
-                    Side::Credit,
-                    gross,
-                    d.currency,
-                );
+    let memo = match &r.body {
+        EventBody::DonationReceived(d) => {
+            let gross = d.amount_minor.minor();
+            e.post(
+                receiving_account(d.channel),
+                Side::Debit,
+                d.net_minor(),
+                d.currency,
+            );
+            e.post(
+                Account::ChannelFees {
+                    channel: d.channel,
+                    project: d.project.clone(),
+                },
+                Side::Debit,
+                d.fee_minor,
+                d.currency,
+            );
+            e.post(
+                Account::DonationIncome {
+                    project: d.project.clone(),
+                },
+                Side::Credit,
+                gross,
+                d.currency,
+            );
+            format!(
+                "donation {} via {} txn {}",
+                d.receipt_code,
+                d.channel.as_str(),
+                d.channel_txn_id
+            )
+        }
+        EventBody::DonationRefunded(x) => {
+            let (d, fee_returned) = fee_returned_by(before, &r.body, seq)?;
+            // The full amount goes back through the channel; the fee stays an expense,
+            // less what the channel gave back of it (`post_fee_returned`).
+            e.transfer(
+                Account::DonationsRefunded {
+                    project: d.project.clone(),
+                },
+                receiving_account(d.channel),
+                d.amount_minor,
+                d.currency,
+            );
+            post_fee_returned(&mut e, d, fee_returned);
+            if fee_returned > 0 {
                 format!(
-                    "donation {} via {} txn {}",
-                    d.receipt_code,
-                    d.channel.as_str(),
-                    d.channel_txn_id
+                    "refund of donation {}, fee {} returned",
+                    x.donation_seq, fee_returned
                 )
+            } else {
+                format!("refund of donation {}", x.donation_seq)
             }
-            EventBody::DonationRefunded(x) => {
-                let d = before.donations.get(&x.donation_seq).ok_or_else(|| {
-                    invariant(seq, format!("unknown donation {}", x.donation_seq))
-                })?;
-                // The full amount goes back through the channel; the fee stays an expense,
-                // less what the channel gave back of it: that part the channel owes again
-                // (its clearing account, or the bank), and the project's fee expense falls
-                // by it, as the gift's fee was booked.
-                e.transfer(
-                    Account::DonationsRefunded {
-                        project: d.project.clone(),
-                    },
-                    receiving_account(d.channel),
-                    d.amount_minor,
-                    d.currency,
-                );
-                let fee_returned = x.fee_returned_minor.unwrap_or(0);
-                e.transfer(
-                    receiving_account(d.channel),
-                    Account::ChannelFees {
-                        channel: d.channel,
-                        project: d.project.clone(),
-                    },
-                    fee_returned,
-                    d.currency,
-                );
-                if fee_returned > 0 {
-                    format!(
-                        "refund of donation {}, fee {} returned",
-                        x.donation_seq, fee_returned
-                    )
-                } else {
-                    format!("refund of donation {}", x.donation_seq)
-                }
-            }
-            EventBody::PledgeMade(_) => format!("pledge {seq} made"),
-            EventBody::PledgeCancelled(x) => format!("pledge {} cancelled", x.pledge_seq),
-            EventBody::MatchAllocated(m) => {
-                let currency = pool_currency(before, &m.pool, seq)?;
-                e.transfer(
-                    Account::MatchingReceivable {
-                        pool: m.pool.clone(),
-                    },
-                    Account::MatchingIncome {
-                        pool: m.pool.clone(),
-                        project: m.project.clone(),
-                    },
-                    m.amount_minor.minor(),
-                    currency,
-                );
-                format!("match for donation {} from {}", m.donation_seq, m.pool)
-            }
-            EventBody::MatchReleased(m) => {
-                let currency = pool_currency(before, &m.pool, seq)?;
-                e.transfer(
-                    Account::MatchingIncome {
-                        pool: m.pool.clone(),
-                        project: m.project.clone(),
-                    },
-                    Account::MatchingReceivable {
-                        pool: m.pool.clone(),
-                    },
-                    m.amount_minor.minor(),
-                    currency,
-                );
-                format!("match released for donation {}", m.donation_seq)
-            }
-            EventBody::PayoutApproved(d) => {
-                let req = before
-                    .payouts
-                    .get(&d.request_seq)
-                    .ok_or_else(|| invariant(seq, format!("unknown payout {}", d.request_seq)))?;
-                e.transfer(
-                    Account::ProgrammeCost {
-                        project: req.project.clone(),
-                    },
-                    Account::PayoutsPayable {
-                        project: req.project.clone(),
-                    },
-                    req.amount_minor,
-                    req.currency,
-                );
-                format!("payout {} approved", d.request_seq)
-            }
-            EventBody::PayoutDisbursed(x) => {
-                let req = before
-                    .payouts
-                    .get(&x.payout_seq)
-                    .ok_or_else(|| invariant(seq, format!("unknown payout {}", x.payout_seq)))?;
-                e.transfer(
-                    Account::PayoutsPayable {
-                        project: req.project.clone(),
-                    },
+        }
+        // A fee given back after the refund was recorded is booked as one given back
+        // with it, on the day of the correction.
+        EventBody::RefundFeeReturned(x) => {
+            let (d, fee_returned) = fee_returned_by(before, &r.body, seq)?;
+            post_fee_returned(&mut e, d, fee_returned);
+            format!(
+                "fee {} returned on refund {} of donation {}",
+                fee_returned, x.refund_seq, d.seq
+            )
+        }
+        EventBody::PledgeMade(_) => format!("pledge {seq} made"),
+        EventBody::PledgeCancelled(x) => format!("pledge {} cancelled", x.pledge_seq),
+        EventBody::MatchAllocated(m) => {
+            let currency = pool_currency(before, &m.pool, seq)?;
+            e.transfer(
+                Account::MatchingReceivable {
+                    pool: m.pool.clone(),
+                },
+                Account::MatchingIncome {
+                    pool: m.pool.clone(),
+                    project: m.project.clone(),
+                },
+                m.amount_minor.minor(),
+                currency,
+            );
+            format!("match for donation {} from {}", m.donation_seq, m.pool)
+        }
+        EventBody::MatchReleased(m) => {
+            let currency = pool_currency(before, &m.pool, seq)?;
+            e.transfer(
+                Account::MatchingIncome {
+                    pool: m.pool.clone(),
+                    project: m.project.clone(),
+                },
+                Account::MatchingReceivable {
+                    pool: m.pool.clone(),
+                },
+                m.amount_minor.minor(),
+                currency,
+            );
+            format!("match released for donation {}", m.donation_seq)
+        }
+        EventBody::PayoutApproved(d) => {
+            let req = before
+                .payouts
+                .get(&d.request_seq)
+                .ok_or_else(|| invariant(seq, format!("unknown payout {}", d.request_seq)))?;
+            e.transfer(
+                Account::ProgrammeCost {
+                    project: req.project.clone(),
+                },
+                Account::PayoutsPayable {
+                    project: req.project.clone(),
+                },
+                req.amount_minor,
+                req.currency,
+            );
+            format!("payout {} approved", d.request_seq)
+        }
+        EventBody::PayoutDisbursed(x) => {
+            let req = before
+                .payouts
+                .get(&x.payout_seq)
+                .ok_or_else(|| invariant(seq, format!("unknown payout {}", x.payout_seq)))?;
+            e.transfer(
+                Account::PayoutsPayable {
+                    project: req.project.clone(),
+                },
+                Account::Bank,
+                req.amount_minor,
+                req.currency,
+            );
+            format!(
+                "payout {} paid, bank ref {}",
+                x.payout_seq, x.bank_reference
+            )
+        }
+        EventBody::MoveApproved(d) => {
+            let req = before
+                .moves
+                .get(&d.request_seq)
+                .ok_or_else(|| invariant(seq, format!("unknown move {}", d.request_seq)))?;
+            let to = req
+                .to_project
+                .clone()
+                .ok_or_else(|| invariant(seq, "a move without a receiving project"))?;
+            e.transfer(
+                Account::FundTransfers {
+                    project: req.project.clone(),
+                },
+                Account::FundTransfers { project: to },
+                req.amount_minor,
+                req.currency,
+            );
+            format!("move {} approved", d.request_seq)
+        }
+        EventBody::ExceptionResolved(x) => {
+            let st = before
+                .statements
+                .get(&x.statement_seq)
+                .ok_or_else(|| invariant(seq, format!("unknown statement {}", x.statement_seq)))?;
+            match &x.resolution {
+                Resolution::Settlement {
+                    channel,
+                    amount_minor,
+                } => e.transfer(
                     Account::Bank,
-                    req.amount_minor,
-                    req.currency,
-                );
-                format!(
-                    "payout {} paid, bank ref {}",
-                    x.payout_seq, x.bank_reference
-                )
+                    receiving_account(*channel),
+                    amount_minor.minor(),
+                    st.currency,
+                ),
+                Resolution::MatchingReceived { pool, amount_minor } => e.transfer(
+                    Account::Bank,
+                    Account::MatchingReceivable { pool: pool.clone() },
+                    amount_minor.minor(),
+                    st.currency,
+                ),
+                Resolution::Explained | Resolution::Linked { .. } => {}
             }
-            EventBody::MoveApproved(d) => {
-                let req = before
-                    .moves
-                    .get(&d.request_seq)
-                    .ok_or_else(|| invariant(seq, format!("unknown move {}", d.request_seq)))?;
-                let to = req
-                    .to_project
-                    .clone()
-                    .ok_or_else(|| invariant(seq, "a move without a receiving project"))?;
-                e.transfer(
-                    Account::FundTransfers {
-                        project: req.project.clone(),
-                    },
-                    Account::FundTransfers { project: to },
-                    req.amount_minor,
-                    req.currency,
-                );
-                format!("move {} approved", d.request_seq)
-            }
-            EventBody::ExceptionResolved(x) => {
-                let st = before.statements.get(&x.statement_seq).ok_or_else(|| {
-                    invariant(seq, format!("unknown statement {}", x.statement_seq))
-                })?;
-                match &x.resolution {
-                    Resolution::Settlement {
-                        channel,
-                        amount_minor,
-                    } => e.transfer(
-                        Account::Bank,
-                        receiving_account(*channel),
-                        amount_minor.minor(),
-                        st.currency,
-                    ),
-                    Resolution::MatchingReceived { pool, amount_minor } => e.transfer(
-                        Account::Bank,
-                        Account::MatchingReceivable { pool: pool.clone() },
-                        amount_minor.minor(),
-                        st.currency,
-                    ),
-                    Resolution::Explained | Resolution::Linked { .. } => {}
-                }
-                format!(
-                    "statement {} exception {}: {}",
-                    x.statement_seq,
-                    match (x.line_no, x.entry_seq) {
-                        (Some(l), _) => format!("line {l}"),
-                        (_, Some(s)) => format!("entry {s}"),
-                        _ => String::new(),
-                    },
-                    x.resolution.as_str()
-                )
-            }
-            other => other.type_name().replace('_', " "),
-        };
+            format!(
+                "statement {} exception {}: {}",
+                x.statement_seq,
+                match (x.line_no, x.entry_seq) {
+                    (Some(l), _) => format!("line {l}"),
+                    (_, Some(s)) => format!("entry {s}"),
+                    _ => String::new(),
+                },
+                x.resolution.as_str()
+            )
+        }
+        other => other.type_name().replace('_', " "),
+    };
     post_pledge_memo(before, after, seq, &r.body, &mut e);
     let entry = JournalEntry {
         seq,
@@ -563,6 +560,33 @@ pub fn journal_entry(
         return Err(invariant(seq, "a journal entry does not balance"));
     }
     Ok(entry)
+}
+
+/// The refunded gift whose fee a refund or a correction gives back, and how much
+/// ([`LedgerState::fee_returned_by`]); a gift the state does not know is a bug.
+fn fee_returned_by<'s>(
+    before: &'s LedgerState,
+    body: &EventBody,
+    seq: u64,
+) -> Result<(&'s crate::Donation, u64), ProjectionError> {
+    before
+        .fee_returned_by(body)
+        .ok_or_else(|| invariant(seq, "a fee given back on an unknown refund or gift"))
+}
+
+/// The part of a gift's fee the channel gave back: the channel owes it again (its
+/// clearing account, or the bank for a bank gift) and the project's fee expense falls by
+/// it, the reverse of the gift's fee posting for that part. Nothing when it is 0.
+fn post_fee_returned(e: &mut EntryBuilder, d: &crate::Donation, fee_returned: u64) {
+    e.transfer(
+        receiving_account(d.channel),
+        Account::ChannelFees {
+            channel: d.channel,
+            project: d.project.clone(),
+        },
+        fee_returned,
+        d.currency,
+    );
 }
 
 fn pool_currency(state: &LedgerState, pool: &Id, seq: u64) -> Result<Currency, ProjectionError> {

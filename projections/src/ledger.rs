@@ -29,7 +29,8 @@ pub struct Balances {
     pub raised: u64,
     pub matched: u64,
     pub refunded: u64,
-    /// Channel fees given back on refunds (`DonationRefunded::fee_returned_minor`): the
+    /// Channel fees given back on refunds (`DonationRefunded::fee_returned_minor`, and
+    /// `RefundFeeReturned` for a fee given back that the refund did not record): the
     /// project's money again. `fees` stays what was charged, so each field is a sum of events.
     pub fees_returned: u64,
     pub paid_out: u64,
@@ -115,8 +116,18 @@ pub struct Donation {
     pub refunded_seq: Option<u64>,
     /// When the refund was recorded.
     pub refunded_ts_ms: Option<u64>,
-    /// The part of the fee the channel gave back on the refund; 0 when it kept it all (or
-    /// the gift is not refunded). A plain integer, not an option: every gift carries it.
+    /// The part of the fee the channel gave back on the refund: recorded with the refund,
+    /// plus every correction since (`RefundFeeReturned`; [`LedgerState::fee_returns_after`]
+    /// dates those). 0 when it kept it all (or the gift is not refunded). A plain integer,
+    /// not an option: every gift carries it.
+    pub fee_returned_minor: u64,
+}
+
+/// A fee a channel gave back on a refund after the refund was recorded (a
+/// `RefundFeeReturned`): when it was recorded, and how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateFeeReturn {
+    pub ts_ms: u64,
     pub fee_returned_minor: u64,
 }
 
@@ -382,6 +393,9 @@ pub struct LedgerState {
     pub idempotency: OrdMap<String, IdempotentResult>,
     /// Refunds: the refund's seq to the donation's.
     pub refunds: OrdMap<u64, u64>,
+    /// Fees given back on refunds after they were recorded, by (refund seq, the
+    /// correction's seq). Few: one per refund recorded without the fee its bill shows.
+    pub late_fee_returns: OrdMap<(u64, u64), LateFeeReturn>,
     pub statements: OrdMap<u64, Statement>,
     /// Statements by the SHA-256 of their file.
     pub statement_digests: OrdMap<Hash, u64>,
@@ -535,10 +549,9 @@ impl LedgerState {
             EventBody::DonationReceived(e) => [Some(&e.project), None],
             EventBody::MatchAllocated(e) => [Some(&e.project), None],
             EventBody::MatchReleased(e) => [Some(&e.project), None],
-            EventBody::DonationRefunded(e) => [
-                self.donations.get(&e.donation_seq).map(|d| &d.project),
-                None,
-            ],
+            EventBody::DonationRefunded(_) | EventBody::RefundFeeReturned(_) => {
+                [self.fee_returned_by(body).map(|(d, _)| &d.project), None]
+            }
             EventBody::PayoutRequested(e) => [Some(&e.project), None],
             EventBody::MoveRequested(e) => [Some(&e.from_project), Some(&e.to_project)],
             EventBody::PayoutApproved(d) | EventBody::MoveApproved(d) => {
@@ -575,6 +588,76 @@ impl LedgerState {
             .get_mut(&donation_seq)
             .ok_or_else(|| invariant(seq, format!("unknown donation {donation_seq}")))?;
         Ok(Arc::make_mut(d))
+    }
+
+    /// A refunded gift's channel gave back `fee` more of its fee (on the refund, or in a
+    /// correction after it): the gift's `fee_returned_minor` and its project's
+    /// `fees_returned` rise by it. Together at most the gift's fee.
+    fn return_fee(&mut self, donation_seq: u64, fee: u64, seq: u64) -> Result<(), ProjectionError> {
+        let d = self.donation_mut(donation_seq, seq)?;
+        let returned = d
+            .fee_returned_minor
+            .checked_add(fee)
+            .filter(|returned| *returned <= d.fee_minor)
+            .ok_or_else(|| {
+                invariant(
+                    seq,
+                    format!(
+                        "a fee of {fee} given back on top of {} would be more than the gift's {}",
+                        d.fee_returned_minor, d.fee_minor
+                    ),
+                )
+            })?;
+        d.fee_returned_minor = returned;
+        let project = d.project.clone();
+        add(
+            &mut self.project_mut(&project, seq)?.balances.fees_returned,
+            fee,
+            seq,
+        )
+    }
+
+    /// The refunded gift whose fee an event gives back (in part), and how much: a refund's
+    /// `fee_returned_minor` (0 when it kept none), or a later correction's. `None` for any
+    /// other event, or one naming no refunded gift of this state. Read against the state
+    /// before the event, so journals and reports book both the same way.
+    pub fn fee_returned_by(&self, body: &EventBody) -> Option<(&Donation, u64)> {
+        match body {
+            EventBody::DonationRefunded(e) => Some((
+                self.donations.get(&e.donation_seq)?,
+                e.fee_returned_minor.unwrap_or(0),
+            )),
+            EventBody::RefundFeeReturned(e) => Some((
+                self.donations.get(self.refunds.get(&e.refund_seq)?)?,
+                e.fee_returned_minor,
+            )),
+            _ => None,
+        }
+    }
+
+    /// The fees given back on the refund `refund_seq` after it was recorded, by the seq of
+    /// each correction, in order.
+    pub fn fee_returns_after(
+        &self,
+        refund_seq: u64,
+    ) -> impl Iterator<Item = (u64, &LateFeeReturn)> + '_ {
+        self.late_fee_returns
+            .range((refund_seq, 0)..=(refund_seq, u64::MAX))
+            .map(|((_, seq), late)| (*seq, late))
+    }
+
+    /// The part of a refunded gift's fee that its refund itself gave back: its
+    /// `fee_returned_minor` less what corrections added since.
+    pub fn fee_returned_at_refund(&self, d: &Donation) -> u64 {
+        let later: u64 = d
+            .refunded_seq
+            .map(|refund_seq| {
+                self.fee_returns_after(refund_seq)
+                    .map(|(_, late)| late.fee_returned_minor)
+                    .sum()
+            })
+            .unwrap_or(0);
+        d.fee_returned_minor - later
     }
 
     fn apply_body(&mut self, r: &EventRecord) -> Result<(), ProjectionError> {
@@ -675,19 +758,8 @@ impl LedgerState {
                 if d.refunded_seq.is_some() {
                     return Err(invariant(seq, "donation refunded twice"));
                 }
-                let fee_returned = e.fee_returned_minor.unwrap_or(0);
-                if fee_returned > d.fee_minor {
-                    return Err(invariant(
-                        seq,
-                        format!(
-                            "a refund gives back a fee of {fee_returned}, more than the gift's {}",
-                            d.fee_minor
-                        ),
-                    ));
-                }
                 d.refunded_seq = Some(seq);
                 d.refunded_ts_ms = Some(r.ts_ms);
-                d.fee_returned_minor = fee_returned;
                 let (project, amount, pledge) = (d.project.clone(), d.amount_minor, d.pledge_seq);
                 self.refunds.insert(seq, e.donation_seq);
                 if let Some(pledge_seq) = pledge {
@@ -695,9 +767,26 @@ impl LedgerState {
                         sub(&mut pl.fulfilled, amount, seq, "pledge fulfilment")?;
                     }
                 }
-                let p = self.project_mut(&project, seq)?;
-                add(&mut p.balances.refunded, amount, seq)?;
-                add(&mut p.balances.fees_returned, fee_returned, seq)?;
+                add(
+                    &mut self.project_mut(&project, seq)?.balances.refunded,
+                    amount,
+                    seq,
+                )?;
+                self.return_fee(e.donation_seq, e.fee_returned_minor.unwrap_or(0), seq)?;
+            }
+            EventBody::RefundFeeReturned(e) => {
+                let donation_seq = *self
+                    .refunds
+                    .get(&e.refund_seq)
+                    .ok_or_else(|| invariant(seq, format!("unknown refund {}", e.refund_seq)))?;
+                self.return_fee(donation_seq, e.fee_returned_minor, seq)?;
+                self.late_fee_returns.insert(
+                    (e.refund_seq, seq),
+                    LateFeeReturn {
+                        ts_ms: r.ts_ms,
+                        fee_returned_minor: e.fee_returned_minor,
+                    },
+                );
             }
             EventBody::PledgeMade(e) => {
                 self.pledges.insert(

@@ -363,7 +363,9 @@ impl Candidate {
     }
 
     /// A donation's refund, as the money went back: the whole amount, and the part of the
-    /// fee the channel gave back (negative). `None` when the donation is not refunded.
+    /// fee the channel gave back (negative): recorded with the refund, plus what
+    /// corrections (`RefundFeeReturned`) added since, so a refund line showing the fee
+    /// matches once staff record it. `None` when the donation is not refunded.
     fn refund(d: &Donation) -> Option<Candidate> {
         Some(Candidate {
             seq: d.refunded_seq?,

@@ -2,7 +2,7 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | `recorder` | record donations (one or a batch), refund donations, make and cancel pledges |
+//! | `recorder` | record donations (one or a batch), refund donations and record a fee a channel gave back on a refund afterwards, make and cancel pledges |
 //! | `approver` | approve or reject payouts and moves |
 //! | `admin` | open and close projects, commit and close matching pools, request payouts and moves, disburse approved payouts, manage tokens |
 //! | `auditor` | read every staff view; write nothing |
@@ -39,6 +39,7 @@ pub fn role_for(command: &Command) -> Role {
     match command {
         Command::RecordDonation(_)
         | Command::RefundDonation { .. }
+        | Command::RecordRefundFeeReturned { .. }
         | Command::MakePledge { .. }
         | Command::CancelPledge { .. }
         | Command::ImportStatement(_)

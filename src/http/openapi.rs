@@ -55,6 +55,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(staff::record_donation))
         .routes(routes!(staff::record_batch))
         .routes(routes!(staff::refund_donation))
+        .routes(routes!(staff::record_refund_fee_returned))
         .routes(routes!(staff::get_donation))
         .routes(routes!(staff::make_pledge))
         .routes(routes!(staff::cancel_pledge))

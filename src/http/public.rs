@@ -87,6 +87,7 @@ pub fn public_data(body: &EventBody, state: &LedgerState) -> serde_json::Value {
         EventBody::ProjectOpened(e) => serde_json::to_value(e),
         EventBody::ProjectClosed(e) => serde_json::to_value(e),
         EventBody::DonationRefunded(e) => serde_json::to_value(e),
+        EventBody::RefundFeeReturned(e) => serde_json::to_value(e),
         EventBody::PledgeMade(e) => serde_json::to_value(e),
         EventBody::PledgeCancelled(e) => serde_json::to_value(e),
         EventBody::MatchingPoolCommitted(e) => serde_json::to_value(e),

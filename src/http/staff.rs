@@ -97,6 +97,43 @@ pub struct RefundBody {
     pub fee_returned_minor: Option<u64>,
 }
 
+/// A fee the channel gave back on a refund already recorded, which the refund did not
+/// carry (or carried less of), e.g. shown by the channel's refund bill.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundFeeReturnedBody {
+    /// Minor units, 1 to what is left of the gift's `fee_minor` after what the refund and
+    /// earlier corrections gave back; more is `fee_returned_over_fee`. The project gets it
+    /// back, and the refund's statement line is matched against the total.
+    #[schema(minimum = 1, maximum = 9007199254740991_u64, example = 1)]
+    pub fee_returned_minor: u64,
+    #[schema(value_type = String, max_length = 500, example = "微信退款账单退回手续费")]
+    pub reason: Text,
+}
+
+/// The generic form of [`RefundFeeReturnedBody`]: the refund named in the body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundFeeReturnedCommandBody {
+    /// The seq of the `donation_refunded` event.
+    pub refund_seq: u64,
+    /// Minor units, 1 to what is left of the gift's `fee_minor`.
+    #[schema(minimum = 1, maximum = 9007199254740991_u64)]
+    pub fee_returned_minor: u64,
+    #[schema(value_type = String, max_length = 500)]
+    pub reason: Text,
+}
+
+impl From<RefundFeeReturnedCommandBody> for Command {
+    fn from(b: RefundFeeReturnedCommandBody) -> Command {
+        Command::RecordRefundFeeReturned {
+            refund_seq: b.refund_seq,
+            fee_returned_minor: b.fee_returned_minor,
+            reason: b.reason,
+        }
+    }
+}
+
 /// A gift from a payment channel. The ledger derives the receipt code; a channel
 /// transaction is recorded at most once.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -386,6 +423,7 @@ command_bodies! {
     CloseProject(CloseProjectBody) = "close_project",
     RecordDonation(DonationBody) = "record_donation",
     RefundDonation(RefundDonationBody) = "refund_donation",
+    RecordRefundFeeReturned(RefundFeeReturnedCommandBody) = "record_refund_fee_returned",
     MakePledge(PledgeBody) = "make_pledge",
     CancelPledge(CancelPledgeBody) = "cancel_pledge",
     CommitMatchingPool(PoolBody) = "commit_matching_pool",
@@ -494,6 +532,7 @@ impl From<CommandBody> for Command {
                 reason: b.reason,
                 fee_returned_minor: b.fee_returned_minor,
             },
+            CommandBody::RecordRefundFeeReturned(b) => b.into(),
             CommandBody::MakePledge(b) => b.into(),
             CommandBody::CancelPledge(b) => Command::CancelPledge {
                 pledge_seq: b.pledge_seq,
@@ -1054,6 +1093,28 @@ pub async fn refund_donation(
     write(&s, &p, &h, c).await
 }
 
+/// Record a fee the channel gave back on a refund already recorded (recorder), which the
+/// refund did not carry: the project gets it back, the journal books it as a fee returned
+/// on the refund, and the refund's statement line is matched against the total.
+#[utoipa::path(post, path = "/api/v1/staff/refunds/{refund_seq}/fee-returned", tag = "staff", request_body = RefundFeeReturnedBody,
+    params(("refund_seq" = u64, Path, description = "The seq of the refund (its donation_refunded event)"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = WriteResponse), (status = 200, description = "Replayed", body = WriteResponse), WriteErrors),
+    security(("bearer" = [])))]
+pub async fn record_refund_fee_returned(
+    State(s): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    ApiPath(refund_seq): ApiPath<u64>,
+    ApiJson(b): ApiJson<RefundFeeReturnedBody>,
+) -> Result<Response, ApiError> {
+    let c = Command::RecordRefundFeeReturned {
+        refund_seq,
+        fee_returned_minor: b.fee_returned_minor,
+        reason: b.reason,
+    };
+    write(&s, &p, &h, c).await
+}
+
 /// Record a pledge (recorder).
 #[utoipa::path(post, path = "/api/v1/staff/pledges", tag = "staff", request_body = PledgeBody,
     params(("Idempotency-Key" = Option<String>, Header)),
@@ -1393,6 +1454,9 @@ pub struct StaffDonation {
     pub matched_pool: Option<String>,
     pub matched_minor: u64,
     pub refunded_seq: Option<u64>,
+    /// The part of the fee the channel gave back on the refund: with the refund and in
+    /// corrections since (0 when none, or not refunded).
+    pub fee_returned_minor: u64,
 }
 
 /// One donation with its donor reference (any staff role).
@@ -1426,6 +1490,7 @@ pub async fn get_donation(
         matched_pool: d.matched.as_ref().map(|(p, _)| p.to_string()),
         matched_minor: d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0),
         refunded_seq: d.refunded_seq,
+        fee_returned_minor: d.fee_returned_minor,
     }))
 }
 
@@ -1627,7 +1692,7 @@ mod tests {
                 assert_eq!(e.code, "missing_field", "{name}: {e:?}");
             }
         }
-        assert_eq!(CommandBody::NAMES.len(), 15);
+        assert_eq!(CommandBody::NAMES.len(), 16);
     }
 
     /// The OpenAPI document spells the commands as `decode_command` reads them.

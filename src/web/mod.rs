@@ -537,9 +537,17 @@ fn project_flows(state: &LedgerState, id: &Id) -> Vec<Flow> {
             d.amount_minor.saturating_sub(d.fee_minor) + matched,
             0,
         );
-        if let Some(ts) = d.refunded_ts_ms {
-            // The fee the channel gave back on the refund came back to the project.
-            push(ts, 0, d.amount_minor + matched - d.fee_returned_minor);
+        if let (Some(ts), Some(refund_seq)) = (d.refunded_ts_ms, d.refunded_seq) {
+            // The fee the channel gave back with the refund came back to the project at
+            // once; a fee given back later came in when it was recorded.
+            push(
+                ts,
+                0,
+                d.amount_minor + matched - state.fee_returned_at_refund(d),
+            );
+            for (_, late) in state.fee_returns_after(refund_seq) {
+                push(late.ts_ms, late.fee_returned_minor, 0);
+            }
         }
     }
     for p in state.payouts.values().filter(|p| &p.project == id) {
@@ -1199,11 +1207,16 @@ async fn audit_page(RawQuery(raw): RawQuery) -> Response {
 
 /// Every event type with its label, Chinese and English: the feed page's names, also handed
 /// to its script (which listens for these types on the live stream).
-const EVENT_TYPE_LABELS: [(&str, &str, &str); 22] = [
+const EVENT_TYPE_LABELS: [(&str, &str, &str); 23] = [
     ("project_opened", "项目开启", "Project opened"),
     ("project_closed", "项目结束", "Project closed"),
     ("donation_received", "收到捐赠", "Donation received"),
     ("donation_refunded", "捐赠退款", "Donation refunded"),
+    (
+        "refund_fee_returned",
+        "退款手续费退回",
+        "Fee returned on a refund",
+    ),
     ("pledge_made", "认捐", "Pledge made"),
     ("pledge_cancelled", "认捐取消", "Pledge cancelled"),
     (

@@ -2,8 +2,9 @@
 //! project's money went, by one documented rule (docs/WEB.md, "The tracing rule").
 //!
 //! **FIFO.** Money comes into a project as lots: a gift's net amount (gross minus the
-//! channel's fee), the match it triggered, and money moved in from another project, each at
-//! the event that recorded it. Money leaves as payouts (when disbursed), approved moves out,
+//! channel's fee), the match it triggered, money moved in from another project, and a fee a
+//! channel gave back on a refund after the refund was recorded, each at the event that
+//! recorded it. Money leaves as payouts (when disbursed), approved moves out,
 //! refunds and released matches. Each outflow takes the project's oldest unspent money
 //! first, gifts and matches alike, with two exceptions that follow from what they are: a
 //! refund first takes back what is left of the refunded gift's own lot, and a released match
@@ -24,6 +25,9 @@ pub enum Source {
     Match { donation_seq: u64 },
     /// Money moved in from another project by the approved move request `move_seq`.
     MoveIn { move_seq: u64 },
+    /// A fee the channel gave back on the refund of donation `donation_seq` after the
+    /// refund was recorded (the correction at the lot's seq).
+    FeeReturned { donation_seq: u64 },
 }
 
 /// Where (part of) a lot went.
@@ -93,13 +97,23 @@ pub fn trace_project(state: &LedgerState, project: &Id) -> ProjectTrace {
                 refund_seq,
                 0,
                 // The donor gets the whole amount back; the part of the fee the channel
-                // gave back returned to the project, so the project's money goes down by
-                // the difference.
+                // gave back with the refund returned to the project, so the project's money
+                // goes down by the difference. A fee given back later is a lot of its own.
                 Flow::Out(
                     Use::Refund { donation_seq },
-                    d.amount_minor - d.fee_returned_minor,
+                    d.amount_minor - state.fee_returned_at_refund(d),
                 ),
             ));
+            for (seq, late) in state.fee_returns_after(refund_seq) {
+                flows.push((
+                    seq,
+                    0,
+                    Flow::In(
+                        Source::FeeReturned { donation_seq },
+                        late.fee_returned_minor,
+                    ),
+                ));
+            }
             if let Some((_, matched)) = &d.matched {
                 flows.push((
                     refund_seq,
