@@ -655,7 +655,9 @@ fn verify_receipt(file: &Path, key: &str) -> anyhow::Result<ExitCode> {
                     "verify-receipt: refunded: event {} (hash {}) refunds it; it is newer than the checkpoint, so only its hash is checked: fetch the bundle again in a few seconds to prove it",
                     f.seq, f.event_hash
                 ),
-                None => println!("verify-receipt: not refunded when the bundle was made"),
+                None => println!(
+                    "verify-receipt: the bundle carries no refund (the server's word: only a refund it carries is proven)"
+                ),
             }
             Ok(ExitCode::SUCCESS)
         }

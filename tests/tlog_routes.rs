@@ -443,7 +443,15 @@ async fn routes_answer_and_refuse() {
         seq: other,
         event_hash: events[other as usize].hash().to_hex(),
         event: String::from_utf8(events[other as usize].canonical_bytes().to_vec()).unwrap(),
-        inclusion: None,
+        inclusion: Some(InclusionProof {
+            leaf_index: other,
+            tree_size: f.size,
+            hashes: events::merkle::inclusion_proof(other, f.size, &at)
+                .unwrap()
+                .iter()
+                .map(Hash::to_hex)
+                .collect(),
+        }),
     };
     let e = ledger::tlog::verify::verify_receipt(&with_refund(other), &f.key).unwrap_err();
     assert!(e.to_string().contains("not a donation_refunded of"), "{e}");
@@ -460,13 +468,46 @@ async fn routes_answer_and_refuse() {
         e.to_string().contains("inclusion proof does not verify"),
         "{e}"
     );
-    // A refund newer than the checkpoint is checked against its own hash only, and said so.
-    let newer = RefundProof {
+    // A refund the checkpoint covers must come with its proof: without one it is refused,
+    // so a made-up refund cannot pass as "newer than the checkpoint".
+    let unproven = RefundProof {
         inclusion: None,
         ..refund.clone()
     };
-    let report = ledger::tlog::verify::verify_receipt(&with_refund(newer), &f.key).unwrap();
-    assert!(!report.refund.unwrap().included);
+    let e = ledger::tlog::verify::verify_receipt(&with_refund(unproven), &f.key).unwrap_err();
+    assert!(e.to_string().contains("no inclusion proof"), "{e}");
+    // One newer than the checkpoint is checked against its own hash only, and said so: a
+    // bundle made when the latest checkpoint covered the gift but not yet its refund (signed
+    // here at the refund's own seq as tree size, with the gift's proof at that size).
+    let signer = ledger::tlog::checkpoints::load_signer(f._dir.path())
+        .unwrap()
+        .unwrap();
+    let then = refund_seq;
+    assert!(seq < then);
+    let note = Checkpoint::new(signer.name(), then, root(then, &at).unwrap())
+        .sign(&signer)
+        .unwrap();
+    let bundle_then = ReceiptProof {
+        checkpoint: note,
+        inclusion: InclusionProof {
+            leaf_index: seq,
+            tree_size: then,
+            hashes: events::merkle::inclusion_proof(seq, then, &at)
+                .unwrap()
+                .iter()
+                .map(Hash::to_hex)
+                .collect(),
+        },
+        refund: Some(RefundProof {
+            inclusion: None,
+            ..refund.clone()
+        }),
+        ..bundle.clone()
+    };
+    let text = serde_json::to_string(&bundle_then).unwrap();
+    let report = ledger::tlog::verify::verify_receipt(&text, &f.key).unwrap();
+    let checked = report.refund.expect("the refund is reported");
+    assert_eq!((checked.seq, checked.included), (refund_seq, false));
     // A bundle with its event changed does not verify.
     let forged = a
         .text()

@@ -507,8 +507,9 @@ struct ProvenEvent<'a> {
 }
 
 impl ProvenEvent<'_> {
-    /// Checks that the event is well formed, hashes to `event_hash`, sits at `seq`, and,
-    /// given an inclusion proof, that the proof leads from it to `checkpoint`'s root.
+    /// Checks that the event is well formed, hashes to `event_hash`, sits at `seq`, and that
+    /// an inclusion proof leads from it to `checkpoint`'s root; without a proof only an
+    /// event newer than the checkpoint passes (one it covers must be proven).
     /// Returns its hash and its JSON.
     fn check(&self, checkpoint: &Checkpoint) -> Result<(Hash, serde_json::Value), VerifyError> {
         let what = self.what;
@@ -527,6 +528,13 @@ impl ProvenEvent<'_> {
             return Err(bad(format!(
                 "seq {} (event) and {} (bundle) must agree",
                 checked.seq, self.seq
+            )));
+        }
+        if self.inclusion.is_none() && self.seq < checkpoint.size {
+            return Err(bad(format!(
+                "event {} is covered by the checkpoint (tree size {}) but the bundle carries \
+                 no inclusion proof of it",
+                self.seq, checkpoint.size
             )));
         }
         if let Some(inclusion) = self.inclusion {
