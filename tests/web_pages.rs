@@ -621,3 +621,75 @@ async fn fifo_trace_counts_a_fee_returned_after_the_refund_when_recorded() {
     assert_eq!((t.held_minor(), balance), (10, 10));
     node.shutdown().await.unwrap();
 }
+
+/// Another gift's refund that takes from this gift's money (the fee the channel kept on it
+/// is covered by the project's oldest money) is named as that gift's refund on this
+/// receipt, never as this donor's: gift A stays "Received" and nothing of it is said to be
+/// refunded to its donor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_names_another_gifts_refund_as_that_gifts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, log, _clock) = common::open_erqi(dir.path()).await;
+    let project = Id::new("fifo").unwrap();
+    submit(
+        &node,
+        "admin-zhao",
+        vec![Command::OpenProject {
+            project: project.clone(),
+            kind: ProjectKind::GeneralFund,
+            name: Text::new("FIFO").unwrap(),
+            currency: Currency::CNY,
+            goal_minor: None,
+        }],
+    )
+    .await;
+    let gift = |txn: &str| {
+        Command::RecordDonation(DonationInput {
+            project: project.clone(),
+            amount_minor: Amount::new(10_000).unwrap(),
+            currency: Currency::CNY,
+            channel: Channel::Wechat,
+            channel_txn_id: txn.into(),
+            fee_minor: 60,
+            pledge_seq: None,
+            anonymous: true,
+            public_name: None,
+            donor_ref: Id::new("donor-x").unwrap(),
+        })
+    };
+    let a = submit(&node, "recorder-liu", vec![gift("t-a")]).await[0];
+    let b = submit(&node, "recorder-liu", vec![gift("t-b")]).await[0];
+    submit(
+        &node,
+        "recorder-liu",
+        vec![Command::RefundDonation {
+            donation_seq: b,
+            reason: Text::new("捐赠人重复支付").unwrap(),
+            fee_returned_minor: None,
+        }],
+    )
+    .await;
+    let state = caught_up(&node).await;
+    let code_a = state.donations[&a].receipt_code;
+    let code_b = state.donations[&b].receipt_code;
+    let node = Arc::new(node);
+    let router = app(AppState::new(node.clone(), TokenStore::open(&log).unwrap()));
+    let (status, body) = get(&router, &format!("/receipt?code={code_a}&lang=en")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains(r#"<dd data-figure="status">Received</dd>"#),
+        "{body}"
+    );
+    assert!(!body.contains("Refunded to the donor"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "Used for the refund of gift #{b} (the project covers what that gift's own money did not)"
+        )),
+        "{body}"
+    );
+    // Gift B's own receipt says its money went back to its donor.
+    let (_, body) = get(&router, &format!("/receipt?code={code_b}&lang=en")).await;
+    assert!(body.contains("Refunded to the donor"), "{body}");
+    drop(router);
+    ledger::cli::shutdown_node(node).await.unwrap();
+}

@@ -875,7 +875,11 @@ fn payee_of(state: &LedgerState, r: &projections::Request) -> String {
     crate::reports::public_payee(state, &r.project, payee)
 }
 
-fn use_row(l: Lang, state: &LedgerState, used: Use, amount: u64, c: &str) -> String {
+/// One use of (part of) a lot of the receipt's gift `own`. A refund or a released match of
+/// another gift can take from this lot (the refund of a gift whose own lot is spent, or
+/// the fee the channel kept on it, comes from the project's oldest money): it is named as
+/// that gift's, never as this donor's refund.
+fn use_row(l: Lang, state: &LedgerState, own: u64, used: Use, amount: u64, c: &str) -> String {
     let what = match used {
         Use::Payout { payout_seq } => match state.payouts.get(&payout_seq) {
             Some(r) => format!(
@@ -904,8 +908,25 @@ fn use_row(l: Lang, state: &LedgerState, used: Use, amount: u64, c: &str) -> Str
                 None => format!("{} #{move_seq}", l.t("转出", "Moved out")),
             }
         }
-        Use::Refund { .. } => l.t("退还给捐赠人", "Refunded to the donor").to_owned(),
-        Use::MatchReleased { .. } => l.t("退回配捐池", "Released back to the pool").to_owned(),
+        Use::Refund { donation_seq } if donation_seq == own => {
+            l.t("退还给捐赠人", "Refunded to the donor").to_owned()
+        }
+        Use::Refund { donation_seq } => match l {
+            Lang::Zh => {
+                format!("用于捐款 #{donation_seq} 的退款（其自身余额不足的部分由项目承担）")
+            }
+            Lang::En => format!(
+                "Used for the refund of gift #{donation_seq} (the project covers what that \
+                 gift's own money did not)"
+            ),
+        },
+        Use::MatchReleased { donation_seq } if donation_seq == own => {
+            l.t("退回配捐池", "Released back to the pool").to_owned()
+        }
+        Use::MatchReleased { donation_seq } => match l {
+            Lang::Zh => format!("随捐款 #{donation_seq} 的退款退回配捐池"),
+            Lang::En => format!("Released to the pool with the refund of gift #{donation_seq}"),
+        },
     };
     format!(
         r#"<tr><td>{what}</td><td class="num">{}</td></tr>"#,
@@ -1048,7 +1069,7 @@ async fn receipt_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Res
             amt = l.t("金额", "Amount"),
         );
         for (used, amount) in &lot.uses {
-            b.push_str(&use_row(l, &state, *used, *amount, c));
+            b.push_str(&use_row(l, &state, d.seq, *used, *amount, c));
         }
         if lot.held_minor > 0 || lot.uses.is_empty() {
             let _ = write!(
