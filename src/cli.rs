@@ -786,14 +786,16 @@ async fn balances(store: &StoreArgs, dir: &Path, json: bool) -> anyhow::Result<E
     } else {
         writeln!(
             out,
-            "{:<12} {:<17} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>7} {:>9}",
-            "project", "kind", "cur", "raised", "fees", "matched", "refunded", "paid_out", "moved_net", "committed", "available", "donors", "donations"
+            "{:<12} {:<17} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>7} {:>9}",
+            "project", "kind", "cur", "raised", "fees", "matched", "refunded", "fees_back", "paid_out", "moved_net", "committed", "requested", "available", "donors", "donations"
         )?;
+        // raised (net of fees) + matched − refunded + fees_back − paid_out + moved_net −
+        // committed − requested = available.
         for p in state.projects.values() {
             let b = &p.balances;
             writeln!(
                 out,
-                "{:<12} {:<17} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>7} {:>9}",
+                "{:<12} {:<17} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>7} {:>9}",
                 p.id.as_str(),
                 p.kind.as_str(),
                 p.currency.as_str(),
@@ -801,9 +803,11 @@ async fn balances(store: &StoreArgs, dir: &Path, json: bool) -> anyhow::Result<E
                 b.fees,
                 b.matched,
                 b.refunded,
+                b.fees_returned,
                 b.paid_out,
                 b.moved_in as i128 - b.moved_out as i128,
                 b.committed,
+                b.requested,
                 b.available().unwrap_or(0),
                 p.donors.len(),
                 p.donation_count

@@ -380,10 +380,19 @@ pub async fn run_demo(
         seqs
     };
     for seq in state_refunds {
+        // WeChat Pay and Alipay give back a refunded payment's fee; a bank keeps none.
+        let fee_returned_minor = writer
+            .committed()
+            .borrow()
+            .donations
+            .get(&seq)
+            .filter(|d| matches!(d.channel, Channel::Wechat | Channel::Alipay))
+            .map(|d| d.fee_minor)
+            .filter(|&fee| fee > 0);
         let refund = Command::RefundDonation {
             donation_seq: seq,
             reason: text("捐赠人重复支付,原路退回"),
-            fee_returned_minor: None,
+            fee_returned_minor,
         };
         // Not every sampled seq is a donation; the ledger says which are not.
         if writer

@@ -1101,6 +1101,7 @@ pub async fn fund_statement(args: FundStatementArgs) -> anyhow::Result<ExitCode>
                     "donations_gross": format_minor(f.donations_gross_minor),
                     "refunded": format_minor(f.refunded_minor),
                     "fees": format_minor(f.fees_minor),
+                    "fees_returned": format_minor(f.fees_returned_minor),
                     "matched": format_minor(f.matched_minor),
                     "programme_cost": format_minor(f.programme_cost_minor),
                     "paid_out": format_minor(f.paid_out_minor),
@@ -1116,16 +1117,17 @@ pub async fn fund_statement(args: FundStatementArgs) -> anyhow::Result<ExitCode>
         serde_json::to_writer_pretty(&mut out, &json)?;
         writeln!(out)?;
     } else {
-        writeln!(out, "{:<12} {:>4} {:>14} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14}", "project", "cur", "donations", "refunded", "fees", "matched", "prog_cost", "paid_out", "payable", "moved_in", "moved_out", "net_assets", "balance")?;
+        writeln!(out, "{:<12} {:>4} {:>14} {:>10} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14}", "project", "cur", "donations", "refunded", "fees", "fees_back", "matched", "prog_cost", "paid_out", "payable", "moved_in", "moved_out", "net_assets", "balance")?;
         for f in &rows {
             writeln!(
                 out,
-                "{:<12} {:>4} {:>14} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14}",
+                "{:<12} {:>4} {:>14} {:>10} {:>10} {:>10} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>14} {:>14}",
                 f.project.as_str(),
                 f.currency.as_str(),
                 format_minor(f.donations_gross_minor),
                 format_minor(f.refunded_minor),
                 format_minor(f.fees_minor),
+                format_minor(f.fees_returned_minor),
                 format_minor(f.matched_minor),
                 format_minor(f.programme_cost_minor),
                 format_minor(f.paid_out_minor),

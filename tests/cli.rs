@@ -152,6 +152,42 @@ fn demo_verify_rebuild_export_balances() {
             row["project"]
         );
     }
+    let returned: i128 = rows
+        .iter()
+        .map(|r| r["fees_returned_minor"].as_u64().unwrap() as i128)
+        .sum();
+    assert!(
+        returned > 0,
+        "the demo's online refunds give back their fees"
+    );
+
+    // Every fund statement adds up to its net assets and balance, fees given back included
+    // (the column was missing, so the printed figures did not).
+    let fs = ledger(&["fund-statement", "--json"], &data);
+    assert!(
+        fs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fs.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&fs.stdout).unwrap();
+    let minor = |row: &serde_json::Value, k: &str| -> i128 {
+        let text = row[k].as_str().unwrap_or_else(|| panic!("{k} in {row}"));
+        let (sign, digits) = text.strip_prefix('-').map_or((1, text), |t| (-1, t));
+        sign * digits.replace('.', "").parse::<i128>().unwrap()
+    };
+    let mut fees_back = 0;
+    for row in rows.as_array().unwrap() {
+        let net = minor(row, "donations_gross") - minor(row, "refunded") - minor(row, "fees")
+            + minor(row, "fees_returned")
+            + minor(row, "matched")
+            - minor(row, "programme_cost")
+            + minor(row, "moved_in")
+            - minor(row, "moved_out");
+        assert_eq!(net, minor(row, "net_assets"), "{row}");
+        assert_eq!(net + minor(row, "payable"), minor(row, "balance"), "{row}");
+        fees_back += minor(row, "fees_returned");
+    }
+    assert_eq!(fees_back, returned);
 }
 
 /// `verify --data` checks every checkpoint against roots recomputed from the events, not
