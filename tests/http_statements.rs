@@ -164,7 +164,7 @@ async fn upload_reupload_and_reconciliation_listing() {
         assert_eq!(got[0].1, Some(3));
         assert_eq!(got[1].0, "missing_from_statement");
         assert!(got[1].2.is_some());
-        assert!(r.body["next_offset"].is_null());
+        assert!(r.body["next_after"].is_null());
     }
     let line = line_exception(&t, seq, 3).await;
     assert_eq!(line["statement_amount_minor"], 700);
@@ -188,13 +188,36 @@ async fn upload_reupload_and_reconciliation_listing() {
     let p1 = t.get(&format!("{uri}?limit=1"), Some("auditor")).await;
     assert_eq!(p1.status, StatusCode::OK, "{p1:?}");
     assert_eq!(reasons(&p1.body).len(), 1);
-    assert_eq!(p1.body["next_offset"], 1);
+    assert_eq!(p1.body["next_after"], "line-3");
     let p2 = t
-        .get(&format!("{uri}?limit=1&offset=1"), Some("auditor"))
+        .get(&format!("{uri}?limit=1&after=line-3"), Some("auditor"))
         .await;
     assert_eq!(reasons(&p2.body).len(), 1);
-    assert!(p2.body["next_offset"].is_null());
+    assert!(p2.body["next_after"].is_null());
     assert_ne!(reasons(&p1.body), reasons(&p2.body));
+    // Resolving the first page's exception does not make the next page skip one: the
+    // cursor names the exception, not a position in the open list.
+    let w = t
+        .post(
+            &format!("/api/v1/staff/statements/{seq}/exceptions/resolve"),
+            "approver",
+            json!({"line": 3, "action": "explained", "note": "对账"}),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::CREATED, "{w:?}");
+    let p2 = t
+        .get(
+            &format!("{uri}?limit=1&after=line-3&min_seq={}", w.body["seq"]),
+            Some("auditor"),
+        )
+        .await;
+    assert_eq!(reasons(&p2.body).len(), 1, "{p2:?}");
+    assert_eq!(reasons(&p2.body)[0].0, "missing_from_statement");
+    for bad in ["3", "line-x", "page-3", ""] {
+        let r = t.get(&format!("{uri}?after={bad}"), Some("auditor")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {r:?}");
+        assert!(r.message().starts_with("after: "), "{r:?}");
+    }
     // Over the page limit: 400 naming it.
     let r = t
         .get(

@@ -372,8 +372,10 @@ pub enum ExceptionFilter {
 pub struct ReconciliationQuery {
     /// `open` (default), `resolved` or `all`.
     pub status: Option<ExceptionFilter>,
-    /// Skip this many exceptions of the list (paging; `next_offset` of the previous page).
-    pub offset: Option<usize>,
+    /// Continue after this exception (`next_after` of the previous page): `line-<n>` or
+    /// `entry-<seq>`. A cursor, not a position, so resolving the exceptions of one page does
+    /// not make the next one skip any.
+    pub after: Option<String>,
     /// At most this many exceptions (default 100, at most 1000).
     pub limit: Option<usize>,
     /// Match by amount when booked within this many hours of the ledger entry (default 48,
@@ -445,8 +447,64 @@ pub struct ReconciliationPage {
     pub summary: ReconciliationSummary,
     /// The page of exceptions (filtered by `status`), in the reconciler's order.
     pub exceptions: Vec<ExceptionItem>,
-    /// Pass as `offset` for the next page; absent on the last page.
-    pub next_offset: Option<usize>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// Where a page of exceptions ends, in the reconciler's order (lines by number, then ledger
+/// entries by seq), which resolving an exception does not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExceptionCursor {
+    Line(u64),
+    Entry(u64),
+}
+
+impl ExceptionCursor {
+    /// An exception's cursor: the line or entry it is about (one exception each).
+    fn of(e: &projections::reconcile::Exception) -> ExceptionCursor {
+        match e.key {
+            projections::ExceptionKey::Line(line) => ExceptionCursor::Line(line),
+            projections::ExceptionKey::Entry(entry) => ExceptionCursor::Entry(entry),
+        }
+    }
+
+    fn parse(s: &str) -> Result<ExceptionCursor, ApiError> {
+        let bad = || {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "after: `line-<n>` or `entry-<seq>`, as `next_after` gives it (got {:?})",
+                    s.chars().take(40).collect::<String>()
+                ),
+            )
+        };
+        let (kind, n) = s.split_once('-').ok_or_else(bad)?;
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        match kind {
+            "line" => Ok(ExceptionCursor::Line(n)),
+            "entry" => Ok(ExceptionCursor::Entry(n)),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Whether `e` comes after this cursor.
+    fn precedes(self, e: &projections::reconcile::Exception) -> bool {
+        match (self, ExceptionCursor::of(e)) {
+            (ExceptionCursor::Line(a), ExceptionCursor::Line(b)) => b > a,
+            (ExceptionCursor::Line(_), ExceptionCursor::Entry(_)) => true,
+            (ExceptionCursor::Entry(_), ExceptionCursor::Line(_)) => false,
+            (ExceptionCursor::Entry(a), ExceptionCursor::Entry(b)) => b > a,
+        }
+    }
+}
+
+impl std::fmt::Display for ExceptionCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExceptionCursor::Line(n) => write!(f, "line-{n}"),
+            ExceptionCursor::Entry(n) => write!(f, "entry-{n}"),
+        }
+    }
 }
 
 /// A statement's reconciliation (any staff role): matched pairs counted, exceptions listed
@@ -473,21 +531,22 @@ pub async fn reconciliation(
         .await
         .map_err(|e| ApiError::internal(format!("{e:#}")))?;
     let filter = q.status.unwrap_or_default();
-    let offset = q.offset.unwrap_or(0);
-    let mut selected = rec.exceptions.iter().filter(|e| match filter {
-        ExceptionFilter::Open => e.resolved_seq.is_none(),
-        ExceptionFilter::Resolved => e.resolved_seq.is_some(),
-        ExceptionFilter::All => true,
-    });
-    let exceptions: Vec<ExceptionItem> = selected
-        .by_ref()
-        .skip(offset)
-        .take(limit)
-        .map(ExceptionItem::from)
-        .collect();
-    let next_offset = selected
-        .next()
-        .map(|_| offset.saturating_add(exceptions.len()));
+    let after = q.after.as_deref().map(ExceptionCursor::parse).transpose()?;
+    let mut selected = rec
+        .exceptions
+        .iter()
+        .filter(|e| after.is_none_or(|a| a.precedes(e)))
+        .filter(|e| match filter {
+            ExceptionFilter::Open => e.resolved_seq.is_none(),
+            ExceptionFilter::Resolved => e.resolved_seq.is_some(),
+            ExceptionFilter::All => true,
+        });
+    let page: Vec<_> = selected.by_ref().take(limit).collect();
+    let next_after = match (page.last(), selected.next()) {
+        (Some(last), Some(_)) => Some(ExceptionCursor::of(last).to_string()),
+        _ => None,
+    };
+    let exceptions: Vec<ExceptionItem> = page.into_iter().map(ExceptionItem::from).collect();
     Ok(Json(ReconciliationPage {
         statement_seq: seq,
         source: statement.source.as_str().to_owned(),
@@ -499,7 +558,7 @@ pub async fn reconciliation(
         lines_recorded: statement.lines_recorded,
         summary: ReconciliationSummary::of(&rec),
         exceptions,
-        next_offset,
+        next_after,
     }))
 }
 
