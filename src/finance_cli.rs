@@ -276,6 +276,10 @@ pub struct PublishArgs {
     /// ISO 3166-1 alpha-2 country of the activities.
     #[arg(long, default_value = "CN", value_parser = parse_country)]
     pub country: String,
+    /// The activities' sector for IATI: an OECD DAC 5-digit purpose code, such as 16010
+    /// (social protection), 11220 (primary education) or 12220 (basic health care).
+    #[arg(long, default_value = "16010", value_parser = parse_sector)]
+    pub sector: String,
 }
 
 /// The most characters of an organisation identifier or name in the published files.
@@ -338,6 +342,19 @@ fn parse_country(s: &str) -> Result<String, String> {
     }
 }
 
+/// `--sector`: an OECD DAC 5-digit purpose code (the first digit is never 0).
+fn parse_sector(s: &str) -> Result<String, String> {
+    if s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0') {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "must be an OECD DAC 5-digit purpose code (IATI Sector vocabulary 1), such as \
+             16010 for social protection (got {:?})",
+            s.chars().take(16).collect::<String>()
+        ))
+    }
+}
+
 impl PublishArgs {
     fn publisher(&self) -> Publisher {
         Publisher {
@@ -345,6 +362,7 @@ impl PublishArgs {
             org_name: self.org_name.clone(),
             org_type: self.org_type.clone(),
             country: self.country.clone(),
+            sector: self.sector.clone(),
         }
     }
 }

@@ -578,6 +578,9 @@ pub struct Publisher {
     pub org_type: String,
     /// ISO 3166-1 country of the activities.
     pub country: String,
+    /// The activities' sector: an OECD DAC 5-digit purpose code (IATI Sector vocabulary 1),
+    /// e.g. `16010` (social protection). IATI requires a sector on every activity.
+    pub sector: String,
 }
 
 /// The IATI OrganisationType codelist: code and name.
@@ -1134,6 +1137,11 @@ impl IatiBuilder {
             country.push_attribute(("code", publisher.country.as_str()));
             country.push_attribute(("percentage", "100"));
             w.write_event(Event::Empty(country)).map_err(x)?;
+            let mut sector = BytesStart::new("sector");
+            sector.push_attribute(("vocabulary", "1"));
+            sector.push_attribute(("code", publisher.sector.as_str()));
+            sector.push_attribute(("percentage", "100"));
+            w.write_event(Event::Empty(sector)).map_err(x)?;
             for t in self.transactions_of(a) {
                 write_transaction(&mut w, publisher, &t).map_err(x)?;
             }

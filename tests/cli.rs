@@ -318,6 +318,10 @@ fn publication_options_are_checked() {
             &["export-iati", "--org-type", "99"],
             "--org-type <ORG_TYPE>': must be an IATI OrganisationType code: 10 (Government)",
         ),
+        (
+            &["export-iati", "--sector", "1601"],
+            "--sector <SECTOR>': must be an OECD DAC 5-digit purpose code",
+        ),
     ] {
         let out = ledger(args, &data);
         let err = String::from_utf8_lossy(&out.stderr);

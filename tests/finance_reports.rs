@@ -241,6 +241,7 @@ fn test_publisher() -> Publisher {
         org_name: "二七区慈善总会".into(),
         org_type: "22".into(),
         country: "CN".into(),
+        sector: "16010".into(),
     }
 }
 
@@ -496,6 +497,10 @@ async fn iati_export_has_the_2_03_structure() {
                             assert!(is_iso_date(&attr("iso-date").unwrap()));
                             assert!(attr("type").is_some());
                         }
+                        "sector" => {
+                            assert_eq!(attr("vocabulary").as_deref(), Some("1"));
+                            assert_eq!(attr("code").as_deref(), Some("16010"));
+                        }
                         "transaction" => transaction_children.clear(),
                         _ => {}
                     }
@@ -565,6 +570,8 @@ async fn iati_export_has_the_2_03_structure() {
                             "participating-org",
                             "activity-status",
                             "activity-date",
+                            // IATI rule: a sector on the activity (or on every transaction).
+                            "sector",
                         ] {
                             assert!(
                                 activity_children.iter().any(|c| c == required),
