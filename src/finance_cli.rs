@@ -280,6 +280,26 @@ pub struct PublishArgs {
     /// (social protection), 11220 (primary education) or 12220 (basic health care).
     #[arg(long, default_value = "16010", value_parser = parse_sector)]
     pub sector: String,
+    /// The 360Giving publisher prefix (`export-360giving`): `360G-` and 1 to 64 letters,
+    /// digits or `-`; grant identifiers and recipients' identifiers start with it.
+    #[arg(long, default_value = "360G-erqi", value_parser = parse_prefix_360g)]
+    pub prefix: String,
+}
+
+/// `--prefix`: a 360Giving publisher prefix.
+fn parse_prefix_360g(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("360G-").unwrap_or("");
+    if (1..=64).contains(&rest.len())
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            "must be a 360Giving publisher prefix: `360G-` and 1 to 64 letters, digits or `-`, \
+             such as 360G-erqi"
+                .into(),
+        )
+    }
 }
 
 /// The most characters of an organisation identifier or name in the published files.
@@ -363,6 +383,7 @@ impl PublishArgs {
             org_type: self.org_type.clone(),
             country: self.country.clone(),
             sector: self.sector.clone(),
+            prefix_360g: self.prefix.clone(),
         }
     }
 }

@@ -581,6 +581,9 @@ pub struct Publisher {
     /// The activities' sector: an OECD DAC 5-digit purpose code (IATI Sector vocabulary 1),
     /// e.g. `16010` (social protection). IATI requires a sector on every activity.
     pub sector: String,
+    /// The 360Giving publisher prefix (`360G-…`): grant identifiers, and the identifiers of
+    /// individual recipients and of payees without a registration number, start with it.
+    pub prefix_360g: String,
 }
 
 /// The IATI OrganisationType codelist: code and name.
@@ -1349,8 +1352,10 @@ impl Default for GrantsCsv {
     }
 }
 
-/// The 360Giving columns written, in order.
-pub const GRANTS_COLUMNS: [&str; 13] = [
+/// The 360Giving columns written, in order: the standard's titles only. A grant to an
+/// organisation fills the `Recipient Org:` pair, a grant to a person (a help request's or
+/// micro-wish's payee) the `Recipient Ind:` pair, as the standard asks.
+pub const GRANTS_COLUMNS: [&str; 14] = [
     "Identifier",
     "Title",
     "Description",
@@ -1358,9 +1363,10 @@ pub const GRANTS_COLUMNS: [&str; 13] = [
     "Amount Awarded",
     "Award Date",
     "Amount Disbursed",
-    "Disbursement Date",
     "Recipient Org:Identifier",
     "Recipient Org:Name",
+    "Recipient Ind:Identifier",
+    "Recipient Ind:Name",
     "Funding Org:Identifier",
     "Funding Org:Name",
     "Grant Programme:Title",
@@ -1414,28 +1420,38 @@ impl GrantsCsv {
                 project.kind,
                 ProjectKind::HelpRequest | ProjectKind::MicroWish
             );
-            let (disbursed, disbursed_date) = match p.disbursed_ts_ms {
-                Some(ts) => (format_minor(i128::from(p.amount_minor)), china_date(ts)),
-                None => (String::new(), String::new()),
-            };
-            let recipient_id = if person {
-                format!("{}-individual-{}", publisher.org_id, p.seq)
+            let disbursed = p
+                .disbursed_ts_ms
+                .map(|_| format_minor(i128::from(p.amount_minor)))
+                .unwrap_or_default();
+            let prefix = &publisher.prefix_360g;
+            // A person gets an identifier of their grant, never of them (360Giving: it must
+            // not refer to any official data about the person); an organisation one of its
+            // name, the same for every grant to it.
+            let (org, ind) = if person {
+                let id = format!("{prefix}-IND-{}", p.seq);
+                (
+                    (String::new(), String::new()),
+                    (id, masked_payee(project.kind, &payee)),
+                )
             } else {
-                format!("{}-payee-{}", publisher.org_id, slug(&payee))
+                let id = format!("{prefix}-ORG-{}", slug(&payee));
+                ((id, payee.clone()), (String::new(), String::new()))
             };
             write_row(
                 &mut w,
                 [
-                    format!("{}-{}-{}", publisher.org_id, p.project, p.seq).as_str(),
+                    format!("{prefix}-{}-{}", p.project, p.seq).as_str(),
                     &format!("{}: {}", project.name, purpose),
                     &purpose,
                     p.currency.as_str(),
                     &format_minor(i128::from(p.amount_minor)),
                     &award_date,
                     &disbursed,
-                    &disbursed_date,
-                    &recipient_id,
-                    &masked_payee(project.kind, &payee),
+                    &org.0,
+                    &org.1,
+                    &ind.0,
+                    &ind.1,
                     &publisher.org_id,
                     &publisher.org_name,
                     project.name.as_str(),

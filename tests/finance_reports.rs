@@ -242,6 +242,7 @@ fn test_publisher() -> Publisher {
         org_type: "22".into(),
         country: "CN".into(),
         sector: "16010".into(),
+        prefix_360g: "360G-test".into(),
     }
 }
 
@@ -354,9 +355,29 @@ async fn help_request_payees_are_masked_in_publications() {
     let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
     assert_eq!(header, GRANTS_COLUMNS);
     let records: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
-    assert_eq!(&records[0][4], "500.00");
-    assert_eq!(&records[0][9], "二七区星星课堂服务中心");
-    assert_eq!(&records[1][9], "个人受助人 (individual recipient)");
+    let col = |r: &csv::StringRecord, title: &str| -> String {
+        r[GRANTS_COLUMNS.iter().position(|c| *c == title).unwrap()].to_owned()
+    };
+    assert_eq!(col(&records[0], "Amount Awarded"), "500.00");
+    // To an organisation: the Recipient Org pair, its identifier under the 360G prefix.
+    assert_eq!(
+        col(&records[0], "Recipient Org:Name"),
+        "二七区星星课堂服务中心"
+    );
+    assert!(col(&records[0], "Recipient Org:Identifier").starts_with("360G-test-ORG-"));
+    assert_eq!(col(&records[0], "Recipient Ind:Identifier"), "");
+    // To a person: the Recipient Ind pair, masked, identified by the grant, not the person.
+    assert_eq!(col(&records[1], "Recipient Org:Identifier"), "");
+    assert_eq!(col(&records[1], "Recipient Org:Name"), "");
+    assert_eq!(
+        col(&records[1], "Recipient Ind:Name"),
+        "个人受助人 (individual recipient)"
+    );
+    assert!(col(&records[1], "Recipient Ind:Identifier").starts_with("360G-test-IND-"));
+    for r in &records {
+        assert!(col(r, "Identifier").starts_with("360G-test-"), "{r:?}");
+        assert_eq!(col(r, "Funding Org:Identifier"), "CN-USCC-TEST");
+    }
     let mut xml = Vec::new();
     iati.write_xml(&publisher, &mut xml).unwrap();
     let xml = String::from_utf8(xml).unwrap();
