@@ -225,3 +225,29 @@ async fn no_public_response_carries_donor_data() {
     drop(app_state);
     ledger::cli::shutdown_node(node).await.unwrap();
 }
+
+/// A pledge names its sponsor publicly, so an anonymous gift's public data does not say
+/// which pledge it pays; a named gift's does.
+#[test]
+fn an_anonymous_gift_does_not_name_the_pledge_it_pays() {
+    let gift = |anonymous: bool| {
+        events::EventBody::DonationReceived(events::DonationReceived {
+            amount_minor: events::Amount::new(500_000).unwrap(),
+            anonymous,
+            channel: events::Channel::Bank,
+            channel_txn_id: "bank-pledge-0001".into(),
+            currency: events::Currency::CNY,
+            donor_ref: events::Id::new("org-001").unwrap(),
+            fee_minor: 0,
+            pledge_seq: Some(12),
+            project: events::Id::new("cp").unwrap(),
+            public_name: (!anonymous).then(|| events::Text::new("某公司").unwrap()),
+            receipt_code: "3F2A-91C0-5B7E-D4A8".into(),
+        })
+    };
+    let state = projections::LedgerState::default();
+    let hidden = ledger::http::public::public_data(&gift(true), &state);
+    assert!(hidden.get("pledge_seq").is_none(), "{hidden}");
+    let shown = ledger::http::public::public_data(&gift(false), &state);
+    assert_eq!(shown["pledge_seq"], 12, "{shown}");
+}

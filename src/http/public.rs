@@ -79,7 +79,9 @@ pub fn public_data(body: &EventBody, state: &LedgerState) -> serde_json::Value {
             currency: d.currency.to_string(),
             channel: d.channel.as_str().to_owned(),
             fee_minor: d.fee_minor,
-            pledge_seq: d.pledge_seq,
+            // The pledge names its sponsor publicly: an anonymous gift does not say which
+            // pledge it pays, or it would name its giver.
+            pledge_seq: d.pledge_seq.filter(|_| !d.anonymous),
             anonymous: d.anonymous,
             public_name: d.public_name.as_ref().map(|n| n.to_string()),
             receipt_code: d.receipt_code.clone(),
