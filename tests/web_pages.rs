@@ -120,6 +120,35 @@ async fn every_page_over_demo_data() {
     ok("/".into(), zh);
     ok("/?lang=en".into(), en);
 
+    // Page by page: following "next" with a small limit lists every open project once.
+    let mut listed = Vec::new();
+    let mut uri = "/?limit=5&lang=en".to_owned();
+    loop {
+        let (status, body) = get(&router, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        let ids: Vec<String> = body
+            .split("<code>")
+            .skip(1)
+            .map(|rest| rest[..rest.find("</code>").unwrap()].to_owned())
+            .collect();
+        assert!(ids.len() <= 5, "{uri}: {ids:?}");
+        listed.extend(ids);
+        match body.split(r#"<a rel="next" href=""#).nth(1) {
+            Some(rest) => uri = rest[..rest.find('"').unwrap()].replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = open
+        .iter()
+        .map(|p| p.id.as_str().replace('&', "&amp;"))
+        .collect();
+    assert_eq!(listed, expected, "every open project once, in id order");
+    for bad in ["/?limit=0", "/?limit=101", "/?limit=x", "/?after=A%20B"] {
+        let (status, body) = get(&router, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(body.contains(r#"role="alert""#), "{bad}");
+    }
+
     // The kind filter.
     let (status, wishes) = get(&router, "/?kind=micro_wish&lang=en").await;
     assert_eq!(status, StatusCode::OK);

@@ -454,6 +454,36 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
         );
         page.alert(StatusCode::BAD_REQUEST, &message);
     }
+    // A page of projects: `limit` (1 to PROJECTS_PAGE_MAX) after the project `after`, in id
+    // order, so a platform with tens of thousands of help requests is read page by page.
+    let limit = match q.get("limit").filter(|v| !v.is_empty()) {
+        None => PROJECTS_PAGE_MAX,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=PROJECTS_PAGE_MAX).contains(&n) => n,
+            _ => {
+                let message = format!(
+                    "{} {}",
+                    l.t("limit：每页项目数为 1 到", "limit: projects per page, 1 to"),
+                    esc(&format!("{PROJECTS_PAGE_MAX} (got {v:?})"))
+                );
+                page.alert(StatusCode::BAD_REQUEST, &message);
+                PROJECTS_PAGE_MAX
+            }
+        },
+    };
+    let after = match q.get("after").filter(|v| !v.is_empty()).map(Id::new) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => {
+            let message = format!(
+                "{} {}",
+                l.t("after：不是项目编号", "after: not a project id"),
+                esc(&e.to_string())
+            );
+            page.alert(StatusCode::BAD_REQUEST, &message);
+            None
+        }
+    };
     let b = &mut page.body;
     // The filter: a plain GET form (works without JavaScript) and links.
     let _ = write!(
@@ -482,12 +512,24 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
         l.t("筛选", "Filter")
     );
     let mut shown = 0usize;
+    let (mut more, mut last) = (None, None);
     b.push_str(r#"<ul class="cards">"#);
-    for p in state.projects.values() {
-        if !p.open || kind.is_some_and(|k| k != p.kind) {
-            continue;
+    let from = match &after {
+        Some(a) => std::ops::Bound::Excluded(a.clone()),
+        None => std::ops::Bound::Unbounded,
+    };
+    let listed = state
+        .projects
+        .range((from, std::ops::Bound::Unbounded))
+        .map(|(_, p)| p)
+        .filter(|p| p.open && kind.is_none_or(|k| k == p.kind));
+    for p in listed {
+        if shown == limit {
+            more = Some(p.id.clone());
+            break;
         }
         shown += 1;
+        last = Some(p.id.clone());
         let _ = write!(
             b,
             r#"<li><h2><a href="{link}">{name}</a></h2><p class="muted">{kind} · <code>{id}</code></p>{figures}{progress}</li>"#,
@@ -507,8 +549,26 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
             l.t("没有符合条件的项目。", "No projects match.")
         );
     }
+    if let (Some(_), Some(last)) = (more, last) {
+        let mut next = format!("/?after={}", enc(last.as_str()));
+        if let Some(k) = kind {
+            next.push_str(&format!("&kind={}", k.as_str()));
+        }
+        if limit != PROJECTS_PAGE_MAX {
+            next.push_str(&format!("&limit={limit}"));
+        }
+        let _ = write!(
+            b,
+            r#"<p><a rel="next" href="{}">{}</a></p>"#,
+            href(l, &next),
+            l.t("下一页 →", "Next page →")
+        );
+    }
     page.render()
 }
+
+/// The most projects the projects page lists at once (`limit`, its default too).
+const PROJECTS_PAGE_MAX: usize = 100;
 
 // ---------------------------------------------------------------------------------------------
 // One project
