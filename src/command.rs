@@ -4,14 +4,16 @@
 
 use events::{
     Amount, Channel, Currency, Decision, DonationReceived, DonationRefunded, EventBody,
-    ExceptionResolved, Hash, Id, MatchAllocated, MatchReleased, MatchingPoolClosed,
+    ExceptionResolved, Hash, Id, MatchAllocated, MatchReleased, MatchReview, MatchingPoolClosed,
     MatchingPoolCommitted, MoveRequested, PayoutDisbursed, PayoutRequested, PledgeCancelled,
     PledgeMade, ProjectClosed, ProjectKind, ProjectOpened, RefundFeeReturned, Rejection,
     Resolution, StaffTokenIssued, StaffTokenRevoked, StatementImported, StatementLineKind,
     StatementLineRecorded, Text, ValueError,
 };
 use projections::reconcile::{self, Entry, EntryKind};
-use projections::{Donation, LedgerState, Project, RequestStatus, Statement, StatementLine};
+use projections::{
+    Donation, LedgerState, MatchHold, Project, RequestStatus, Statement, StatementLine,
+};
 use serde::{Deserialize, Serialize};
 
 /// Something staff ask the ledger to do. Serialized as `{"command": "<name>", ...fields}`.
@@ -60,6 +62,24 @@ pub enum Command {
     CommitMatchingPool(MatchingPoolCommitted),
     CloseMatchingPool {
         pool: Id,
+        reason: Text,
+    },
+    /// Holds a donation's match for review (risk control: a gift split across made-up
+    /// donors to farm matches). The match stays allocated from its pool and counted as the
+    /// project's, but the project cannot spend it until the review ends.
+    FreezeMatch {
+        donation_seq: u64,
+        reason: Text,
+    },
+    /// Ends a review that cleared the match: the project may spend it again.
+    UnfreezeMatch {
+        donation_seq: u64,
+        reason: Text,
+    },
+    /// Ends a review by sending the match back to its pool (the gift stays). Four eyes:
+    /// not by the one who froze it, nor with a token they issued.
+    ReleaseMatch {
+        donation_seq: u64,
         reason: Text,
     },
     RequestPayout(PayoutRequested),
@@ -126,6 +146,9 @@ impl Command {
             Command::CancelPledge { .. } => "cancel_pledge",
             Command::CommitMatchingPool(_) => "commit_matching_pool",
             Command::CloseMatchingPool { .. } => "close_matching_pool",
+            Command::FreezeMatch { .. } => "freeze_match",
+            Command::UnfreezeMatch { .. } => "unfreeze_match",
+            Command::ReleaseMatch { .. } => "release_match",
             Command::RequestPayout(_) => "request_payout",
             Command::ApprovePayout { .. } => "approve_payout",
             Command::RejectPayout { .. } => "reject_payout",
@@ -203,6 +226,18 @@ pub enum CommandError {
     UnknownDonation(u64),
     #[error("donation_seq: the donation at seq {0} is already refunded")]
     AlreadyRefunded(u64),
+    #[error(
+        "donation_seq: the donation at seq {0} triggered no match; only a match can be reviewed"
+    )]
+    NoMatch(u64),
+    #[error("donation_seq: the match of the donation at seq {donation_seq} is {status}; {needed}")]
+    MatchState {
+        donation_seq: u64,
+        /// Where its review stands, with the seq that put it there.
+        status: String,
+        /// What the command needs, in words.
+        needed: &'static str,
+    },
     #[error("refund_seq: no refund (donation_refunded) at seq {seq}: {reason}")]
     UnknownRefund { seq: u64, reason: String },
     #[error("pledge_seq: no pledge at seq {0}")]
@@ -361,6 +396,8 @@ impl CommandError {
             CommandError::ReceiptCollision { .. } => "receipt_collision",
             CommandError::UnknownDonation(_) => "unknown_donation",
             CommandError::AlreadyRefunded(_) => "already_refunded",
+            CommandError::NoMatch(_) => "no_match",
+            CommandError::MatchState { .. } => "match_state",
             CommandError::UnknownRefund { .. } => "unknown_refund",
             CommandError::UnknownPledge(_) => "unknown_pledge",
             CommandError::PledgeCancelled(_) => "pledge_cancelled",
@@ -403,6 +440,7 @@ impl CommandError {
                 | CommandError::DuplicateChannelTxn { .. }
                 | CommandError::ReceiptCollision { .. }
                 | CommandError::AlreadyRefunded(_)
+                | CommandError::MatchState { .. }
                 | CommandError::RequestState { .. }
                 | CommandError::IdempotencyConflict { .. }
                 | CommandError::StatementExists { .. }
@@ -548,25 +586,30 @@ pub fn decide(
                 check_fee_returned(d, given)?;
             }
             let p = project(state, &d.project)?;
-            let matched = d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
+            // A match a review released already went back to its pool.
+            let held = state.match_held(d);
+            let matched = held.map_or(0, |(_, m)| m);
+            // A match under review is held out of the available money; its release frees
+            // the hold in the same batch.
+            let frozen = state.match_frozen(d.seq).map_or(0, |h| h.amount_minor);
             // The project pays back the gift and gives up its match; the fee the channel
             // returns comes back to it in the same event, so it needs only the difference
             // (the fee returned is below the gift's fee, itself below the amount).
             ensure_available(
                 p,
-                d.amount_minor + matched - fee_returned_minor.unwrap_or(0),
+                d.amount_minor + matched - fee_returned_minor.unwrap_or(0) - frozen,
             )?;
             let mut out = vec![EventBody::DonationRefunded(DonationRefunded {
                 donation_seq: *donation_seq,
                 fee_returned_minor: *fee_returned_minor,
                 reason: reason.clone(),
             })];
-            if let Some((pool, amount)) = &d.matched {
+            if let Some((pool, amount)) = held {
                 out.push(EventBody::MatchReleased(MatchReleased {
                     pool: pool.clone(),
                     donation_seq: *donation_seq,
                     project: d.project.clone(),
-                    amount_minor: Amount::new(*amount)?,
+                    amount_minor: Amount::new(amount)?,
                 }));
             }
             out
@@ -635,6 +678,64 @@ pub fn decide(
                 pool: pool.clone(),
                 reason: reason.clone(),
             })]
+        }
+        Command::FreezeMatch {
+            donation_seq,
+            reason,
+        } => {
+            let review = reviewed_match(state, *donation_seq, reason)?;
+            if let Some(hold) = state.match_holds.get(donation_seq) {
+                return Err(CommandError::MatchState {
+                    donation_seq: *donation_seq,
+                    status: review_status(hold),
+                    needed: "only a match that is not under review and not released can be frozen",
+                });
+            }
+            // The hold takes the match out of the money the project may spend: it must
+            // still be there (not paid out, nor reserved by a payout or move).
+            ensure_available(
+                project(state, &review.project)?,
+                review.amount_minor.minor(),
+            )?;
+            vec![EventBody::MatchFrozen(review)]
+        }
+        Command::UnfreezeMatch {
+            donation_seq,
+            reason,
+        } => {
+            let review = reviewed_match(state, *donation_seq, reason)?;
+            frozen_match(state, *donation_seq, "only a frozen match can be unfrozen")?;
+            vec![EventBody::MatchUnfrozen(review)]
+        }
+        Command::ReleaseMatch {
+            donation_seq,
+            reason,
+        } => {
+            let review = reviewed_match(state, *donation_seq, reason)?;
+            let hold = frozen_match(
+                state,
+                *donation_seq,
+                "a match is released after review only while frozen: freeze it first",
+            )?;
+            if let Some(shared) = hold.shared_hand(ctx.actor, ctx.token_issuer) {
+                return Err(CommandError::FourEyes {
+                    actor: shared.person.clone(),
+                    requested: if shared.issued_request_token {
+                        "issued the token that froze"
+                    } else {
+                        "froze"
+                    },
+                    what: "match of the donation",
+                    seq: *donation_seq,
+                    decides: if shared.issued_decision_token {
+                        "release it after review with a token they issued"
+                    } else {
+                        "release it after review"
+                    },
+                });
+            }
+            // No money check: the match leaves the project's money and its hold together.
+            vec![EventBody::MatchRevoked(review)]
         }
         Command::RequestPayout(req) => {
             let p = project(state, &req.project)?;
@@ -768,6 +869,57 @@ pub fn decide(
         e.validate()?;
     }
     Ok(events)
+}
+
+/// The match a review step is about, as the event names it: the donation must exist,
+/// have triggered a match and not be refunded (a refund released its match).
+fn reviewed_match(
+    state: &LedgerState,
+    donation_seq: u64,
+    reason: &Text,
+) -> Result<MatchReview, CommandError> {
+    let d = state
+        .donations
+        .get(&donation_seq)
+        .ok_or(CommandError::UnknownDonation(donation_seq))?;
+    let Some((pool, amount)) = &d.matched else {
+        return Err(CommandError::NoMatch(donation_seq));
+    };
+    if d.refunded_seq.is_some() {
+        return Err(CommandError::AlreadyRefunded(donation_seq));
+    }
+    Ok(MatchReview {
+        amount_minor: Amount::new(*amount)?,
+        donation_seq,
+        pool: pool.clone(),
+        project: d.project.clone(),
+        reason: reason.clone(),
+    })
+}
+
+/// The hold on a match under review; refused, saying where its review stands, when it is
+/// not frozen.
+fn frozen_match<'s>(
+    state: &'s LedgerState,
+    donation_seq: u64,
+    needed: &'static str,
+) -> Result<&'s MatchHold, CommandError> {
+    match state.match_holds.get(&donation_seq) {
+        Some(hold) if hold.is_frozen() => Ok(hold),
+        hold => Err(CommandError::MatchState {
+            donation_seq,
+            status: hold.map_or_else(|| "not frozen".to_owned(), review_status),
+            needed,
+        }),
+    }
+}
+
+/// Where a match's review stands, in words, with the seq that put it there.
+fn review_status(hold: &MatchHold) -> String {
+    match hold.released_seq {
+        None => format!("frozen (at seq {})", hold.frozen_seq),
+        Some(seq) => format!("released after review (at seq {seq})"),
+    }
 }
 
 /// A channel gives back at most the fee it charged: `given` and what it gave back of the

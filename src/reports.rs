@@ -853,13 +853,23 @@ impl IatiBuilder {
                 project,
                 amount_minor,
                 ..
+            })
+            | EventBody::MatchRevoked(events::MatchReview {
+                pool,
+                project,
+                amount_minor,
+                ..
             }) => {
                 let sponsor = before
                     .pools
                     .get(pool)
                     .map(|p| p.sponsor.to_string())
                     .unwrap_or_default();
-                let released = matches!(r.body, EventBody::MatchReleased(_));
+                // Released with a refund or after review: the same money back to the pool.
+                let released = matches!(
+                    r.body,
+                    EventBody::MatchReleased(_) | EventBody::MatchRevoked(_)
+                );
                 if let Some(a) = self.activities.get_mut(project) {
                     let e = a
                         .daily_matches
@@ -1022,6 +1032,7 @@ impl IatiBuilder {
             EventBody::MatchingPoolClosed(p) => (&p.pool, None),
             EventBody::MatchAllocated(m) => (&m.pool, Some(&m.project)),
             EventBody::MatchReleased(m) => (&m.pool, Some(&m.project)),
+            EventBody::MatchRevoked(m) => (&m.pool, Some(&m.project)),
             _ => return Ok(()),
         };
         let Some(pool) = self.books.ledger.pools.get(pool_id) else {

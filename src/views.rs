@@ -26,6 +26,8 @@ pub struct ProjectFigures {
     pub moved_out_minor: u64,
     pub committed_minor: u64,
     pub requested_minor: u64,
+    /// Matches held for review: the project's, not spendable until the review ends.
+    pub frozen_minor: u64,
     pub balance_minor: u64,
     pub available_minor: u64,
     pub donor_count: u64,
@@ -52,6 +54,7 @@ pub fn project_figures(p: &Project) -> ProjectFigures {
         moved_out_minor: b.moved_out,
         committed_minor: b.committed,
         requested_minor: b.requested,
+        frozen_minor: b.frozen,
         // The fold refuses events that would make these negative.
         balance_minor: b.balance().unwrap_or(0),
         available_minor: b.available().unwrap_or(0),

@@ -62,6 +62,12 @@ enum Op {
     MatchingPaid {
         amount: u64,
     },
+    /// Freezes the match of one of the matched gifts not refunded (as `risk-a`).
+    FreezeMatch(usize),
+    /// Unfreezes one of the frozen matches (as `risk-a`, who froze it).
+    UnfreezeMatch(usize),
+    /// Releases one of the frozen matches after review (as `risk-b`).
+    ReleaseMatch(usize),
     Advance(u64),
     Restart,
 }
@@ -90,6 +96,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::RejectMove),
         1 => (0..5usize, 1..50_000u64).prop_map(|(channel, amount)| Op::Settle { channel, amount }),
         1 => (1..20_000u64).prop_map(|amount| Op::MatchingPaid { amount }),
+        2 => any::<usize>().prop_map(Op::FreezeMatch),
+        1 => any::<usize>().prop_map(Op::UnfreezeMatch),
+        2 => any::<usize>().prop_map(Op::ReleaseMatch),
         1 => (1..3_600_000u64).prop_map(Op::Advance),
         1 => Just(Op::Restart),
     ]
@@ -497,6 +506,46 @@ async fn run(h: &mut Harness, op: Op) {
         }
         Op::Advance(ms) => {
             h.clock.fetch_add(ms, Ordering::Relaxed);
+        }
+        Op::FreezeMatch(n) => {
+            let matched: Vec<u64> = st
+                .donations
+                .values()
+                .filter(|d| st.match_held(d).is_some() && st.match_frozen(d.seq).is_none())
+                .map(|d| d.seq)
+                .collect();
+            for_one_of(h, matched, n, "risk-a", |donation_seq| {
+                Command::FreezeMatch {
+                    donation_seq,
+                    reason: text("审核"),
+                }
+            })
+            .await;
+        }
+        Op::UnfreezeMatch(n) | Op::ReleaseMatch(n) => {
+            let frozen: Vec<u64> = st
+                .match_holds
+                .values()
+                .filter(|hold| hold.is_frozen())
+                .map(|hold| hold.donation_seq)
+                .collect();
+            let release = matches!(op, Op::ReleaseMatch(_));
+            let actor = if release { "risk-b" } else { "risk-a" };
+            for_one_of(h, frozen, n, actor, |donation_seq| {
+                let reason = text("审核结束");
+                if release {
+                    Command::ReleaseMatch {
+                        donation_seq,
+                        reason,
+                    }
+                } else {
+                    Command::UnfreezeMatch {
+                        donation_seq,
+                        reason,
+                    }
+                }
+            })
+            .await;
         }
         Op::Restart => h.restart().await,
     }
@@ -1065,5 +1114,71 @@ fn posting_rules_per_event() {
         assert_eq!(fs.net_assets_minor(), 20_000 + 5_000 - 7_000 - 1_000);
         assert_eq!(fs.balance_minor(), fs.net_assets_minor());
         assert!(books.trial.is_balanced());
+    });
+}
+
+/// A match frozen for review posts nothing (the match is still the project's income and
+/// the sponsor's debt); released after review it is reversed as a refund's release of a
+/// match is: Dr 4201 matching income, Cr 1201 matching receivable. The gift stays booked.
+#[test]
+fn a_match_released_after_review_is_reversed_as_a_refunds_release() {
+    use projections::journal::{Account as A, Side};
+    block_on(async {
+        let mut h = Harness::set_up().await;
+        run(
+            &mut h,
+            Op::Donate {
+                project: 0,
+                amount: 10_000,
+                fee_permille: 0,
+                channel: 2,
+                pledge: false,
+            },
+        )
+        .await;
+        h.check().await;
+        let gift = *h.books.ledger.donations.keys().next().unwrap();
+        run(&mut h, Op::FreezeMatch(0)).await;
+        h.check().await;
+        assert!(h.books.ledger.match_frozen(gift).is_some());
+        run(&mut h, Op::ReleaseMatch(0)).await;
+        h.check().await;
+        assert!(h.books.ledger.match_released_after_review(gift).is_some());
+        let cny = Currency::CNY;
+        let income = A::MatchingIncome {
+            pool: id("pool-1"),
+            project: id("cp-a"),
+        };
+        let receivable = A::MatchingReceivable { pool: id("pool-1") };
+        assert_eq!(h.books.trial.turnover(cny, &receivable).balance(), 0);
+        assert_eq!(h.books.trial.turnover(cny, &income).balance(), 0);
+        assert_eq!(h.books.trial.turnover(cny, &A::Bank).balance(), 10_000);
+        let fs = h.books.fund_statement(&id("cp-a")).unwrap();
+        assert_eq!((fs.matched_minor, fs.balance_minor()), (0, 10_000));
+
+        let head = h.log.head().await.unwrap();
+        let mut books = Books::default();
+        let mut entries = Vec::new();
+        for e in read_range(h.log.as_ref(), 0, head.len - 1).await.unwrap() {
+            entries.push(books.apply(&e).unwrap());
+        }
+        let of = |t: &str| entries.iter().find(|e| e.event_type == t).unwrap();
+        let frozen = of("match_frozen");
+        assert!(frozen.postings.is_empty(), "{frozen:?}");
+        assert!(frozen.memo.contains("frozen for review"), "{}", frozen.memo);
+        let revoked = of("match_revoked");
+        let shape: Vec<_> = revoked
+            .postings
+            .iter()
+            .map(|p| (p.account.clone(), p.side, p.amount_minor))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (income.clone(), Side::Debit, 5_000),
+                (receivable.clone(), Side::Credit, 5_000),
+            ]
+        );
+        assert!(revoked.memo.contains("after review"), "{}", revoked.memo);
     });
 }

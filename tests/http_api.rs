@@ -833,6 +833,192 @@ async fn a_fee_returned_after_a_refund_is_recorded_by_a_recorder() {
     t.finish().await;
 }
 
+/// A match under review, as approvers: frozen (the project's available money falls by it,
+/// its figures show it), cleared, frozen again and released after review by another
+/// approver (four eyes), through the resource routes and the generic command endpoint.
+/// Each refusal writes nothing.
+#[tokio::test]
+async fn a_match_is_frozen_cleared_and_released_after_review_by_approvers() {
+    let t = setup().await;
+    t.created(
+        "/api/v1/staff/projects",
+        "admin",
+        json!({"project": "cp-1", "kind": "community_project", "name": "星星课堂", "currency": "CNY"}),
+    )
+    .await;
+    t.created(
+        "/api/v1/staff/matching-pools",
+        "admin",
+        pool("pool-1", &["cp-1"]),
+    )
+    .await;
+    let w = t
+        .created(
+            "/api/v1/staff/donations",
+            "recorder",
+            donation("cp-1", 3_000, "wx-farm-1", "donor-000007"),
+        )
+        .await;
+    let gift = w["donation_seq"].as_u64().unwrap();
+    let figures = |seq: u64| format!("/api/v1/public/projects/cp-1?min_seq={seq}");
+    let freeze = format!("/api/v1/staff/donations/{gift}/match/freeze");
+    let unfreeze = format!("/api/v1/staff/donations/{gift}/match/unfreeze");
+    let release = format!("/api/v1/staff/donations/{gift}/match/release");
+    let reason = json!({"reason": "同一账户拆分为多个新捐赠人"});
+    let head = t.node.log.head().await.unwrap().len;
+    let refusals = [
+        // Risk control decides about a sponsor's money: an approver's role.
+        (
+            freeze.clone(),
+            "recorder",
+            reason.clone(),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "approver role",
+        ),
+        (
+            "/api/v1/staff/donations/999/match/freeze".to_owned(),
+            "approver",
+            reason.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_donation",
+            "donation_seq",
+        ),
+        (
+            unfreeze.clone(),
+            "approver",
+            reason.clone(),
+            StatusCode::CONFLICT,
+            "match_state",
+            "not frozen",
+        ),
+        (
+            release.clone(),
+            "approver",
+            reason.clone(),
+            StatusCode::CONFLICT,
+            "match_state",
+            "freeze it first",
+        ),
+        (
+            freeze.clone(),
+            "approver",
+            json!({"reason": "x", "amount_minor": 1}),
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            "amount_minor",
+        ),
+        (
+            freeze.clone(),
+            "approver",
+            json!({}),
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            "reason",
+        ),
+        (
+            "/api/v1/staff/commands".to_owned(),
+            "approver",
+            json!({"command": "freeze_match", "donation_seq": gift, "reason": "x", "pool": "pool-1"}),
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            "pool",
+        ),
+    ];
+    for (uri, who, body, status, code, names) in refusals {
+        let r = t.post(&uri, who, body.clone()).await;
+        assert_eq!(r.status, status, "{uri} {body}: {r:?}");
+        assert_eq!(r.code(), code, "{uri} {body}: {r:?}");
+        assert!(r.message().contains(names), "{uri} {body}: {r:?}");
+        assert_eq!(t.node.log.head().await.unwrap().len, head, "{body}");
+    }
+    // Frozen: still matched, not available.
+    let w = t.created(&freeze, "approver", reason.clone()).await;
+    assert_eq!(w["events"][0]["type"], "match_frozen");
+    let p = t.get(&figures(w["seq"].as_u64().unwrap()), None).await;
+    let f = &p.body["figures"];
+    assert_eq!(
+        (
+            &f["matched_minor"],
+            &f["frozen_minor"],
+            &f["available_minor"]
+        ),
+        (&json!(3_000), &json!(3_000), &json!(3_000)),
+        "{p:?}"
+    );
+    let d = t
+        .get(&format!("/api/v1/staff/donations/{gift}"), Some("auditor"))
+        .await;
+    assert_eq!(d.body["match_frozen_seq"], w["seq"], "{d:?}");
+    let r = t.post(&freeze, "approver", reason.clone()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(r.code(), "match_state", "{r:?}");
+    // Cleared, then frozen again through the generic endpoint.
+    let w = t.created(&unfreeze, "approver", reason.clone()).await;
+    assert_eq!(w["events"][0]["type"], "match_unfrozen");
+    let w = t
+        .created(
+            "/api/v1/staff/commands",
+            "approver",
+            json!({"command": "freeze_match", "donation_seq": gift, "reason": "再次审核"}),
+        )
+        .await;
+    assert_eq!(w["events"][0]["type"], "match_frozen");
+    // Four eyes: not the approver who froze it.
+    let r = t.post(&release, "approver", reason.clone()).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+    assert_eq!(r.code(), "four_eyes", "{r:?}");
+    assert!(r.message().contains("director-wang froze"), "{r:?}");
+    let w = t
+        .created(
+            "/api/v1/staff/commands",
+            "approver_as_admin",
+            json!({"command": "release_match", "donation_seq": gift, "reason": "核实为刷配捐"}),
+        )
+        .await;
+    assert_eq!(w["events"][0]["type"], "match_revoked");
+    let seq = w["seq"].as_u64().unwrap();
+    let p = t.get(&figures(seq), None).await;
+    let f = &p.body["figures"];
+    assert_eq!(
+        (
+            &f["raised_minor"],
+            &f["matched_minor"],
+            &f["frozen_minor"],
+            &f["available_minor"]
+        ),
+        (&json!(3_000), &json!(0), &json!(0), &json!(3_000)),
+        "{p:?}"
+    );
+    let code = t
+        .get(&format!("/api/v1/staff/donations/{gift}"), Some("auditor"))
+        .await
+        .body["receipt_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = t
+        .get(
+            &format!("/api/v1/public/receipts/{code}?min_seq={seq}"),
+            None,
+        )
+        .await;
+    let m = &r.body["matched"];
+    assert_eq!(
+        (
+            &m["released"],
+            &m["released_after_review"],
+            &m["under_review"]
+        ),
+        (&json!(true), &json!(true), &json!(false)),
+        "{r:?}"
+    );
+    let r = t.post(&release, "approver_as_admin", reason).await;
+    assert_eq!(r.code(), "match_state", "{r:?}");
+    assert!(r.message().contains("released after review"), "{r:?}");
+    t.finish().await;
+}
+
 #[tokio::test]
 async fn idempotency_replay_and_conflict() {
     let t = setup().await;
@@ -1300,6 +1486,9 @@ async fn openapi_health_and_metrics() {
         "/api/v1/staff/donations/batch",
         "/api/v1/staff/donations/{seq}",
         "/api/v1/staff/donations/{seq}/refund",
+        "/api/v1/staff/donations/{seq}/match/freeze",
+        "/api/v1/staff/donations/{seq}/match/unfreeze",
+        "/api/v1/staff/donations/{seq}/match/release",
         "/api/v1/staff/refunds/{refund_seq}/fee-returned",
         "/api/v1/staff/pledges",
         "/api/v1/staff/pledges/{seq}/cancel",

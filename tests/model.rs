@@ -72,7 +72,29 @@ enum Step {
         request: usize,
         approver: usize,
     },
+    /// A step of a match's review, on the `donation`th gift (wrapping around the gifts and
+    /// one seq past them), by reviewer `reviewer` (two of them, so four eyes are tried).
+    Review {
+        donation: usize,
+        action: ReviewAction,
+        reviewer: usize,
+    },
     Restart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ReviewAction {
+    Freeze,
+    Unfreeze,
+    Release,
+}
+
+/// Where a gift's match stands in review.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MReview {
+    None,
+    Frozen { by: usize },
+    Released,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -91,6 +113,16 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..PROJECTS, 0..PROJECTS, 1u64..1_000, 0usize..2)
             .prop_map(|(from, to, amount, requester)| Step::Move { from, to, amount, requester }),
         1 => (0usize..6, 0usize..2).prop_map(|(request, approver)| Step::DecideMove { request, approver }),
+        4 => (
+            any::<usize>(),
+            prop_oneof![
+                Just(ReviewAction::Freeze),
+                Just(ReviewAction::Unfreeze),
+                Just(ReviewAction::Release)
+            ],
+            0usize..2
+        )
+            .prop_map(|(donation, action, reviewer)| Step::Review { donation, action, reviewer }),
         1 => Just(Step::Restart),
     ]
 }
@@ -110,11 +142,13 @@ struct MProject {
     requested: u64,
     /// Fees channels gave back on refunds.
     fees_returned: u64,
+    /// Matches frozen for review.
+    frozen: u64,
 }
 
 impl MProject {
     fn available(&self) -> u64 {
-        self.balance - self.committed - self.requested
+        self.balance - self.committed - self.requested - self.frozen
     }
 }
 
@@ -129,6 +163,7 @@ struct MDonation {
     refund_seq: Option<u64>,
     /// What the channel gave back of its fee: on the refund and afterwards.
     fee_returned: u64,
+    review: MReview,
 }
 
 struct MRequest {
@@ -284,6 +319,11 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             h.restart().await;
             Ok(())
         }
+        Step::Review {
+            donation,
+            action,
+            reviewer,
+        } => run_review(h, m, donation, action, reviewer).await,
         Step::Donate {
             project,
             amount,
@@ -337,6 +377,7 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
                 donor,
                 refund_seq: None,
                 fee_returned: 0,
+                review: MReview::None,
             });
             Ok(())
         }
@@ -362,19 +403,35 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             let p = &mut m.projects[d.project];
             // The fee given back is at most the gift's fee and comes back to the project.
             let fee = d.amount - d.net;
+            // A match released after review is back in the pool already; one under review
+            // goes back with the refund, and its hold with it.
+            let matched = if d.review == MReview::Released {
+                0
+            } else {
+                d.matched
+            };
+            let frozen = if matches!(d.review, MReview::Frozen { .. }) {
+                d.matched
+            } else {
+                0
+            };
             if d.refund_seq.is_some()
                 || fee_returned > fee
-                || p.available() < d.amount + d.matched - fee_returned
+                || p.available() + frozen < d.amount + matched - fee_returned
             {
                 return expect_refused(result, "refunded, fee over, or not enough money");
             }
             let events = result.map_err(|e| format!("refund refused: {e}"))?;
             d.refund_seq = Some(events[0].seq());
             d.fee_returned = fee_returned;
-            p.balance -= d.amount + d.matched - fee_returned;
+            p.balance -= d.amount + matched - fee_returned;
             p.fees_returned += fee_returned;
-            m.pool_used -= d.matched;
-            *m.donor_used.get_mut(&d.donor).unwrap() -= d.matched;
+            p.frozen -= frozen;
+            if frozen > 0 {
+                d.review = MReview::None;
+            }
+            m.pool_used -= matched;
+            *m.donor_used.get_mut(&d.donor).unwrap() -= matched;
             Ok(())
         }
         Step::ReturnFee {
@@ -548,6 +605,69 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
     }
 }
 
+/// A review step: freeze (a match neither under review nor released, of a gift not
+/// refunded, that the project still has available), unfreeze (a frozen match), release
+/// after review (a frozen match, by another reviewer than the one who froze it).
+async fn run_review(
+    h: &mut Harness,
+    m: &mut Model,
+    donation: usize,
+    action: ReviewAction,
+    reviewer: usize,
+) -> Result<(), String> {
+    let donation = donation % (m.donations.len() + 1);
+    let seq = m
+        .donations
+        .get(donation)
+        .map(|d| d.seq)
+        .unwrap_or(1_000_000);
+    let reason = Text::new("审核").unwrap();
+    let command = match action {
+        ReviewAction::Freeze => Command::FreezeMatch {
+            donation_seq: seq,
+            reason,
+        },
+        ReviewAction::Unfreeze => Command::UnfreezeMatch {
+            donation_seq: seq,
+            reason,
+        },
+        ReviewAction::Release => Command::ReleaseMatch {
+            donation_seq: seq,
+            reason,
+        },
+    };
+    let result = h.submit(actor("risk", reviewer), command).await;
+    let Some(d) = m.donations.get_mut(donation) else {
+        return expect_refused(result, "unknown donation");
+    };
+    if d.matched == 0 || d.refund_seq.is_some() {
+        return expect_refused(result, "no match, or refunded");
+    }
+    let p = &mut m.projects[d.project];
+    match (action, d.review) {
+        (ReviewAction::Freeze, MReview::None) if p.available() >= d.matched => {
+            result.map_err(|e| format!("freeze refused: {e}"))?;
+            d.review = MReview::Frozen { by: reviewer };
+            p.frozen += d.matched;
+        }
+        (ReviewAction::Unfreeze, MReview::Frozen { .. }) => {
+            result.map_err(|e| format!("unfreeze refused: {e}"))?;
+            d.review = MReview::None;
+            p.frozen -= d.matched;
+        }
+        (ReviewAction::Release, MReview::Frozen { by }) if by != reviewer => {
+            result.map_err(|e| format!("release refused: {e}"))?;
+            d.review = MReview::Released;
+            p.frozen -= d.matched;
+            p.balance -= d.matched;
+            m.pool_used -= d.matched;
+            *m.donor_used.get_mut(&d.donor).unwrap() -= d.matched;
+        }
+        _ => return expect_refused(result, "wrong review state, money spent, or four eyes"),
+    }
+    Ok(())
+}
+
 fn expect_refused(result: Result<Vec<SealedEvent>, String>, why: &str) -> Result<(), String> {
     match result {
         Err(_) => Ok(()),
@@ -589,12 +709,14 @@ async fn check(h: &Harness, m: &Model) -> Result<(), String> {
             b.committed,
             b.requested,
             b.fees_returned,
+            b.frozen,
         ) != (
             mp.balance,
             mp.available(),
             mp.committed,
             mp.requested,
             mp.fees_returned,
+            mp.frozen,
         ) {
             return Err(format!("{id}: ledger {b:?} vs model {mp:?}"));
         }
@@ -608,6 +730,20 @@ async fn check(h: &Harness, m: &Model) -> Result<(), String> {
             return Err(format!(
                 "donation {}: fee returned {fee_returned}, model {}",
                 d.seq, d.fee_returned
+            ));
+        }
+        let review = (
+            live.match_frozen(d.seq).is_some(),
+            live.match_released_after_review(d.seq).is_some(),
+        );
+        let expected = (
+            matches!(d.review, MReview::Frozen { .. }),
+            d.review == MReview::Released,
+        );
+        if review != expected {
+            return Err(format!(
+                "donation {}: (frozen, released after review) {review:?}, model {:?}",
+                d.seq, d.review
             ));
         }
     }

@@ -2355,3 +2355,312 @@ fn a_bank_credit_is_booked_once_across_statements() {
     other.channel = Channel::Bank;
     r.l.ok("recorder", Command::RecordDonation(other));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Matches under review: freeze, unfreeze, release after review.
+
+fn freeze(donation_seq: u64) -> Command {
+    Command::FreezeMatch {
+        donation_seq,
+        reason: text("同一账户拆分为多个新捐赠人"),
+    }
+}
+
+fn unfreeze(donation_seq: u64) -> Command {
+    Command::UnfreezeMatch {
+        donation_seq,
+        reason: text("核实为真实捐赠人"),
+    }
+}
+
+fn release(donation_seq: u64) -> Command {
+    Command::ReleaseMatch {
+        donation_seq,
+        reason: text("核实为刷配捐"),
+    }
+}
+
+/// A project `cp` with a 1:1 pool (300 per gift, 500 per donor a day, 1,000 in all) and a
+/// gift of 1,000 from `d1` matched 300: the gift's seq.
+fn matched_gift() -> (Ledger, u64) {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    l.ok("admin", pool("pool", &["cp"], (300, 500, 1_000)));
+    let events = give(&mut l, "cp", 1_000, "t1", "d1");
+    assert_eq!(events.len(), 2);
+    (l, events[0].seq())
+}
+
+fn balances(l: &Ledger) -> projections::Balances {
+    l.state.projects[&id("cp")].balances.clone()
+}
+
+#[test]
+fn a_frozen_match_stays_matched_but_cannot_be_spent_until_unfrozen() {
+    let (mut l, seq) = matched_gift();
+    assert_eq!(l.available("cp"), 1_300);
+    let events = l.ok("risk-a", freeze(seq));
+    assert_eq!(events.len(), 1);
+    match events[0].body() {
+        EventBody::MatchFrozen(m) => {
+            assert_eq!(m.donation_seq, seq);
+            assert_eq!(m.amount_minor.minor(), 300);
+            assert_eq!(m.pool.as_str(), "pool");
+            assert_eq!(m.project.as_str(), "cp");
+        }
+        other => panic!("expected a freeze, got {other:?}"),
+    }
+    let b = balances(&l);
+    assert_eq!((b.matched, b.frozen, b.balance()), (300, 300, Some(1_300)));
+    assert_eq!(l.available("cp"), 1_000, "the match is held out");
+    assert_eq!(l.state.pools[&id("pool")].used(), 300, "still allocated");
+    assert!(l.state.match_frozen(seq).is_some());
+    // Payouts and moves cannot spend it.
+    let e = l.err("finance", payout("cp", 1_001));
+    assert!(
+        matches!(
+            e,
+            CommandError::InsufficientFunds {
+                requested: 1_001,
+                available: 1_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    l.open("other", ProjectKind::CommunityProject, None);
+    let e = l.err("finance", move_to("cp", "other", 1_001));
+    assert!(matches!(e, CommandError::InsufficientFunds { .. }), "{e}");
+    l.ok("finance", payout("cp", 1_000));
+    assert_eq!(l.available("cp"), 0);
+    // Cleared: the project may spend it again.
+    let events = l.ok("risk-a", unfreeze(seq));
+    assert!(matches!(events[0].body(), EventBody::MatchUnfrozen(_)));
+    let b = balances(&l);
+    assert_eq!((b.matched, b.frozen), (300, 0));
+    assert_eq!(l.available("cp"), 300);
+    assert!(l.state.match_holds.is_empty());
+    // A match cleared once may be frozen again (new evidence).
+    l.ok("risk-a", freeze(seq));
+    assert_eq!(l.available("cp"), 0);
+}
+
+#[test]
+fn a_freeze_names_a_match_that_is_there_to_hold() {
+    let (mut l, seq) = matched_gift();
+    let e = l.err("risk-a", freeze(999));
+    assert!(matches!(e, CommandError::UnknownDonation(999)), "{e}");
+    assert!(e.to_string().starts_with("donation_seq: "), "{e}");
+    // A gift the pool did not match (the donor's day is used up after 500).
+    give(&mut l, "cp", 1_000, "t2", "d1");
+    let unmatched = give(&mut l, "cp", 1_000, "t3", "d1");
+    assert_eq!(unmatched.len(), 1);
+    let e = l.err("risk-a", freeze(unmatched[0].seq()));
+    assert!(
+        matches!(e, CommandError::NoMatch(s) if s == unmatched[0].seq()),
+        "{e}"
+    );
+    assert_eq!(e.code(), "no_match");
+    assert!(e.to_string().starts_with("donation_seq: "), "{e}");
+    // Frozen already.
+    let frozen_at = l.ok("risk-a", freeze(seq))[0].seq();
+    let e = l.err("risk-b", freeze(seq));
+    assert!(matches!(e, CommandError::MatchState { .. }), "{e}");
+    assert!(e.is_conflict());
+    assert_eq!(e.code(), "match_state");
+    assert!(
+        e.to_string()
+            .contains(&format!("is frozen (at seq {frozen_at})")),
+        "{e}"
+    );
+    // Released after review.
+    l.ok("risk-b", release(seq));
+    let e = l.err("risk-a", freeze(seq));
+    assert!(
+        e.to_string().contains("released after review (at seq"),
+        "{e}"
+    );
+    // A refunded gift's match went back with the refund.
+    let (mut l, seq) = matched_gift();
+    l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: seq,
+            reason: text("重复支付"),
+            fee_returned_minor: None,
+        },
+    );
+    let e = l.err("risk-a", freeze(seq));
+    assert!(
+        matches!(e, CommandError::AlreadyRefunded(s) if s == seq),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_match_already_spent_cannot_be_held() {
+    let (mut l, seq) = matched_gift();
+    l.ok("finance", payout("cp", 1_100));
+    let e = l.err("risk-a", freeze(seq));
+    assert!(
+        matches!(
+            e,
+            CommandError::InsufficientFunds {
+                requested: 300,
+                available: 200,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("amount_minor: 300"), "{e}");
+}
+
+#[test]
+fn only_a_frozen_match_is_unfrozen_or_released() {
+    let (mut l, seq) = matched_gift();
+    for command in [unfreeze(seq), release(seq)] {
+        let e = l.err("risk-a", command);
+        assert!(matches!(e, CommandError::MatchState { .. }), "{e}");
+        assert!(e.to_string().contains("is not frozen"), "{e}");
+        assert!(e.to_string().starts_with("donation_seq: "), "{e}");
+    }
+    let e = l.err("risk-a", release(seq));
+    assert!(e.to_string().contains("freeze it first"), "{e}");
+    let e = l.err("risk-a", unfreeze(999));
+    assert!(matches!(e, CommandError::UnknownDonation(999)), "{e}");
+    l.ok("risk-a", freeze(seq));
+    l.ok("risk-b", release(seq));
+    for command in [unfreeze(seq), release(seq)] {
+        let e = l.err("risk-a", command);
+        assert!(
+            e.to_string().contains("released after review (at seq"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_release_after_review_takes_four_eyes() {
+    let (mut l, seq) = matched_gift();
+    l.run_with_token("risk-a", Some("admin-zhao"), freeze(seq))
+        .unwrap();
+    let e = l.err("risk-a", release(seq));
+    assert!(
+        matches!(e, CommandError::FourEyes { ref actor, .. } if actor.as_str() == "risk-a"),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "four eyes: risk-a froze the match of the donation at seq {seq} and cannot also \
+             release it after review"
+        )
+    );
+    // The admin who issued the freezer's token, acting or issuing the releaser's token.
+    let e = l.err("admin-zhao", release(seq));
+    assert!(
+        e.to_string()
+            .contains("admin-zhao issued the token that froze"),
+        "{e}"
+    );
+    let e = l
+        .run_with_token("risk-b", Some("admin-zhao"), release(seq))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cannot also release it after review with a token they issued"),
+        "{e}"
+    );
+    // The one who froze it may still clear it; someone else may release it.
+    l.run_with_token("risk-b", Some("admin-qian"), release(seq))
+        .unwrap();
+}
+
+#[test]
+fn a_release_after_review_gives_the_match_back_to_its_pool_and_the_gift_stays() {
+    let (mut l, seq) = matched_gift();
+    l.ok("risk-a", freeze(seq));
+    let events = l.ok("risk-b", release(seq));
+    assert_eq!(events.len(), 1);
+    assert!(
+        matches!(events[0].body(), EventBody::MatchRevoked(m) if m.amount_minor.minor() == 300)
+    );
+    let b = balances(&l);
+    assert_eq!(
+        (b.raised, b.matched, b.frozen, b.refunded, b.balance()),
+        (1_000, 0, 0, 0, Some(1_000))
+    );
+    assert_eq!(l.available("cp"), 1_000);
+    let pool = &l.state.pools[&id("pool")];
+    assert_eq!((pool.allocated, pool.released, pool.used()), (300, 300, 0));
+    assert!(
+        l.state.donations[&seq].refunded_seq.is_none(),
+        "the gift stays"
+    );
+    assert!(l.state.match_released_after_review(seq).is_some());
+    // The donor's cap for the day has room again: 300 per gift, 500 a day.
+    let again = give(&mut l, "cp", 1_000, "t2", "d1");
+    assert!(
+        matches!(again[1].body(), EventBody::MatchAllocated(m) if m.amount_minor.minor() == 300),
+        "the day's cap was freed"
+    );
+    // Refunding the gift later returns it alone: its match went back already.
+    let refund = l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: seq,
+            reason: text("捐赠人申请退款"),
+            fee_returned_minor: None,
+        },
+    );
+    assert_eq!(refund.len(), 1, "no second release of the match");
+    assert_eq!(
+        l.state.pools[&id("pool")].used(),
+        300,
+        "only the new gift's"
+    );
+}
+
+#[test]
+fn a_refund_of_a_gift_under_review_releases_its_match_and_the_hold() {
+    let (mut l, seq) = matched_gift();
+    l.ok("risk-a", freeze(seq));
+    // 1,300 held, 1,000 available: the refund needs the gift's 1,000, the match takes its
+    // own hold with it.
+    assert_eq!(l.available("cp"), 1_000);
+    let refund = l.ok(
+        "recorder",
+        Command::RefundDonation {
+            donation_seq: seq,
+            reason: text("捐赠人申请退款"),
+            fee_returned_minor: None,
+        },
+    );
+    assert_eq!(refund.len(), 2);
+    assert!(matches!(refund[1].body(), EventBody::MatchReleased(_)));
+    let b = balances(&l);
+    assert_eq!((b.matched, b.frozen, b.balance()), (0, 0, Some(0)));
+    assert_eq!(l.available("cp"), 0);
+    assert!(l.state.match_holds.is_empty());
+    assert_eq!(l.state.pools[&id("pool")].used(), 0);
+}
+
+#[test]
+fn closing_the_pool_does_not_stop_a_review() {
+    let (mut l, seq) = matched_gift();
+    let second = give(&mut l, "cp", 200, "t2", "d2")[0].seq();
+    l.ok("risk-a", freeze(seq));
+    l.ok(
+        "admin",
+        Command::CloseMatchingPool {
+            pool: id("pool"),
+            reason: text("活动结束"),
+        },
+    );
+    l.ok("risk-a", freeze(second));
+    l.ok("risk-a", unfreeze(second));
+    l.ok("risk-b", release(seq));
+    assert_eq!(l.state.pools[&id("pool")].used(), 200);
+    assert_eq!(balances(&l).frozen, 0);
+}

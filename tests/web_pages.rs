@@ -80,6 +80,47 @@ async fn every_page_over_demo_data() {
         }],
     )
     .await;
+    // Two matches under review: one stays frozen, the other is released after review.
+    let state = caught_up(&node).await;
+    let reviewed: Vec<u64> = state
+        .donations
+        .values()
+        .filter(|d| {
+            d.matched.is_some()
+                && d.refunded_seq.is_none()
+                && state.projects[&d.project].balances.available().unwrap()
+                    >= 2 * d.matched.as_ref().unwrap().1
+        })
+        .map(|d| d.seq)
+        .take(2)
+        .collect();
+    assert_eq!(reviewed.len(), 2, "the demo has matched gifts to review");
+    let (frozen_gift, released_gift) = (reviewed[0], reviewed[1]);
+    let review = |donation_seq: u64| Text::new(&format!("review {donation_seq}")).unwrap();
+    submit(
+        &node,
+        "risk-a",
+        vec![
+            Command::FreezeMatch {
+                donation_seq: frozen_gift,
+                reason: review(frozen_gift),
+            },
+            Command::FreezeMatch {
+                donation_seq: released_gift,
+                reason: review(released_gift),
+            },
+        ],
+    )
+    .await;
+    submit(
+        &node,
+        "risk-b",
+        vec![Command::ReleaseMatch {
+            donation_seq: released_gift,
+            reason: review(released_gift),
+        }],
+    )
+    .await;
     let state = caught_up(&node).await;
     let mut personal = HashSet::new();
     for d in state.donations.values() {
@@ -161,6 +202,7 @@ async fn every_page_over_demo_data() {
 
     // Every project's page.
     let mut refunds_shown = 0;
+    let mut frozen_shown = 0;
     for p in state.projects.values() {
         let uri = format!("/projects/{}?lang=en", p.id);
         let (status, body) = get(&router, &uri).await;
@@ -180,10 +222,16 @@ async fn every_page_over_demo_data() {
             f("raised") + f("matched") - f("refunded") + f("fees_returned") + f("moved_in")
                 - f("moved_out")
                 - f("paid_out")
-                - f("reserved"),
+                - f("reserved")
+                - f("frozen"),
             f("available"),
             "{uri}"
         );
+        if p.balances.frozen > 0 {
+            frozen_shown += 1;
+            assert_eq!(f("frozen"), p.balances.frozen as i128, "{uri}");
+            assert!(body.contains("Matches frozen under review"), "{uri}");
+        }
         if p.balances.refunded > 0 {
             refunds_shown += 1;
             assert_eq!(f("refunded"), p.balances.refunded as i128, "{uri}");
@@ -191,6 +239,30 @@ async fn every_page_over_demo_data() {
         ok(uri, body);
     }
     assert!(refunds_shown > 0, "some project page shows refunds");
+    assert!(
+        frozen_shown > 0,
+        "some project page shows a match under review"
+    );
+    // The receipts say what became of the match.
+    let code = |seq: u64| state.donations[&seq].receipt_code;
+    let (_, body) = get(
+        &router,
+        &format!("/receipt?code={}&lang=en", code(frozen_gift)),
+    )
+    .await;
+    assert!(
+        body.contains("under review: the match is frozen and the project cannot spend it yet"),
+        "{body}"
+    );
+    let (_, body) = get(
+        &router,
+        &format!("/receipt?code={}&lang=en", code(released_gift)),
+    )
+    .await;
+    assert!(
+        body.contains("released back to the pool after review on"),
+        "{body}"
+    );
     let (_, evil) = get(&router, "/projects/evil").await;
     assert!(!evil.contains("<script>alert") && evil.contains("&lt;script&gt;"));
 
@@ -316,7 +388,10 @@ async fn every_page_over_demo_data() {
         .expect("the feed's labels");
     let types: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&types.replace("&quot;", "\"")).unwrap();
-    assert_eq!(types.len(), 23);
+    assert_eq!(types.len(), 26);
+    assert_eq!(types["match_frozen"], "Match frozen for review");
+    assert_eq!(types["match_unfrozen"], "Match cleared by review");
+    assert_eq!(types["match_revoked"], "Match released after review");
     assert_eq!(types["match_allocated"], "Match allocated");
     assert_eq!(types["staff_token_issued"], "Staff token issued");
     assert_eq!(types["refund_fee_returned"], "Fee returned on a refund");

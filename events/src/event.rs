@@ -41,6 +41,9 @@ pub enum EventBody {
     MatchingPoolClosed(MatchingPoolClosed),
     MatchAllocated(MatchAllocated),
     MatchReleased(MatchReleased),
+    MatchFrozen(MatchReview),
+    MatchUnfrozen(MatchReview),
+    MatchRevoked(MatchReview),
     PayoutRequested(PayoutRequested),
     PayoutApproved(Decision),
     PayoutRejected(Rejection),
@@ -70,6 +73,9 @@ impl EventBody {
             EventBody::MatchingPoolClosed(_) => "matching_pool_closed",
             EventBody::MatchAllocated(_) => "match_allocated",
             EventBody::MatchReleased(_) => "match_released",
+            EventBody::MatchFrozen(_) => "match_frozen",
+            EventBody::MatchUnfrozen(_) => "match_unfrozen",
+            EventBody::MatchRevoked(_) => "match_revoked",
             EventBody::PayoutRequested(_) => "payout_requested",
             EventBody::PayoutApproved(_) => "payout_approved",
             EventBody::PayoutRejected(_) => "payout_rejected",
@@ -332,6 +338,9 @@ impl Serialize for BodyData<'_> {
             EventBody::MatchingPoolClosed(e) => e.serialize(serializer),
             EventBody::MatchAllocated(e) => e.serialize(serializer),
             EventBody::MatchReleased(e) => e.serialize(serializer),
+            EventBody::MatchFrozen(e)
+            | EventBody::MatchUnfrozen(e)
+            | EventBody::MatchRevoked(e) => e.serialize(serializer),
             EventBody::PayoutRequested(e) => e.serialize(serializer),
             EventBody::PayoutApproved(e) | EventBody::MoveApproved(e) => e.serialize(serializer),
             EventBody::PayoutRejected(e) | EventBody::MoveRejected(e) => e.serialize(serializer),
@@ -554,6 +563,30 @@ pub struct MatchReleased {
     pub donation_seq: u64,
     pub pool: Id,
     pub project: Id,
+}
+
+/// A step in the review of a match (the brief: large platforms freeze matches under
+/// review, e.g. a gift split across made-up donors to farm matches). One shape for the
+/// three steps, as `Decision` is for approvals:
+/// - `match_frozen`: the match is held. It stays allocated from its pool and counted in the
+///   project's `matched`, but the project cannot spend it (payouts, moves) until the review
+///   ends.
+/// - `match_unfrozen`: the review cleared the match; the project may spend it again.
+/// - `match_revoked`: the review sent the match back to its pool (released after review),
+///   as a refund's `MatchReleased` would, while the gift itself stays. Four eyes: not by
+///   the hand that froze it.
+///
+/// Pool, project and amount repeat the match being reviewed (as `MatchReleased` does), so
+/// a reader of one event knows what money it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchReview {
+    pub amount_minor: Amount,
+    /// The donation that triggered the match.
+    pub donation_seq: u64,
+    pub pool: Id,
+    pub project: Id,
+    pub reason: Text,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

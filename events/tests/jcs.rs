@@ -208,6 +208,7 @@ fn event_structs_declare_their_fields_in_canonical_order() {
         declared_fields::<MatchingPoolClosed>(),
         declared_fields::<MatchAllocated>(),
         declared_fields::<MatchReleased>(),
+        declared_fields::<MatchReview>(),
         declared_fields::<PayoutRequested>(),
         declared_fields::<Decision>(),
         declared_fields::<Rejection>(),
@@ -340,6 +341,14 @@ mod random {
         })
     }
 
+    /// The correction's reason, reused as a review's (any text the strategy made).
+    fn name_reason(r: &EventRecord) -> Text {
+        match &r.body {
+            EventBody::RefundFeeReturned(c) => c.reason.clone(),
+            _ => unreachable!("built above"),
+        }
+    }
+
     proptest! {
         /// The one-pass canonicalizer equals the reference on any float-free JSON value.
         #[test]
@@ -390,6 +399,21 @@ mod random {
                 ..refund
             };
             prop_assert_eq!(correction.canonical_bytes().unwrap(), serde_json_canonicalizer::to_vec(&correction).unwrap());
+            let review = MatchReview {
+                amount_minor: Amount::new(amount).unwrap(),
+                donation_seq: u64::from(seq),
+                pool: Id::new("pool-1").unwrap(),
+                project: Id::new("cp-001").unwrap(),
+                reason: name_reason(&correction),
+            };
+            for body in [
+                EventBody::MatchFrozen(review.clone()),
+                EventBody::MatchUnfrozen(review.clone()),
+                EventBody::MatchRevoked(review),
+            ] {
+                let step = EventRecord { body, ..correction.clone() };
+                prop_assert_eq!(step.canonical_bytes().unwrap(), serde_json_canonicalizer::to_vec(&step).unwrap());
+            }
         }
     }
 }

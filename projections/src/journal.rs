@@ -444,20 +444,27 @@ pub fn journal_entry(
             format!("match for donation {} from {}", m.donation_seq, m.pool)
         }
         EventBody::MatchReleased(m) => {
-            let currency = pool_currency(before, &m.pool, seq)?;
-            e.transfer(
-                Account::MatchingIncome {
-                    pool: m.pool.clone(),
-                    project: m.project.clone(),
-                },
-                Account::MatchingReceivable {
-                    pool: m.pool.clone(),
-                },
-                m.amount_minor.minor(),
-                currency,
-            );
+            post_match_release(&mut e, before, &m.pool, &m.project, m.amount_minor, seq)?;
             format!("match released for donation {}", m.donation_seq)
         }
+        // A release after review is booked as a refund's release of a match.
+        EventBody::MatchRevoked(m) => {
+            post_match_release(&mut e, before, &m.pool, &m.project, m.amount_minor, seq)?;
+            format!(
+                "match released after review for donation {}",
+                m.donation_seq
+            )
+        }
+        // A hold moves no money between accounts: the match is still the project's income
+        // and the sponsor's debt. Only the memo says so.
+        EventBody::MatchFrozen(m) => format!(
+            "match for donation {} frozen for review (no posting)",
+            m.donation_seq
+        ),
+        EventBody::MatchUnfrozen(m) => format!(
+            "match for donation {} cleared by review (no posting)",
+            m.donation_seq
+        ),
         EventBody::PayoutApproved(d) => {
             let req = before
                 .payouts
@@ -587,6 +594,29 @@ fn post_fee_returned(e: &mut EntryBuilder, d: &crate::Donation, fee_returned: u6
         fee_returned,
         d.currency,
     );
+}
+
+/// A match going back to its pool (with its gift's refund, or after review): the reverse
+/// of its allocation, Dr 4201 matching income / Cr 1201 matching receivable.
+fn post_match_release(
+    e: &mut EntryBuilder,
+    before: &LedgerState,
+    pool: &Id,
+    project: &Id,
+    amount: events::Amount,
+    seq: u64,
+) -> Result<(), ProjectionError> {
+    let currency = pool_currency(before, pool, seq)?;
+    e.transfer(
+        Account::MatchingIncome {
+            pool: pool.clone(),
+            project: project.clone(),
+        },
+        Account::MatchingReceivable { pool: pool.clone() },
+        amount.minor(),
+        currency,
+    );
+    Ok(())
 }
 
 fn pool_currency(state: &LedgerState, pool: &Id, seq: u64) -> Result<Currency, ProjectionError> {

@@ -20,8 +20,9 @@ use crate::ProjectionError;
 /// Conservation: `balance = raised + matched + fees_returned − refunded − paid_out −
 /// moved_out + moved_in`, where `raised` is net of channel fees (`raised_gross − fees`),
 /// `matched` is net of released matches and `fees_returned` is what channels gave back of
-/// their fees on refunds. `available = balance − committed − requested`: money neither promised
-/// to an approved payout nor reserved by a pending payout or move.
+/// their fees on refunds. `available = balance − committed − requested − frozen`: money
+/// neither promised to an approved payout, nor reserved by a pending payout or move, nor a
+/// match held for review.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balances {
     pub raised_gross: u64,
@@ -40,6 +41,10 @@ pub struct Balances {
     pub committed: u64,
     /// Pending payout and move requests (reserved until approved or rejected).
     pub requested: u64,
+    /// Matches held for review (`MatchFrozen`, until unfrozen, released after review or
+    /// released with their gift's refund): still the project's (in `matched`), not
+    /// spendable.
+    pub frozen: u64,
 }
 
 impl Balances {
@@ -64,11 +69,13 @@ impl Balances {
             .saturating_add(self.matched)
             .saturating_add(self.moved_in)
     }
-    /// Money free for new payouts, moves and refunds.
+    /// Money free for new payouts, moves and refunds: the balance less what approved
+    /// payouts, pending requests and matches under review hold.
     pub fn available(&self) -> Option<u64> {
         self.balance()?
             .checked_sub(self.committed)?
-            .checked_sub(self.requested)
+            .checked_sub(self.requested)?
+            .checked_sub(self.frozen)
     }
 }
 
@@ -242,6 +249,48 @@ pub struct Request {
     pub bank_reference: Option<String>,
 }
 
+/// A match held for review (`MatchFrozen`), and how the review ended if it sent the match
+/// back to its pool (`MatchRevoked`). A review the match passed (`MatchUnfrozen`), or one
+/// a refund of the gift ended (its `MatchReleased`), leaves nothing here: the log keeps
+/// its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchHold {
+    pub donation_seq: u64,
+    pub pool: Id,
+    pub project: Id,
+    pub amount_minor: u64,
+    pub frozen_seq: u64,
+    pub frozen_ts_ms: u64,
+    /// The actor of the freeze, and the admin who issued their token (if through the API):
+    /// neither may release the match after review (four eyes).
+    pub frozen_by: Id,
+    pub frozen_token_issuer: Option<Id>,
+    pub reason: Text,
+    /// The `MatchRevoked` that released the match after review, and when.
+    pub released_seq: Option<u64>,
+    pub released_ts_ms: Option<u64>,
+}
+
+impl MatchHold {
+    /// Still under review: held, not yet released.
+    pub fn is_frozen(&self) -> bool {
+        self.released_seq.is_none()
+    }
+
+    /// Whether the one releasing the match (`actor`, with a token from `token_issuer`)
+    /// shares a hand with the one who froze it or the issuer of their token.
+    pub fn shared_hand<'a>(
+        &'a self,
+        actor: &'a Id,
+        token_issuer: Option<&'a Id>,
+    ) -> Option<SharedHand<'a>> {
+        shared_hand(
+            (&self.frozen_by, self.frozen_token_issuer.as_ref()),
+            (actor, token_issuer),
+        )
+    }
+}
+
 /// Someone who could act both for a request and for a decision on it: the four-eyes rule
 /// is broken. A request or decision could be made by its actor, and by the admin who issued
 /// the actor's token (who saw it when it was made).
@@ -262,21 +311,31 @@ impl Request {
         actor: &'a Id,
         token_issuer: Option<&'a Id>,
     ) -> Option<SharedHand<'a>> {
-        let request = [
-            (Some(&self.requested_by), false),
-            (self.requester_token_issuer.as_ref(), true),
-        ];
-        let decision = [(Some(actor), false), (token_issuer, true)];
-        request.iter().find_map(|&(r, issued_request_token)| {
-            decision.iter().find_map(|&(d, issued_decision_token)| {
-                (r.is_some() && r == d).then(|| SharedHand {
-                    person: r.expect("checked"),
-                    issued_request_token,
-                    issued_decision_token,
-                })
+        shared_hand(
+            (&self.requested_by, self.requester_token_issuer.as_ref()),
+            (actor, token_issuer),
+        )
+    }
+}
+
+/// The person behind both a first step (a request, a freeze: its actor and the issuer of
+/// their token) and a second one that must be someone else's (a decision, a release after
+/// review), if any.
+fn shared_hand<'a>(
+    (first_actor, first_issuer): (&'a Id, Option<&'a Id>),
+    (actor, token_issuer): (&'a Id, Option<&'a Id>),
+) -> Option<SharedHand<'a>> {
+    let first = [(Some(first_actor), false), (first_issuer, true)];
+    let second = [(Some(actor), false), (token_issuer, true)];
+    first.iter().find_map(|&(r, issued_request_token)| {
+        second.iter().find_map(|&(d, issued_decision_token)| {
+            (r.is_some() && r == d).then(|| SharedHand {
+                person: r.expect("checked"),
+                issued_request_token,
+                issued_decision_token,
             })
         })
-    }
+    })
 }
 
 /// An imported statement and the lines recorded so far.
@@ -411,6 +470,9 @@ pub struct LedgerState {
     pub linked_lines: OrdSet<(u64, u64, u64)>,
     /// Staff tokens by their public id, as the log records their issue and revocation.
     pub staff_tokens: OrdMap<String, StaffToken>,
+    /// Matches under review, and those a review released, by the donation's seq. Few: the
+    /// matches risk control looks at.
+    pub match_holds: OrdMap<u64, MatchHold>,
 }
 
 /// A staff token's grant as the log records it (the token itself is never in the log).
@@ -549,6 +611,9 @@ impl LedgerState {
             EventBody::DonationReceived(e) => [Some(&e.project), None],
             EventBody::MatchAllocated(e) => [Some(&e.project), None],
             EventBody::MatchReleased(e) => [Some(&e.project), None],
+            EventBody::MatchFrozen(e)
+            | EventBody::MatchUnfrozen(e)
+            | EventBody::MatchRevoked(e) => [Some(&e.project), None],
             EventBody::DonationRefunded(_) | EventBody::RefundFeeReturned(_) => {
                 [self.fee_returned_by(body).map(|(d, _)| &d.project), None]
             }
@@ -862,24 +927,91 @@ impl LedgerState {
                 add(&mut p.balances.matched, amount, seq)?;
             }
             EventBody::MatchReleased(e) => {
-                let amount = e.amount_minor.minor();
+                // With the gift's refund: a hold on the match ends with it, and the money it
+                // held goes back with the match.
+                if let Some(hold) = self.match_frozen(e.donation_seq) {
+                    let held = hold.amount_minor;
+                    self.match_holds.remove(&e.donation_seq);
+                    let p = self.project_mut(&e.project, seq)?;
+                    sub(&mut p.balances.frozen, held, seq, "frozen money")?;
+                }
+                self.release_match(&e.pool, e.donation_seq, &e.project, e.amount_minor, seq)?;
+            }
+            EventBody::MatchFrozen(e) => {
                 let d = self.donations.get(&e.donation_seq).ok_or_else(|| {
                     invariant(seq, format!("unknown donation {}", e.donation_seq))
                 })?;
-                let (donor, donation_ts) = (d.donor_ref.clone(), d.ts_ms);
-                let pool = self
-                    .pools
-                    .get_mut(&e.pool)
-                    .ok_or_else(|| invariant(seq, format!("unknown pool {}", e.pool)))?;
-                add(&mut pool.released, amount, seq)?;
-                if pool.released > pool.allocated {
-                    return Err(invariant(seq, "a pool released more than it allocated"));
+                let amount = e.amount_minor.minor();
+                if d.matched.as_ref() != Some(&(e.pool.clone(), amount)) || d.project != e.project {
+                    return Err(invariant(
+                        seq,
+                        "a freeze names another match than the gift's",
+                    ));
                 }
-                let day = pool.day_of(donation_ts);
-                let used = pool.per_donor_day.entry((donor, day)).or_default();
-                sub(used, amount, seq, "per-donor matched money")?;
+                if d.refunded_seq.is_some() {
+                    return Err(invariant(seq, "a freeze of a refunded gift's match"));
+                }
+                if self.match_holds.contains_key(&e.donation_seq) {
+                    return Err(invariant(seq, "a match frozen twice, or after its release"));
+                }
+                self.match_holds.insert(
+                    e.donation_seq,
+                    MatchHold {
+                        donation_seq: e.donation_seq,
+                        pool: e.pool.clone(),
+                        project: e.project.clone(),
+                        amount_minor: amount,
+                        frozen_seq: seq,
+                        frozen_ts_ms: r.ts_ms,
+                        frozen_by: r.actor.clone(),
+                        frozen_token_issuer: r.token_issuer.clone(),
+                        reason: e.reason.clone(),
+                        released_seq: None,
+                        released_ts_ms: None,
+                    },
+                );
+                add(
+                    &mut self.project_mut(&e.project, seq)?.balances.frozen,
+                    amount,
+                    seq,
+                )?;
+            }
+            EventBody::MatchUnfrozen(e) => {
+                self.frozen_hold(e, seq)?;
+                self.match_holds.remove(&e.donation_seq);
                 let p = self.project_mut(&e.project, seq)?;
-                sub(&mut p.balances.matched, amount, seq, "matched money")?;
+                sub(
+                    &mut p.balances.frozen,
+                    e.amount_minor.minor(),
+                    seq,
+                    "frozen money",
+                )?;
+            }
+            EventBody::MatchRevoked(e) => {
+                let hold = self.frozen_hold(e, seq)?;
+                if hold
+                    .shared_hand(&r.actor, r.token_issuer.as_ref())
+                    .is_some()
+                {
+                    return Err(invariant(
+                        seq,
+                        "a match was released after review by the hand that froze it",
+                    ));
+                }
+                let hold = self
+                    .match_holds
+                    .get_mut(&e.donation_seq)
+                    .expect("looked up above");
+                hold.released_seq = Some(seq);
+                hold.released_ts_ms = Some(r.ts_ms);
+                let p = self.project_mut(&e.project, seq)?;
+                sub(
+                    &mut p.balances.frozen,
+                    e.amount_minor.minor(),
+                    seq,
+                    "frozen money",
+                )?;
+                self.release_match(&e.pool, e.donation_seq, &e.project, e.amount_minor, seq)?;
             }
             EventBody::PayoutRequested(e) => {
                 let amount = e.amount_minor.minor();
@@ -1199,6 +1331,99 @@ impl LedgerState {
         req.decided_seq = Some(seq);
         req.decided_ts_ms = Some(ts_ms);
         Ok(req.clone())
+    }
+
+    /// A match going back to its pool, with its gift's refund (`MatchReleased`) or after
+    /// review (`MatchRevoked`): the pool's `released` and the donor's matched money for
+    /// the gift's day (so the per-donor and total caps have room again) and the project's
+    /// `matched` all fall by it. One path for both.
+    fn release_match(
+        &mut self,
+        pool_id: &Id,
+        donation_seq: u64,
+        project: &Id,
+        amount: Amount,
+        seq: u64,
+    ) -> Result<(), ProjectionError> {
+        let amount = amount.minor();
+        let d = self
+            .donations
+            .get(&donation_seq)
+            .ok_or_else(|| invariant(seq, format!("unknown donation {donation_seq}")))?;
+        if self
+            .match_holds
+            .get(&donation_seq)
+            .is_some_and(|h| h.released_seq.is_some_and(|s| s != seq))
+        {
+            return Err(invariant(seq, "a match released twice"));
+        }
+        let (donor, donation_ts) = (d.donor_ref.clone(), d.ts_ms);
+        let pool = self
+            .pools
+            .get_mut(pool_id)
+            .ok_or_else(|| invariant(seq, format!("unknown pool {pool_id}")))?;
+        add(&mut pool.released, amount, seq)?;
+        if pool.released > pool.allocated {
+            return Err(invariant(seq, "a pool released more than it allocated"));
+        }
+        let day = pool.day_of(donation_ts);
+        let used = pool.per_donor_day.entry((donor, day)).or_default();
+        sub(used, amount, seq, "per-donor matched money")?;
+        let p = self.project_mut(project, seq)?;
+        sub(&mut p.balances.matched, amount, seq, "matched money")
+    }
+
+    /// The hold a review step (unfreeze, release after review) ends: the match must be
+    /// frozen, and the event must name it as its freeze did.
+    fn frozen_hold(
+        &self,
+        e: &events::MatchReview,
+        seq: u64,
+    ) -> Result<&MatchHold, ProjectionError> {
+        let hold = self
+            .match_holds
+            .get(&e.donation_seq)
+            .filter(|h| h.is_frozen())
+            .ok_or_else(|| {
+                invariant(
+                    seq,
+                    format!("the match of donation {} is not frozen", e.donation_seq),
+                )
+            })?;
+        if hold.pool != e.pool
+            || hold.project != e.project
+            || hold.amount_minor != e.amount_minor.minor()
+        {
+            return Err(invariant(
+                seq,
+                "a review step names another match than its freeze",
+            ));
+        }
+        Ok(hold)
+    }
+
+    /// The match of a gift under review (frozen, not yet unfrozen or released).
+    pub fn match_frozen(&self, donation_seq: u64) -> Option<&MatchHold> {
+        self.match_holds
+            .get(&donation_seq)
+            .filter(|h| h.is_frozen())
+    }
+
+    /// The match of a gift that a review sent back to its pool.
+    pub fn match_released_after_review(&self, donation_seq: u64) -> Option<&MatchHold> {
+        self.match_holds
+            .get(&donation_seq)
+            .filter(|h| !h.is_frozen())
+    }
+
+    /// The match a gift still holds: its pool and amount, unless a refund or a review
+    /// released it.
+    pub fn match_held<'d>(&self, d: &'d Donation) -> Option<(&'d Id, u64)> {
+        let (pool, amount) = d.matched.as_ref()?;
+        if d.refunded_seq.is_some() || self.match_released_after_review(d.seq).is_some() {
+            return None;
+        }
+        Some((pool, *amount))
     }
 
     /// The projects in a stable order.

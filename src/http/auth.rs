@@ -47,6 +47,12 @@ pub fn role_for(command: &Command) -> Role {
         // Resolving a reconciliation exception books money (a settlement, a sponsor's
         // payment): a second person's decision, like an approval.
         Command::ResolveException(_)
+        // Holding a match, clearing it and sending it back to its pool decide about a
+        // sponsor's money (risk control): an approver's, as a payout's approval is. A
+        // release after review also needs a second approver (four eyes, in decide()).
+        | Command::FreezeMatch { .. }
+        | Command::UnfreezeMatch { .. }
+        | Command::ReleaseMatch { .. }
         | Command::ApprovePayout { .. }
         | Command::RejectPayout { .. }
         | Command::ApproveMove { .. }

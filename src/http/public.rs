@@ -102,6 +102,11 @@ pub fn public_data(body: &EventBody, state: &LedgerState) -> serde_json::Value {
         EventBody::MatchReleased(e) => {
             serde_json::to_value(e).map(|v| with_currency(v, state, &e.project))
         }
+        // A review names a gift by its seq (public) and says why, in staff's words (no
+        // donor data: staff write reasons for the public log, as for refunds).
+        EventBody::MatchFrozen(e) | EventBody::MatchUnfrozen(e) | EventBody::MatchRevoked(e) => {
+            serde_json::to_value(e).map(|v| with_currency(v, state, &e.project))
+        }
         EventBody::PayoutRequested(e) => serde_json::to_value(e).map(|mut v| {
             if let Some(o) = v.as_object_mut() {
                 let payee = crate::reports::public_payee(state, &e.project, e.payee.as_str());
@@ -653,8 +658,13 @@ pub struct ReceiptMatch {
     pub pool: String,
     pub sponsor: String,
     pub amount_minor: u64,
-    /// True when the donation was refunded and the match went back to the pool.
+    /// True when the match went back to the pool: the donation was refunded, or a review
+    /// released it (`released_after_review`).
     pub released: bool,
+    /// True while the match is held for review: the project cannot spend it yet.
+    pub under_review: bool,
+    /// True when a review sent the match back to its pool (the gift itself stands).
+    pub released_after_review: bool,
 }
 
 /// What a donor sees for their receipt code.
@@ -711,7 +721,9 @@ pub async fn receipt(
             .map(|p| p.sponsor.to_string())
             .unwrap_or_default(),
         amount_minor: *amount,
-        released: d.refunded_seq.is_some(),
+        released: state.match_held(d).is_none(),
+        under_review: state.match_frozen(seq).is_some(),
+        released_after_review: state.match_released_after_review(seq).is_some(),
     });
     Ok(Json(ReceiptView {
         receipt_code: code.clone(),

@@ -134,6 +134,17 @@ impl From<RefundFeeReturnedCommandBody> for Command {
     }
 }
 
+/// A step of a match's review through the generic route (`freeze_match`,
+/// `unfreeze_match`, `release_match`): the donation whose match it is, and why.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchReviewCommandBody {
+    /// The seq of the donation that triggered the match.
+    pub donation_seq: u64,
+    #[schema(value_type = String, max_length = 500, example = "同一付款账户拆分为多个新捐赠人")]
+    pub reason: Text,
+}
+
 /// A gift from a payment channel. The ledger derives the receipt code; a channel
 /// transaction is recorded at most once.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -428,6 +439,9 @@ command_bodies! {
     CancelPledge(CancelPledgeBody) = "cancel_pledge",
     CommitMatchingPool(PoolBody) = "commit_matching_pool",
     CloseMatchingPool(ClosePoolBody) = "close_matching_pool",
+    FreezeMatch(MatchReviewCommandBody) = "freeze_match",
+    UnfreezeMatch(MatchReviewCommandBody) = "unfreeze_match",
+    ReleaseMatch(MatchReviewCommandBody) = "release_match",
     RequestPayout(PayoutBody) = "request_payout",
     ApprovePayout(ApprovePayoutBody) = "approve_payout",
     RejectPayout(RejectPayoutBody) = "reject_payout",
@@ -541,6 +555,18 @@ impl From<CommandBody> for Command {
             CommandBody::CommitMatchingPool(b) => Command::CommitMatchingPool(b.into()),
             CommandBody::CloseMatchingPool(b) => Command::CloseMatchingPool {
                 pool: b.pool,
+                reason: b.reason,
+            },
+            CommandBody::FreezeMatch(b) => Command::FreezeMatch {
+                donation_seq: b.donation_seq,
+                reason: b.reason,
+            },
+            CommandBody::UnfreezeMatch(b) => Command::UnfreezeMatch {
+                donation_seq: b.donation_seq,
+                reason: b.reason,
+            },
+            CommandBody::ReleaseMatch(b) => Command::ReleaseMatch {
+                donation_seq: b.donation_seq,
                 reason: b.reason,
             },
             CommandBody::RequestPayout(b) => b.into(),
@@ -1115,6 +1141,67 @@ pub async fn record_refund_fee_returned(
     write(&s, &p, &h, c).await
 }
 
+/// Freeze a donation's match for review (approver): it stays allocated from its pool and
+/// counted as the project's, but the project cannot spend it (it is taken out of the
+/// available money) until the review unfreezes it or releases it.
+#[utoipa::path(post, path = "/api/v1/staff/donations/{seq}/match/freeze", tag = "staff", request_body = ReasonBody,
+    params(("seq" = u64, Path, description = "The seq of the donation that triggered the match"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = WriteResponse), (status = 200, description = "Replayed", body = WriteResponse), WriteErrors),
+    security(("bearer" = [])))]
+pub async fn freeze_match(
+    State(s): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    ApiPath(seq): ApiPath<u64>,
+    ApiJson(b): ApiJson<ReasonBody>,
+) -> Result<Response, ApiError> {
+    let c = Command::FreezeMatch {
+        donation_seq: seq,
+        reason: b.reason,
+    };
+    write(&s, &p, &h, c).await
+}
+
+/// End a match's review by clearing it (approver): the project may spend it again.
+#[utoipa::path(post, path = "/api/v1/staff/donations/{seq}/match/unfreeze", tag = "staff", request_body = ReasonBody,
+    params(("seq" = u64, Path, description = "The seq of the donation that triggered the match"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = WriteResponse), (status = 200, description = "Replayed", body = WriteResponse), WriteErrors),
+    security(("bearer" = [])))]
+pub async fn unfreeze_match(
+    State(s): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    ApiPath(seq): ApiPath<u64>,
+    ApiJson(b): ApiJson<ReasonBody>,
+) -> Result<Response, ApiError> {
+    let c = Command::UnfreezeMatch {
+        donation_seq: seq,
+        reason: b.reason,
+    };
+    write(&s, &p, &h, c).await
+}
+
+/// End a match's review by sending it back to its pool (approver, not the one who froze
+/// it nor with a token they issued): the gift stays, the pool and the donor's daily cap get
+/// the match back, and the journal books it as a refund's release of a match.
+#[utoipa::path(post, path = "/api/v1/staff/donations/{seq}/match/release", tag = "staff", request_body = ReasonBody,
+    params(("seq" = u64, Path, description = "The seq of the donation that triggered the match"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = WriteResponse), (status = 200, description = "Replayed", body = WriteResponse), WriteErrors),
+    security(("bearer" = [])))]
+pub async fn release_match(
+    State(s): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    ApiPath(seq): ApiPath<u64>,
+    ApiJson(b): ApiJson<ReasonBody>,
+) -> Result<Response, ApiError> {
+    let c = Command::ReleaseMatch {
+        donation_seq: seq,
+        reason: b.reason,
+    };
+    write(&s, &p, &h, c).await
+}
+
 /// Record a pledge (recorder).
 #[utoipa::path(post, path = "/api/v1/staff/pledges", tag = "staff", request_body = PledgeBody,
     params(("Idempotency-Key" = Option<String>, Header)),
@@ -1457,6 +1544,10 @@ pub struct StaffDonation {
     /// The part of the fee the channel gave back on the refund: with the refund and in
     /// corrections since (0 when none, or not refunded).
     pub fee_returned_minor: u64,
+    /// The `match_frozen` event holding the match for review, while it is frozen.
+    pub match_frozen_seq: Option<u64>,
+    /// The `match_revoked` event that released the match after review, if one did.
+    pub match_released_after_review_seq: Option<u64>,
 }
 
 /// One donation with its donor reference (any staff role).
@@ -1491,6 +1582,10 @@ pub async fn get_donation(
         matched_minor: d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0),
         refunded_seq: d.refunded_seq,
         fee_returned_minor: d.fee_returned_minor,
+        match_frozen_seq: state.match_frozen(seq).map(|h| h.frozen_seq),
+        match_released_after_review_seq: state
+            .match_released_after_review(seq)
+            .and_then(|h| h.released_seq),
     }))
 }
 
@@ -1692,7 +1787,7 @@ mod tests {
                 assert_eq!(e.code, "missing_field", "{name}: {e:?}");
             }
         }
-        assert_eq!(CommandBody::NAMES.len(), 16);
+        assert_eq!(CommandBody::NAMES.len(), 19);
     }
 
     /// The OpenAPI document spells the commands as `decode_command` reads them.

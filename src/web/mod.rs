@@ -395,7 +395,7 @@ fn figures(l: Lang, p: &Project) -> String {
 {raised}
 {matched}
 {refunded}{fees_returned}{moved_in}{moved_out}{paid}
-{reserved}{avail}
+{reserved}{frozen}{avail}
 <dt>{goal_l}</dt><dd data-figure="goal">{goal}</dd>
 <dt>{donors_l}</dt><dd>{donations} / {donors}</dd>
 </dl>"#,
@@ -425,6 +425,11 @@ fn figures(l: Lang, p: &Project) -> String {
             ),
             "reserved",
             f.committed_minor + f.requested_minor
+        ),
+        frozen = optional(
+            l.t("审核中冻结的配捐", "Matches frozen under review"),
+            "frozen",
+            f.frozen_minor
         ),
         avail = row(l.t("可用余额", "Available"), "available", f.available_minor),
         goal_l = l.t("目标", "Goal"),
@@ -597,13 +602,19 @@ fn project_flows(state: &LedgerState, id: &Id) -> Vec<Flow> {
             d.amount_minor.saturating_sub(d.fee_minor) + matched,
             0,
         );
+        // A match a review released went back to its pool then, not with a later refund.
+        let reviewed = state.match_released_after_review(d.seq);
+        if let Some(ts) = reviewed.and_then(|h| h.released_ts_ms) {
+            push(ts, 0, matched);
+        }
+        let matched_at_refund = if reviewed.is_some() { 0 } else { matched };
         if let (Some(ts), Some(refund_seq)) = (d.refunded_ts_ms, d.refunded_seq) {
             // The fee the channel gave back with the refund came back to the project at
             // once; a fee given back later came in when it was recorded.
             push(
                 ts,
                 0,
-                d.amount_minor + matched - state.fee_returned_at_refund(d),
+                d.amount_minor + matched_at_refund - state.fee_returned_at_refund(d),
             );
             for (_, late) in state.fee_returns_after(refund_seq) {
                 push(late.ts_ms, late.fee_returned_minor, 0);
@@ -747,10 +758,9 @@ async fn project_page(
         if d.ts_ms >= since {
             gifts += 1;
             gifts_minor += d.amount_minor;
-            // A refund releases the gift's match: only matches still held count.
-            if d.refunded_seq.is_none() {
-                matched_minor += d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
-            }
+            // A refund or a review releases the gift's match: only matches still held
+            // count.
+            matched_minor += state.match_held(d).map_or(0, |(_, m)| m);
         }
         if d.refunded_ts_ms.is_some_and(|t| t >= since) {
             refunds_minor += d.amount_minor;
@@ -1071,11 +1081,7 @@ async fn receipt_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Res
                         .get(pool)
                         .map(|p| p.sponsor.to_string())
                         .unwrap_or_else(|| pool.to_string()))
-                ) + if d.refunded_seq.is_some() {
-                    l.t("，已退回配捐池", "; released back to the pool")
-                } else {
-                    ""
-                },
+                ) + &match_review_note(l, &state, d),
             None => l.t("无", "none").to_owned(),
         },
         status_l = l.t("状态", "Status"),
@@ -1288,7 +1294,37 @@ async fn audit_page(RawQuery(raw): RawQuery) -> Response {
 
 /// Every event type with its label, Chinese and English: the feed page's names, also handed
 /// to its script (which listens for these types on the live stream).
-const EVENT_TYPE_LABELS: [(&str, &str, &str); 23] = [
+/// What became of a gift's match, for its receipt: under review, released after review,
+/// released with the refund, or nothing (it stands).
+fn match_review_note(l: Lang, state: &LedgerState, d: &projections::Donation) -> String {
+    if let Some(hold) = state.match_frozen(d.seq) {
+        format!(
+            "{} (#{})",
+            l.t(
+                "，审核中：配捐暂时冻结，项目暂不能使用",
+                "; under review: the match is frozen and the project cannot spend it yet"
+            ),
+            hold.frozen_seq
+        )
+    } else if let Some(hold) = state.match_released_after_review(d.seq) {
+        format!(
+            "{} {} (#{})",
+            l.t(
+                "，经审核已退回配捐池：",
+                "; released back to the pool after review on"
+            ),
+            hold.released_ts_ms.map(datetime).unwrap_or_default(),
+            hold.released_seq.unwrap_or_default()
+        )
+    } else if d.refunded_seq.is_some() {
+        l.t("，已退回配捐池", "; released back to the pool")
+            .to_owned()
+    } else {
+        String::new()
+    }
+}
+
+const EVENT_TYPE_LABELS: [(&str, &str, &str); 26] = [
     ("project_opened", "项目开启", "Project opened"),
     ("project_closed", "项目结束", "Project closed"),
     ("donation_received", "收到捐赠", "Donation received"),
@@ -1308,6 +1344,13 @@ const EVENT_TYPE_LABELS: [(&str, &str, &str); 23] = [
     ("matching_pool_closed", "配捐池关闭", "Matching pool closed"),
     ("match_allocated", "配捐", "Match allocated"),
     ("match_released", "配捐退回", "Match released"),
+    ("match_frozen", "配捐冻结审核", "Match frozen for review"),
+    ("match_unfrozen", "配捐审核通过", "Match cleared by review"),
+    (
+        "match_revoked",
+        "配捐经审核退回",
+        "Match released after review",
+    ),
     ("payout_requested", "申请拨付", "Payout requested"),
     ("payout_approved", "批准拨付", "Payout approved"),
     ("payout_rejected", "驳回拨付", "Payout rejected"),

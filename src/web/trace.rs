@@ -39,7 +39,7 @@ pub enum Use {
     MoveOut { move_seq: u64 },
     /// Paid back to a donor (the refund of donation `donation_seq`).
     Refund { donation_seq: u64 },
-    /// A released match, back to its pool.
+    /// A released match, back to its pool (with its gift's refund, or after review).
     MatchReleased { donation_seq: u64 },
 }
 
@@ -114,13 +114,27 @@ pub fn trace_project(state: &LedgerState, project: &Id) -> ProjectTrace {
                     ),
                 ));
             }
-            if let Some((_, matched)) = &d.matched {
+            // A match a review released already left (below), not with the refund.
+            if let (Some((_, matched)), None) =
+                (&d.matched, state.match_released_after_review(donation_seq))
+            {
                 flows.push((
                     refund_seq,
                     1,
                     Flow::Out(Use::MatchReleased { donation_seq }, *matched),
                 ));
             }
+        }
+    }
+    // A match a review sent back to its pool leaves when it was released; the gift stays.
+    for hold in state.match_holds.values().filter(|h| &h.project == project) {
+        if let Some(released_seq) = hold.released_seq {
+            let donation_seq = hold.donation_seq;
+            flows.push((
+                released_seq,
+                1,
+                Flow::Out(Use::MatchReleased { donation_seq }, hold.amount_minor),
+            ));
         }
     }
     for p in state.payouts.values().filter(|p| &p.project == project) {
