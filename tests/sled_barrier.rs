@@ -79,3 +79,38 @@ async fn a_barrier_failing_for_the_checkpoint_store_stops_appends_too() {
     assert!(refused.to_string().contains("restart"), "{refused}");
     assert!(log.sync().is_err(), "a stopped log refuses to sync");
 }
+
+/// Barriers run one at a time. Linux reports a writeback error to one fdatasync only, so a
+/// barrier running beside one that fails could return success for pages the other's error
+/// was about (an append acknowledged while the token store's barrier got its EIO). Here a
+/// barrier is stopped after sled's flush; a second barrier, set to fail, must wait for it
+/// rather than run beside it, and neither reports success once one failed.
+#[test]
+fn barriers_run_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(dir.path()).unwrap();
+    let (paused, resume) = log.pause_next_barrier();
+    let first = {
+        let log = log.clone();
+        std::thread::spawn(move || log.sync())
+    };
+    paused.recv().unwrap();
+    log.fail_next_barrier();
+    let second = {
+        let log = log.clone();
+        std::thread::spawn(move || log.sync())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !second.is_finished(),
+        "the second barrier ran beside the first instead of waiting for it"
+    );
+    resume.send(()).unwrap();
+    let (first, second) = (first.join().unwrap(), second.join().unwrap());
+    assert!(
+        first.is_err(),
+        "the first barrier took the failure: {first:?}"
+    );
+    assert!(second.is_err(), "the log is stopped: {second:?}");
+    assert!(log.sync().is_err());
+}

@@ -131,6 +131,17 @@ struct Inner {
     failed: std::sync::OnceLock<String>,
     /// Fault injection for tests: the next barrier fails ([`SledLog::fail_next_barrier`]).
     fail_next_barrier: std::sync::atomic::AtomicBool,
+    /// One barrier at a time (see [`SledLog::sync`]).
+    barrier_lock: Mutex<()>,
+    /// Test hook: the next barrier stops after sled's flush, says so on the first channel and
+    /// waits for the second ([`SledLog::pause_next_barrier`]).
+    #[allow(clippy::type_complexity)]
+    pause_next_barrier: Mutex<
+        Option<(
+            std::sync::mpsc::SyncSender<()>,
+            std::sync::mpsc::Receiver<()>,
+        )>,
+    >,
 }
 
 /// How many of the latest appended events are kept in memory for readers.
@@ -257,6 +268,8 @@ impl SledLog {
                 recent: Mutex::new(std::collections::VecDeque::new()),
                 failed: std::sync::OnceLock::new(),
                 fail_next_barrier: std::sync::atomic::AtomicBool::new(false),
+                barrier_lock: Mutex::new(()),
+                pause_next_barrier: Mutex::new(None),
             }),
         };
         if let Some(tree) = &this.inner.merkle {
@@ -314,13 +327,34 @@ impl SledLog {
     /// Every caller's barrier counts (the checkpoint store's too): Linux reports a failed
     /// writeback once, to whichever fsync comes first, so a failure here stops all appends
     /// ([`Self::fail`]) whoever called it, and a stopped log refuses to sync.
+    ///
+    /// Barriers run one at a time. Two side by side could split one writeback error: the
+    /// token store's fdatasync would get the EIO for an append's pages while the append's
+    /// own fdatasync, on the same file, returned 0 and the append was acknowledged. In turn,
+    /// each barrier's fdatasync reports every error since the one before it, and a barrier
+    /// that finds the log stopped by an earlier one is refused.
     pub fn sync(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self
+            .inner
+            .barrier_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.ensure_not_failed()?;
         self.barrier().map_err(|e| self.fail(&e))
     }
 
     fn barrier(&self) -> Result<(), StoreError> {
         self.inner.db.flush().map_err(StoreError::io)?;
+        let pause = self
+            .inner
+            .pause_next_barrier
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some((paused, resume)) = pause {
+            let _ = paused.send(());
+            let _ = resume.recv();
+        }
         self.sync_new_blobs()?;
         if self
             .inner
@@ -330,6 +364,26 @@ impl SledLog {
             return Err(StoreError::io("fdatasync failed (injected by a test)"));
         }
         self.inner.db_file.sync_data().map_err(StoreError::io)
+    }
+
+    /// Stops the next durability barrier after sled's flush until the returned sender is
+    /// used (or dropped); the receiver hears when it has stopped. For tests of barriers side
+    /// by side; nothing else calls it.
+    #[doc(hidden)]
+    pub fn pause_next_barrier(
+        &self,
+    ) -> (
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::SyncSender<()>,
+    ) {
+        let (paused_tx, paused_rx) = std::sync::mpsc::sync_channel(1);
+        let (resume_tx, resume_rx) = std::sync::mpsc::sync_channel(1);
+        *self
+            .inner
+            .pause_next_barrier
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((paused_tx, resume_rx));
+        (paused_rx, resume_tx)
     }
 
     /// Makes the next durability barrier fail as a failing `fdatasync` would, after sled's
