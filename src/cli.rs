@@ -254,7 +254,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 demo,
                 demo_donations,
-            } => serve(&data.data, listen, demo.then_some(demo_donations)).await,
+            } => serve(&store, &data.data, listen, demo.then_some(demo_donations)).await,
             Cmd::Token { command } => token(command),
             Cmd::ImportStatement(a) => crate::finance_cli::import_statement(a).await,
             Cmd::Reconcile(a) => crate::finance_cli::reconcile(a).await,
@@ -907,11 +907,21 @@ async fn soak(
 }
 
 async fn serve(
+    store: &StoreArgs,
     dir: &Path,
     listen: std::net::SocketAddr,
     demo_donations: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     use std::sync::atomic::{AtomicBool, Ordering};
+    // The server keeps its staff tokens and checkpoints in the data directory's sled
+    // database, beside the log: it serves the embedded store only. Said, not ignored, so an
+    // operator who asked for a cluster is not served a local ledger instead.
+    anyhow::ensure!(
+        store.kind == crate::node::StoreKind::Sled,
+        "--store eventstoredb (or LEDGER_STORE): `serve` runs on the embedded sled store \
+         only for now (its tokens and checkpoints live in the data directory); the other \
+         commands read and write EventStoreDB. Serve with --store sled"
+    );
     // While the demo is written the clock is the demo's (weeks of simulated time from 2018);
     // afterwards it is the system's. The writer never lets time go backwards.
     let demo_clock = DemoClock::new();
@@ -943,64 +953,72 @@ async fn serve(
         let key = crate::tlog::checkpoints::keygen(dir, &origin)?;
         eprintln!("demo: made a checkpoint signing key; verifier key {key}");
     }
-    let node = Node::open_on_sled(sled, dir, ledger, clock).await?;
-    if let Some(donations) = demo_donations {
-        let head = node.log.head().await?;
-        if head.len == 0 {
-            demo_running.store(true, Ordering::Relaxed);
-            let size = DemoSize {
-                donations,
-                ..DemoSize::default()
-            };
-            let bar = BarProgress(progress_bar(donations as u64, "demo gifts"));
-            run_demo(&node.writer, &demo_clock, &size, &bar).await?;
-            bar.0.finish_and_clear();
-            demo_running.store(false, Ordering::Relaxed);
+    let node = Arc::new(Node::open_on_sled(sled, dir, ledger, clock).await?);
+    // Whatever happens from here (a demo that fails, a port in use), the node is shut down
+    // before returning: its tasks hold the log, and a log dropped by a task the runtime
+    // cancels can hang in sled's flush-on-drop (ARCHITECTURE.md, "Who drops the log").
+    let outcome: anyhow::Result<()> = async {
+        if let Some(donations) = demo_donations {
+            let head = node.log.head().await?;
+            if head.len == 0 {
+                demo_running.store(true, Ordering::Relaxed);
+                let size = DemoSize {
+                    donations,
+                    ..DemoSize::default()
+                };
+                let bar = BarProgress(progress_bar(donations as u64, "demo gifts"));
+                run_demo(&node.writer, &demo_clock, &size, &bar).await?;
+                bar.0.finish_and_clear();
+                demo_running.store(false, Ordering::Relaxed);
+                eprintln!(
+                    "demo: {} events written into {}",
+                    node.log.head().await?.len,
+                    dir.display()
+                );
+            } else {
+                eprintln!(
+                    "demo: {} already holds {} events; serving them as they are",
+                    dir.display(),
+                    head.len
+                );
+            }
+        }
+        // Tokens made or revoked with the `token` command (the server stopped) reach the
+        // log now, before any request is answered (`TokenStore::record_in_log`).
+        let head = node.log.head().await?.len;
+        let state = node
+            .state_at(head, std::time::Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| node.state());
+        let recorded = tokens.void_unstored(&node.writer, &state).await?
+            + tokens.record_in_log(&node.writer, &state).await?;
+        if recorded > 0 {
+            tracing::info!(events = recorded, "staff tokens recorded in the log");
+        }
+        if tokens.list()?.is_empty() {
             eprintln!(
-                "demo: {} events written into {}",
-                node.log.head().await?.len,
+                "no staff tokens yet: stop the server and run `ledger token create --data {} --actor NAME --role admin`",
                 dir.display()
             );
-        } else {
-            eprintln!(
-                "demo: {} already holds {} events; serving them as they are",
-                dir.display(),
-                head.len
-            );
         }
+        let state = crate::http::AppState::new(node.clone(), tokens);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let local = listener.local_addr()?;
+        println!("ledger {} serving on http://{local}", node.ledger);
+        tracing::info!(address = %local, ledger = %node.ledger, "serving");
+        crate::http::serve(listener, state, crate::http::shutdown_signal()).await?;
+        Ok(())
     }
-    // Tokens made or revoked with the `token` command (the server stopped) reach the log
-    // now, before any request is answered (`TokenStore::record_in_log`).
-    let head = node.log.head().await?.len;
-    let state = node
-        .state_at(head, std::time::Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|| node.state());
-    let recorded = tokens.void_unstored(&node.writer, &state).await?
-        + tokens.record_in_log(&node.writer, &state).await?;
-    if recorded > 0 {
-        tracing::info!(events = recorded, "staff tokens recorded in the log");
-    }
-    if tokens.list()?.is_empty() {
-        eprintln!(
-            "no staff tokens yet: stop the server and run `ledger token create --data {} --actor NAME --role admin`",
-            dir.display()
-        );
-    }
-    let node = Arc::new(node);
-    let state = crate::http::AppState::new(node.clone(), tokens);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let local = listener.local_addr()?;
-    println!("ledger {} serving on http://{local}", node.ledger);
-    tracing::info!(address = %local, ledger = %node.ledger, "serving");
-    crate::http::serve(listener, state, crate::http::shutdown_signal()).await?;
-    shutdown_node(node).await?;
+    .await;
+    let stopped = shutdown_node(node).await;
     // Flush explicitly: sled also flushes when the last handle drops, and that drop can come
     // from a task cancelled as the runtime stops, where a flush has been seen to hang.
     db.flush_async().await?;
     drop(db);
+    outcome?;
+    stopped?;
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -330,3 +330,50 @@ fn publication_options_are_checked() {
         assert!(!data.exists());
     }
 }
+
+/// `serve` says it runs on the embedded store only, rather than ignoring `--store` and
+/// serving a local ledger to an operator who asked for a cluster; and on a port already in
+/// use it exits with the error, shutting its ledger down (it does not hang on the way out).
+#[test]
+fn serve_refuses_other_stores_and_exits_on_a_port_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["serve", "--store", "eventstoredb", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`serve` runs on the embedded sled store only"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing was created");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["serve", "--listen", &port, "--data"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve did not exit on a port in use");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains(&format!("listening on {port}")), "{err}");
+    drop(taken);
+}
