@@ -10,7 +10,7 @@ use projections::LedgerState;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{decide, Command, CommandError, Context};
-use crate::store::{EventLog, Head, StoreError, READ_EVENTS_MAX};
+use crate::store::{AppendLimits, EventLog, Head, StoreError, READ_EVENTS_MAX};
 
 /// The most submissions the writer takes into one batch.
 pub const BATCH_SUBMISSIONS_MAX: usize = 1024;
@@ -188,6 +188,10 @@ struct Decided {
     replies: Vec<Pending>,
     events: Vec<SealedEvent>,
     commands: usize,
+    /// Bytes of canonical event data in `events`.
+    bytes: usize,
+    /// Closed: the next submission would have taken it past the store's append limits.
+    full: bool,
     before: LedgerState,
     after: LedgerState,
 }
@@ -195,9 +199,26 @@ struct Decided {
 impl Decided {
     /// Whether it can take more submissions.
     fn has_room(&self) -> bool {
-        self.jobs.len() < BATCH_SUBMISSIONS_MAX && self.commands < BATCH_COMMANDS_MAX
+        !self.full && self.jobs.len() < BATCH_SUBMISSIONS_MAX && self.commands < BATCH_COMMANDS_MAX
+    }
+
+    /// Whether a submission of `commands` might take this batch past `limits` (each command
+    /// makes at most [`EVENTS_PER_COMMAND_MAX`] events of at most `EVENT_BYTES_MAX` bytes).
+    fn might_exceed(&self, commands: usize, limits: AppendLimits) -> bool {
+        let events = commands.saturating_mul(EVENTS_PER_COMMAND_MAX);
+        let bytes = events.saturating_mul(events::EVENT_BYTES_MAX);
+        self.events.len().saturating_add(events) > limits.events
+            || self.bytes.saturating_add(bytes) > limits.bytes
+    }
+
+    fn exceeds(&self, limits: AppendLimits) -> bool {
+        self.events.len() > limits.events || self.bytes > limits.bytes
     }
 }
+
+/// The most events one command makes (a gift and its match; a refund and the release of
+/// its match).
+const EVENTS_PER_COMMAND_MAX: usize = 2;
 
 /// A decided batch whose append is running.
 struct InFlight {
@@ -365,6 +386,8 @@ impl Writer {
             replies: Vec::new(),
             events: Vec::new(),
             commands: 0,
+            bytes: 0,
+            full: false,
             before: self.state.clone(),
             after: self.state.clone(),
         }
@@ -379,10 +402,36 @@ impl Writer {
         let ts_ms = (self.config.clock)().max(self.state.last_ts_ms);
         let (first_job, first_event, commands) =
             (batch.jobs.len(), batch.events.len(), batch.commands);
+        let limits = self.log.append_limits();
         while batch.has_room() {
             let Some(job) = queue.pop_front() else { break };
+            // Near the store's append limits (EventStoreDB takes about 1 MB an append), a
+            // submission that would take the batch past them is taken back out and waits for
+            // the next batch, so submissions that each fit are not refused for having been
+            // batched together. Only then is the state copied to go back to: far from the
+            // limits (always, on sled) a batch costs no copy per submission.
+            let job_commands = job.submission.commands.len();
+            let undo = (!batch.jobs.is_empty() && batch.might_exceed(job_commands, limits))
+                .then(|| (self.state.clone(), batch.events.len(), self.poisoned));
+            let first_new = batch.events.len();
             let reply = self.decide_one(&job.submission, ts_ms, &mut batch.events);
-            batch.commands += job.submission.commands.len();
+            let added: usize = batch.events[first_new..]
+                .iter()
+                .map(|e| e.canonical_bytes().len())
+                .sum();
+            batch.bytes += added;
+            if let Some((state, len, poisoned)) = undo {
+                if batch.exceeds(limits) {
+                    self.state = state;
+                    self.poisoned = poisoned;
+                    batch.events.truncate(len);
+                    batch.bytes -= added;
+                    batch.full = true;
+                    queue.push_front(job);
+                    break;
+                }
+            }
+            batch.commands += job_commands;
             batch.replies.push(reply);
             batch.jobs.push(job);
         }
@@ -391,6 +440,7 @@ impl Writer {
             self.state = before;
             tracing::error!("submissions were dropped after an internal invariant failure");
             batch.events.truncate(first_event);
+            batch.bytes = batch.events.iter().map(|e| e.canonical_bytes().len()).sum();
             batch.replies.truncate(first_job);
             batch.commands = commands;
             let dropped: Vec<Job> = batch.jobs.drain(first_job..).collect();

@@ -302,6 +302,9 @@ impl EventLog for GatedLog {
     async fn head(&self) -> Result<ledger::store::Head, StoreError> {
         self.inner.head().await
     }
+    fn append_limits(&self) -> ledger::store::AppendLimits {
+        self.inner.append_limits()
+    }
     async fn append(
         &self,
         expected_len: u64,
@@ -638,4 +641,47 @@ async fn a_decision_with_a_token_the_requester_issued_is_refused_even_sent_toget
         "{err}"
     );
     node.shutdown().await.unwrap();
+}
+
+/// Submissions that each fit the store's append limit are not refused for having been
+/// batched together: the writer closes a batch before it would cross the limit (as
+/// EventStoreDB's ~1 MB an append). Here appends take 3,000 bytes (six or seven gifts):
+/// twelve gifts decided while an append is in flight go out in more than one append (the
+/// log refuses any append over the limit), and every one of them is written.
+#[tokio::test]
+async fn a_batch_closes_before_the_stores_append_limit() {
+    let (log, writer, task) = gated_writer(usize::MAX).await;
+    let limits = ledger::store::AppendLimits {
+        events: 65_536,
+        bytes: 3_000,
+    };
+    let _ = log.inner.clone().with_limits(limits);
+    let first = spawn_submit(&writer, Submission::one(id("recorder"), gift("txn-0", 100)));
+    appends_begun(&log, 2).await;
+    let rest: Vec<_> = (1..=12)
+        .map(|i| {
+            spawn_submit(
+                &writer,
+                Submission::one(id("recorder"), gift(&format!("txn-{i}"), 100)),
+            )
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    log.gate.add_permits(100);
+    first.await.unwrap().expect("the first gift is written");
+    for r in rest {
+        r.await.unwrap().expect("every gift is written");
+    }
+    assert_eq!(
+        log.head().await.unwrap().len,
+        14,
+        "the project and 13 gifts"
+    );
+    let appends = log.appends.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        appends >= 4,
+        "the twelve went out in more than one append: {appends}"
+    );
+    drop(writer);
+    task.await.unwrap();
 }

@@ -512,6 +512,13 @@ async fn follow(client: Client, ledger: Id, stream: String, head_tx: Arc<watch::
 
 #[async_trait]
 impl EventLog for EventStoreLog {
+    fn append_limits(&self) -> super::AppendLimits {
+        super::AppendLimits {
+            events: APPEND_EVENTS_MAX,
+            bytes: APPEND_BYTES_MAX,
+        }
+    }
+
     async fn head(&self) -> Result<Head, StoreError> {
         let head = fetch_head(&self.inner.client, &self.inner.ledger, &self.inner.stream).await?;
         self.publish(head);

@@ -30,6 +30,8 @@ struct Stored {
 struct Inner {
     events: Mutex<Vec<Stored>>,
     head_tx: watch::Sender<Head>,
+    /// What one append takes ([`MemoryLog::with_limits`] lowers it, as EventStoreDB's is).
+    limits: Mutex<super::AppendLimits>,
 }
 
 /// The in-memory event log. Cheap to clone; clones share the events (two writers on one log).
@@ -56,6 +58,10 @@ impl MemoryLog {
             inner: Arc::new(Inner {
                 events: Mutex::new(events),
                 head_tx,
+                limits: Mutex::new(super::AppendLimits {
+                    events: APPEND_EVENTS_MAX,
+                    bytes: usize::MAX,
+                }),
             }),
         }
     }
@@ -76,6 +82,17 @@ impl MemoryLog {
         Ok(MemoryLog::from_stored(events, head))
     }
 
+    /// This log with lower append limits, as a backend with a size limit per append
+    /// (EventStoreDB's `MaxAppendSize`) has: for tests of how the writer batches under them.
+    pub fn with_limits(self, limits: super::AppendLimits) -> MemoryLog {
+        *self
+            .inner
+            .limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = limits;
+        self
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Vec<Stored>>, StoreError> {
         self.inner
             .events
@@ -90,6 +107,14 @@ impl MemoryLog {
 
 #[async_trait]
 impl EventLog for MemoryLog {
+    fn append_limits(&self) -> super::AppendLimits {
+        *self
+            .inner
+            .limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     async fn head(&self) -> Result<Head, StoreError> {
         Ok(self.head_now())
     }
@@ -99,7 +124,10 @@ impl EventLog for MemoryLog {
         expected_len: u64,
         events: Vec<SealedEvent>,
     ) -> Result<Head, StoreError> {
-        check_limit("events in one append", events.len(), APPEND_EVENTS_MAX)?;
+        let limits = self.append_limits();
+        check_limit("events in one append", events.len(), limits.events)?;
+        let bytes: usize = events.iter().map(|e| e.canonical_bytes().len()).sum();
+        check_limit("bytes of event data in one append", bytes, limits.bytes)?;
         // The lock is held from the length check to the publication of the new head, so two
         // writers on clones of one log can never both succeed at the same length.
         let mut stored = self.lock()?;

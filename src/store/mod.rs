@@ -100,6 +100,18 @@ pub trait EventLog: Send + Sync + 'static {
     fn merkle(&self) -> Option<Arc<PersistedTree>> {
         None
     }
+    /// The most one append takes; `append` refuses more with [`StoreError::Limit`]. The
+    /// writer closes a batch before it would cross them, so submissions that each fit are
+    /// never refused for having been batched together.
+    fn append_limits(&self) -> AppendLimits;
+}
+
+/// What one [`EventLog::append`] takes at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendLimits {
+    pub events: usize,
+    /// Bytes of canonical event data.
+    pub bytes: usize,
 }
 
 /// The most events a subscription buffers before it waits for its reader.

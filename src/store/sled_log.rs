@@ -741,6 +741,14 @@ fn check_tail(log: &sled::Tree) -> Result<Head, StoreError> {
 
 #[async_trait]
 impl EventLog for SledLog {
+    fn append_limits(&self) -> super::AppendLimits {
+        // sled takes any size of batch; the events-per-append limit is this log's own.
+        super::AppendLimits {
+            events: APPEND_EVENTS_MAX,
+            bytes: usize::MAX,
+        }
+    }
+
     async fn head(&self) -> Result<Head, StoreError> {
         Ok(*self.inner.head_tx.borrow())
     }
