@@ -252,7 +252,21 @@ impl TokenStore {
                 info.revoked_ms = Some(now_ms());
                 info.revoked_by = by;
                 let value = serde_json::to_vec(&info).map_err(StoreError::io)?;
-                self.tree.insert(key, value).map_err(StoreError::io)?;
+                // Only over the record read: of two revocations at once, the first written
+                // stays (its time and admin), and the other answers with it.
+                let swapped = self
+                    .tree
+                    .compare_and_swap(&key, Some(&bytes), Some(value))
+                    .map_err(StoreError::io)?;
+                if swapped.is_err() {
+                    let now = self.tree.get(&key).map_err(StoreError::io)?;
+                    let now = now.ok_or_else(|| StoreError::io("a token record vanished"))?;
+                    // Answered once durable, as the other revocation is.
+                    self.barrier.sync()?;
+                    return serde_json::from_slice(&now)
+                        .map(Some)
+                        .map_err(StoreError::io);
+                }
                 self.barrier.sync()?;
             }
             return Ok(Some(info));
@@ -363,6 +377,44 @@ mod tests {
         assert!(store
             .create(Id::new("cashier-wu").unwrap(), Role::Recorder)
             .is_err());
+    }
+
+    /// Of revocations of one token at the same moment, the first written stays: every
+    /// caller is answered with it (its time and its admin), and it is what the store keeps.
+    #[test]
+    fn concurrent_revocations_agree_on_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SledLog::open(dir.path()).unwrap();
+        let store = TokenStore::open(&log).unwrap();
+        for round in 0..40 {
+            let (_, info) = store
+                .create(
+                    Id::new(&format!("cashier-{round}")).unwrap(),
+                    Role::Recorder,
+                )
+                .unwrap();
+            let answers: Vec<TokenInfo> = std::thread::scope(|s| {
+                let revocations: Vec<_> = (0..6)
+                    .map(|i| {
+                        let (store, id) = (&store, &info.id);
+                        s.spawn(move || {
+                            let by = Id::new(&format!("admin-{i}")).unwrap();
+                            store.revoke_by(id, Some(by)).unwrap().unwrap()
+                        })
+                    })
+                    .collect();
+                revocations.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let kept = store
+                .list()
+                .unwrap()
+                .into_iter()
+                .find(|t| t.id == info.id)
+                .unwrap();
+            for answer in &answers {
+                assert_eq!(answer, &kept, "round {round}: {answers:?}");
+            }
+        }
     }
 
     /// The store does not keep the log open (whoever drops the last handle on the log runs

@@ -732,7 +732,14 @@ fn check_tail(log: &sled::Tree) -> Result<Head, StoreError> {
         }
         expected_seq = seq;
     }
-    let v = verifier.expect("at least one event was checked");
+    // Chunks are never stored empty: a tail of empty chunks is a damaged store, said as
+    // such rather than a panic at open.
+    let v = verifier.ok_or_else(|| {
+        StoreError::Corrupt(ChainError::Malformed {
+            seq: Some(*first_seq),
+            reason: "the log's last chunks hold no events".into(),
+        })
+    })?;
     Ok(Head {
         len: v.len(),
         hash: v.head(),
