@@ -265,6 +265,27 @@ async fn opening_a_store_with_a_broken_tail_names_the_first_bad_seq() {
     }
 }
 
+/// A store whose last chunk holds no events (never written so: a damaged store) is refused
+/// at open as corrupt, naming the seq, instead of panicking.
+#[tokio::test]
+async fn opening_a_store_whose_last_chunk_is_empty_is_refused() {
+    let (dir, node) = open_with_project().await;
+    node.shutdown().await.unwrap();
+    {
+        let db = SledLog::open_db(dir.path()).unwrap();
+        let log = db.open_tree("log").unwrap();
+        // Every chunk emptied: the tail check finds no event at all.
+        for item in log.iter() {
+            let (key, _) = item.unwrap();
+            log.insert(key, Vec::new()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let err = SledLog::open(dir.path()).err().expect("refuses to open");
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("hold no events"), "{err}");
+}
+
 /// A log that holds every append until the test lets it go, and fails the appends it is
 /// told to: for driving the writer's pipeline (a batch decided while the one before it is
 /// being appended) through its failure paths.
