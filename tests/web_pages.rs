@@ -522,12 +522,9 @@ async fn fifo_trace_accounts_for_every_fen_of_the_demo() {
     node.shutdown().await.unwrap();
 }
 
-/// A ledger small enough to trace by hand: gifts A (100.00, fee 1.00) and B (50.00), then a
-/// payout of 120.00. A's net 99.00 goes wholly to the payout, then 21.00 of B; B keeps 29.00.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifo_trace_by_hand() {
-    let dir = tempfile::tempdir().unwrap();
-    let (node, _log, _clock) = common::open_erqi(dir.path()).await;
+/// A ledger of one general fund, `fifo`, for the traces worked by hand.
+async fn fifo_ledger(dir: &std::path::Path) -> (Node, ledger::store::SledLog, Id) {
+    let (node, log, _clock) = common::open_erqi(dir).await;
     let project = Id::new("fifo").unwrap();
     submit(
         &node,
@@ -541,20 +538,32 @@ async fn fifo_trace_by_hand() {
         }],
     )
     .await;
-    let gift = |txn: &str, minor: u64, fee_minor: u64| {
-        Command::RecordDonation(DonationInput {
-            project: project.clone(),
-            amount_minor: Amount::new(minor).unwrap(),
-            currency: Currency::CNY,
-            channel: Channel::Wechat,
-            channel_txn_id: txn.into(),
-            fee_minor,
-            pledge_seq: None,
-            anonymous: true,
-            public_name: None,
-            donor_ref: Id::new("donor-x").unwrap(),
-        })
-    };
+    (node, log, project)
+}
+
+/// An anonymous WeChat Pay gift to `project`.
+fn wechat_gift(project: &Id, txn: &str, minor: u64, fee_minor: u64) -> Command {
+    Command::RecordDonation(DonationInput {
+        project: project.clone(),
+        amount_minor: Amount::new(minor).unwrap(),
+        currency: Currency::CNY,
+        channel: Channel::Wechat,
+        channel_txn_id: txn.into(),
+        fee_minor,
+        pledge_seq: None,
+        anonymous: true,
+        public_name: None,
+        donor_ref: Id::new("donor-x").unwrap(),
+    })
+}
+
+/// A ledger small enough to trace by hand: gifts A (100.00, fee 1.00) and B (50.00), then a
+/// payout of 120.00. A's net 99.00 goes wholly to the payout, then 21.00 of B; B keeps 29.00.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_trace_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _log, project) = fifo_ledger(dir.path()).await;
+    let gift = |txn: &str, minor: u64, fee_minor: u64| wechat_gift(&project, txn, minor, fee_minor);
     let a = submit(&node, "recorder-liu", vec![gift("t-a", 10_000, 100)]).await[0];
     let b = submit(&node, "recorder-liu", vec![gift("t-b", 5_000, 0)]).await[0];
     let payout = submit(
@@ -629,34 +638,8 @@ fn figure(body: &str, name: &str) -> i128 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifo_trace_counts_a_fee_returned_after_the_refund_when_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, _log, _clock) = common::open_erqi(dir.path()).await;
-    let project = Id::new("fifo").unwrap();
-    submit(
-        &node,
-        "admin-zhao",
-        vec![Command::OpenProject {
-            project: project.clone(),
-            kind: ProjectKind::GeneralFund,
-            name: Text::new("FIFO").unwrap(),
-            currency: Currency::CNY,
-            goal_minor: None,
-        }],
-    )
-    .await;
-    let gift = |txn: &str, minor: u64, fee_minor: u64| {
-        Command::RecordDonation(DonationInput {
-            project: project.clone(),
-            amount_minor: Amount::new(minor).unwrap(),
-            currency: Currency::CNY,
-            channel: Channel::Wechat,
-            channel_txn_id: txn.into(),
-            fee_minor,
-            pledge_seq: None,
-            anonymous: true,
-            public_name: None,
-            donor_ref: Id::new("donor-x").unwrap(),
-        })
-    };
+    let (node, _log, project) = fifo_ledger(dir.path()).await;
+    let gift = |txn: &str, minor: u64, fee_minor: u64| wechat_gift(&project, txn, minor, fee_minor);
     let a = submit(&node, "recorder-liu", vec![gift("t-a", 10_000, 100)]).await[0];
     let b = submit(&node, "recorder-liu", vec![gift("t-b", 5_000, 0)]).await[0];
     let refund = submit(
@@ -733,34 +716,8 @@ async fn fifo_trace_counts_a_fee_returned_after_the_refund_when_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_names_another_gifts_refund_as_that_gifts() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, log, _clock) = common::open_erqi(dir.path()).await;
-    let project = Id::new("fifo").unwrap();
-    submit(
-        &node,
-        "admin-zhao",
-        vec![Command::OpenProject {
-            project: project.clone(),
-            kind: ProjectKind::GeneralFund,
-            name: Text::new("FIFO").unwrap(),
-            currency: Currency::CNY,
-            goal_minor: None,
-        }],
-    )
-    .await;
-    let gift = |txn: &str| {
-        Command::RecordDonation(DonationInput {
-            project: project.clone(),
-            amount_minor: Amount::new(10_000).unwrap(),
-            currency: Currency::CNY,
-            channel: Channel::Wechat,
-            channel_txn_id: txn.into(),
-            fee_minor: 60,
-            pledge_seq: None,
-            anonymous: true,
-            public_name: None,
-            donor_ref: Id::new("donor-x").unwrap(),
-        })
-    };
+    let (node, log, project) = fifo_ledger(dir.path()).await;
+    let gift = |txn: &str| wechat_gift(&project, txn, 10_000, 60);
     let a = submit(&node, "recorder-liu", vec![gift("t-a")]).await[0];
     let b = submit(&node, "recorder-liu", vec![gift("t-b")]).await[0];
     submit(
