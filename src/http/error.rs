@@ -163,6 +163,18 @@ impl From<WriteError> for ApiError {
             WriteError::Store(e @ StoreError::Limit { .. }) => {
                 ApiError::too_large("store_limit", e.to_string())
             }
+            // Storage failed during the write (a failed fdatasync, a cluster that did not
+            // answer): the events may have reached the disk or not. The detail goes to the
+            // log; the client is told what it can do, which is safe either way.
+            WriteError::Store(e @ StoreError::Io(_)) => {
+                tracing::error!(error = %e, "storage failed during a write");
+                ApiError::unavailable(
+                    "store_failed",
+                    "storage failed during this write, so whether it was recorded is unknown: \
+                     retry it with the same Idempotency-Key once the service is back (a \
+                     recorded write is replayed, never written twice)",
+                )
+            }
             e @ (WriteError::Store(_) | WriteError::Internal(_)) => ApiError::internal(e),
         }
     }
@@ -508,7 +520,7 @@ mod tests {
     }
 
     #[test]
-    fn store_conflicts_and_limits_are_not_internal_errors() {
+    fn store_conflicts_limits_and_failures_are_not_internal_errors() {
         let busy = ApiError::from(WriteError::Store(StoreError::Conflict {
             expected: 1,
             actual: 2,
@@ -527,13 +539,16 @@ mod tests {
             (StatusCode::PAYLOAD_TOO_LARGE, "store_limit")
         );
         assert!(limit.message.contains("the limit is 65536"), "{limit:?}");
+        // A storage failure during a write: its outcome is unknown, and the answer says how
+        // to retry safely, and nothing of the failure itself.
         let io = ApiError::from(WriteError::Store(StoreError::Io(
             "fdatasync of /srv/ledger/sled/db: EIO".into(),
         )));
         assert_eq!(
-            (io.status, io.code),
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            (io.status, io.code, io.retry_after_s),
+            (StatusCode::SERVICE_UNAVAILABLE, "store_failed", Some(1))
         );
+        assert!(io.message.contains("same Idempotency-Key"), "{io:?}");
         assert!(!io.message.contains("/srv"), "no internals: {io:?}");
     }
 
