@@ -187,6 +187,20 @@ struct Model {
     next_txn: u64,
 }
 
+/// A seq no event holds: what a step names when it picks an item the model has none of,
+/// so the ledger's refusal of an unknown item is exercised too.
+const MISSING_SEQ: u64 = 1_000_000;
+
+impl Model {
+    /// The seq of the donation a step picks by `index`: one of the gifts, or (one time in
+    /// as many as there are gifts, plus one) a seq no gift has.
+    fn donation_seq(&self, index: usize) -> (usize, u64) {
+        let index = index % (self.donations.len() + 1);
+        let seq = self.donations.get(index).map_or(MISSING_SEQ, |d| d.seq);
+        (index, seq)
+    }
+}
+
 fn exists(project: usize) -> bool {
     project < PROJECTS - 1
 }
@@ -385,12 +399,7 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             donation,
             fee_returned,
         } => {
-            let donation = donation % (m.donations.len() + 1);
-            let seq = m
-                .donations
-                .get(donation)
-                .map(|d| d.seq)
-                .unwrap_or(1_000_000);
+            let (donation, seq) = m.donation_seq(donation);
             let command = Command::RefundDonation {
                 donation_seq: seq,
                 reason: Text::new("退款").unwrap(),
@@ -443,7 +452,7 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
                 .filter(|i| m.donations[*i].refund_seq.is_some())
                 .collect();
             let donation = (!refunded.is_empty()).then(|| refunded[refund % refunded.len()]);
-            let seq = donation.map_or(1_000_000, |i| {
+            let seq = donation.map_or(MISSING_SEQ, |i| {
                 let d = &m.donations[i];
                 if gift_seq {
                     d.seq
@@ -505,7 +514,7 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             approver,
             approve,
         } => {
-            let seq = m.payouts.get(payout).map(|r| r.seq).unwrap_or(1_000_000);
+            let seq = m.payouts.get(payout).map(|r| r.seq).unwrap_or(MISSING_SEQ);
             let command = if approve {
                 Command::ApprovePayout { payout_seq: seq }
             } else {
@@ -533,7 +542,7 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             Ok(())
         }
         Step::Disburse { payout } => {
-            let seq = m.payouts.get(payout).map(|r| r.seq).unwrap_or(1_000_000);
+            let seq = m.payouts.get(payout).map(|r| r.seq).unwrap_or(MISSING_SEQ);
             let command = Command::DisbursePayout {
                 payout_seq: seq,
                 bank_reference: "BANK-1".into(),
@@ -582,7 +591,7 @@ async fn run_step(h: &mut Harness, m: &mut Model, step: &Step) -> Result<(), Str
             Ok(())
         }
         Step::DecideMove { request, approver } => {
-            let seq = m.moves.get(request).map(|r| r.seq).unwrap_or(1_000_000);
+            let seq = m.moves.get(request).map(|r| r.seq).unwrap_or(MISSING_SEQ);
             let result = h
                 .submit(
                     actor("finance", approver),
@@ -615,12 +624,7 @@ async fn run_review(
     action: ReviewAction,
     reviewer: usize,
 ) -> Result<(), String> {
-    let donation = donation % (m.donations.len() + 1);
-    let seq = m
-        .donations
-        .get(donation)
-        .map(|d| d.seq)
-        .unwrap_or(1_000_000);
+    let (donation, seq) = m.donation_seq(donation);
     let reason = Text::new("审核").unwrap();
     let command = match action {
         ReviewAction::Freeze => Command::FreezeMatch {

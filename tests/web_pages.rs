@@ -557,6 +557,30 @@ fn wechat_gift(project: &Id, txn: &str, minor: u64, fee_minor: u64) -> Command {
     })
 }
 
+/// A payout of `minor` from `project` to a clinic, requested by finance; its seq.
+async fn request_payout(node: &Node, project: &Id, minor: u64) -> u64 {
+    let request = Command::RequestPayout(PayoutRequested {
+        project: project.clone(),
+        amount_minor: Amount::new(minor).unwrap(),
+        currency: Currency::CNY,
+        payee: Text::new("Clinic").unwrap(),
+        purpose: Text::new("Treatment").unwrap(),
+        document_sha256: events::sha256(b"invoice"),
+    });
+    submit(node, "finance-li", vec![request]).await[0]
+}
+
+/// Approves a requested payout (the director) and records its bank transfer (finance).
+async fn approve_and_disburse(node: &Node, payout: u64) {
+    let approve = Command::ApprovePayout { payout_seq: payout };
+    submit(node, "director-wang", vec![approve]).await;
+    let disburse = Command::DisbursePayout {
+        payout_seq: payout,
+        bank_reference: "REF-1".into(),
+    };
+    submit(node, "finance-li", vec![disburse]).await;
+}
+
 /// A ledger small enough to trace by hand: gifts A (100.00, fee 1.00) and B (50.00), then a
 /// payout of 120.00. A's net 99.00 goes wholly to the payout, then 21.00 of B; B keeps 29.00.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,39 +590,13 @@ async fn fifo_trace_by_hand() {
     let gift = |txn: &str, minor: u64, fee_minor: u64| wechat_gift(&project, txn, minor, fee_minor);
     let a = submit(&node, "recorder-liu", vec![gift("t-a", 10_000, 100)]).await[0];
     let b = submit(&node, "recorder-liu", vec![gift("t-b", 5_000, 0)]).await[0];
-    let payout = submit(
-        &node,
-        "finance-li",
-        vec![Command::RequestPayout(PayoutRequested {
-            project: project.clone(),
-            amount_minor: Amount::new(12_000).unwrap(),
-            currency: Currency::CNY,
-            payee: Text::new("Clinic").unwrap(),
-            purpose: Text::new("Treatment").unwrap(),
-            document_sha256: events::sha256(b"invoice"),
-        })],
-    )
-    .await[0];
+    let payout = request_payout(&node, &project, 12_000).await;
     // Before the money leaves, everything is held.
     let state = caught_up(&node).await;
     let t = trace_project(&state, &project);
     assert_eq!(t.held_minor(), 14_900);
     assert!(t.lots.iter().all(|l| l.uses.is_empty()));
-    submit(
-        &node,
-        "director-wang",
-        vec![Command::ApprovePayout { payout_seq: payout }],
-    )
-    .await;
-    submit(
-        &node,
-        "finance-li",
-        vec![Command::DisbursePayout {
-            payout_seq: payout,
-            bank_reference: "REF-1".into(),
-        }],
-    )
-    .await;
+    approve_and_disburse(&node, payout).await;
     let state = caught_up(&node).await;
     let t = trace_project(&state, &project);
     let lot_a = t.lot(Source::Gift { donation_seq: a }).unwrap();
@@ -662,34 +660,8 @@ async fn fifo_trace_counts_a_fee_returned_after_the_refund_when_recorded() {
         }],
     )
     .await[0];
-    let payout = submit(
-        &node,
-        "finance-li",
-        vec![Command::RequestPayout(PayoutRequested {
-            project: project.clone(),
-            amount_minor: Amount::new(4_950).unwrap(),
-            currency: Currency::CNY,
-            payee: Text::new("Clinic").unwrap(),
-            purpose: Text::new("Treatment").unwrap(),
-            document_sha256: events::sha256(b"invoice"),
-        })],
-    )
-    .await[0];
-    submit(
-        &node,
-        "director-wang",
-        vec![Command::ApprovePayout { payout_seq: payout }],
-    )
-    .await;
-    submit(
-        &node,
-        "finance-li",
-        vec![Command::DisbursePayout {
-            payout_seq: payout,
-            bank_reference: "REF-1".into(),
-        }],
-    )
-    .await;
+    let payout = request_payout(&node, &project, 4_950).await;
+    approve_and_disburse(&node, payout).await;
     let state = caught_up(&node).await;
     let t = trace_project(&state, &project);
     let refunded = Use::Refund { donation_seq: a };

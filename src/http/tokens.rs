@@ -183,10 +183,7 @@ impl TokenStore {
         let mut added = 0;
         for (id, grant) in &state.staff_tokens {
             if grant.revoked_seq.is_none() && !stored.contains(id) {
-                let revoke = Command::RevokeStaffToken(StaffTokenRevoked {
-                    token_id: id.clone(),
-                });
-                added += submit(writer, operator(), revoke).await?;
+                added += submit(writer, operator(), revoke_command(id)).await?;
             }
         }
         Ok(added)
@@ -208,10 +205,7 @@ impl TokenStore {
         }
         if info.revoked_ms.is_some() && logged.is_none_or(|l| l.revoked_seq.is_none()) {
             let by = info.revoked_by.clone().unwrap_or_else(operator);
-            let revoke = Command::RevokeStaffToken(StaffTokenRevoked {
-                token_id: info.id.clone(),
-            });
-            added += submit(writer, by, revoke).await?;
+            added += submit(writer, by, revoke_command(&info.id)).await?;
         }
         Ok(added)
     }
@@ -313,6 +307,12 @@ fn issue_command(info: &TokenInfo) -> Command {
         holder: info.actor.clone(),
         role: info.role,
         token_id: info.id.clone(),
+    })
+}
+
+fn revoke_command(token_id: &str) -> Command {
+    Command::RevokeStaffToken(StaffTokenRevoked {
+        token_id: token_id.to_owned(),
     })
 }
 

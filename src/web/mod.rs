@@ -517,7 +517,8 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
         l.t("筛选", "Filter")
     );
     let mut shown = 0usize;
-    let (mut more, mut last) = (None, None);
+    // Whether a project follows this page, and the page's last (where the next starts).
+    let (mut more, mut last) = (false, None);
     b.push_str(r#"<ul class="cards">"#);
     let from = match &after {
         Some(a) => std::ops::Bound::Excluded(a.clone()),
@@ -530,11 +531,11 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
         .filter(|p| p.open && kind.is_none_or(|k| k == p.kind));
     for p in listed {
         if shown == limit {
-            more = Some(p.id.clone());
+            more = true;
             break;
         }
         shown += 1;
-        last = Some(p.id.clone());
+        last = Some(&p.id);
         let _ = write!(
             b,
             r#"<li><h2><a href="{link}">{name}</a></h2><p class="muted">{kind} · <code>{id}</code></p>{figures}{progress}</li>"#,
@@ -554,7 +555,7 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
             l.t("没有符合条件的项目。", "No projects match.")
         );
     }
-    if let (Some(_), Some(last)) = (more, last) {
+    if let (true, Some(last)) = (more, last) {
         let mut next = format!("/?after={}", enc(last.as_str()));
         if let Some(k) = kind {
             next.push_str(&format!("&kind={}", k.as_str()));
