@@ -775,42 +775,43 @@ async fn balances(store: &StoreArgs, dir: &Path, json: bool) -> anyhow::Result<E
         crate::projector::load_state(opened.log.as_ref(), opened.snapshots.as_ref()).await?;
     let state = Arc::new(state);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // One set of figures for both forms: the ones the JSON API and the web pages show.
+    let rows: Vec<_> = state
+        .projects
+        .values()
+        .map(crate::views::project_figures)
+        .collect();
     if json {
-        let rows: Vec<_> = state
-            .projects
-            .values()
-            .map(crate::views::project_figures)
-            .collect();
         serde_json::to_writer_pretty(&mut out, &rows)?;
         writeln!(out)?;
     } else {
         writeln!(
             out,
-            "{:<12} {:<17} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>7} {:>9}",
-            "project", "kind", "cur", "raised", "fees", "matched", "refunded", "fees_back", "paid_out", "moved_net", "committed", "requested", "available", "donors", "donations"
+            "{:<12} {:<17} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>7} {:>9}",
+            "project", "kind", "cur", "raised", "fees", "matched", "refunded", "fees_back", "paid_out", "moved_net", "committed", "requested", "frozen", "available", "donors", "donations"
         )?;
         // raised (net of fees) + matched − refunded + fees_back − paid_out + moved_net −
-        // committed − requested = available.
-        for p in state.projects.values() {
-            let b = &p.balances;
+        // committed − requested − frozen = available.
+        for f in &rows {
             writeln!(
                 out,
-                "{:<12} {:<17} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>7} {:>9}",
-                p.id.as_str(),
-                p.kind.as_str(),
-                p.currency.as_str(),
-                b.raised,
-                b.fees,
-                b.matched,
-                b.refunded,
-                b.fees_returned,
-                b.paid_out,
-                b.moved_in as i128 - b.moved_out as i128,
-                b.committed,
-                b.requested,
-                b.available().unwrap_or(0),
-                p.donors.len(),
-                p.donation_count
+                "{:<12} {:<17} {:>4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>7} {:>9}",
+                f.project,
+                f.kind,
+                f.currency,
+                f.raised_minor,
+                f.fees_minor,
+                f.matched_minor,
+                f.refunded_minor,
+                f.fees_returned_minor,
+                f.paid_out_minor,
+                f.moved_in_minor as i128 - f.moved_out_minor as i128,
+                f.committed_minor,
+                f.requested_minor,
+                f.frozen_minor,
+                f.available_minor,
+                f.donor_count,
+                f.donation_count
             )?;
         }
     }

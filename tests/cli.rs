@@ -160,6 +160,29 @@ fn demo_verify_rebuild_export_balances() {
         returned > 0,
         "the demo's online refunds give back their fees"
     );
+    // The text form's columns add up to what is available too.
+    let text = ledger(&["balances"], &data);
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    for line in lines {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let n = |k: &str| -> i128 {
+            cells[header.iter().position(|h| *h == k).unwrap()]
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(
+            n("raised") + n("matched") - n("refunded") + n("fees_back") - n("paid_out")
+                + n("moved_net")
+                - n("committed")
+                - n("requested")
+                - n("frozen"),
+            n("available"),
+            "{line}"
+        );
+    }
 
     // Every fund statement adds up to its net assets and balance, fees given back included
     // (the column was missing, so the printed figures did not).
