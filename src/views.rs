@@ -1,8 +1,35 @@
 //! Plain read-model shapes for people and programs: the outer crate's own types, converted
 //! by hand from the projections so the wire format can change without touching the domain.
 
-use projections::Project;
+use events::Id;
+use projections::{LedgerState, Project};
 use serde::Serialize;
+
+/// A page of `state`'s projects in id order: at most `limit` of those after `after` that
+/// `keep` holds for, and the id to continue after when more follow (the API's `next_after`,
+/// the projects page's "next page" link).
+pub fn project_page<'a>(
+    state: &'a LedgerState,
+    after: Option<&Id>,
+    limit: usize,
+    keep: impl Fn(&Project) -> bool,
+) -> (Vec<&'a Project>, Option<&'a Id>) {
+    let lower = match after {
+        Some(a) => std::ops::Bound::Excluded(a.clone()),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut listed = state
+        .projects
+        .range((lower, std::ops::Bound::Unbounded))
+        .map(|(_, p)| p)
+        .filter(|p| keep(p));
+    let page: Vec<&Project> = listed.by_ref().take(limit).collect();
+    let next = match (page.last(), listed.next()) {
+        (Some(last), Some(_)) => Some(&last.id),
+        _ => None,
+    };
+    (page, next)
+}
 
 /// A project's public figures, in minor units of its currency.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]

@@ -7,7 +7,6 @@
 //! in `tests/http_public_privacy.rs` scans every public response for them.
 
 use std::convert::Infallible;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -400,22 +399,10 @@ pub async fn projects(
         })
         .transpose()?;
     let state = s.read_state(q.min_seq).await?;
-    let lower = match &after {
-        Some(a) => Bound::Excluded(a.clone()),
-        None => Bound::Unbounded,
-    };
-    let mut items = Vec::new();
-    let mut next_after = None;
-    for (_, p) in state.projects.range((lower, Bound::Unbounded)) {
-        if items.len() == limit {
-            next_after = items.last().map(|f: &ProjectFigures| f.project.clone());
-            break;
-        }
-        items.push(project_figures(p));
-    }
+    let (page, next) = crate::views::project_page(&state, after.as_ref(), limit, |_| true);
     Ok(Json(ProjectPage {
-        items,
-        next_after,
+        items: page.into_iter().map(project_figures).collect(),
+        next_after: next.map(|id| id.to_string()),
         position: state.position,
     }))
 }

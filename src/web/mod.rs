@@ -516,26 +516,11 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
         r#"</select><button type="submit">{}</button></form>"#,
         l.t("筛选", "Filter")
     );
-    let mut shown = 0usize;
-    // Whether a project follows this page, and the page's last (where the next starts).
-    let (mut more, mut last) = (false, None);
+    let (listed, next) = crate::views::project_page(&state, after.as_ref(), limit, |p| {
+        p.open && kind.is_none_or(|k| k == p.kind)
+    });
     b.push_str(r#"<ul class="cards">"#);
-    let from = match &after {
-        Some(a) => std::ops::Bound::Excluded(a.clone()),
-        None => std::ops::Bound::Unbounded,
-    };
-    let listed = state
-        .projects
-        .range((from, std::ops::Bound::Unbounded))
-        .map(|(_, p)| p)
-        .filter(|p| p.open && kind.is_none_or(|k| k == p.kind));
-    for p in listed {
-        if shown == limit {
-            more = true;
-            break;
-        }
-        shown += 1;
-        last = Some(&p.id);
+    for p in &listed {
         let _ = write!(
             b,
             r#"<li><h2><a href="{link}">{name}</a></h2><p class="muted">{kind} · <code>{id}</code></p>{figures}{progress}</li>"#,
@@ -548,14 +533,14 @@ async fn projects_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Re
         );
     }
     b.push_str("</ul>");
-    if shown == 0 {
+    if listed.is_empty() {
         let _ = write!(
             b,
             "<p>{}</p>",
             l.t("没有符合条件的项目。", "No projects match.")
         );
     }
-    if let (true, Some(last)) = (more, last) {
+    if let Some(last) = next {
         let mut next = format!("/?after={}", enc(last.as_str()));
         if let Some(k) = kind {
             next.push_str(&format!("&kind={}", k.as_str()));
