@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod node;
 pub mod projector;
 pub mod reports;
+pub mod sealer;
 pub mod statement;
 pub mod store;
 pub mod tlog;

@@ -10,6 +10,7 @@ use projections::LedgerState;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{decide, Command, CommandError, Context};
+use crate::sealer::SealPipe;
 use crate::store::{AppendLimits, EventLog, Head, StoreError, READ_EVENTS_MAX};
 
 /// The most submissions the writer takes into one batch.
@@ -160,6 +161,7 @@ pub fn spawn_writer(
     let (committed_tx, committed) = watch::channel(Arc::new(state.clone()));
     let writer = Writer {
         log,
+        seal: SealPipe::start(state.head),
         state,
         config,
         poisoned: false,
@@ -171,6 +173,10 @@ pub fn spawn_writer(
 
 struct Writer {
     log: Arc<dyn EventLog>,
+    /// Seals gifts and matches beside the writer while it decides the next commands.
+    seal: SealPipe,
+    /// The fold of every event decided. Its `head` is the hash of its last event only once
+    /// that event is sealed: [`Writer::start`] sets it from the sealed batch.
     state: LedgerState,
     config: WriterConfig,
     /// Set when the fold refused an event decide() accepted (a bug): the batch is dropped.
@@ -186,9 +192,12 @@ type Reply = Result<Outcome, WriteError>;
 struct Decided {
     jobs: Vec<Job>,
     replies: Vec<Pending>,
+    /// How many events it holds.
+    count: usize,
+    /// Its events, once sealed ([`Writer::start`]).
     events: Vec<SealedEvent>,
     commands: usize,
-    /// Bytes of canonical event data in `events`.
+    /// Bytes of canonical event data in its events (an upper bound for those sealed later).
     bytes: usize,
     /// Closed: the next submission would have taken it past the store's append limits.
     full: bool,
@@ -207,12 +216,12 @@ impl Decided {
     fn might_exceed(&self, commands: usize, limits: AppendLimits) -> bool {
         let events = commands.saturating_mul(EVENTS_PER_COMMAND_MAX);
         let bytes = events.saturating_mul(events::EVENT_BYTES_MAX);
-        self.events.len().saturating_add(events) > limits.events
+        self.count.saturating_add(events) > limits.events
             || self.bytes.saturating_add(bytes) > limits.bytes
     }
 
     fn exceeds(&self, limits: AppendLimits) -> bool {
-        self.events.len() > limits.events || self.bytes > limits.bytes
+        self.count > limits.events || self.bytes > limits.bytes
     }
 }
 
@@ -305,8 +314,36 @@ impl Writer {
     /// Starts appending a decided batch; a batch with nothing to append (refusals and
     /// replays only) is answered now, which is safe because no append is in flight, so the
     /// events it replays are durable.
-    async fn start(&mut self, batch: Decided, in_flight: &mut Option<InFlight>) {
+    async fn start(&mut self, mut batch: Decided, in_flight: &mut Option<InFlight>) {
         debug_assert!(in_flight.is_none());
+        let sealed = self.seal.take().and_then(|events| {
+            if events.len() == batch.count {
+                Ok(events)
+            } else {
+                Err(ExecuteError::Internal(format!(
+                    "{} events were decided and {} sealed",
+                    batch.count,
+                    events.len()
+                )))
+            }
+        });
+        match sealed {
+            Ok(events) => batch.events = events,
+            Err(e) => {
+                // A bug: the batch is dropped, as when the fold refuses an event.
+                tracing::error!(error = ?e, "the batch was dropped: its events did not seal");
+                self.state = batch.before;
+                self.seal.restart(self.state.head);
+                drop_jobs(batch.jobs);
+                return;
+            }
+        }
+        if let Some(last) = batch.events.last() {
+            batch.after.head = last.hash();
+            if self.state.position == batch.after.position {
+                self.state.head = last.hash();
+            }
+        }
         if batch.events.is_empty() {
             let replies = self.fill_replays(batch.replies, &[]).await;
             answer(batch.jobs, replies);
@@ -356,7 +393,9 @@ impl Writer {
                 );
                 let start = batch.before.position;
                 self.state = batch.before;
-                if let Err(e) = catch_up(self.log.as_ref(), &mut self.state).await {
+                let caught_up = catch_up(self.log.as_ref(), &mut self.state).await;
+                self.seal.restart(self.state.head);
+                if let Err(e) = caught_up {
                     self.refuse(batch.jobs, batch.replies, &e, start).await;
                     return;
                 }
@@ -367,6 +406,7 @@ impl Writer {
                 tracing::error!(error = %e, "append failed; the batch is refused");
                 let start = batch.before.position;
                 self.state = batch.before;
+                self.seal.restart(self.state.head);
                 self.refuse(batch.jobs, batch.replies, &e, start).await;
             }
         }
@@ -384,6 +424,7 @@ impl Writer {
         Decided {
             jobs: Vec::new(),
             replies: Vec::new(),
+            count: 0,
             events: Vec::new(),
             commands: 0,
             bytes: 0,
@@ -400,8 +441,8 @@ impl Writer {
     fn decide_into(&mut self, batch: &mut Decided, queue: &mut VecDeque<Job>) {
         let before = self.state.clone();
         let ts_ms = (self.config.clock)().max(self.state.last_ts_ms);
-        let (first_job, first_event, commands) =
-            (batch.jobs.len(), batch.events.len(), batch.commands);
+        let (first_job, first_event, bytes, commands) =
+            (batch.jobs.len(), batch.count, batch.bytes, batch.commands);
         let limits = self.log.append_limits();
         while batch.has_room() {
             let Some(job) = queue.pop_front() else { break };
@@ -411,21 +452,21 @@ impl Writer {
             // batched together. Only then is the state copied to go back to: far from the
             // limits (always, on sled) a batch costs no copy per submission.
             let job_commands = job.submission.commands.len();
+            // There, too, events are sealed before they are applied, so their exact size
+            // counts.
             let undo = (!batch.jobs.is_empty() && batch.might_exceed(job_commands, limits))
-                .then(|| (self.state.clone(), batch.events.len(), self.poisoned));
-            let first_new = batch.events.len();
-            let reply = self.decide_one(&job.submission, ts_ms, &mut batch.events);
-            let added: usize = batch.events[first_new..]
-                .iter()
-                .map(|e| e.canonical_bytes().len())
-                .sum();
-            batch.bytes += added;
-            if let Some((state, len, poisoned)) = undo {
+                .then(|| (self.state.clone(), self.poisoned));
+            let (reply, added) =
+                self.decide_one(&job.submission, ts_ms, undo.is_none(), batch.count);
+            batch.count += added.events;
+            batch.bytes += added.bytes;
+            if let Some((state, poisoned)) = undo {
                 if batch.exceeds(limits) {
+                    self.seal.truncate(state.position);
                     self.state = state;
                     self.poisoned = poisoned;
-                    batch.events.truncate(len);
-                    batch.bytes -= added;
+                    batch.count -= added.events;
+                    batch.bytes -= added.bytes;
                     batch.full = true;
                     queue.push_front(job);
                     break;
@@ -437,49 +478,55 @@ impl Writer {
         }
         if self.poisoned {
             self.poisoned = false;
+            self.seal.truncate(before.position);
             self.state = before;
             tracing::error!("submissions were dropped after an internal invariant failure");
-            batch.events.truncate(first_event);
-            batch.bytes = batch.events.iter().map(|e| e.canonical_bytes().len()).sum();
+            batch.count = first_event;
+            batch.bytes = bytes;
             batch.replies.truncate(first_job);
             batch.commands = commands;
-            let dropped: Vec<Job> = batch.jobs.drain(first_job..).collect();
-            let replies = dropped
-                .iter()
-                .map(|_| Err(WriteError::Internal("the batch was dropped".into())))
-                .collect();
-            answer(dropped, replies);
+            drop_jobs(batch.jobs.drain(first_job..).collect());
         }
         batch.after = self.state.clone();
     }
 
+    /// Decides one submission and applies its events, the first of which is the batch's
+    /// `first_new`th; gifts and matches are sealed later when `defer` allows.
     fn decide_one(
         &mut self,
         s: &Submission,
         ts_ms: u64,
-        pending: &mut Vec<SealedEvent>,
-    ) -> Pending {
+        defer: bool,
+        first_new: usize,
+    ) -> (Pending, Added) {
+        let none = Added::default();
         let idempotency = match &s.idempotency_key {
             None => None,
             Some(key) => {
                 if let Err(e) = Idempotency::check_key(key) {
-                    return Pending::Failed(WriteError::Rejected {
-                        index: 0,
-                        error: e.into(),
-                    });
+                    let error = e.into();
+                    return (
+                        Pending::Failed(WriteError::Rejected { index: 0, error }),
+                        none,
+                    );
                 }
                 let digest = crate::command::commands_digest(&s.actor, &s.commands);
                 if let Some(done) = self.state.idempotency.get(key) {
                     if done.command_sha256 != digest {
-                        return Pending::Failed(WriteError::Rejected {
-                            index: 0,
-                            error: CommandError::IdempotencyConflict { key: key.clone() },
-                        });
+                        let error = CommandError::IdempotencyConflict { key: key.clone() };
+                        return (
+                            Pending::Failed(WriteError::Rejected { index: 0, error }),
+                            none,
+                        );
                     }
-                    return Pending::Replay {
-                        first_seq: done.first_seq,
-                        last_seq: done.last_seq,
-                    };
+                    let (first_seq, last_seq) = (done.first_seq, done.last_seq);
+                    return (
+                        Pending::Replay {
+                            first_seq,
+                            last_seq,
+                        },
+                        none,
+                    );
                 }
                 Some(Idempotency {
                     key: key.clone(),
@@ -491,7 +538,8 @@ impl Writer {
         // itself; several commands run on an O(1) copy that is kept only if all succeed.
         let single = s.commands.len() == 1;
         let mut copy = (!single).then(|| self.state.clone());
-        let first_new = pending.len();
+        let first_seq = self.state.position;
+        let mut added = Added::default();
         for (index, command) in s.commands.iter().enumerate() {
             let at = Stamp {
                 ledger: &self.config.ledger,
@@ -501,26 +549,29 @@ impl Writer {
                 idempotency: idempotency.as_ref(),
             };
             let work = copy.as_mut().unwrap_or(&mut self.state);
-            match execute(work, &at, command) {
-                Ok(sealed) => pending.extend(sealed),
+            match self.seal.execute(work, &at, command, defer) {
+                Ok(one) => {
+                    added.events += one.events;
+                    added.bytes += one.bytes;
+                }
                 Err(error) => {
-                    pending.truncate(first_new);
-                    return Pending::Failed(match error {
+                    self.seal.truncate(first_seq);
+                    let failed = Pending::Failed(match error {
                         ExecuteError::Rejected(error) => WriteError::Rejected { index, error },
                         ExecuteError::Internal(e) => {
                             self.poisoned = true;
                             WriteError::Internal(e)
                         }
                     });
+                    return (failed, none);
                 }
             }
         }
         if let Some(work) = copy {
             self.state = work;
         }
-        Pending::New {
-            range: first_new..pending.len(),
-        }
+        let range = first_new..first_new + added.events;
+        (Pending::New { range }, added)
     }
 
     /// Turns pending replies into outcomes, reading replayed events from the log (or from
@@ -575,6 +626,22 @@ pub fn execute(
     at: &Stamp<'_>,
     command: &Command,
 ) -> Result<Vec<SealedEvent>, ExecuteError> {
+    // Seal every event first, so a refusal (an oversized event) leaves `state` untouched;
+    // then fold them, which cannot fail for events decide() accepted.
+    let sealed = seal_chain(records(state, at, command)?, state.head)?;
+    for event in &sealed {
+        state.apply(event).map_err(fold_refused)?;
+    }
+    Ok(sealed)
+}
+
+/// Decides `command` against `state`: the records of its events, from the state's position
+/// on, their `prev` left at zeros for [`seal_chain`] to set.
+pub(crate) fn records(
+    state: &LedgerState,
+    at: &Stamp<'_>,
+    command: &Command,
+) -> Result<Vec<EventRecord>, ExecuteError> {
     let ctx = Context {
         ledger: at.ledger,
         actor: at.actor,
@@ -583,34 +650,54 @@ pub fn execute(
         next_seq: state.position,
     };
     let bodies = decide(state, &ctx, command).map_err(ExecuteError::Rejected)?;
-    // Seal every event first, so a refusal (an oversized event) leaves `state` untouched;
-    // then fold them, which cannot fail for events decide() accepted.
-    let mut sealed = Vec::with_capacity(bodies.len());
-    let (mut seq, mut prev) = (state.position, state.head);
-    for body in bodies {
-        let record = EventRecord {
+    Ok(bodies
+        .into_iter()
+        .zip(state.position..)
+        .map(|(body, seq)| EventRecord {
             seq,
-            prev,
+            prev: Hash::ZERO,
             ledger: at.ledger.clone(),
             ts_ms: at.ts_ms,
             actor: at.actor.clone(),
             idempotency: at.idempotency.cloned(),
             token_issuer: at.token_issuer.cloned(),
             body,
-        };
-        let event = record
-            .seal()
-            .map_err(|e| ExecuteError::Rejected(e.into()))?;
-        (seq, prev) = (seq + 1, event.hash());
-        sealed.push(event);
-    }
-    for event in &sealed {
-        state.apply(event).map_err(|e| {
-            tracing::error!(error = %e, "the fold refused an event the writer decided");
-            ExecuteError::Internal(e.to_string())
-        })?;
-    }
-    Ok(sealed)
+        })
+        .collect())
+}
+
+/// Seals consecutive records, the first after the event hashed `prev`. Refused (nothing
+/// sealed) when one does not seal: an oversized event, or an integer beyond 2^53 − 1.
+pub(crate) fn seal_chain(
+    records: Vec<EventRecord>,
+    mut prev: Hash,
+) -> Result<Vec<SealedEvent>, ExecuteError> {
+    records
+        .into_iter()
+        .map(|mut record| {
+            record.prev = prev;
+            let event = record
+                .seal()
+                .map_err(|e| ExecuteError::Rejected(e.into()))?;
+            prev = event.hash();
+            Ok(event)
+        })
+        .collect()
+}
+
+/// The fold refused an event the writer decided: a bug.
+pub(crate) fn fold_refused(e: projections::ProjectionError) -> ExecuteError {
+    tracing::error!(error = %e, "the fold refused an event the writer decided");
+    ExecuteError::Internal(e.to_string())
+}
+
+/// What deciding a command or a submission added to a batch.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Added {
+    pub events: usize,
+    /// Bytes of canonical event data: exact for events sealed at once, an upper bound
+    /// ([`EventRecord::sealed_len_bound`]) for those sealed later.
+    pub bytes: usize,
 }
 
 enum Pending {
@@ -624,6 +711,15 @@ fn requeue(queue: &mut VecDeque<Job>, jobs: Vec<Job>) {
     for job in jobs.into_iter().rev() {
         queue.push_front(job);
     }
+}
+
+/// Answers submissions dropped after an internal invariant failure.
+fn drop_jobs(jobs: Vec<Job>) {
+    let replies = jobs
+        .iter()
+        .map(|_| Err(WriteError::Internal("the batch was dropped".into())))
+        .collect();
+    answer(jobs, replies);
 }
 
 /// Sends each submission its reply (a caller that stopped waiting is no error).

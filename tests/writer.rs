@@ -162,6 +162,88 @@ async fn a_submission_is_all_or_nothing() {
     node.shutdown().await.unwrap();
 }
 
+/// Gifts are sealed beside the writer, speculatively: a submission's gifts are queued for
+/// sealing as its commands are decided, and taken back when a later command refuses it.
+/// Here one batch holds a refused submission of 300 gifts, gifts after it, a command sealed
+/// by the writer itself (opening a project) after queued gifts, and more gifts: the log
+/// holds exactly the accepted events, chained, as each caller was told, and the state's head
+/// is the log's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gifts_sealed_beside_the_writer_chain_with_everything_else() {
+    let (dir, node) = open_with_project().await;
+    let gifts = |prefix: &str, n: usize| -> Vec<Command> {
+        (0..n)
+            .map(|i| gift(&format!("{prefix}-{i}"), 100))
+            .collect()
+    };
+    let mut refused = gifts("a", 300);
+    refused.push(gift("a-7", 100));
+    let submissions = [
+        refused,
+        gifts("b", 100),
+        vec![open_project("cp2")],
+        gifts("d", 70),
+    ];
+    let calls = submissions
+        .into_iter()
+        .map(|commands| spawn_submit(&node.writer, Submission::many(id("recorder"), commands)));
+    let outcomes: Vec<_> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|joined| joined.unwrap())
+        .collect();
+    assert!(
+        matches!(
+            &outcomes[0],
+            Err(WriteError::Rejected {
+                index: 300,
+                error: CommandError::DuplicateChannelTxn { .. }
+            })
+        ),
+        "{:?}",
+        outcomes[0].as_ref().err()
+    );
+    let told: Vec<SealedEvent> = outcomes[1..]
+        .iter()
+        .flat_map(|o| o.as_ref().unwrap().events.clone())
+        .collect();
+    let mut told_sorted = told.clone();
+    told_sorted.sort_by_key(|e| e.seq());
+    assert_eq!(told_sorted.len(), 171);
+    let head = node.log.head().await.unwrap();
+    assert_eq!(head.len, 172);
+    let state = node
+        .state_at(head.len, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(state.head, head.hash);
+    let logged = node.log.read(0, 200).await.unwrap();
+    let mut chain = ChainVerifier::new();
+    for e in &logged {
+        chain.push_sealed(e).unwrap();
+    }
+    assert_eq!(&logged[1..], &told_sorted[..]);
+    // The refused gifts were never written: their transactions are still free.
+    node.writer
+        .submit(Submission::one(id("recorder"), gift("a-0", 100)))
+        .await
+        .unwrap();
+    node.shutdown().await.unwrap();
+    // Reopened, the chain goes on from where the sealed events left it.
+    let node = open(dir.path()).await;
+    node.writer
+        .submit(Submission::many(id("recorder"), gifts("e", 5)))
+        .await
+        .unwrap();
+    let logged = node.log.read(0, 200).await.unwrap();
+    assert_eq!(logged.len(), 178);
+    let mut chain = ChainVerifier::new();
+    for e in &logged {
+        chain.push_sealed(e).unwrap();
+    }
+    node.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_each_get_their_own_durable_events() {
     let (dir, node) = open_with_project().await;

@@ -16,6 +16,13 @@ use crate::{ChainError, ValueError};
 /// The largest canonical event in bytes. Larger commands are refused before sealing.
 pub const EVENT_BYTES_MAX: usize = 8 * 1024;
 
+/// What [`EventRecord::sealed_len_bound`] allows for everything in a gift's or a match's
+/// canonical bytes but the characters of its strings (about 650 bytes at most: every member
+/// present, every integer at 16 digits; checked in this module's tests).
+pub const FIXED_BYTES_BOUND: usize = 1024;
+/// The most bytes RFC 8785 writes for one byte of a string (`\u0000` for U+0000).
+const ESCAPED_BYTES_PER_BYTE_MAX: usize = 6;
+
 /// The idempotency key a command carried and a digest of that command, so a retry with the
 /// same key can be told apart from a different command reusing it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +130,53 @@ impl EventRecord {
             "the fast canonical form must equal RFC 8785"
         );
         Ok(bytes)
+    }
+
+    /// An upper bound on the length of this record's canonical bytes, for the records the
+    /// writer may apply first and seal afterwards, beside it on another thread: a gift or a
+    /// match whose integers are all within 2^53 − 1. For such a record sealing cannot fail
+    /// when the bound is within [`EVENT_BYTES_MAX`]. `None` for every other record, which is
+    /// sealed before it is applied, so that a refusal leaves the state untouched.
+    ///
+    /// The bound: [`FIXED_BYTES_BOUND`] for member names, punctuation, integers, booleans,
+    /// the hex of `prev` and of an idempotency digest and the `type` name, plus six bytes for
+    /// every byte of every other string (RFC 8785 writes a control character as `\u00XX`).
+    pub fn sealed_len_bound(&self) -> Option<usize> {
+        let (integers, strings): ([u64; 3], [&str; 7]) = match &self.body {
+            EventBody::DonationReceived(d) => (
+                [
+                    d.amount_minor.minor(),
+                    d.fee_minor,
+                    d.pledge_seq.unwrap_or(0),
+                ],
+                [
+                    d.channel.as_str(),
+                    &d.channel_txn_id,
+                    d.currency.as_str(),
+                    d.donor_ref.as_str(),
+                    d.project.as_str(),
+                    d.public_name.as_ref().map_or("", |n| n.as_str()),
+                    &d.receipt_code,
+                ],
+            ),
+            EventBody::MatchAllocated(m) => (
+                [m.amount_minor.minor(), m.donation_seq, 0],
+                [m.pool.as_str(), m.project.as_str(), "", "", "", "", ""],
+            ),
+            _ => return None,
+        };
+        let safe = |n: u64| n <= crate::jcs::SAFE_INTEGER_MAX;
+        if !(safe(self.seq) && safe(self.ts_ms) && integers.into_iter().all(safe)) {
+            return None;
+        }
+        let envelope = [
+            self.ledger.as_str(),
+            self.actor.as_str(),
+            self.token_issuer.as_ref().map_or("", Id::as_str),
+            self.idempotency.as_ref().map_or("", |i| i.key.as_str()),
+        ];
+        let string_bytes: usize = strings.iter().chain(&envelope).map(|s| s.len()).sum();
+        Some(FIXED_BYTES_BOUND + ESCAPED_BYTES_PER_BYTE_MAX * string_bytes)
     }
 
     /// Seals the record: computes its canonical bytes and hash.

@@ -417,3 +417,89 @@ mod random {
         }
     }
 }
+
+/// The bound the writer relies on to seal a gift or a match after applying it: never below
+/// the canonical length, whatever the strings hold (control characters, quotes, non-ASCII)
+/// and however large the integers; and no bound for a record that might not seal.
+mod sealed_len_bound {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn gift(txn: String, name: Option<String>, key: Option<String>, n: u64) -> EventRecord {
+        let mut record = sample_record();
+        record.seq = n;
+        record.ts_ms = n;
+        record.idempotency = key.map(|key| Idempotency {
+            key,
+            command_sha256: Hash([0x33; 32]),
+        });
+        let EventBody::DonationReceived(d) = &mut record.body else {
+            unreachable!()
+        };
+        d.channel_txn_id = txn;
+        d.public_name = name.map(|n| Text::new(&n).unwrap());
+        d.fee_minor = n;
+        d.pledge_seq = Some(n);
+        d.amount_minor = Amount::new(n.max(1)).unwrap();
+        record
+    }
+
+    /// The most the fixed part of a gift takes: every member present, every integer at its
+    /// largest, every string empty but the fixed-width ones.
+    #[test]
+    fn the_fixed_part_of_a_gift_is_well_within_its_allowance() {
+        let record = gift(
+            String::new(),
+            None,
+            Some(String::new()),
+            jcs::SAFE_INTEGER_MAX,
+        );
+        let bytes = record.canonical_bytes().unwrap().len();
+        let strings: usize = ["erqi", "recorder-liu", "admin-zhao", "wechat", "CNY"]
+            .iter()
+            .chain(&["cp-001", "donor-000042", "3F2A-91C0-5B7E-D4A8"])
+            .map(|s| s.len())
+            .sum();
+        assert!(bytes - strings < FIXED_BYTES_BOUND * 3 / 4, "{bytes}");
+    }
+
+    #[test]
+    fn other_records_and_unsafe_integers_have_no_bound() {
+        let mut record = sample_record();
+        record.ts_ms = jcs::SAFE_INTEGER_MAX + 1;
+        assert_eq!(record.sealed_len_bound(), None);
+        let mut record = sample_record();
+        record.body = EventBody::ProjectClosed(ProjectClosed {
+            project: Id::new("cp-001").unwrap(),
+            reason: Text::new("done").unwrap(),
+        });
+        assert_eq!(record.sealed_len_bound(), None);
+        let m = |donation_seq| {
+            let mut record = sample_record();
+            record.body = EventBody::MatchAllocated(MatchAllocated {
+                amount_minor: Amount::new(1).unwrap(),
+                donation_seq,
+                pool: Id::new("pool-1").unwrap(),
+                project: Id::new("cp-001").unwrap(),
+            });
+            record
+        };
+        let matched = m(jcs::SAFE_INTEGER_MAX);
+        assert!(matched.sealed_len_bound().unwrap() >= matched.canonical_bytes().unwrap().len());
+        assert_eq!(m(jcs::SAFE_INTEGER_MAX + 1).sealed_len_bound(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_below_the_canonical_length(
+            txn in "[\\x00-\\x1f\"\\\\a-z0-9é中😀]{0,300}",
+            name in proptest::option::of("[a-z\"\\\\é中😀]{1,500}"),
+            key in proptest::option::of("[\\x00-\\x1f\"\\\\a-z]{0,128}"),
+            n in 0..=jcs::SAFE_INTEGER_MAX,
+        ) {
+            let record = gift(txn, name, key, n);
+            let bound = record.sealed_len_bound().expect("a gift with safe integers has one");
+            prop_assert!(record.canonical_bytes().unwrap().len() <= bound);
+        }
+    }
+}
