@@ -577,7 +577,7 @@ async fn recompute_roots(
         let page = log.read(frontier.size(), READ_EVENTS_MAX).await?;
         anyhow::ensure!(!page.is_empty(), "the log ended at {}", frontier.size());
         for e in page.iter().take((len - frontier.size()) as usize) {
-            frontier.push(events::leaf_hash(e.canonical_bytes()));
+            frontier.push(e.leaf_hash());
             take_roots(&frontier);
         }
     }

@@ -250,6 +250,11 @@ fn seal_loop(shared: &Shared) {
         let first = records.first().map(|r| r.seq);
         let (mut sealed, failed) = match crate::writer::seal_chain(records, prev) {
             Ok(sealed) => {
+                // The Merkle leaf hash too, while the bytes are in this core's cache: the
+                // append then finds it done.
+                sealed.iter().for_each(|e| {
+                    e.leaf_hash();
+                });
                 prev = sealed.last().map_or(prev, SealedEvent::hash);
                 (sealed, None)
             }

@@ -206,12 +206,24 @@ pub struct SealedEvent {
     inner: std::sync::Arc<Sealed>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Sealed {
     record: EventRecord,
     hash: Hash,
     canonical: Vec<u8>,
+    /// Its RFC 6962 leaf hash, once asked for: the writer's sealing thread asks at once,
+    /// while the bytes are in its cache, so the append finds it computed.
+    leaf: std::sync::OnceLock<Hash>,
 }
+
+// The leaf hash is derived from the bytes, computed or not.
+impl PartialEq for Sealed {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.canonical == other.canonical && self.record == other.record
+    }
+}
+
+impl Eq for Sealed {}
 
 impl SealedEvent {
     fn new(record: EventRecord, hash: Hash, canonical: Vec<u8>) -> SealedEvent {
@@ -220,6 +232,7 @@ impl SealedEvent {
                 record,
                 hash,
                 canonical,
+                leaf: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -238,6 +251,14 @@ impl SealedEvent {
     /// The RFC 8785 bytes the hash is computed over; also the Merkle leaf input.
     pub fn canonical_bytes(&self) -> &[u8] {
         &self.inner.canonical
+    }
+    /// The Merkle tree's leaf hash of this event ([`crate::merkle::leaf_hash`] of its
+    /// canonical bytes), computed once.
+    pub fn leaf_hash(&self) -> Hash {
+        *self
+            .inner
+            .leaf
+            .get_or_init(|| crate::merkle::leaf_hash(&self.inner.canonical))
     }
 
     /// Re-reads an event from its canonical bytes, recomputing the hash. Used when reading

@@ -449,3 +449,34 @@ proptest! {
         }
     }
 }
+
+/// A sealed event's cached leaf hash is the RFC 6962 leaf hash of its canonical bytes,
+/// whether it was asked for before a clone or after.
+#[test]
+fn a_sealed_events_leaf_hash_is_that_of_its_canonical_bytes() {
+    let record = events::EventRecord {
+        seq: 0,
+        prev: Hash::ZERO,
+        ledger: events::Id::new("erqi").unwrap(),
+        ts_ms: 1_539_050_400_000,
+        actor: events::Id::new("admin-zhao").unwrap(),
+        idempotency: None,
+        token_issuer: None,
+        body: events::EventBody::ProjectClosed(events::ProjectClosed {
+            project: events::Id::new("cp-001").unwrap(),
+            reason: events::Text::new("完成").unwrap(),
+        }),
+    };
+    let sealed = record.seal().unwrap();
+    let copy = sealed.clone();
+    let expected = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update([0x00]);
+        h.update(sealed.canonical_bytes());
+        Hash(h.finalize().into())
+    };
+    assert_eq!(sealed.leaf_hash(), expected);
+    assert_eq!(copy.leaf_hash(), expected);
+    assert_eq!(leaf_hash(sealed.canonical_bytes()), expected);
+}

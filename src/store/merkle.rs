@@ -40,7 +40,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use events::merkle::{leaf_hash, node_hash, MerkleFrontier, NodeSource};
+use events::merkle::{node_hash, MerkleFrontier, NodeSource};
 use events::{ChainError, Hash};
 use tokio::sync::watch;
 
@@ -626,10 +626,7 @@ impl NodeSource for TreeAt<'_> {
 
 /// Leaf hashes of the events `from .. from + n` of a log read page.
 pub fn leaf_hashes(events: &[events::SealedEvent]) -> Vec<Hash> {
-    events
-        .iter()
-        .map(|e| leaf_hash(e.canonical_bytes()))
-        .collect()
+    events.iter().map(events::SealedEvent::leaf_hash).collect()
 }
 
 /// Brings a loaded tree up to the log's head by reading the events it lacks, after checking
@@ -707,7 +704,7 @@ mod tests {
     }
 
     fn leaf(i: u64) -> Hash {
-        leaf_hash(&i.to_be_bytes())
+        events::merkle::leaf_hash(&i.to_be_bytes())
     }
 
     #[test]
