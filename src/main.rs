@@ -4,7 +4,10 @@ use clap::Parser;
 
 // The service allocates and frees many small objects from several threads (request bodies,
 // persistent-map nodes of the ledger state); glibc's malloc spent about half of the CPU
-// time of the HTTP batch benchmark. mimalloc is a drop-in replacement.
+// time of the HTTP batch benchmark. mimalloc is a drop-in replacement. It is built without
+// transparent huge pages (Cargo.toml, feature `no_thp`): the ledger's state grows with every
+// gift, and on a virtual machine that hands freed memory back to its host a first touch of a
+// 2 MiB page cost ~6× a 4 KiB page's per byte (docs/BENCHMARKS.md, eighth session).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
