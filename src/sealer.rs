@@ -248,17 +248,27 @@ fn seal_loop(shared: &Shared) {
             (pipe.queue.drain(..).collect::<Vec<_>>(), pipe.prev)
         };
         let first = records.first().map(|r| r.seq);
-        let (mut sealed, failed) = match crate::writer::seal_chain(records, prev) {
-            Ok(sealed) => {
-                // The Merkle leaf hash too, while the bytes are in this core's cache: the
-                // append then finds it done.
-                sealed.iter().for_each(|e| {
-                    e.leaf_hash();
-                });
+        // A panic here must not leave the writer waiting for a thread that is gone: it is
+        // reported like a record that did not seal, and the writer drops the batch.
+        let sealing = std::panic::catch_unwind(|| {
+            let sealed = crate::writer::seal_chain(records, prev)?;
+            // The Merkle leaf hash too, while the bytes are in this core's cache: the append
+            // then finds it done.
+            sealed.iter().for_each(|e| {
+                e.leaf_hash();
+            });
+            Ok::<_, ExecuteError>(sealed)
+        });
+        let (mut sealed, failed) = match sealing {
+            Ok(Ok(sealed)) => {
                 prev = sealed.last().map_or(prev, SealedEvent::hash);
                 (sealed, None)
             }
-            Err(e) => (Vec::new(), first.map(|seq| (seq, format!("{e:?}")))),
+            Ok(Err(e)) => (Vec::new(), first.map(|seq| (seq, format!("{e:?}")))),
+            Err(_) => (
+                Vec::new(),
+                first.map(|seq| (seq, "the sealing thread panicked".to_owned())),
+            ),
         };
         let mut pipe = shared.lock();
         pipe.sealing = false;
@@ -270,5 +280,83 @@ fn seal_loop(shared: &Shared) {
         }
         drop(pipe);
         shared.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::{EventBody, Id, ProjectClosed, Text};
+
+    fn records(seqs: std::ops::Range<u64>) -> Vec<EventRecord> {
+        seqs.map(|seq| EventRecord {
+            seq,
+            prev: Hash::ZERO,
+            ledger: Id::new("test").unwrap(),
+            ts_ms: 1_539_046_800_000,
+            actor: Id::new("admin").unwrap(),
+            idempotency: None,
+            token_issuer: None,
+            body: EventBody::ProjectClosed(ProjectClosed {
+                project: Id::new("cp").unwrap(),
+                reason: Text::new("done").unwrap(),
+            }),
+        })
+        .collect()
+    }
+
+    /// Queues records as the writer does: handed to the thread, or kept back (`hand: false`).
+    fn queue(pipe: &mut SealPipe, seqs: std::ops::Range<u64>, hand: bool) {
+        pipe.local.extend(records(seqs));
+        if hand {
+            pipe.hand_over();
+        }
+    }
+
+    /// Whatever the thread sealed, what the writer sealed, and what was taken back, a take
+    /// gives exactly the chain sealing the kept records in one go would give.
+    #[test]
+    fn taken_back_and_restarted_chains_equal_sealing_in_one_go() {
+        let head = Hash([7; 32]);
+        let mut pipe = SealPipe::start(head);
+        queue(&mut pipe, 0..200, true);
+        queue(&mut pipe, 200..230, false);
+        // A submission from seq 150 on is refused: some of it sealed, some queued, some
+        // still with the writer.
+        pipe.truncate(150);
+        queue(&mut pipe, 150..170, true);
+        queue(&mut pipe, 170..175, false);
+        let sealed = pipe.take().unwrap();
+        let expected = crate::writer::seal_chain(records(0..175), head).unwrap();
+        assert_eq!(sealed, expected);
+        // The next batch goes on from the last hash taken.
+        queue(&mut pipe, 175..300, true);
+        let next = pipe.take().unwrap();
+        let last = expected.last().unwrap().hash();
+        assert_eq!(
+            next,
+            crate::writer::seal_chain(records(175..300), last).unwrap()
+        );
+        // Taken back to the start of a batch, then restarted elsewhere.
+        queue(&mut pipe, 300..400, true);
+        pipe.truncate(300);
+        assert!(pipe.take().unwrap().is_empty());
+        queue(&mut pipe, 300..310, true);
+        let other = Hash([9; 32]);
+        pipe.restart(other);
+        queue(&mut pipe, 40..45, true);
+        let restarted = pipe.take().unwrap();
+        assert_eq!(
+            restarted,
+            crate::writer::seal_chain(records(40..45), other).unwrap()
+        );
+        // Every sealed event's leaf hash is already computed (by whichever thread sealed it)
+        // and is the one its bytes give.
+        for e in sealed.iter().chain(&next).chain(&restarted) {
+            assert_eq!(
+                e.leaf_hash(),
+                events::merkle::leaf_hash(e.canonical_bytes())
+            );
+        }
     }
 }
