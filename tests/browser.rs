@@ -505,7 +505,7 @@ async fn pages_and_in_browser_verification_in_headless_chromium() {
     assert_eq!(size, head);
 
     let node = Arc::new(node);
-    let app_state = AppState::new(node.clone(), TokenStore::open(&log).unwrap());
+    let app_state = AppState::new(node.clone(), TokenStore::open(&log).unwrap()).with_test_hooks();
     let (addr, stop_tx, server) = common::server::serve_local(app_state.clone()).await;
     let base = format!("http://{addr}");
 

@@ -342,6 +342,15 @@ async fn every_page_over_demo_data() {
     assert!(body.contains(r#"<output id="result""#));
     assert!(body.contains(r#"<script src="/assets/verify.js" defer>"#));
     assert!(body.contains(r#"data-key="""#), "no key pinned");
+    // The test hook is off in service: a link with `&tamper=1` cannot make a donor's page
+    // fail a good receipt (the script honours it only with `data-test-hooks`).
+    assert!(!body.contains("data-test-hooks"));
+    let (_, tampered) = get(&router, &format!("/verify?code={code}&tamper=1")).await;
+    assert!(!tampered.contains("data-test-hooks"));
+    let for_tests = app(app_state.clone().with_test_hooks());
+    let (_, hooked) = get(&for_tests, &format!("/verify?code={code}&tamper=1")).await;
+    assert!(hooked.contains(r#"data-test-hooks="1""#));
+    drop(for_tests);
     ok("/verify".into(), body);
     // A pinned key goes to the script (escaped); one beyond the limit is refused.
     let (_, body) = get(&router, &format!("/verify?code={code}&key=a%22b")).await;

@@ -72,6 +72,10 @@ pub struct AppState {
     pub sse_streams: Arc<Semaphore>,
     /// Statement uploads record one at a time (lines must be recorded in order).
     pub statement_imports: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the verification page honours its test hook (`&tamper=`, docs/WEB.md). Off
+    /// in service: a link with it would make a donor's page fail a good receipt. The browser
+    /// tests turn it on ([`AppState::with_test_hooks`]).
+    pub test_hooks: bool,
 }
 
 impl AppState {
@@ -84,7 +88,14 @@ impl AppState {
             shutdown: rx,
             sse_streams: Arc::new(Semaphore::new(limits::SSE_STREAMS_MAX)),
             statement_imports: Arc::new(tokio::sync::Mutex::new(())),
+            test_hooks: false,
         }
+    }
+
+    /// The same state with the verification page's test hook on (for tests only).
+    pub fn with_test_hooks(mut self) -> AppState {
+        self.test_hooks = true;
+        self
     }
 
     /// Ends the SSE streams, so a graceful shutdown does not wait for them forever.

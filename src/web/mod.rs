@@ -1162,7 +1162,7 @@ fn pinned_key<'q>(q: &'q Query, page: &mut Page) -> &'q str {
     ""
 }
 
-async fn verify_page(RawQuery(raw): RawQuery) -> Response {
+async fn verify_page(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     let q = Query::parse(raw);
     let l = q.lang();
     let code = q.get("code").unwrap_or("").trim().to_ascii_uppercase();
@@ -1182,7 +1182,7 @@ async fn verify_page(RawQuery(raw): RawQuery) -> Response {
     let key = pinned_key(&q, &mut page);
     let _ = write!(
         page.body,
-        r#"<div id="verify" data-code="{code}" data-key="{key}">
+        r#"<div id="verify" data-code="{code}" data-key="{key}"{hooks}>
 <p>{intro}</p>
 <p class="muted">{trust}</p>
 <p>{code_l}: <code>{code}</code></p>
@@ -1193,6 +1193,12 @@ async fn verify_page(RawQuery(raw): RawQuery) -> Response {
 </div>"#,
         code = esc(&code),
         key = esc(key),
+        // Only a server started for tests lets the page's query tamper with a proof.
+        hooks = if s.test_hooks {
+            r#" data-test-hooks="1""#
+        } else {
+            ""
+        },
         trust = l.t(
             "信任的起点是验证公钥：请与平台在别处公布的公钥核对，或在本页地址后加上 &key=<那个公钥> 再打开。",
             "The trust anchor is the verifier key: compare it with the one the platform publishes elsewhere, or open this page with &key=<that key> added to its address."

@@ -4,17 +4,18 @@
 // WebCrypto (SHA-256, Ed25519) following docs/FORMAT-merkle.md. The shared checks are in
 // tlog.js, loaded before this script.
 //
-// Test hook: with `tamper=1` in the page's query the script flips one byte of the fetched
-// proof before checking it (`tamper=refund`: of the refund's proof). It can only turn a good
-// proof into a bad one: a tampered proof never verifies, so the hook cannot make a bad proof
-// pass. The browser tests use it.
+// Test hook: on a page served with test hooks on (`data-test-hooks`, never in service), with
+// `tamper=1` in the page's query the script flips one byte of the fetched proof before
+// checking it (`tamper=refund`: of the refund's proof). It can only turn a good proof into a
+// bad one: a tampered proof never verifies, so the hook cannot make a bad proof pass. The
+// browser tests use it.
 "use strict";
 (function () {
   const root = document.getElementById("verify");
   if (!root || !window.Tlog) return;
   const { t, fail, hex, unhex, concat, sha256, leafHash, stepper, get, verifyInclusion, parseKey, fetchKey, fetchCheckpoint } = window.Tlog;
   const code = root.dataset.code;
-  const tamper = new URLSearchParams(location.search).get("tamper");
+  const tamper = root.dataset.testHooks === "1" ? new URLSearchParams(location.search).get("tamper") : null;
   const step = stepper(document.getElementById("steps"));
   const result = document.getElementById("result");
   const enc = new TextEncoder();
