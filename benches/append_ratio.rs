@@ -29,13 +29,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const GIFTS: usize = 1024;
 const RECORD_BYTES: usize = 430;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn gifts() -> Vec<Submission> {
     (0..GIFTS)
         .step_by(SUBMISSION_COMMANDS_MAX)
@@ -124,8 +117,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() {
     let full = common::full_run();
-    let rounds = env_usize("RATIO_ROUNDS", if full { 20 } else { 2 });
-    let batches = env_usize("RATIO_BATCHES", if full { 50 } else { 3 });
+    let rounds: usize = common::env_or("RATIO_ROUNDS", if full { 20 } else { 2 });
+    let batches: usize = common::env_or("RATIO_BATCHES", if full { 50 } else { 3 });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -28,13 +28,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PROJECTS: usize = 100;
 const BATCH_DONATIONS: usize = 1000;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 struct Phase {
     name: &'static str,
     requests: u64,
@@ -174,10 +167,10 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let seconds = env_u64("LOAD_SECONDS", if common::full_run() { 10 } else { 1 });
+    let seconds: u64 = common::env_or("LOAD_SECONDS", if common::full_run() { 10 } else { 1 });
     // Which phases to run: any of "single", "batch", "read" (default all).
     let phases_wanted = std::env::var("LOAD_PHASES").unwrap_or_else(|_| "single,batch,read".into());
-    let connections = env_u64("LOAD_CONNECTIONS", 64) as usize;
+    let connections: usize = common::env_or("LOAD_CONNECTIONS", 64);
     let dir = tempfile::tempdir().expect("temporary directory");
 
     // The server: its own runtime, like a separate process sharing the machine.

@@ -59,14 +59,14 @@ fn record(seq: u64, ts_ms: u64, body: EventBody) -> EventRecord {
 }
 
 fn main() {
-    let lines: u64 = std::env::var("RECONCILE_LINES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if common::full_run() {
+    let lines: u64 = common::env_or(
+        "RECONCILE_LINES",
+        if common::full_run() {
             1_000_000
         } else {
             10_000
-        });
+        },
+    );
     println!("reconcile bench: {lines} gifts in the ledger, a bill of about {lines} lines");
 
     // Setup: the day's gifts, folded straight into the state (no storage).

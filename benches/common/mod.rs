@@ -53,6 +53,14 @@ pub fn full_run() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// The environment variable `name` read as a number, or `default` when it is unset or not one.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 static TXN: AtomicU64 = AtomicU64::new(0);
 
 /// A one-yuan gift with a fresh channel transaction id: a ~400-byte sealed event.
