@@ -452,12 +452,12 @@ impl Writer {
             // batched together. Only then is the state copied to go back to: far from the
             // limits (always, on sled) a batch costs no copy per submission.
             let job_commands = job.submission.commands.len();
-            // There, too, events are sealed before they are applied, so their exact size
-            // counts.
-            let undo = (!batch.jobs.is_empty() && batch.might_exceed(job_commands, limits))
-                .then(|| (self.state.clone(), self.poisoned));
-            let (reply, added) =
-                self.decide_one(&job.submission, ts_ms, undo.is_none(), batch.count);
+            // There, too, events are sealed before they are applied (a batch's first
+            // submission included), so their exact size counts, not a bound.
+            let near = batch.might_exceed(job_commands, limits);
+            let undo =
+                (!batch.jobs.is_empty() && near).then(|| (self.state.clone(), self.poisoned));
+            let (reply, added) = self.decide_one(&job.submission, ts_ms, !near, batch.count);
             batch.count += added.events;
             batch.bytes += added.bytes;
             if let Some((state, poisoned)) = undo {
