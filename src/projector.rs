@@ -29,7 +29,7 @@ pub struct SnapshotStore {
 /// self-describing, so a snapshot of another layout could be misread rather than refused):
 /// change it whenever the state's fields change, and add the old key below. A snapshot
 /// under another key is never read; the state is refolded from the log.
-const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v8";
+const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v9";
 /// Keys of earlier layouts, removed when found: `ledger_state` (before the layout was
 /// versioned), `ledger_state.v2` (before requests kept their requester's token issuer, or
 /// before statement lines were kept in the state: both were called v2 while they were
@@ -40,7 +40,8 @@ const LEDGER_STATE_KEY: &[u8] = b"ledger_state.v8";
 /// staff tokens were events, `LedgerState::staff_tokens`, fees given back after a refund
 /// were dated, `LedgerState::late_fee_returns`, and statement lines kept their booking
 /// time, `StatementLine::booked_ms`), `ledger_state.v7` (before matches could be held
-/// for review: `Balances::frozen`, `LedgerState::match_holds`).
+/// for review: `Balances::frozen`, `LedgerState::match_holds`), `ledger_state.v8` (before
+/// projects indexed all their donations, `Project::donations`, not only the latest 20).
 const OLD_LEDGER_STATE_KEYS: &[&[u8]] = &[
     b"ledger_state",
     b"ledger_state.v2",
@@ -49,6 +50,7 @@ const OLD_LEDGER_STATE_KEYS: &[&[u8]] = &[
     b"ledger_state.v5",
     b"ledger_state.v6",
     b"ledger_state.v7",
+    b"ledger_state.v8",
 ];
 
 impl SnapshotStore {

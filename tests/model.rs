@@ -706,6 +706,17 @@ async fn check(h: &Harness, m: &Model) -> Result<(), String> {
         if lhs != balance as i128 || b.raised != b.raised_gross - b.fees {
             return Err(format!("{id}: conservation: {b:?}"));
         }
+        // The project's index of its gifts is exactly its gifts, in order.
+        let indexed: Vec<u64> = project.donations.iter().copied().collect();
+        let gifts: Vec<u64> = m
+            .donations
+            .iter()
+            .filter(|d| d.project == p)
+            .map(|d| d.seq)
+            .collect();
+        if indexed != gifts {
+            return Err(format!("{id}: indexed gifts {indexed:?}, model {gifts:?}"));
+        }
         let mp = &m.projects[p];
         if (
             balance,

@@ -91,16 +91,29 @@ pub struct Project {
     pub balances: Balances,
     pub donation_count: u64,
     pub donors: OrdSet<Id>,
-    /// The seqs of the project's latest donations, at most [`RECENT_DONATIONS_MAX`], for
-    /// transparency pages (an index into `LedgerState::donations`).
-    pub recent_donations: OrdSet<u64>,
+    /// The seqs of every donation to the project, in order (an index into
+    /// `LedgerState::donations`): the project's pages walk its own gifts, not every gift of
+    /// the ledger.
+    pub donations: OrdSet<u64>,
     /// The seqs of every payout requested for the project (an index into
     /// `LedgerState::payouts`). Payouts are few: each one is backed by money and approved.
     pub payouts: OrdSet<u64>,
 }
 
-/// How many of a project's latest donations [`Project::recent_donations`] keeps.
+/// How many of a project's latest donations [`Project::recent_donations`] gives.
 pub const RECENT_DONATIONS_MAX: usize = 20;
+
+impl Project {
+    /// The seqs of the project's latest donations, newest first, at most
+    /// [`RECENT_DONATIONS_MAX`].
+    pub fn recent_donations(&self) -> impl Iterator<Item = u64> + '_ {
+        self.donations
+            .iter()
+            .rev()
+            .take(RECENT_DONATIONS_MAX)
+            .copied()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Donation {
@@ -509,6 +522,16 @@ fn sub(a: &mut u64, b: u64, seq: u64, what: &str) -> Result<(), ProjectionError>
 
 impl LedgerState {
     /// This state's donation whose receipt code spells `number`.
+    /// A project's donations in seq order (none for an unknown project), through its index:
+    /// a project's pages cost its own gifts, not every gift of the ledger.
+    pub fn project_donations<'a>(&'a self, project: &Id) -> impl Iterator<Item = &'a Donation> {
+        self.projects
+            .get(project)
+            .into_iter()
+            .flat_map(|p| p.donations.iter())
+            .filter_map(|seq| self.donations.get(seq).map(|d| &**d))
+    }
+
     pub fn donation_with_receipt(&self, number: u64) -> Option<&Donation> {
         let mut found = None;
         self.built_receipts().find(number, |seq| {
@@ -748,7 +771,7 @@ impl LedgerState {
                         balances: Balances::default(),
                         donation_count: 0,
                         donors: OrdSet::new(),
-                        recent_donations: OrdSet::new(),
+                        donations: OrdSet::new(),
                         payouts: OrdSet::new(),
                     },
                 );
@@ -775,10 +798,7 @@ impl LedgerState {
                         e.donor_ref.clone()
                     }
                 };
-                p.recent_donations.insert(seq);
-                if p.recent_donations.len() > RECENT_DONATIONS_MAX {
-                    p.recent_donations.remove_min();
-                }
+                p.donations.insert(seq);
                 if let Some(pledge_seq) = e.pledge_seq {
                     let pledge = self
                         .pledges

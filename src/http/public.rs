@@ -542,10 +542,8 @@ pub struct ProjectDetail {
 fn project_detail_of(state: &LedgerState, id: &Id) -> Option<ProjectDetail> {
     let p = state.projects.get(id)?;
     let recent_donations = p
-        .recent_donations
-        .iter()
-        .rev()
-        .filter_map(|seq| state.donations.get(seq))
+        .recent_donations()
+        .filter_map(|seq| state.donations.get(&seq))
         .map(|d| public_donation(d))
         .collect();
     let payouts = p

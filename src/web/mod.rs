@@ -581,7 +581,7 @@ fn project_flows(state: &LedgerState, id: &Id) -> Vec<Flow> {
             out_minor,
         })
     };
-    for d in state.donations.values().filter(|d| &d.project == id) {
+    for d in state.project_donations(id) {
         let matched = d.matched.as_ref().map(|(_, m)| *m).unwrap_or(0);
         push(
             d.ts_ms,
@@ -740,7 +740,7 @@ async fn project_page(
     let now = state.last_ts_ms;
     let since = now.saturating_sub(DISCLOSURE_DAYS * 86_400_000);
     let (mut gifts, mut gifts_minor, mut matched_minor, mut refunds_minor) = (0u64, 0, 0, 0);
-    for d in state.donations.values().filter(|d| d.project == p.id) {
+    for d in state.project_donations(&p.id) {
         if d.ts_ms >= since {
             gifts += 1;
             gifts_minor += d.amount_minor;
@@ -863,7 +863,7 @@ async fn project_page(
 
     // Recent donations.
     let _ = write!(b, "<h2>{}</h2>", l.t("最近的捐赠", "Recent donations"));
-    if p.recent_donations.is_empty() {
+    if p.donations.is_empty() {
         let _ = write!(b, "<p>{}</p>", l.t("暂无捐赠。", "No donations yet."));
     } else {
         let _ = write!(
@@ -875,10 +875,8 @@ async fn project_page(
             matched = l.t("配捐", "Matched"),
         );
         for d in p
-            .recent_donations
-            .iter()
-            .rev()
-            .filter_map(|seq| state.donations.get(seq))
+            .recent_donations()
+            .filter_map(|seq| state.donations.get(&seq))
         {
             let _ = write!(
                 b,

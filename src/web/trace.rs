@@ -85,7 +85,7 @@ pub fn trace_project(state: &LedgerState, project: &Id) -> ProjectTrace {
     // (seq, order within the seq, flow): a gift's match and its release follow the gift and
     // the refund they belong to.
     let mut flows: Vec<(u64, u8, Flow)> = Vec::new();
-    for d in state.donations.values().filter(|d| &d.project == project) {
+    for d in state.project_donations(project) {
         let donation_seq = d.seq;
         let net = d.amount_minor.saturating_sub(d.fee_minor);
         flows.push((d.seq, 0, Flow::In(Source::Gift { donation_seq }, net)));
