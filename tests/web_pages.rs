@@ -227,6 +227,23 @@ async fn every_page_over_demo_data() {
             f("available"),
             "{uri}"
         );
+        // The 3-month box is an identity too, and ends at the project's balance.
+        assert_eq!(
+            f("period_opening") + f("period_in") - f("period_out"),
+            f("period_closing"),
+            "{uri}"
+        );
+        assert_eq!(
+            f("period_closing"),
+            p.balances.balance().unwrap() as i128,
+            "{uri}"
+        );
+        assert_eq!(
+            f("period_closing") - f("period_set_aside"),
+            f("period_available"),
+            "{uri}"
+        );
+        assert_eq!(f("period_available"), f("available"), "{uri}");
         if p.balances.frozen > 0 {
             frozen_shown += 1;
             assert_eq!(f("frozen"), p.balances.frozen as i128, "{uri}");
@@ -239,6 +256,7 @@ async fn every_page_over_demo_data() {
         ok(uri, body);
     }
     assert!(refunds_shown > 0, "some project page shows refunds");
+
     assert!(
         frozen_shown > 0,
         "some project page shows a match under review"
@@ -533,7 +551,15 @@ async fn fifo_trace_accounts_for_every_fen_of_the_demo() {
 
 /// A ledger of one general fund, `fifo`, for the traces worked by hand.
 async fn fifo_ledger(dir: &std::path::Path) -> (Node, ledger::store::SledLog, Id) {
-    let (node, log, _clock) = common::open_erqi(dir).await;
+    let (node, log, project, _clock) = fifo_ledger_with_clock(dir).await;
+    (node, log, project)
+}
+
+/// [`fifo_ledger`] with the clock its events are stamped by.
+async fn fifo_ledger_with_clock(
+    dir: &std::path::Path,
+) -> (Node, ledger::store::SledLog, Id, ledger::demo::DemoClock) {
+    let (node, log, clock) = common::open_erqi(dir).await;
     let project = Id::new("fifo").unwrap();
     submit(
         &node,
@@ -547,7 +573,7 @@ async fn fifo_ledger(dir: &std::path::Path) -> (Node, ledger::store::SledLog, Id
         }],
     )
     .await;
-    (node, log, project)
+    (node, log, project, clock)
 }
 
 /// An anonymous WeChat Pay gift to `project`.
@@ -732,6 +758,48 @@ async fn a_receipt_names_another_gifts_refund_as_that_gifts() {
     // Gift B's own receipt says its money went back to its donor.
     let (_, body) = get(&router, &format!("/receipt?code={code_b}&lang=en")).await;
     assert!(body.contains("Refunded to the donor"), "{body}");
+    drop(router);
+    ledger::cli::shutdown_node(node).await.unwrap();
+}
+
+/// The 3-month box starts from the balance held before the period and counts only the
+/// period's flows: a gift (100.00, fee 0.60) and a payout of 30.00 two hundred days ago,
+/// then a gift (5.00, fee 0.03) and a payout of 10.00 in the period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_three_month_box_starts_from_the_balance_before_the_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, log, project, clock) = fifo_ledger_with_clock(dir.path()).await;
+    submit(
+        &node,
+        "recorder-liu",
+        vec![wechat_gift(&project, "t-old", 10_000, 60)],
+    )
+    .await;
+    let old_payout = request_payout(&node, &project, 3_000).await;
+    approve_and_disburse(&node, old_payout).await;
+    clock.advance(200 * 86_400_000);
+    submit(
+        &node,
+        "recorder-liu",
+        vec![wechat_gift(&project, "t-new", 500, 3)],
+    )
+    .await;
+    let new_payout = request_payout(&node, &project, 1_000).await;
+    approve_and_disburse(&node, new_payout).await;
+    let state = caught_up(&node).await;
+    let balance = state.projects[&project].balances.balance().unwrap();
+    let node = Arc::new(node);
+    let router = app(AppState::new(node.clone(), TokenStore::open(&log).unwrap()));
+    let (status, body) = get(&router, &format!("/projects/{project}?lang=en")).await;
+    assert_eq!(status, StatusCode::OK);
+    let f = |name: &str| figure(&body, name);
+    assert_eq!(f("period_opening"), 9_940 - 3_000, "{body}");
+    assert_eq!(f("period_in"), 497);
+    assert_eq!(f("period_out"), 1_000);
+    assert_eq!(f("period_closing"), 6_437);
+    assert_eq!(f("period_closing"), balance as i128);
+    assert_eq!(f("period_set_aside"), 0);
+    assert_eq!(f("period_available"), 6_437);
     drop(router);
     ledger::cli::shutdown_node(node).await.unwrap();
 }

@@ -607,9 +607,10 @@ fn project_flows(state: &LedgerState, id: &Id) -> Vec<Flow> {
             }
         }
     }
-    for p in state.payouts.values().filter(|p| &p.project == id) {
-        if let Some(ts) = p.disbursed_ts_ms {
-            push(ts, 0, p.amount_minor);
+    let payouts = state.projects.get(id).into_iter().flat_map(|p| &p.payouts);
+    for r in payouts.filter_map(|seq| state.payouts.get(seq)) {
+        if let Some(ts) = r.disbursed_ts_ms {
+            push(ts, 0, r.amount_minor);
         }
     }
     for m in state.moves.values() {
@@ -736,9 +737,32 @@ async fn project_page(
         chart(l, &flows, c)
     );
 
-    // Last 3 months, counted back from the ledger's latest event.
+    // Last 3 months, counted back from the ledger's latest event, as an identity built from
+    // the chart's flows: the balance at the start, plus what came in, less what went out, is
+    // the balance at the end; less what is set aside, what is available. Then the period's
+    // gifts, matches, refunds and payouts as details.
     let now = state.last_ts_ms;
     let since = now.saturating_sub(DISCLOSURE_DAYS * 86_400_000);
+    let (mut opening, mut came_in, mut went_out) = (0i128, 0u64, 0u64);
+    for f in &flows {
+        if f.ts_ms < since {
+            opening += i128::from(f.in_minor) - i128::from(f.out_minor);
+        } else {
+            came_in += f.in_minor;
+            went_out += f.out_minor;
+        }
+    }
+    let closing = opening + i128::from(came_in) - i128::from(went_out);
+    let available = p.balances.available().unwrap_or(0);
+    let set_aside = p.balances.balance().unwrap_or(0).saturating_sub(available);
+    let signed = |minor: i128| {
+        let shown = money(u64::try_from(minor.unsigned_abs()).unwrap_or(u64::MAX), c);
+        if minor < 0 {
+            format!("−{shown}")
+        } else {
+            shown
+        }
+    };
     let (mut gifts, mut gifts_minor, mut matched_minor, mut refunds_minor) = (0u64, 0, 0, 0);
     for d in state.project_donations(&p.id) {
         if d.ts_ms >= since {
@@ -764,17 +788,45 @@ async fn project_page(
         r#"<section aria-labelledby="disclosure"><h2 id="disclosure">{title}</h2>
 <p class="muted">{from} {since} {to} {now}</p>
 <dl class="figures">
+<dt>{open_l}</dt><dd data-figure="period_opening">{open}</dd>
+<dt>{in_l}</dt><dd data-figure="period_in">+ {came_in}</dd>
+<dt>{out_l}</dt><dd data-figure="period_out">− {went_out}</dd>
+<dt>{close_l}</dt><dd data-figure="period_closing">{close}</dd>
+<dt>{aside_l}</dt><dd data-figure="period_set_aside">− {aside}</dd>
+<dt>{al}</dt><dd data-figure="period_available">{avail}</dd>
+</dl>
+<h3>{details}</h3>
+<dl class="figures">
 <dt>{gl}</dt><dd>{gifts} · {gm}</dd>
 <dt>{ml}</dt><dd>{mm}</dd>
 <dt>{rl}</dt><dd>{rm}</dd>
 <dt>{pl}</dt><dd>{payouts} · {pm}</dd>
-<dt>{al}</dt><dd>{avail}</dd>
 </dl></section>"#,
         title = l.t("近三个月信息公开", "Last 3 months disclosure"),
         from = l.t("统计期间：", "Period:"),
         since = date(since),
         to = l.t("至", "to"),
         now = date(now),
+        open_l = l.t("期初余额", "Balance at the start"),
+        open = signed(opening),
+        in_l = l.t(
+            "收入（捐赠扣除渠道手续费、配捐、退回的手续费、转入）",
+            "Money in (gifts less channel fees, matches, fees given back, moves in)"
+        ),
+        came_in = money(came_in, c),
+        out_l = l.t(
+            "支出（退款、拨付、转出、退回资金池的配捐）",
+            "Money out (refunds, payouts, moves out, matches given back to their pools)"
+        ),
+        went_out = money(went_out, c),
+        close_l = l.t("期末余额", "Balance at the end"),
+        close = signed(closing),
+        aside_l = l.t(
+            "已预留（已批准或待审批的拨付与转出、审核中冻结的配捐）",
+            "Set aside (payouts and moves approved or requested, matches frozen under review)"
+        ),
+        aside = money(set_aside, c),
+        details = l.t("其中", "Of which"),
         gl = l.t("收到捐赠（笔数 · 金额）", "Gifts received (count · amount)"),
         gm = money(gifts_minor, c),
         ml = l.t("配捐", "Matched"),
@@ -784,7 +836,7 @@ async fn project_page(
         pl = l.t("拨付（笔数 · 金额）", "Payouts disbursed (count · amount)"),
         pm = money(payouts_minor, c),
         al = l.t("期末可用余额", "Available at the end"),
-        avail = money(p.balances.available().unwrap_or(0), c),
+        avail = money(available, c),
     );
 
     // Payouts.
