@@ -539,6 +539,9 @@ pub fn decide(
     ctx: &Context<'_>,
     command: &Command,
 ) -> Result<Vec<EventBody>, CommandError> {
+    for (field, text) in command.public_texts() {
+        check_public_text(field, text)?;
+    }
     let events = match command {
         Command::OpenProject {
             project: id,
@@ -869,6 +872,64 @@ pub fn decide(
         e.validate()?;
     }
     Ok(events)
+}
+
+/// The most digits in a row (single spaces or hyphens between them included) a public free
+/// text may hold: a mobile number has 11, an ID card number 17 or 18, a bank card 16 to 19.
+pub const PUBLIC_TEXT_DIGITS_RUN_MAX: usize = 10;
+
+impl Command {
+    /// The command's free texts that are published as written (reasons, payout purposes,
+    /// resolution notes), each with its field's name. Names (of projects, sponsors, payees)
+    /// are not among them: a project's or sponsor's name is public by design, and a payee
+    /// who is a person is masked on every public page.
+    pub fn public_texts(&self) -> Vec<(&'static str, &Text)> {
+        match self {
+            Command::CloseProject { reason, .. }
+            | Command::RefundDonation { reason, .. }
+            | Command::RecordRefundFeeReturned { reason, .. }
+            | Command::CancelPledge { reason, .. }
+            | Command::CloseMatchingPool { reason, .. }
+            | Command::FreezeMatch { reason, .. }
+            | Command::UnfreezeMatch { reason, .. }
+            | Command::ReleaseMatch { reason, .. }
+            | Command::RejectPayout { reason, .. }
+            | Command::RejectMove { reason, .. } => vec![("reason", reason)],
+            Command::RequestPayout(p) => vec![("purpose", &p.purpose)],
+            Command::RequestMove(m) => vec![("reason", &m.reason)],
+            Command::ResolveException(r) => vec![("note", &r.note)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A public free text must not carry a number that identifies a person: more than
+/// [`PUBLIC_TEXT_DIGITS_RUN_MAX`] digits in a row (ASCII or full-width, single spaces or
+/// hyphens between them counted through) is refused, naming the field. Names in the text
+/// are not checked: staff must keep them out (ARCHITECTURE.md, "Known gaps").
+fn check_public_text(field: &'static str, text: &Text) -> Result<(), ValueError> {
+    let (mut run, mut longest, mut gap) = (0usize, 0usize, false);
+    for c in text.as_str().chars() {
+        if c.is_ascii_digit() || ('０'..='９').contains(&c) {
+            run += 1;
+            longest = longest.max(run);
+            gap = false;
+        } else if (c == ' ' || c == '-') && run > 0 && !gap {
+            gap = true;
+        } else {
+            (run, gap) = (0, false);
+        }
+    }
+    if longest > PUBLIC_TEXT_DIGITS_RUN_MAX {
+        return Err(ValueError::Invalid {
+            field,
+            reason: format!(
+                "{longest} digits in a row; at most {PUBLIC_TEXT_DIGITS_RUN_MAX}: this text is \
+                 published as written and must not hold a phone, ID card or bank card number"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The match a review step is about, as the event names it: the donation must exist,

@@ -2664,3 +2664,46 @@ fn closing_the_pool_does_not_stop_a_review() {
     assert_eq!(l.state.pools[&id("pool")].used(), 200);
     assert_eq!(balances(&l).frozen, 0);
 }
+
+/// A public free text (a reason, a payout's purpose, a resolution's note) is published as
+/// written, so one holding a number that identifies a person (a mobile number, an ID card or
+/// a bank card: more than 10 digits in a row, spaces or hyphens between them counted
+/// through, ASCII or full-width) is refused, naming the field; dates, amounts and short
+/// numbers pass.
+#[test]
+fn a_public_text_with_a_personal_number_is_refused() {
+    let mut l = Ledger::new();
+    l.open("cp", ProjectKind::CommunityProject, None);
+    let gift = give(&mut l, "cp", 10_000, "wx-1", "donor-1")[0].seq();
+    let refund = |reason: &str| Command::RefundDonation {
+        donation_seq: gift,
+        reason: text(reason),
+        fee_returned_minor: None,
+    };
+    let refused = |e: CommandError, field: &str| match e {
+        CommandError::Invalid(ValueError::Invalid { field: f, reason }) => {
+            assert_eq!(f, field);
+            assert!(reason.contains("at most 10"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    };
+    for personal in [
+        "捐赠人来电 13800138000 要求退款",
+        "捐赠人来电 138-0013-8000",
+        "捐赠人来电 138 0013 8000",
+        "身份证 11010519491231002X",
+        "捐赠人来电１３８００１３８０００",
+    ] {
+        refused(l.err("recorder", refund(personal)), "reason");
+    }
+    let mut purpose = payout("cp", 1_000);
+    if let Command::RequestPayout(p) = &mut purpose {
+        p.purpose = text("转账至 6222 0202 0000 1234 567");
+    }
+    refused(l.err("finance", purpose), "purpose");
+    // Dates, amounts, times and short numbers are what reasons hold: they pass.
+    l.ok(
+        "recorder",
+        refund("2018-10-09 10:30 重复支付 100 元，单号 12345678"),
+    );
+}
