@@ -874,8 +874,9 @@ pub fn decide(
     Ok(events)
 }
 
-/// The most digits in a row (single spaces or hyphens between them included) a public free
-/// text may hold: a mobile number has 11, an ID card number 17 or 18, a bank card 16 to 19.
+/// The most digits in a row a public free text may hold (digits grouped by one kind of
+/// separator counted through): a mobile number has 11, an ID card number 17 or 18, a bank
+/// card 16 to 19.
 pub const PUBLIC_TEXT_DIGITS_RUN_MAX: usize = 10;
 
 impl Command {
@@ -904,20 +905,34 @@ impl Command {
 }
 
 /// A public free text must not carry a number that identifies a person: more than
-/// [`PUBLIC_TEXT_DIGITS_RUN_MAX`] digits in a row (ASCII or full-width, single spaces or
-/// hyphens between them counted through) is refused, naming the field. Names in the text
-/// are not checked: staff must keep them out (ARCHITECTURE.md, "Known gaps").
+/// [`PUBLIC_TEXT_DIGITS_RUN_MAX`] digits in a row is refused, naming the field. Digits are
+/// ASCII or full-width; groups of them joined by single separators of one kind (spaces, or
+/// hyphens, half- or full-width), as phone and card numbers are written, count as one run,
+/// while a change of separator ends it, so a date and time (`2018-10-09 10:30`) or a date
+/// and an amount pass. Names in the text are not checked: staff must keep them out
+/// (ARCHITECTURE.md, "Known gaps").
 fn check_public_text(field: &'static str, text: &Text) -> Result<(), ValueError> {
-    let (mut run, mut longest, mut gap) = (0usize, 0usize, false);
+    let separator = |c: char| match c {
+        ' ' | '\u{3000}' => Some(' '),
+        '-' | '\u{FF0D}' => Some('-'),
+        _ => None,
+    };
+    // The current run's length, its separator once it has one, and whether the last
+    // character was that separator.
+    let (mut run, mut longest) = (0usize, 0usize);
+    let (mut joined_by, mut after_separator) = (None, false);
     for c in text.as_str().chars() {
         if c.is_ascii_digit() || ('０'..='９').contains(&c) {
             run += 1;
             longest = longest.max(run);
-            gap = false;
-        } else if (c == ' ' || c == '-') && run > 0 && !gap {
-            gap = true;
+            after_separator = false;
+        } else if let Some(kind) = separator(c).filter(|kind| {
+            run > 0 && !after_separator && joined_by.is_none_or(|joined| joined == *kind)
+        }) {
+            joined_by = Some(kind);
+            after_separator = true;
         } else {
-            (run, gap) = (0, false);
+            (run, joined_by, after_separator) = (0, None, false);
         }
     }
     if longest > PUBLIC_TEXT_DIGITS_RUN_MAX {

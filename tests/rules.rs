@@ -2693,6 +2693,8 @@ fn a_public_text_with_a_personal_number_is_refused() {
         "捐赠人来电 138 0013 8000",
         "身份证 11010519491231002X",
         "捐赠人来电１３８００１３８０００",
+        "捐赠人来电 １３８　００１３　８０００",
+        "捐赠人来电 １３８－００１３－８０００",
     ] {
         refused(l.err("recorder", refund(personal)), "reason");
     }
@@ -2701,9 +2703,10 @@ fn a_public_text_with_a_personal_number_is_refused() {
         p.purpose = text("转账至 6222 0202 0000 1234 567");
     }
     refused(l.err("finance", purpose), "purpose");
-    // Dates, amounts, times and short numbers are what reasons hold: they pass.
+    // Dates, amounts, times and short numbers are what reasons hold: they pass, a date
+    // followed by an amount too (the change of separator ends the run).
     l.ok(
         "recorder",
-        refund("2018-10-09 10:30 重复支付 100 元，单号 12345678"),
+        refund("2018-10-09 3000元 2018-10-09 10:30 重复支付 100 元，单号 12345678"),
     );
 }

@@ -521,7 +521,6 @@ fn sub(a: &mut u64, b: u64, seq: u64, what: &str) -> Result<(), ProjectionError>
 }
 
 impl LedgerState {
-    /// This state's donation whose receipt code spells `number`.
     /// A project's donations in seq order (none for an unknown project), through its index:
     /// a project's pages cost its own gifts, not every gift of the ledger.
     pub fn project_donations<'a>(&'a self, project: &Id) -> impl Iterator<Item = &'a Donation> {
@@ -532,6 +531,7 @@ impl LedgerState {
             .filter_map(|seq| self.donations.get(seq).map(|d| &**d))
     }
 
+    /// This state's donation whose receipt code spells `number`.
     pub fn donation_with_receipt(&self, number: u64) -> Option<&Donation> {
         let mut found = None;
         self.built_receipts().find(number, |seq| {
