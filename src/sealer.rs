@@ -118,10 +118,7 @@ impl SealPipe {
             })
         } else {
             let prev = self.drain()?;
-            let sealed = crate::writer::seal_chain(records, prev)?;
-            for event in &sealed {
-                state.apply(event).map_err(crate::writer::fold_refused)?;
-            }
+            let sealed = crate::writer::seal_and_apply(state, records, prev)?;
             let bytes = sealed.iter().map(|e| e.canonical_bytes().len()).sum();
             let mut pipe = self.shared.lock();
             pipe.prev = sealed.last().map_or(pipe.prev, SealedEvent::hash);

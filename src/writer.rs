@@ -626,9 +626,20 @@ pub fn execute(
     at: &Stamp<'_>,
     command: &Command,
 ) -> Result<Vec<SealedEvent>, ExecuteError> {
-    // Seal every event first, so a refusal (an oversized event) leaves `state` untouched;
-    // then fold them, which cannot fail for events decide() accepted.
-    let sealed = seal_chain(records(state, at, command)?, state.head)?;
+    let records = records(state, at, command)?;
+    let head = state.head;
+    seal_and_apply(state, records, head)
+}
+
+/// Seals consecutive records after the event hashed `prev`, then applies them to `state`.
+/// Every event is sealed first, so a refusal (an oversized event) leaves `state` untouched;
+/// folding cannot fail for events decide() accepted (a failure is a bug: `Internal`).
+pub(crate) fn seal_and_apply(
+    state: &mut LedgerState,
+    records: Vec<EventRecord>,
+    prev: Hash,
+) -> Result<Vec<SealedEvent>, ExecuteError> {
+    let sealed = seal_chain(records, prev)?;
     for event in &sealed {
         state.apply(event).map_err(fold_refused)?;
     }
