@@ -132,16 +132,91 @@ impl EventRecord {
     /// bytes, so no one could verify its hash.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, ValueError> {
         // A record holds only integers, strings, booleans, arrays and objects.
-        let bytes = crate::jcs::to_vec_i_json(self).map_err(|e| ValueError::Invalid {
-            field: "event",
-            reason: e.to_string(),
-        })?;
+        let bytes = match self.gift_or_match_canonical_bytes() {
+            Some(bytes) => bytes,
+            None => crate::jcs::to_vec_i_json(self).map_err(|e| ValueError::Invalid {
+                field: "event",
+                reason: e.to_string(),
+            })?,
+        };
         debug_assert_eq!(
             bytes,
             serde_json_canonicalizer::to_vec(self).expect("event records serialize"),
             "the fast canonical form must equal RFC 8785"
         );
         Ok(bytes)
+    }
+
+    /// The canonical bytes of a gift or a match, written member by member in RFC 8785 order
+    /// ([`crate::jcs::Members`]): these are sealed by the thousand, and serde's calls per
+    /// member were about two thirds of sealing one. The same bytes as the general path
+    /// ([`Serialize`] above through [`crate::jcs`]); `tests/jcs.rs` checks both against
+    /// `serde_json_canonicalizer` on random records, as debug builds do on every record.
+    /// `None` for any other record, or when an integer is beyond 2^53 − 1 (the general path
+    /// then refuses it, saying why).
+    fn gift_or_match_canonical_bytes(&self) -> Option<Vec<u8>> {
+        use crate::jcs::Members;
+        if !matches!(
+            self.body,
+            EventBody::DonationReceived(_) | EventBody::MatchAllocated(_)
+        ) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(512);
+        let mut record = Members::begin(&mut out);
+        record.str("actor", self.actor.as_str());
+        let mut data = record.object("data");
+        match &self.body {
+            EventBody::DonationReceived(d) => {
+                data.uint("amount_minor", d.amount_minor.minor())?;
+                data.bool("anonymous", d.anonymous);
+                data.str("channel", d.channel.as_str());
+                data.str("channel_txn_id", &d.channel_txn_id);
+                data.str("currency", d.currency.as_str());
+                data.str("donor_ref", d.donor_ref.as_str());
+                data.uint("fee_minor", d.fee_minor)?;
+                if let Some(pledge) = d.pledge_seq {
+                    data.uint("pledge_seq", pledge)?;
+                }
+                data.str("project", d.project.as_str());
+                if let Some(name) = &d.public_name {
+                    data.str("public_name", name.as_str());
+                }
+                data.str("receipt_code", &d.receipt_code);
+            }
+            EventBody::MatchAllocated(m) => {
+                data.uint("amount_minor", m.amount_minor.minor())?;
+                data.uint("donation_seq", m.donation_seq)?;
+                data.str("pool", m.pool.as_str());
+                data.str("project", m.project.as_str());
+            }
+            _ => return None,
+        }
+        data.end();
+        if let Some(idempotency) = &self.idempotency {
+            let mut members = record.object("idempotency");
+            let digest = idempotency.command_sha256.hex_digits();
+            members.str(
+                "command_sha256",
+                std::str::from_utf8(&digest).expect("hex digits are ASCII"),
+            );
+            members.str("key", &idempotency.key);
+            members.end();
+        }
+        record.str("ledger", self.ledger.as_str());
+        let prev = self.prev.hex_digits();
+        record.str(
+            "prev",
+            std::str::from_utf8(&prev).expect("hex digits are ASCII"),
+        );
+        record.uint("seq", self.seq)?;
+        if let Some(issuer) = &self.token_issuer {
+            record.str("token_issuer", issuer.as_str());
+        }
+        record.uint("ts_ms", self.ts_ms)?;
+        record.str("type", self.body.type_name());
+        record.end();
+        Some(out)
     }
 
     /// An upper bound on the length of this record's canonical bytes, for the records the

@@ -285,7 +285,7 @@ impl Hash {
         hex::encode(self.0)
     }
     /// The 64 lowercase hex digits, written into a buffer on the stack.
-    fn hex_digits(&self) -> [u8; 64] {
+    pub(crate) fn hex_digits(&self) -> [u8; 64] {
         let mut digits = [0u8; 64];
         hex::encode_to_slice(self.0, &mut digits).expect("64 digits for 32 bytes");
         digits

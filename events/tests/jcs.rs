@@ -368,19 +368,40 @@ mod random {
             seq in any::<u32>(),
             ts in 0u64..=AMOUNT_MINOR_MAX,
             issuer in proptest::option::of("[a-z][a-z0-9-]{0,20}"),
+            key in proptest::option::of("[!-~]{1,40}"),
+            pledge in proptest::option::of(0u64..=AMOUNT_MINOR_MAX),
+            named in any::<bool>(),
         ) {
             let mut r = sample_record();
             r.seq = u64::from(seq);
             r.ts_ms = ts;
             r.token_issuer = issuer.map(|i| Id::new(&i).unwrap());
+            r.idempotency = key.map(|key| Idempotency { key, command_sha256: Hash([0x5c; 32]) });
             if let EventBody::DonationReceived(d) = &mut r.body {
                 d.amount_minor = Amount::new(amount).unwrap();
+                d.fee_minor = amount / 3;
                 d.channel_txn_id = txn;
-                d.public_name = Some(name);
-                d.anonymous = false;
+                d.pledge_seq = pledge;
+                d.public_name = named.then_some(name.clone());
+                d.anonymous = !named;
             }
             let reference = serde_json_canonicalizer::to_vec(&r).unwrap();
             prop_assert_eq!(r.canonical_bytes().unwrap(), reference);
+            // A match, written member by member as a gift is.
+            let matched = EventRecord {
+                body: EventBody::MatchAllocated(MatchAllocated {
+                    amount_minor: Amount::new(amount).unwrap(),
+                    donation_seq: u64::from(seq) / 2,
+                    pool: Id::new("pool-1").unwrap(),
+                    project: Id::new("cp-001").unwrap(),
+                }),
+                ..r.clone()
+            };
+            prop_assert_eq!(matched.canonical_bytes().unwrap(), serde_json_canonicalizer::to_vec(&matched).unwrap());
+            if let EventBody::DonationReceived(d) = &mut r.body {
+                d.public_name = Some(name);
+                d.anonymous = false;
+            }
             let refund = EventRecord {
                 body: EventBody::DonationRefunded(DonationRefunded {
                     donation_seq: 3,
