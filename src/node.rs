@@ -173,7 +173,7 @@ impl Node {
             log.clone(),
             state,
             snapshots,
-            Some(writer.committed()),
+            Some(writer.progress()),
             shutdown_rx.clone(),
         );
         let db = match tlog.db {

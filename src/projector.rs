@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use projections::LedgerState;
 use tokio::sync::watch;
 
-use crate::store::{subscribe, EventLog, StoreError, READ_EVENTS_MAX};
-use crate::writer::{catch_up, hash_before};
+use crate::store::{read_retrying, EventLog, StoreError};
+use crate::writer::{catch_up, hash_before, WriterProgress};
 
 /// How often, at most, the runner persists its state while events keep arriving.
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
@@ -133,16 +133,16 @@ pub async fn load_state(
 /// Starts the runner from `state`. It publishes every new state on the returned receiver and
 /// persists (if given a store) when [`snapshot_due`] says so and when `shutdown` turns true.
 ///
-/// With `committed` (the local writer's state after each durable append, see
-/// [`crate::writer::WriterHandle::committed`]), events that writer has already folded are not
-/// folded again: the runner adopts its state, which shares its structure, and only folds
-/// what it has not seen (events of other writers on a shared log, or a page that arrived
-/// before the writer published).
+/// With `writer` (the local writer's progress, see [`WriterProgress`]), events that writer
+/// appends are not folded a second time, nor even read: the runner adopts the writer's
+/// state, which shares its structure, and waits for it while the head is within the append
+/// in flight. It reads and folds only what the writer will not publish: events of other
+/// writers on a shared log, or those of an append that failed after the log took them.
 pub fn spawn_projector(
     log: Arc<dyn EventLog>,
     state: LedgerState,
     snapshots: Option<SnapshotStore>,
-    committed: Option<watch::Receiver<Arc<LedgerState>>>,
+    writer: Option<WriterProgress>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (
     watch::Receiver<Arc<LedgerState>>,
@@ -151,53 +151,81 @@ pub fn spawn_projector(
     let (tx, rx) = watch::channel(Arc::new(state.clone()));
     let task = tokio::spawn(async move {
         let mut state = state;
-        let mut events = subscribe(log.clone(), state.position);
-        let head_rx = log.watch_head();
+        let mut writer = writer;
+        let mut head_rx = log.watch_head();
         let mut saved = Saved {
             position: state.position,
             at: Instant::now(),
         };
         loop {
-            tokio::select! {
-                page = events.recv_page(READ_EVENTS_MAX) => {
-                    let Some(page) = page else { break };
-                    let page = page?;
-                    let Some(end) = page.last().map(|e| e.seq() + 1) else { continue };
-                    if let Some(committed) = &committed {
-                        let theirs = committed.borrow().clone();
-                        if theirs.position >= end && theirs.position > state.position {
-                            state = LedgerState::clone(&theirs);
-                        }
-                    }
-                    let folded = state.position;
-                    for event in page.iter().filter(|e| e.seq() >= folded) {
-                        state.apply(event).map_err(|e| {
-                            StoreError::Corrupt(events::ChainError::Malformed {
-                                seq: Some(event.seq()),
-                                reason: e.to_string(),
-                            })
-                        })?;
-                    }
-                    tx.send_replace(Arc::new(state.clone()));
-                    crate::metrics::record_positions(state.position, head_rx.borrow().len);
-                    if snapshot_due(&saved, state.position) {
-                        saved = save(snapshots.as_ref(), &state).await;
-                    }
+            let before = state.position;
+            let head = head_rx.borrow_and_update().len;
+            let mut writers_end = 0;
+            if let Some(w) = writer.as_mut() {
+                let theirs = w.committed.borrow_and_update().clone();
+                if theirs.position > state.position {
+                    state = LedgerState::clone(&theirs);
                 }
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
+                writers_end = *w.appending.borrow_and_update();
+            }
+            if head > state.position.max(writers_end) {
+                let Some(page) =
+                    read_retrying(log.as_ref(), state.position, stopped(&mut shutdown)).await
+                else {
+                    break;
+                };
+                let page = page?;
+                let folded = state.position;
+                for event in page.iter().filter(|e| e.seq() >= folded) {
+                    state.apply(event).map_err(|e| {
+                        StoreError::Corrupt(events::ChainError::Malformed {
+                            seq: Some(event.seq()),
+                            reason: e.to_string(),
+                        })
+                    })?;
                 }
             }
+            if state.position != before {
+                tx.send_replace(Arc::new(state.clone()));
+                crate::metrics::record_positions(state.position, head_rx.borrow().len);
+                if snapshot_due(&saved, state.position) {
+                    saved = save(snapshots.as_ref(), &state).await;
+                }
+                continue;
+            }
+            // Nothing (more) to fold: wait for the log, the writer or the shutdown. (A read
+            // that gave nothing although the head is further waits too, rather than spin.)
+            // A writer that is gone publishes nothing more: from then on everything is
+            // folded here.
+            tokio::select! {
+                changed = head_rx.changed() => if changed.is_err() { break },
+                gone = writer_changed(writer.as_mut()) => if gone { writer = None },
+                () = stopped(&mut shutdown) => break,
+            }
         }
-        events.close().await;
         if state.position != saved.position {
             save(snapshots.as_ref(), &state).await;
         }
         Ok(())
     });
     (rx, task)
+}
+
+/// Waits until the writer publishes a state or the extent of a new append; `true` when
+/// it has stopped. Never returns without a writer.
+async fn writer_changed(writer: Option<&mut WriterProgress>) -> bool {
+    let Some(w) = writer else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        changed = w.committed.changed() => changed.is_err(),
+        changed = w.appending.changed() => changed.is_err(),
+    }
+}
+
+/// Returns once `shutdown` is true or its sender is gone.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// When the last snapshot was written.

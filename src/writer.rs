@@ -113,7 +113,21 @@ struct Job {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Job>,
-    committed: watch::Receiver<Arc<LedgerState>>,
+    progress: WriterProgress,
+}
+
+/// What a writer publishes for the projection runner ([`WriterHandle::progress`]).
+#[derive(Clone)]
+pub struct WriterProgress {
+    /// The writer's state after each durable append: the fold of exactly the events the
+    /// log holds at its `position`.
+    pub committed: watch::Receiver<Arc<LedgerState>>,
+    /// The log's length once the writer's append in flight returns (the committed position
+    /// when none is in flight). The writer publishes the events below it on `committed`;
+    /// if that append fails, this goes back below them. Set before the append starts, so a
+    /// follower that sees the log's head move and finds the head at or below this knows
+    /// the state is on its way and need not fold those events again.
+    pub appending: watch::Receiver<u64>,
 }
 
 impl WriterHandle {
@@ -121,7 +135,13 @@ impl WriterHandle {
     /// holds at `position`. The projection runner adopts it instead of folding those events
     /// a second time.
     pub fn committed(&self) -> watch::Receiver<Arc<LedgerState>> {
-        self.committed.clone()
+        self.progress.committed.clone()
+    }
+
+    /// The committed state and the extent of the append in flight, for the projection
+    /// runner.
+    pub fn progress(&self) -> WriterProgress {
+        self.progress.clone()
     }
 
     /// Submits and waits until the events are durable (or the submission is refused).
@@ -159,6 +179,7 @@ pub fn spawn_writer(
 ) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_SUBMISSIONS_MAX);
     let (committed_tx, committed) = watch::channel(Arc::new(state.clone()));
+    let (appending_tx, appending) = watch::channel(state.position);
     let writer = Writer {
         log,
         seal: SealPipe::start(state.head),
@@ -166,9 +187,14 @@ pub fn spawn_writer(
         config,
         poisoned: false,
         committed: committed_tx,
+        appending: appending_tx,
     };
     let task = tokio::spawn(writer.run(rx));
-    (WriterHandle { tx, committed }, task)
+    let progress = WriterProgress {
+        committed,
+        appending,
+    };
+    (WriterHandle { tx, progress }, task)
 }
 
 struct Writer {
@@ -183,6 +209,8 @@ struct Writer {
     poisoned: bool,
     /// Where the state goes after every durable append.
     committed: watch::Sender<Arc<LedgerState>>,
+    /// [`WriterProgress::appending`].
+    appending: watch::Sender<u64>,
 }
 
 type Reply = Result<Outcome, WriteError>;
@@ -351,6 +379,7 @@ impl Writer {
         }
         let log = self.log.clone();
         let (expected, events) = (batch.before.position, batch.events.clone());
+        self.appending.send_replace(batch.after.position);
         *in_flight = Some(InFlight {
             batch,
             append: tokio::spawn(async move { log.append(expected, events).await }),
@@ -392,6 +421,7 @@ impl Writer {
                     "another writer appended first; catching up"
                 );
                 let start = batch.before.position;
+                self.appending.send_replace(start);
                 self.state = batch.before;
                 let caught_up = catch_up(self.log.as_ref(), &mut self.state).await;
                 self.seal.restart(self.state.head);
@@ -405,6 +435,7 @@ impl Writer {
                 *conflicts = 0;
                 tracing::error!(error = %e, "append failed; the batch is refused");
                 let start = batch.before.position;
+                self.appending.send_replace(start);
                 self.state = batch.before;
                 self.seal.restart(self.state.head);
                 self.refuse(batch.jobs, batch.replies, &e, start).await;

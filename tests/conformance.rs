@@ -279,9 +279,7 @@ fn assert_not_continuing(result: Result<Head, StoreError>) {
     }
 }
 
-async fn recv(
-    rx: &mut tokio::sync::mpsc::Receiver<Result<SealedEvent, StoreError>>,
-) -> SealedEvent {
+async fn recv(rx: &mut ledger::store::Subscription) -> SealedEvent {
     tokio::time::timeout(PATIENCE, rx.recv())
         .await
         .expect("the subscription delivers in time")
@@ -434,7 +432,7 @@ mod cases {
 
         let mut from_two = subscribe(log.clone(), 2);
         for want in &expected[2..] {
-            assert_eq!(&recv(&mut from_two.rx).await, want);
+            assert_eq!(&recv(&mut from_two).await, want);
         }
         // Events appended after subscribing arrive too, in order, with no gaps, while the
         // subscriber is still reading.
@@ -455,7 +453,7 @@ mod cases {
         };
         let mut later = Vec::new();
         for _ in 0..12 {
-            later.push(recv(&mut from_two.rx).await);
+            later.push(recv(&mut from_two).await);
         }
         let appended = writer.await.unwrap();
         assert_eq!(later, appended);
@@ -464,20 +462,21 @@ mod cases {
         // From 0: everything, in order.
         let mut from_zero = subscribe(log.clone(), 0);
         for want in &expected {
-            assert_eq!(&recv(&mut from_zero.rx).await, want);
+            assert_eq!(&recv(&mut from_zero).await, want);
         }
         // From the head: nothing until the next append, then exactly that.
         let len = expected.len() as u64;
         let mut from_head = subscribe(log.clone(), len);
-        tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
-            from_head.rx.try_recv().is_err(),
+            tokio::time::timeout(Duration::from_millis(200), from_head.recv())
+                .await
+                .is_err(),
             "nothing past the head yet"
         );
         let next = append_new(f, log.as_ref(), 1).await;
-        assert_eq!(recv(&mut from_head.rx).await, next[0]);
-        assert_eq!(recv(&mut from_zero.rx).await, next[0]);
-        assert_eq!(recv(&mut from_two.rx).await, next[0]);
+        assert_eq!(recv(&mut from_head).await, next[0]);
+        assert_eq!(recv(&mut from_zero).await, next[0]);
+        assert_eq!(recv(&mut from_two).await, next[0]);
         drop((from_two, from_zero, from_head));
         assert_chain_verifies(log.as_ref(), len + 1).await;
     }
@@ -521,7 +520,7 @@ mod cases {
         let mut all = append_new(f, log_a.as_ref(), 3).await;
         all.extend(append_new(f, log_a.as_ref(), 2).await);
         for want in &all {
-            assert_eq!(&recv(&mut on_b.rx).await, want);
+            assert_eq!(&recv(&mut on_b).await, want);
         }
         let head = head_after(&all);
         tokio::time::timeout(PATIENCE, watch_b.wait_for(|h| *h == head))

@@ -378,6 +378,9 @@ struct GatedLog {
     entered: std::sync::atomic::AtomicUsize,
     appends: std::sync::atomic::AtomicUsize,
     fail_append: usize,
+    /// The failing append stores its events before it reports the failure (an outcome the
+    /// writer cannot know, as when a connection drops after the server wrote).
+    keep_failed: std::sync::atomic::AtomicBool,
     /// How many reads to fail (from the next one on).
     fail_reads: std::sync::atomic::AtomicUsize,
     /// Every read finds the log corrupt, while set.
@@ -394,6 +397,7 @@ impl GatedLog {
             entered: Default::default(),
             appends: Default::default(),
             fail_append,
+            keep_failed: Default::default(),
             fail_reads: Default::default(),
             corrupt_reads: Default::default(),
         }
@@ -420,6 +424,9 @@ impl EventLog for GatedLog {
             .appends
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if n == self.fail_append {
+            if self.keep_failed.load(std::sync::atomic::Ordering::SeqCst) {
+                self.inner.append(expected_len, events).await?;
+            }
             return Err(StoreError::Io("the disk is on fire".into()));
         }
         self.inner.append(expected_len, events).await
@@ -634,10 +641,16 @@ async fn a_background_task_that_stops_is_reported() {
         .await
         .unwrap();
     assert!(node.stopped_tasks().is_empty());
-    log.corrupt_reads
-        .store(true, std::sync::atomic::Ordering::SeqCst);
     node.writer
         .submit(Submission::one(id("admin"), open_project("cp")))
+        .await
+        .unwrap();
+    // An event the node's writer did not append (so the projections must read it) on a log
+    // whose reads now all find it corrupt.
+    log.corrupt_reads
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let head = log.head().await.unwrap();
+    log.append(head.len, common::chained_events(head.len, 1, head.hash))
         .await
         .unwrap();
     for _ in 0..500 {
@@ -787,4 +800,127 @@ async fn a_batch_closes_before_the_stores_append_limit() {
     );
     drop(writer);
     task.await.unwrap();
+}
+
+/// A projection runner's states, a sender that stops it, and its task.
+type Runner = (
+    tokio::sync::watch::Receiver<Arc<projections::LedgerState>>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), StoreError>>,
+);
+
+/// Follows `writer` on `log` with a projection runner, as a node does.
+fn follow(log: Arc<dyn EventLog>, writer: &WriterHandle) -> Runner {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (states, task) = ledger::projector::spawn_projector(
+        log,
+        projections::LedgerState::default(),
+        None,
+        Some(writer.progress()),
+        stopped,
+    );
+    (states, stop, task)
+}
+
+/// Waits until the runner's state reflects the whole log, then checks it is the log's fold.
+async fn reflects_the_log(
+    states: &mut tokio::sync::watch::Receiver<Arc<projections::LedgerState>>,
+    log: &dyn EventLog,
+) {
+    let head = log.head().await.unwrap().len;
+    let state = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        states.wait_for(|s| s.position >= head),
+    )
+    .await
+    .expect("the projection runner reaches the log's head")
+    .unwrap()
+    .clone();
+    let mut folded = projections::LedgerState::default();
+    ledger::writer::catch_up(log, &mut folded).await.unwrap();
+    assert_eq!(folded.position, head);
+    assert_eq!(*state, folded);
+}
+
+/// The runner adopts its local writer's states, and folds itself what that writer does not
+/// publish: the events of a second writer on the same log (before which the first writer's
+/// next append conflicts, catches up and goes through).
+#[tokio::test]
+async fn the_projector_folds_what_another_writer_appends_and_adopts_its_own_writer() {
+    let log = Arc::new(ledger::store::MemoryLog::new());
+    let config = || ledger::writer::WriterConfig {
+        ledger: id("test"),
+        clock: Arc::new(|| T0),
+    };
+    let (a, a_task) =
+        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config());
+    let (mut states, stop, runner) = follow(log.clone(), &a);
+    write_project(&a).await;
+    a.submit(Submission::one(id("recorder"), gift("a-1", 100)))
+        .await
+        .unwrap();
+    reflects_the_log(&mut states, log.as_ref()).await;
+    // Writer B, on the same log: its gifts are not A's to publish.
+    let mut state_b = projections::LedgerState::default();
+    ledger::writer::catch_up(log.as_ref(), &mut state_b)
+        .await
+        .unwrap();
+    let (b, b_task) = ledger::writer::spawn_writer(log.clone(), state_b, config());
+    for txn in ["b-1", "b-2"] {
+        b.submit(Submission::one(id("recorder"), gift(txn, 200)))
+            .await
+            .unwrap();
+    }
+    reflects_the_log(&mut states, log.as_ref()).await;
+    // A's next append conflicts with B's; A catches up and appends after them.
+    let outcome = a
+        .submit(Submission::one(id("recorder"), gift("a-2", 300)))
+        .await
+        .unwrap();
+    assert_eq!(outcome.events[0].seq(), 4);
+    reflects_the_log(&mut states, log.as_ref()).await;
+    assert_eq!(states.borrow().projects[&id("cp")].balances.raised, 800);
+    drop((a, b));
+    a_task.await.unwrap();
+    b_task.await.unwrap();
+    stop.send_replace(true);
+    runner.await.unwrap().unwrap();
+}
+
+/// An append that reports a failure although the log kept its events: the writer goes back
+/// to the state before them and will not publish them, so the runner folds them itself
+/// rather than wait; the writer's next append conflicts, catches up and goes through.
+#[tokio::test]
+async fn the_projector_folds_events_an_append_kept_but_reported_failed() {
+    let log = Arc::new(GatedLog::new(1, 1000));
+    log.keep_failed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let config = ledger::writer::WriterConfig {
+        ledger: id("test"),
+        clock: Arc::new(|| T0),
+    };
+    let (writer, task) =
+        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config);
+    let (mut states, stop, runner) = follow(log.clone(), &writer);
+    write_project(&writer).await;
+    let failed = writer
+        .submit(Submission::one(id("recorder"), gift("kept", 100)))
+        .await;
+    assert!(
+        matches!(failed, Err(WriteError::Store(StoreError::Io(_)))),
+        "{failed:?}"
+    );
+    assert_eq!(log.head().await.unwrap().len, 2, "the log kept the gift");
+    reflects_the_log(&mut states, log.as_ref()).await;
+    assert_eq!(states.borrow().projects[&id("cp")].balances.raised, 100);
+    let next = writer
+        .submit(Submission::one(id("recorder"), gift("next", 200)))
+        .await
+        .unwrap();
+    assert_eq!(next.events[0].seq(), 2);
+    reflects_the_log(&mut states, log.as_ref()).await;
+    drop(writer);
+    task.await.unwrap();
+    stop.send_replace(true);
+    runner.await.unwrap().unwrap();
 }

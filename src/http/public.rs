@@ -332,7 +332,7 @@ pub async fn stream(
                 return None;
             }
             let item = tokio::select! {
-                item = rx.rx.recv() => item,
+                item = rx.recv() => item,
                 _ = shutdown.wait_for(|stop| *stop) => None,
             };
             match item {

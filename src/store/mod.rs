@@ -114,32 +114,62 @@ pub struct AppendLimits {
     pub bytes: usize,
 }
 
-/// The most events a subscription buffers before it waits for its reader.
+/// The most events a subscription's channel holds (in pages of at most [`READ_EVENTS_MAX`])
+/// before it waits for its reader.
 pub const SUBSCRIPTION_BUFFER_MAX: usize = 8192;
 
-/// A live stream of events; see [`subscribe`].
+/// A live stream of events; see [`subscribe`]. Events travel in pages (an append's worth at
+/// a time), not one channel message each: a batch of 1024 gifts is one message, not 1024.
 pub struct Subscription {
-    pub rx: mpsc::Receiver<Result<SealedEvent, StoreError>>,
+    rx: mpsc::Receiver<Result<Vec<SealedEvent>, StoreError>>,
+    /// Events of a page received and not yet handed out.
+    buffered: std::collections::VecDeque<SealedEvent>,
+    /// The error that ended the stream, received behind events not yet handed out.
+    ended: Option<StoreError>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Subscription {
+    /// The next event. `None` when the stream has ended; an error ends it. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<SealedEvent, StoreError>> {
+        if let Some(e) = self.buffered.pop_front() {
+            return Some(Ok(e));
+        }
+        if let Some(e) = self.ended.take() {
+            return Some(Err(e));
+        }
+        match self.rx.recv().await? {
+            Ok(page) => {
+                self.buffered.extend(page);
+                self.buffered.pop_front().map(Ok)
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// The next events in order: waits for one, then takes what else is already there, up
-    /// to `max`. `None` when the stream has ended; an error ends it.
+    /// to `max` (at least one). `None` when the stream has ended; an error ends it.
+    /// Cancel-safe.
     pub async fn recv_page(&mut self, max: usize) -> Option<Result<Vec<SealedEvent>, StoreError>> {
-        let first = self.rx.recv().await?;
-        let mut page = match first {
-            Ok(e) => vec![e],
-            Err(e) => return Some(Err(e)),
-        };
-        while page.len() < max {
+        if self.buffered.is_empty() {
+            if let Some(e) = self.ended.take() {
+                return Some(Err(e));
+            }
+            match self.rx.recv().await? {
+                Ok(page) => self.buffered.extend(page),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let max = max.max(1);
+        while self.buffered.len() < max && self.ended.is_none() {
             match self.rx.try_recv() {
-                Ok(Ok(e)) => page.push(e),
-                Ok(Err(e)) => return Some(Err(e)),
+                Ok(Ok(page)) => self.buffered.extend(page),
+                Ok(Err(e)) => self.ended = Some(e),
                 Err(_) => break,
             }
         }
-        Some(Ok(page))
+        let n = self.buffered.len().min(max);
+        Some(Ok(self.buffered.drain(..n).collect()))
     }
 
     /// Ends the subscription and waits until its task has let go of the log.
@@ -150,44 +180,28 @@ impl Subscription {
 }
 
 /// Every event from `from` on, in order with no gaps: first those already stored, then new
-/// ones as they are appended. A read that fails with [`StoreError::Io`] (a network blip to
-/// EventStoreDB, a leader change) is retried after [`SUBSCRIPTION_RETRY_FIRST`], doubling up
-/// to [`SUBSCRIPTION_RETRY_MAX`], so the followers (projections, the event-hash index, the
-/// Merkle tree of a remote log) never stop for a transient failure; any other error
-/// (a corrupt log) ends the stream with that error. It ends quietly when the receiver is
-/// dropped.
+/// ones as they are appended. Reads go through [`read_retrying`], so the followers (the
+/// event-hash index, the Merkle tree of a remote log, the public event stream) never stop
+/// for a transient failure; any other error (a corrupt log) ends the stream with that
+/// error. It ends quietly when the receiver is dropped.
 pub fn subscribe(log: Arc<dyn EventLog>, from: u64) -> Subscription {
-    let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER_MAX);
+    let (tx, rx) = mpsc::channel((SUBSCRIPTION_BUFFER_MAX / READ_EVENTS_MAX).max(1));
     let mut head_rx = log.watch_head();
     let task = tokio::spawn(async move {
         let mut next = from;
-        let mut retry = SUBSCRIPTION_RETRY_FIRST;
         loop {
             let len = head_rx.borrow_and_update().len;
             while next < len {
-                match log.read(next, READ_EVENTS_MAX).await {
+                let Some(read) = read_retrying(log.as_ref(), next, tx.closed()).await else {
+                    return;
+                };
+                match read {
                     Ok(events) if events.is_empty() => break,
                     Ok(events) => {
-                        retry = SUBSCRIPTION_RETRY_FIRST;
-                        for e in events {
-                            next = e.seq() + 1;
-                            if tx.send(Ok(e)).await.is_err() {
-                                return;
-                            }
+                        next = events.last().map_or(next, |e| e.seq() + 1);
+                        if tx.send(Ok(events)).await.is_err() {
+                            return;
                         }
-                    }
-                    Err(StoreError::Io(reason)) => {
-                        tracing::warn!(
-                            from = next,
-                            error = %reason,
-                            retry_ms = retry.as_millis() as u64,
-                            "reading the log failed; retrying"
-                        );
-                        tokio::select! {
-                            () = tokio::time::sleep(retry) => {}
-                            () = tx.closed() => return,
-                        }
-                        retry = (retry * 2).min(SUBSCRIPTION_RETRY_MAX);
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -201,7 +215,46 @@ pub fn subscribe(log: Arc<dyn EventLog>, from: u64) -> Subscription {
             }
         }
     });
-    Subscription { rx, task }
+    Subscription {
+        rx,
+        buffered: std::collections::VecDeque::new(),
+        ended: None,
+        task,
+    }
+}
+
+/// Up to [`READ_EVENTS_MAX`] events from `from` on, for a follower of the log: a read that
+/// fails with [`StoreError::Io`] (a network blip to EventStoreDB, a leader change) is
+/// retried after [`SUBSCRIPTION_RETRY_FIRST`], doubling up to [`SUBSCRIPTION_RETRY_MAX`],
+/// so the followers never stop for a transient failure; any other error (a corrupt log) is
+/// returned. `None` when `stop` completes during a wait between two reads. A read itself is
+/// never cut short: one dropped half-way would leave its blocking thread holding the log
+/// (and sled's lock on the data directory) after its follower has stopped.
+pub async fn read_retrying(
+    log: &dyn EventLog,
+    from: u64,
+    stop: impl std::future::Future<Output = ()>,
+) -> Option<Result<Vec<SealedEvent>, StoreError>> {
+    tokio::pin!(stop);
+    let mut retry = SUBSCRIPTION_RETRY_FIRST;
+    loop {
+        match log.read(from, READ_EVENTS_MAX).await {
+            Err(StoreError::Io(reason)) => {
+                tracing::warn!(
+                    from,
+                    error = %reason,
+                    retry_ms = retry.as_millis() as u64,
+                    "reading the log failed; retrying"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = &mut stop => return None,
+                }
+                retry = (retry * 2).min(SUBSCRIPTION_RETRY_MAX);
+            }
+            read => return Some(read),
+        }
+    }
 }
 
 /// How long a subscription waits before it reads again after a failed read; it doubles
