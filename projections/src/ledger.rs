@@ -93,8 +93,9 @@ pub struct Project {
     pub donors: OrdSet<Id>,
     /// The seqs of every donation to the project, in order (an index into
     /// `LedgerState::donations`): the project's pages walk its own gifts, not every gift of
-    /// the ledger.
-    pub donations: OrdSet<u64>,
+    /// the ledger. A vector, as gifts only ever come after the last one: adding one is a
+    /// push onto its tail, not a search down a tree (serialized as the same sequence).
+    pub donations: Vector<u64>,
     /// The seqs of every payout requested for the project (an index into
     /// `LedgerState::payouts`). Payouts are few: each one is backed by money and approved.
     pub payouts: OrdSet<u64>,
@@ -771,7 +772,7 @@ impl LedgerState {
                         balances: Balances::default(),
                         donation_count: 0,
                         donors: OrdSet::new(),
-                        donations: OrdSet::new(),
+                        donations: Vector::new(),
                         payouts: OrdSet::new(),
                     },
                 );
@@ -798,7 +799,7 @@ impl LedgerState {
                         e.donor_ref.clone()
                     }
                 };
-                p.donations.insert(seq);
+                p.donations.push_back(seq);
                 if let Some(pledge_seq) = e.pledge_seq {
                     let pledge = self
                         .pledges
