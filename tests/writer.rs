@@ -324,19 +324,25 @@ async fn opening_a_store_with_a_broken_tail_names_the_first_bad_seq() {
             .unwrap();
         let first = u64::from_be_bytes(key.as_ref().try_into().unwrap());
         let mut bytes = value.to_vec();
-        // Walk to event 3 inside the chunk and flip a digit of its amount.
+        // An event is stored as `u32 length ‖ hash ‖ canonical bytes`, or a gift as
+        // `0xC1 ‖ u32 length ‖ hash ‖ compact form`: (header, body) lengths at `offset`.
+        let lengths = |bytes: &[u8], offset: usize| {
+            let (header, at) = if bytes[offset] == 0xC1 {
+                (37, offset + 1)
+            } else {
+                (36, offset)
+            };
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            (header, len)
+        };
+        // Walk to event 3 inside the chunk and change the last byte of its stored form.
         let mut offset = 0;
         for _ in first..3 {
-            let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-            offset += 36 + len;
+            let (header, len) = lengths(&bytes, offset);
+            offset += header + len;
         }
-        let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-        let body = &mut bytes[offset + 36..offset + 36 + len];
-        let at = String::from_utf8_lossy(body)
-            .find("\"amount_minor\":100")
-            .unwrap()
-            + 15;
-        body[at] = b'9';
+        let (header, len) = lengths(&bytes, offset);
+        bytes[offset + header + len - 1] ^= 1;
         log.insert(key, bytes).unwrap();
         db.flush().unwrap();
     }

@@ -282,7 +282,7 @@ impl EventRecord {
             });
         }
         let hash = sha256(&canonical);
-        Ok(SealedEvent::new(self, hash, canonical))
+        Ok(SealedEvent::new(self, hash, canonical, true))
     }
 }
 
@@ -307,6 +307,10 @@ struct Sealed {
     /// Its RFC 6962 leaf hash, once asked for: the writer's sealing thread asks at once,
     /// while the bytes are in its cache, so the append finds it computed.
     leaf: std::sync::OnceLock<Hash>,
+    /// Whether `canonical` was made from `record` (sealed here), rather than read and
+    /// parsed ([`SealedEvent::from_canonical`]): only then is re-sealing the record certain
+    /// to give the same bytes.
+    from_record: bool,
 }
 
 // The leaf hash is derived from the bytes, computed or not.
@@ -319,15 +323,21 @@ impl PartialEq for Sealed {
 impl Eq for Sealed {}
 
 impl SealedEvent {
-    fn new(record: EventRecord, hash: Hash, canonical: Vec<u8>) -> SealedEvent {
+    fn new(record: EventRecord, hash: Hash, canonical: Vec<u8>, from_record: bool) -> SealedEvent {
         SealedEvent {
             inner: std::sync::Arc::new(Sealed {
                 record,
                 hash,
                 canonical,
                 leaf: std::sync::OnceLock::new(),
+                from_record,
             }),
         }
+    }
+    /// Whether its bytes were made from its record ([`EventRecord::seal`]), so that sealing
+    /// the record again gives them back exactly; `false` for an event parsed from bytes.
+    pub fn is_sealed_from_record(&self) -> bool {
+        self.inner.from_record
     }
     pub fn record(&self) -> &EventRecord {
         &self.inner.record
@@ -363,7 +373,7 @@ impl SealedEvent {
                 reason: e.to_string(),
             })?;
         let hash = sha256(&canonical);
-        Ok(SealedEvent::new(record, hash, canonical))
+        Ok(SealedEvent::new(record, hash, canonical, false))
     }
 
     /// The exported form: RFC 8785 bytes of the record with its `hash` member added.

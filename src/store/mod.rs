@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use events::{ChainError, Hash, SealedEvent};
 use tokio::sync::{mpsc, watch};
 
+mod compact;
 #[cfg(feature = "eventstore")]
 pub mod eventstore_log;
 pub mod memory_log;

@@ -2,9 +2,11 @@
 //!
 //! Layout: tree `log` maps the big-endian `seq` of the first event of a *chunk* to the chunk.
 //! A chunk is a run of consecutive events, each encoded as `u32 BE length ‖ 32-byte hash ‖
-//! canonical bytes`. One append writes its events as one or more chunks of at most
-//! [`CHUNK_BYTES_MAX`] in one atomic sled batch, so a batch of 1024 events costs some
-//! fifty sled records instead of 1024. A sled 0.34 leaf splits only after its 17th record,
+//! canonical bytes`, or, for a gift or a match sealed here, `0xC1 ‖ u32 BE length ‖ 32-byte
+//! hash ‖ compact form` ([`super::compact`]; a canonical record starts with a 0 byte). One
+//! append writes its events as one or more chunks of at most [`CHUNK_BYTES_MAX`] in one
+//! atomic sled batch, so a batch of 1024 gifts costs some twenty-five sled records instead
+//! of 1024. A sled 0.34 leaf splits only after its 17th record,
 //! and a page larger than a quarter of a segment less 20 bytes is written as a separate blob
 //! file, which sled never fsyncs. New data directories use [`SEGMENT_SIZE`] (1 MiB) segments,
 //! under which a leaf of 17 of the largest chunks is no blob; 32 KiB chunks at 512 KiB
@@ -574,16 +576,16 @@ impl SledLog {
     }
 
     fn read_blocking(&self, from: u64, limit: usize) -> Result<Vec<SealedEvent>, StoreError> {
-        self.scan_blocking(from, limit.min(READ_EVENTS_MAX), decode_event)
+        self.scan_blocking(from, limit.min(READ_EVENTS_MAX), decode_stored)
     }
 
     /// Up to `limit` items from `from` on, each made by `item` from an event's seq, stored
-    /// hash and canonical bytes.
+    /// hash and stored form.
     fn scan_blocking<T>(
         &self,
         from: u64,
         limit: usize,
-        item: impl Fn(u64, Hash, &[u8]) -> Result<T, StoreError>,
+        item: impl Fn(u64, Hash, Stored<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         // Only what has been acknowledged: an append applies its chunks before its barrier,
         // and a failed one leaves them in the tree, past the head.
@@ -614,10 +616,10 @@ impl SledLog {
             let mut seq = key_seq(&key)?;
             let mut rest: &[u8] = &chunk;
             while !rest.is_empty() {
-                let (stored_hash, canonical, tail) = split_event(rest, seq)?;
+                let (stored_hash, stored, tail) = split_event(rest, seq)?;
                 rest = tail;
                 if seq >= from {
-                    out.push(item(seq, stored_hash, canonical)?);
+                    out.push(item(seq, stored_hash, stored)?);
                     if out.len() == limit {
                         return Ok(out);
                     }
@@ -637,20 +639,35 @@ fn encode_chunks(events: &[SealedEvent]) -> Vec<(u64, Vec<u8>)> {
     let Some(mut chunk_first) = events.first().map(SealedEvent::seq) else {
         return chunks;
     };
+    let mut record = Vec::with_capacity(1024);
     for e in events {
-        let record_len = 4 + 32 + e.canonical_bytes().len();
-        if !chunk.is_empty() && chunk.len() + record_len > CHUNK_BYTES_MAX {
+        record.clear();
+        encode_event(&mut record, e);
+        if !chunk.is_empty() && chunk.len() + record.len() > CHUNK_BYTES_MAX {
             chunks.push((chunk_first, std::mem::take(&mut chunk)));
             chunk.reserve(CHUNK_BYTES_MAX);
             chunk_first = e.seq();
         }
-        encode_event(&mut chunk, e);
+        chunk.extend_from_slice(&record);
     }
     chunks.push((chunk_first, chunk));
     chunks
 }
 
+/// An event as a chunk stores it: a gift or a match sealed here in compact form,
+/// `0xC1 ‖ u32 BE length ‖ 32-byte hash ‖ compact form`; any other event as
+/// `u32 BE length ‖ 32-byte hash ‖ canonical bytes`.
 fn encode_event(buf: &mut Vec<u8>, e: &SealedEvent) {
+    let start = buf.len();
+    buf.push(COMPACT_TAG);
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(e.hash().as_bytes());
+    if super::compact::encode(buf, e) {
+        let len = (buf.len() - start - 37) as u32;
+        buf[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+        return;
+    }
+    buf.truncate(start);
     let bytes = e.canonical_bytes();
     buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     buf.extend_from_slice(e.hash().as_bytes());
@@ -667,12 +684,32 @@ fn key_seq(key: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-fn split_event(rest: &[u8], seq: u64) -> Result<(Hash, &[u8], &[u8]), StoreError> {
+/// An event as a chunk stores it.
+#[derive(Clone, Copy)]
+enum Stored<'a> {
+    /// Its canonical bytes.
+    Canonical(&'a [u8]),
+    /// The compact form of a gift or a match ([`super::compact`]).
+    Compact(&'a [u8]),
+}
+
+/// The first byte of an event stored in compact form. A canonical one starts with its
+/// 4-byte length, whose first byte is always 0 (an event is at most `EVENT_BYTES_MAX`).
+const COMPACT_TAG: u8 = 0xC1;
+const _: () = assert!(events::EVENT_BYTES_MAX < 1 << 24);
+
+/// The first event of `rest` (the rest of a chunk), at `seq`: its stored hash, its stored
+/// form, and what follows it.
+fn split_event(rest: &[u8], seq: u64) -> Result<(Hash, Stored<'_>, &[u8]), StoreError> {
     let corrupt = |reason: &str| {
         StoreError::Corrupt(ChainError::Malformed {
             seq: Some(seq),
             reason: reason.into(),
         })
+    };
+    let (compact, rest) = match rest.split_first() {
+        Some((&COMPACT_TAG, tail)) => (true, tail),
+        _ => (false, rest),
     };
     if rest.len() < 36 {
         return Err(corrupt("truncated event header"));
@@ -682,7 +719,43 @@ fn split_event(rest: &[u8], seq: u64) -> Result<(Hash, &[u8], &[u8]), StoreError
     let body = rest
         .get(36..36 + len)
         .ok_or_else(|| corrupt("truncated event"))?;
-    Ok((hash, body, &rest[36 + len..]))
+    let stored = if compact {
+        Stored::Compact(body)
+    } else {
+        Stored::Canonical(body)
+    };
+    Ok((hash, stored, &rest[36 + len..]))
+}
+
+/// The event stored at `seq`, checked against its stored hash: canonical bytes are parsed
+/// and hashed ([`decode_event`]); a compact form is sealed again from its record.
+fn decode_stored(
+    seq: u64,
+    stored_hash: Hash,
+    stored: Stored<'_>,
+) -> Result<SealedEvent, StoreError> {
+    let bytes = match stored {
+        Stored::Canonical(bytes) => return decode_event(seq, stored_hash, bytes),
+        Stored::Compact(bytes) => bytes,
+    };
+    let malformed = |reason: String| {
+        StoreError::Corrupt(ChainError::Malformed {
+            seq: Some(seq),
+            reason,
+        })
+    };
+    let event = super::compact::decode(seq, bytes)
+        .map_err(malformed)?
+        .seal()
+        .map_err(|e| malformed(e.to_string()))?;
+    if event.hash() != stored_hash {
+        return Err(StoreError::Corrupt(ChainError::HashMismatch {
+            seq,
+            declared: stored_hash,
+            computed: event.hash(),
+        }));
+    }
+    Ok(event)
 }
 
 /// Finds the head and re-checks the last [`TAIL_CHECK_EVENTS`] events.
@@ -722,9 +795,9 @@ fn check_tail(log: &sled::Tree) -> Result<Head, StoreError> {
         let mut rest: &[u8] = chunk;
         let mut seq = *first;
         while !rest.is_empty() {
-            let (stored_hash, canonical, tail) = split_event(rest, seq)?;
+            let (stored_hash, stored, tail) = split_event(rest, seq)?;
             rest = tail;
-            let event = decode_event(seq, stored_hash, canonical)?;
+            let event = decode_stored(seq, stored_hash, stored)?;
             let v = verifier
                 .get_or_insert_with(|| ChainVerifier::resume(event.seq(), event.record().prev));
             v.push_sealed(&event).map_err(StoreError::Corrupt)?;
