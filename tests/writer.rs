@@ -63,6 +63,14 @@ fn keyed(key: &str, command: Command) -> Submission {
     }
 }
 
+/// A writer of the ledger `test` whose clock stands at `T0`.
+fn config() -> ledger::writer::WriterConfig {
+    ledger::writer::WriterConfig {
+        ledger: id("test"),
+        clock: Arc::new(|| T0),
+    }
+}
+
 /// Submits `submission` from a task of its own.
 fn spawn_submit(
     writer: &WriterHandle,
@@ -480,12 +488,8 @@ async fn gated_writer(
     tokio::task::JoinHandle<()>,
 ) {
     let log = Arc::new(GatedLog::new(fail_append, 0));
-    let config = ledger::writer::WriterConfig {
-        ledger: id("test"),
-        clock: Arc::new(|| T0),
-    };
     let (writer, task) =
-        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config);
+        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config());
     log.gate.add_permits(1);
     write_project(&writer).await;
     (log, writer, task)
@@ -854,10 +858,6 @@ async fn reflects_the_log(
 #[tokio::test]
 async fn the_projector_folds_what_another_writer_appends_and_adopts_its_own_writer() {
     let log = Arc::new(ledger::store::MemoryLog::new());
-    let config = || ledger::writer::WriterConfig {
-        ledger: id("test"),
-        clock: Arc::new(|| T0),
-    };
     let (a, a_task) =
         ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config());
     let (mut states, stop, runner) = follow(log.clone(), &a);
@@ -901,12 +901,8 @@ async fn the_projector_folds_events_an_append_kept_but_reported_failed() {
     let log = Arc::new(GatedLog::new(1, 1000));
     log.keep_failed
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let config = ledger::writer::WriterConfig {
-        ledger: id("test"),
-        clock: Arc::new(|| T0),
-    };
     let (writer, task) =
-        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config);
+        ledger::writer::spawn_writer(log.clone(), projections::LedgerState::default(), config());
     let (mut states, stop, runner) = follow(log.clone(), &writer);
     write_project(&writer).await;
     let failed = writer

@@ -45,21 +45,14 @@ fn write(out: &mut Vec<u8>, r: &EventRecord) -> Option<()> {
     out.extend_from_slice(&r.ts_ms.to_be_bytes());
     put_str(out, r.ledger.as_str())?;
     put_str(out, r.actor.as_str())?;
-    match &r.token_issuer {
-        None => out.push(0),
-        Some(issuer) => {
-            out.push(1);
-            put_str(out, issuer.as_str())?;
-        }
-    }
-    match &r.idempotency {
-        None => out.push(0),
-        Some(i) => {
-            out.push(1);
-            put_str(out, &i.key)?;
-            out.extend_from_slice(i.command_sha256.as_bytes());
-        }
-    }
+    put_opt(out, r.token_issuer.as_ref(), |out, issuer| {
+        put_str(out, issuer.as_str())
+    })?;
+    put_opt(out, r.idempotency.as_ref(), |out, i| {
+        put_str(out, &i.key)?;
+        out.extend_from_slice(i.command_sha256.as_bytes());
+        Some(())
+    })?;
     match &r.body {
         EventBody::DonationReceived(d) => {
             out.push(GIFT);
@@ -71,21 +64,14 @@ fn write(out: &mut Vec<u8>, r: &EventRecord) -> Option<()> {
             out.extend_from_slice(d.currency.as_str().as_bytes());
             put_str(out, d.donor_ref.as_str())?;
             out.extend_from_slice(&d.fee_minor.to_be_bytes());
-            match d.pledge_seq {
-                None => out.push(0),
-                Some(seq) => {
-                    out.push(1);
-                    out.extend_from_slice(&seq.to_be_bytes());
-                }
-            }
+            put_opt(out, d.pledge_seq, |out, seq| {
+                out.extend_from_slice(&seq.to_be_bytes());
+                Some(())
+            })?;
             put_str(out, d.project.as_str())?;
-            match &d.public_name {
-                None => out.push(0),
-                Some(name) => {
-                    out.push(1);
-                    put_str(out, name.as_str())?;
-                }
-            }
+            put_opt(out, d.public_name.as_ref(), |out, name| {
+                put_str(out, name.as_str())
+            })?;
             put_str(out, &d.receipt_code)
         }
         EventBody::MatchAllocated(m) => {
@@ -96,6 +82,24 @@ fn write(out: &mut Vec<u8>, r: &EventRecord) -> Option<()> {
             put_str(out, m.project.as_str())
         }
         _ => None,
+    }
+}
+
+/// `x?`: a byte 0 for `None`, or 1 and what `put` writes of the value.
+fn put_opt<T>(
+    out: &mut Vec<u8>,
+    value: Option<T>,
+    put: impl FnOnce(&mut Vec<u8>, T) -> Option<()>,
+) -> Option<()> {
+    match value {
+        None => {
+            out.push(0);
+            Some(())
+        }
+        Some(v) => {
+            out.push(1);
+            put(out, v)
+        }
     }
 }
 
@@ -120,17 +124,13 @@ fn read(seq: u64, r: &mut Reader<'_>) -> Result<EventRecord, String> {
     let ts_ms = r.u64()?;
     let ledger = r.id()?;
     let actor = r.id()?;
-    let token_issuer = match r.flag()? {
-        false => None,
-        true => Some(r.id()?),
-    };
-    let idempotency = match r.flag()? {
-        false => None,
-        true => Some(Idempotency {
+    let token_issuer = r.opt(Reader::id)?;
+    let idempotency = r.opt(|r| {
+        Ok(Idempotency {
             key: r.str()?.to_owned(),
             command_sha256: Hash(r.array()?),
-        }),
-    };
+        })
+    })?;
     let body = match r.u8()? {
         GIFT => EventBody::DonationReceived(DonationReceived {
             amount_minor: r.amount()?,
@@ -146,15 +146,9 @@ fn read(seq: u64, r: &mut Reader<'_>) -> Result<EventRecord, String> {
             },
             donor_ref: r.id()?,
             fee_minor: r.u64()?,
-            pledge_seq: match r.flag()? {
-                false => None,
-                true => Some(r.u64()?),
-            },
+            pledge_seq: r.opt(Reader::u64)?,
             project: r.id()?,
-            public_name: match r.flag()? {
-                false => None,
-                true => Some(Text::new(r.str()?).map_err(|e| e.to_string())?),
-            },
+            public_name: r.opt(|r| Text::new(r.str()?).map_err(|e| e.to_string()))?,
             receipt_code: r.str()?.to_owned(),
         }),
         MATCH => EventBody::MatchAllocated(MatchAllocated {
@@ -204,6 +198,17 @@ impl<'a> Reader<'a> {
             0 => Ok(false),
             1 => Ok(true),
             other => Err(format!("a flag byte of {other}")),
+        }
+    }
+
+    /// `x?`: `None` after a byte 0, what `read` reads after a byte 1.
+    fn opt<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        match self.flag()? {
+            false => Ok(None),
+            true => read(self).map(Some),
         }
     }
 

@@ -131,27 +131,9 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next event. `None` when the stream has ended; an error ends it. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<SealedEvent, StoreError>> {
-        if let Some(e) = self.buffered.pop_front() {
-            return Some(Ok(e));
-        }
-        if let Some(e) = self.ended.take() {
-            return Some(Err(e));
-        }
-        match self.rx.recv().await? {
-            Ok(page) => {
-                self.buffered.extend(page);
-                self.buffered.pop_front().map(Ok)
-            }
-            Err(e) => Some(Err(e)),
-        }
-    }
-
-    /// The next events in order: waits for one, then takes what else is already there, up
-    /// to `max` (at least one). `None` when the stream has ended; an error ends it.
-    /// Cancel-safe.
-    pub async fn recv_page(&mut self, max: usize) -> Option<Result<Vec<SealedEvent>, StoreError>> {
+    /// Waits until events are buffered: `Some(Ok)` then, `None` when the stream has ended,
+    /// the error that ended it otherwise. Cancel-safe: nothing changes until a page arrives.
+    async fn fill(&mut self) -> Option<Result<(), StoreError>> {
         if self.buffered.is_empty() {
             if let Some(e) = self.ended.take() {
                 return Some(Err(e));
@@ -160,6 +142,24 @@ impl Subscription {
                 Ok(page) => self.buffered.extend(page),
                 Err(e) => return Some(Err(e)),
             }
+        }
+        Some(Ok(()))
+    }
+
+    /// The next event. `None` when the stream has ended; an error ends it. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<SealedEvent, StoreError>> {
+        if let Err(e) = self.fill().await? {
+            return Some(Err(e));
+        }
+        self.buffered.pop_front().map(Ok)
+    }
+
+    /// The next events in order: waits for one, then takes what else is already there, up
+    /// to `max` (at least one). `None` when the stream has ended; an error ends it.
+    /// Cancel-safe.
+    pub async fn recv_page(&mut self, max: usize) -> Option<Result<Vec<SealedEvent>, StoreError>> {
+        if let Err(e) = self.fill().await? {
+            return Some(Err(e));
         }
         let max = max.max(1);
         while self.buffered.len() < max && self.ended.is_none() {
@@ -292,6 +292,16 @@ pub(crate) fn decode_event(
             other => other,
         })
     })?;
+    check_stored(seq, stored_hash, event)
+}
+
+/// `event`, read back from where `seq` is stored beside `stored_hash`, once its hash and
+/// its position are those.
+pub(crate) fn check_stored(
+    seq: u64,
+    stored_hash: Hash,
+    event: SealedEvent,
+) -> Result<SealedEvent, StoreError> {
     if event.hash() != stored_hash {
         return Err(StoreError::Corrupt(ChainError::HashMismatch {
             seq,

@@ -43,8 +43,8 @@ use tokio::sync::watch;
 
 use super::merkle::{leaf_hashes, PersistedTree, TILE_KEY_PREFIX, TILE_NODES};
 use super::{
-    check_continues, check_limit, decode_event, EventLog, Head, StoreError, READ_EVENTS_MAX,
-    READ_HASHES_MAX,
+    check_continues, check_limit, check_stored, decode_event, EventLog, Head, StoreError,
+    READ_EVENTS_MAX, READ_HASHES_MAX,
 };
 
 /// The largest chunk record in bytes, unless one event alone is larger (at most 8 KiB plus
@@ -748,14 +748,7 @@ fn decode_stored(
         .map_err(malformed)?
         .seal()
         .map_err(|e| malformed(e.to_string()))?;
-    if event.hash() != stored_hash {
-        return Err(StoreError::Corrupt(ChainError::HashMismatch {
-            seq,
-            declared: stored_hash,
-            computed: event.hash(),
-        }));
-    }
-    Ok(event)
+    check_stored(seq, stored_hash, event)
 }
 
 /// Finds the head and re-checks the last [`TAIL_CHECK_EVENTS`] events.
